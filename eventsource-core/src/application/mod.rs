@@ -1,0 +1,3 @@
+//! The application layer: the repository that replays, decides and appends.
+
+pub mod repository;

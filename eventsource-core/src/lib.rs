@@ -1,0 +1,156 @@
+//! # eventsource
+//!
+//! Event sourcing for Rust: every change to an aggregate is stored as an immutable, versioned
+//! event, and the aggregate's state is rebuilt by replaying them.
+//!
+//! You write plain structs. `#[derive(Event)]` gives each event a stored name, a schema version
+//! and an upcaster chain that decodes payloads stored at older versions; `#[derive(Aggregate)]`
+//! writes the aggregate's event enum and the dispatch to your [`Apply`] impls. Mistakes that would
+//! make stored events undecodable are compile errors.
+//!
+//! ```
+//! use eventsource_core::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+//! struct Opened { owner: String }
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+//! struct Deposited { amount: u64 }
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+//! struct Withdrawn { amount: u64 }
+//!
+//! #[derive(Aggregate, Default, Debug)]
+//! #[aggregate(events(Opened, Deposited, Withdrawn))]
+//! struct Account { owner: String, balance: u64 }
+//!
+//! impl Apply<Opened> for Account {
+//!     fn apply(&mut self, e: &Opened) { self.owner = e.owner.clone(); }
+//! }
+//! impl Apply<Deposited> for Account {
+//!     fn apply(&mut self, e: &Deposited) { self.balance += e.amount; }
+//! }
+//! impl Apply<Withdrawn> for Account {
+//!     fn apply(&mut self, e: &Withdrawn) { self.balance -= e.amount; }
+//! }
+//!
+//! #[derive(Debug, PartialEq)]
+//! struct Overdrawn { balance: u64 }
+//!
+//! impl Account {
+//!     fn withdraw(&self, amount: u64) -> Result<Withdrawn, Overdrawn> {
+//!         if amount > self.balance { return Err(Overdrawn { balance: self.balance }) }
+//!         Ok(Withdrawn { amount })
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let accounts = Repository::<Account, _>::new(MemoryStore::new());
+//! let id = accounts.create(Opened { owner: "Ada".into() }).await?;
+//! accounts.execute(id, |_| Ok::<_, Overdrawn>(Deposited { amount: 100 })).await.unwrap();
+//! accounts.execute(id, |acct| acct.withdraw(30)).await.unwrap();
+//!
+//! // The domain refuses an overdraft; nothing is written.
+//! let refused = accounts.execute(id, |acct| acct.withdraw(500)).await;
+//! assert!(matches!(refused, Err(CommandError::Rejected(Overdrawn { balance: 70 }))));
+//!
+//! let now = accounts.get(id).await?;
+//! assert_eq!((now.owner.as_str(), now.balance, now.version()), ("Ada", 70, 3));
+//! let then = accounts.get_at(id, 2).await?;          // time travel: the state at version 2
+//! assert_eq!(then.balance, 100);
+//! # Ok::<_, eventsource_core::Error>(()) }).unwrap();
+//! ```
+//!
+//! ## Layers
+//! - [`domain`]: [`Event`], [`Aggregate`], [`Apply`], ids.
+//! - [`application`]: the [`Repository`].
+//! - [`persistence`]: the stored records, [`Codec`]s and the [`EventStore`] contract.
+//! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
+//! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod application;
+pub mod domain;
+pub mod error;
+pub mod persistence;
+pub mod registry;
+pub mod stores;
+
+pub use application::repository::{CommandError, Loaded, Recorded, Repository};
+pub use domain::aggregate::{Aggregate, Apply};
+pub use domain::event::{Event, EventEnum, IntoEvents, UpcastFn};
+pub use domain::id::{id_from_name, new_id};
+pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
+pub use persistence::codec::{Codec, Json};
+pub use persistence::record::{
+    AppendBatch, LogQuery, Metadata, NewEvent, Snapshot, StoredEvent, StreamAppend, StreamRange,
+    Tracking,
+};
+pub use persistence::store::{EventStore, EventStream};
+pub use stores::memory::MemoryStore;
+
+pub use async_trait::async_trait;
+pub use uuid::Uuid;
+
+/// `#[derive(Event)]`: see [`Event`].
+#[cfg(feature = "derive")]
+pub use eventsource_derive::Event;
+
+/// `#[derive(Aggregate)]`: see [`Aggregate`].
+#[cfg(feature = "derive")]
+pub use eventsource_derive::Aggregate;
+
+/// Everything a domain module needs: `use eventsource_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Aggregate, Apply, CommandError, Event, EventEnum, EventStore, IntoEvents, Json, Loaded,
+        MemoryStore, Repository, UpcastError, Uuid,
+    };
+}
+
+/// What the derives' generated code uses. Not public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::domain::event::decode_through_steps;
+    pub use crate::registry::{AggregateRegistration, EventRegistration};
+    pub use core::convert::From;
+    pub use core::option::Option;
+    pub use core::result::Result;
+    pub use inventory;
+    pub use serde;
+    pub use serde_json;
+    pub use std::boxed::Box;
+    pub use std::vec;
+    pub use std::vec::Vec;
+
+    /// Compares two strings in a const context (for the derives' compile-time name checks).
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Requires the event payload bounds at the span of the user's struct.
+    pub const fn assert_payload<T: serde::Serialize + serde::de::DeserializeOwned>() {}
+
+    /// Decodes a stored event as `E` and re-encodes it as JSON (for the registry).
+    pub fn decode_json<E: crate::Event>(
+        schema_version: u32,
+        payload: &[u8],
+    ) -> Result<serde_json::Value, crate::DecodeError> {
+        let event = E::decode_stored(&crate::Json, schema_version, payload)?;
+        serde_json::to_value(&event)
+            .map_err(|e| crate::DecodeError::Payload(crate::CodecError::new("json", e)))
+    }
+}

@@ -1,0 +1,5 @@
+//! Persistence: the stored record, codecs and the store contract.
+
+pub mod codec;
+pub mod record;
+pub mod store;

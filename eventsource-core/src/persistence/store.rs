@@ -1,0 +1,93 @@
+//! The store contract every backend implements.
+
+use futures_core::stream::BoxStream;
+use uuid::Uuid;
+
+use super::record::{AppendBatch, LogQuery, Snapshot, StoredEvent, StreamRange};
+use crate::error::Result;
+
+/// A stream of stored events, read lazily (a store need not hold a whole stream in memory).
+pub type EventStream<'a> = BoxStream<'a, Result<StoredEvent>>;
+
+/// An event store: streams of events with optimistic concurrency, a global log, snapshots and
+/// tracking records.
+///
+/// The conformance suite (feature `testing`) checks every rule below against a real store.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends events to any number of streams in one atomic transaction.
+    ///
+    /// For each stream the first event gets version `expected_version + 1`. If any stream is not
+    /// at its expected version, the whole batch fails with [`Error::Conflict`] naming the stream,
+    /// the expected and the actual version, and nothing is written. A stream listed twice fails
+    /// with [`Error::DuplicateStreamInBatch`]. A tracking record whose position is not greater
+    /// than the recorded one fails with [`Error::TrackingConflict`], again writing nothing.
+    ///
+    /// Returns the global position of the last event written (or the current last position if
+    /// the batch held no events).
+    ///
+    /// [`Error::Conflict`]: crate::Error::Conflict
+    /// [`Error::DuplicateStreamInBatch`]: crate::Error::DuplicateStreamInBatch
+    /// [`Error::TrackingConflict`]: crate::Error::TrackingConflict
+    async fn append(&self, batch: AppendBatch) -> Result<u64>;
+
+    /// Reads a stream's events in `range`, oldest first unless the range says backwards. An
+    /// unknown stream reads empty.
+    fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_>;
+
+    /// The stream's current version (0 for an unknown stream).
+    async fn stream_version(&self, stream_id: Uuid) -> Result<u64>;
+
+    /// Reads the global log: events with `position > query.after`, in position order, at most
+    /// `query.limit`. A follower that pages with the last position it saw never skips an event,
+    /// even one committed late by a concurrent writer.
+    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>>;
+
+    /// The position of the newest event a follower can read (0 for an empty store).
+    async fn last_position(&self) -> Result<u64>;
+
+    /// Saves a snapshot (replacing one at the same stream and version).
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()>;
+
+    /// Loads the newest snapshot of a stream, or the newest at or below `at_or_below`.
+    async fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>>;
+
+    /// The last position recorded for a tracker (0 if it has none).
+    async fn tracking_position(&self, tracker: &str) -> Result<u64>;
+}
+
+#[async_trait::async_trait]
+impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
+    async fn append(&self, batch: AppendBatch) -> Result<u64> {
+        (**self).append(batch).await
+    }
+    fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
+        (**self).read_stream(stream_id, range)
+    }
+    async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
+        (**self).stream_version(stream_id).await
+    }
+    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>> {
+        (**self).read_log(query).await
+    }
+    async fn last_position(&self) -> Result<u64> {
+        (**self).last_position().await
+    }
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        (**self).save_snapshot(snapshot).await
+    }
+    async fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>> {
+        (**self).load_snapshot(stream_id, at_or_below).await
+    }
+    async fn tracking_position(&self, tracker: &str) -> Result<u64> {
+        (**self).tracking_position(tracker).await
+    }
+}

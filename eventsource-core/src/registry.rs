@@ -1,0 +1,287 @@
+//! The registry of every event and aggregate type linked into the program.
+//!
+//! Each `#[derive(Event)]` and `#[derive(Aggregate)]` submits a registration through
+//! [`inventory`]. What one macro expansion can't see — two types claiming the same stored name and
+//! version, an aggregate listing an event that no type registers — is checked here. Call
+//! [`validate`] from a test so such a mistake fails the build's test run:
+//!
+//! ```
+//! eventsource_core::registry::validate().expect("event registry is consistent");
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::error::DecodeError;
+
+/// A registered event type (submitted by `#[derive(Event)]`).
+#[derive(Debug)]
+pub struct EventRegistration {
+    /// The stored name.
+    pub name: &'static str,
+    /// The schema version this type writes.
+    pub version: u32,
+    /// The Rust type, as `module::Type`.
+    pub type_name: &'static str,
+    /// Decodes a JSON payload stored at any version this type can upcast from, and returns it
+    /// re-encoded as JSON at this type's version.
+    pub decode_json: fn(u32, &[u8]) -> Result<serde_json::Value, DecodeError>,
+}
+
+/// A registered aggregate type (submitted by `#[derive(Aggregate)]`).
+#[derive(Debug)]
+pub struct AggregateRegistration {
+    /// The aggregate's name.
+    pub name: &'static str,
+    /// The Rust type, as `module::Type`.
+    pub type_name: &'static str,
+    /// The stored names and versions of the events it lists.
+    pub events: &'static [(&'static str, u32)],
+}
+
+inventory::collect!(EventRegistration);
+inventory::collect!(AggregateRegistration);
+
+/// Every registered event type.
+pub fn events() -> impl Iterator<Item = &'static EventRegistration> {
+    inventory::iter::<EventRegistration>.into_iter()
+}
+
+/// Every registered aggregate type.
+pub fn aggregates() -> impl Iterator<Item = &'static AggregateRegistration> {
+    inventory::iter::<AggregateRegistration>.into_iter()
+}
+
+/// The registered type that writes events named `name` (the newest version if several types
+/// share the name, as a chain of versions does).
+pub fn event(name: &str) -> Option<&'static EventRegistration> {
+    events()
+        .filter(|e| e.name == name)
+        .max_by_key(|e| e.version)
+}
+
+/// Decodes a stored event to JSON at its newest version, by name, without knowing its aggregate.
+/// For tools: log viewers, exporters, projections written against JSON.
+pub fn decode_to_json(
+    name: &str,
+    schema_version: u32,
+    payload: &[u8],
+) -> Result<serde_json::Value, DecodeError> {
+    match event(name) {
+        Some(registration) => (registration.decode_json)(schema_version, payload),
+        None => {
+            let mut known: Vec<&'static str> = events().map(|e| e.name).collect();
+            known.sort_unstable();
+            known.dedup();
+            Err(DecodeError::UnknownEvent {
+                name: name.to_owned(),
+                known,
+            })
+        }
+    }
+}
+
+/// One inconsistency in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Several types write the same stored name and version: stored events would be ambiguous.
+    DuplicateEvent {
+        /// The stored name.
+        name: &'static str,
+        /// The schema version.
+        version: u32,
+        /// The types that claim it.
+        types: Vec<&'static str>,
+    },
+    /// Several aggregate types share a name.
+    DuplicateAggregate {
+        /// The aggregate name.
+        name: &'static str,
+        /// The types that claim it.
+        types: Vec<&'static str>,
+    },
+    /// An aggregate lists an event that no registered type writes.
+    UnregisteredEvent {
+        /// The aggregate's type.
+        aggregate: &'static str,
+        /// The event's stored name.
+        name: &'static str,
+        /// The event's version.
+        version: u32,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::DuplicateEvent {
+                name,
+                version,
+                types,
+            } => write!(
+                f,
+                "event `{name}` version {version} is written by {} types ({}); give each a distinct `#[event(name = \"…\")]` or version",
+                types.len(),
+                types.join(", ")
+            ),
+            Problem::DuplicateAggregate { name, types } => write!(
+                f,
+                "aggregate name `{name}` is used by {} types ({}); set `#[aggregate(name = \"…\")]` on all but one",
+                types.len(),
+                types.join(", ")
+            ),
+            Problem::UnregisteredEvent {
+                aggregate,
+                name,
+                version,
+            } => write!(
+                f,
+                "aggregate `{aggregate}` lists event `{name}` version {version}, but no type registers it; derive `Event` for it"
+            ),
+        }
+    }
+}
+
+/// Every problem found by [`validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the event registry has {} problem(s):", self.0.len())?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Checks the whole registry and returns every problem at once.
+pub fn validate() -> Result<(), Problems> {
+    check(events(), aggregates())
+}
+
+fn check<'a>(
+    events: impl Iterator<Item = &'a EventRegistration>,
+    aggregates: impl Iterator<Item = &'a AggregateRegistration>,
+) -> Result<(), Problems> {
+    let mut problems = Vec::new();
+    let mut by_key: BTreeMap<(&'static str, u32), Vec<&'static str>> = BTreeMap::new();
+    for event in events {
+        by_key
+            .entry((event.name, event.version))
+            .or_default()
+            .push(event.type_name);
+    }
+    for ((name, version), types) in &by_key {
+        if types.len() > 1 {
+            problems.push(Problem::DuplicateEvent {
+                name,
+                version: *version,
+                types: types.clone(),
+            });
+        }
+    }
+    let mut aggregate_names: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+    for aggregate in aggregates {
+        aggregate_names
+            .entry(aggregate.name)
+            .or_default()
+            .push(aggregate.type_name);
+        for &(name, version) in aggregate.events {
+            if !by_key.contains_key(&(name, version)) {
+                problems.push(Problem::UnregisteredEvent {
+                    aggregate: aggregate.type_name,
+                    name,
+                    version,
+                });
+            }
+        }
+    }
+    for (name, types) in aggregate_names {
+        if types.len() > 1 {
+            problems.push(Problem::DuplicateAggregate { name, types });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_decode(_: u32, _: &[u8]) -> Result<serde_json::Value, DecodeError> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn event(name: &'static str, version: u32, type_name: &'static str) -> EventRegistration {
+        EventRegistration {
+            name,
+            version,
+            type_name,
+            decode_json: no_decode,
+        }
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let events = [
+            event("Opened", 1, "a::Opened"),
+            event("Opened", 1, "b::Opened"),
+            event("Closed", 1, "a::Closed"),
+        ];
+        let aggregates = [
+            AggregateRegistration {
+                name: "Account",
+                type_name: "a::Account",
+                events: &[("Opened", 1), ("Frozen", 2)],
+            },
+            AggregateRegistration {
+                name: "Account",
+                type_name: "b::Account",
+                events: &[("Closed", 1)],
+            },
+        ];
+        let problems = check(events.iter(), aggregates.iter()).unwrap_err();
+        assert_eq!(
+            problems.0,
+            vec![
+                Problem::DuplicateEvent {
+                    name: "Opened",
+                    version: 1,
+                    types: vec!["a::Opened", "b::Opened"]
+                },
+                Problem::UnregisteredEvent {
+                    aggregate: "a::Account",
+                    name: "Frozen",
+                    version: 2
+                },
+                Problem::DuplicateAggregate {
+                    name: "Account",
+                    types: vec!["a::Account", "b::Account"]
+                },
+            ]
+        );
+        let text = problems.to_string();
+        assert!(text.contains("3 problem(s)"), "{text}");
+        assert!(text.contains("derive `Event`"), "{text}");
+    }
+
+    #[test]
+    fn a_consistent_registry_passes() {
+        let events = [event("Opened", 1, "a::Opened")];
+        let aggregates = [AggregateRegistration {
+            name: "Account",
+            type_name: "a::Account",
+            events: &[("Opened", 1)],
+        }];
+        assert_eq!(check(events.iter(), aggregates.iter()), Ok(()));
+    }
+}

@@ -1,0 +1,244 @@
+//! An in-memory store: for tests, examples and caches of nothing. Everything is lost on drop.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::persistence::record::{AppendBatch, LogQuery, Snapshot, StoredEvent, StreamRange};
+use crate::persistence::store::{EventStore, EventStream};
+
+/// How many events a stream read copies out per lock acquisition.
+const READ_CHUNK: usize = 1024;
+
+/// An event store in process memory.
+///
+/// ```
+/// # tokio_test_block(async {
+/// use eventsource_core::{AppendBatch, EventStore, MemoryStore, NewEvent, StreamRange};
+/// use futures_util::TryStreamExt;
+///
+/// let store = MemoryStore::new();
+/// let id = uuid::Uuid::now_v7();
+/// let event = NewEvent { name: "Opened".into(), schema_version: 1, payload: b"{}".to_vec(), metadata: Default::default() };
+/// store.append(AppendBatch::single(id, 0, vec![event])).await.unwrap();
+/// let events: Vec<_> = store.read_stream(id, StreamRange::all()).try_collect().await.unwrap();
+/// assert_eq!(events[0].version, 1);
+/// # });
+/// # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The global log; an event's position is its index + 1.
+    log: Vec<StoredEvent>,
+    /// For each stream, the log indexes of its events in version order.
+    streams: HashMap<Uuid, Vec<usize>>,
+    snapshots: HashMap<Uuid, BTreeMap<u64, Snapshot>>,
+    tracking: HashMap<String, u64>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // A panic while holding the lock can only happen before any mutation (every check runs
+    // first), so the data behind a poisoned lock is still consistent.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn version(&self, stream: &Uuid) -> u64 {
+        self.streams.get(stream).map_or(0, |s| s.len() as u64)
+    }
+
+    /// Copies up to `READ_CHUNK` events of `stream` in `range`, continuing after `cursor`
+    /// (the last version returned, 0/None at the start).
+    fn read_chunk(
+        &self,
+        stream: &Uuid,
+        range: &StreamRange,
+        cursor: Option<u64>,
+        remaining: usize,
+    ) -> Vec<StoredEvent> {
+        let Some(indexes) = self.streams.get(stream) else {
+            return Vec::new();
+        };
+        let len = indexes.len() as u64;
+        let lo = range.from.max(1);
+        let hi = range.to.unwrap_or(len).min(len);
+        if lo > hi {
+            return Vec::new();
+        }
+        let take = remaining.min(READ_CHUNK);
+        let pick = |v: u64| self.log[indexes[(v - 1) as usize]].clone();
+        if range.backwards {
+            let start = cursor.map_or(hi, |c| c.saturating_sub(1));
+            if start < lo {
+                return Vec::new();
+            }
+            (lo..=start).rev().take(take).map(pick).collect()
+        } else {
+            let start = cursor.map_or(lo, |c| c + 1);
+            if start > hi {
+                return Vec::new();
+            }
+            (start..=hi).take(take).map(pick).collect()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for MemoryStore {
+    async fn append(&self, batch: AppendBatch) -> Result<u64> {
+        let mut inner = self.write();
+        let mut seen = HashSet::with_capacity(batch.streams.len());
+        for append in &batch.streams {
+            if !seen.insert(append.stream_id) {
+                return Err(Error::DuplicateStreamInBatch {
+                    stream: append.stream_id,
+                });
+            }
+            let actual = inner.version(&append.stream_id);
+            if actual != append.expected_version {
+                return Err(Error::Conflict {
+                    stream: append.stream_id,
+                    expected: append.expected_version,
+                    actual,
+                });
+            }
+        }
+        if let Some(tracking) = &batch.tracking {
+            let recorded = inner.tracking.get(&tracking.tracker).copied().unwrap_or(0);
+            if tracking.position <= recorded {
+                return Err(Error::TrackingConflict {
+                    tracker: tracking.tracker.clone(),
+                    position: tracking.position,
+                    recorded,
+                });
+            }
+        }
+        let now = SystemTime::now();
+        for append in batch.streams {
+            for (offset, event) in append.events.into_iter().enumerate() {
+                let index = inner.log.len();
+                inner.log.push(StoredEvent {
+                    stream_id: append.stream_id,
+                    version: append.expected_version + offset as u64 + 1,
+                    name: event.name,
+                    schema_version: event.schema_version,
+                    payload: event.payload,
+                    metadata: event.metadata,
+                    recorded_at: now,
+                    position: index as u64 + 1,
+                });
+                inner
+                    .streams
+                    .entry(append.stream_id)
+                    .or_default()
+                    .push(index);
+            }
+        }
+        if let Some(tracking) = batch.tracking {
+            inner.tracking.insert(tracking.tracker, tracking.position);
+        }
+        Ok(inner.log.len() as u64)
+    }
+
+    fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
+        let remaining = range.limit.unwrap_or(usize::MAX);
+        let state = (
+            None::<u64>,
+            remaining,
+            Vec::<StoredEvent>::new().into_iter(),
+        );
+        Box::pin(futures_util::stream::unfold(
+            state,
+            move |(mut cursor, mut remaining, mut buffer)| async move {
+                loop {
+                    if let Some(event) = buffer.next() {
+                        return Some((Ok(event), (cursor, remaining, buffer)));
+                    }
+                    if remaining == 0 {
+                        return None;
+                    }
+                    let chunk = self
+                        .read()
+                        .read_chunk(&stream_id, &range, cursor, remaining);
+                    let last = chunk.last()?.version;
+                    cursor = Some(last);
+                    remaining -= chunk.len();
+                    buffer = chunk.into_iter();
+                }
+            },
+        ))
+    }
+
+    async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
+        Ok(self.read().version(&stream_id))
+    }
+
+    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>> {
+        let inner = self.read();
+        let start = usize::try_from(query.after)
+            .unwrap_or(usize::MAX)
+            .min(inner.log.len());
+        let events = inner.log[start..]
+            .iter()
+            .filter(|e| query.names.is_empty() || query.names.contains(&e.name))
+            .take(query.limit)
+            .cloned()
+            .collect();
+        Ok(events)
+    }
+
+    async fn last_position(&self) -> Result<u64> {
+        Ok(self.read().log.len() as u64)
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let mut inner = self.write();
+        inner
+            .snapshots
+            .entry(snapshot.stream_id)
+            .or_default()
+            .insert(snapshot.version, snapshot);
+        Ok(())
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>> {
+        let inner = self.read();
+        let Some(snapshots) = inner.snapshots.get(&stream_id) else {
+            return Ok(None);
+        };
+        let found = match at_or_below {
+            Some(version) => snapshots.range(..=version).next_back(),
+            None => snapshots.iter().next_back(),
+        };
+        Ok(found.map(|(_, s)| s.clone()))
+    }
+
+    async fn tracking_position(&self, tracker: &str) -> Result<u64> {
+        Ok(self.read().tracking.get(tracker).copied().unwrap_or(0))
+    }
+}

@@ -1,0 +1,3 @@
+//! Store backends: one module each, the optional ones behind cargo features.
+
+pub mod memory;

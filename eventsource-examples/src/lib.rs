@@ -1,0 +1,1 @@
+//! Shared domain code for the example programs.
