@@ -5,7 +5,7 @@
 //! version, an aggregate listing an event that no type registers — is checked here. Call
 //! [`validate`] from a test so such a mistake fails the build's test run:
 //!
-//! ```
+//! ```rust,standalone_crate
 //! eventsource_core::registry::validate().expect("event registry is consistent");
 //! ```
 

@@ -1,10 +1,98 @@
-//! placeholder
+//! Derive macros for [`eventsource-core`](https://docs.rs/eventsource-core). Depend on
+//! `eventsource-core` (which re-exports these behind its default `derive` feature) rather than on
+//! this crate: the generated code refers to `::eventsource_core`.
+//!
+//! The macros are a pipeline of small stages: [`attr`](crate) parses one attribute at a time,
+//! `ast` builds the model, `check` runs the cross-cutting checks, and one module generates each
+//! thing (`event`, `upcast`, `event_enum`, `apply`, `register`). Every error is collected and
+//! reported at once, on the tokens that caused it; after an error, stand-in impls are emitted so
+//! one mistake doesn't cascade into many.
+
 use proc_macro::TokenStream;
+use quote::quote;
+
+mod apply;
+mod ast;
+mod attr;
+mod check;
+mod ctxt;
+mod event;
+mod event_enum;
+mod register;
+mod upcast;
+
+/// Derives `eventsource_core::Event`: the stored name, the schema version, the versioned
+/// decoder (upcaster chain) and a registry entry.
+///
+/// ```text
+/// #[event(
+///     name = "Deposited",                       // stored name; default: the type's name
+///     version = 3,                              // schema version, from 1; default 1
+///     upcast_from = DepositedV2,                // typed step: older versions decode as
+///                                               //   DepositedV2, then `From` converts
+///     upcast(from = 1, with = path::to::fn),    // or function steps over the stored JSON
+///     crate = "my_reexport::eventsource_core",  // when eventsource is re-exported
+/// )]
+/// ```
+///
+/// Checked while compiling: the version is not 0; the upcaster chain covers every older version
+/// exactly once; a typed step is the previous version of the same name; the type is
+/// `Serialize + DeserializeOwned`. See `eventsource_core::Event` for a runnable example.
 #[proc_macro_derive(Event, attributes(event))]
-pub fn derive_event(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    let cx = ctxt::Ctxt::new();
+    let mut model = ast::EventModel::from_input(&cx, &input);
+    check::event(&cx, &mut model);
+    match cx.check() {
+        Ok(()) => event::expand(&model).into(),
+        Err(errors) => {
+            let errors = errors.to_compile_error();
+            let fallback = event::fallback(&model.ident, &model.krate);
+            quote!(#errors #fallback).into()
+        }
+    }
 }
+
+/// Derives `eventsource_core::Aggregate`: the event enum (`{Type}Event` by default) with a
+/// variant, a `From` impl and `IntoEvents` per event, encode/decode dispatch by stored name,
+/// `apply` dispatch to your `Apply<E>` impls, and a registry entry.
+///
+/// ```text
+/// #[aggregate(
+///     events(Opened, Deposited, Withdrawn),   // required: the events, in any order
+///     name = "BankAccount",                   // default: the type's name
+///     event_enum = AccountEvent,              // default: `{Type}Event`
+///     crate = "my_reexport::eventsource_core",
+/// )]
+/// ```
+///
+/// Checked while compiling: each listed type is an `Event` with an `Apply` impl on the aggregate;
+/// no two events share a stored name or a variant name. The event types must implement `Debug`
+/// and `Clone` (the enum derives both). See `eventsource_core::Aggregate`.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
-pub fn derive_aggregate(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    let cx = ctxt::Ctxt::new();
+    let mut model = ast::AggregateModel::from_input(&cx, &input);
+    check::aggregate(&cx, &mut model);
+    match cx.check() {
+        Ok(()) => {
+            let event_enum = event_enum::expand(&model);
+            let apply = apply::expand(&model);
+            let registration = register::aggregate(&model);
+            quote! {
+                #event_enum
+                #apply
+                const _: () = { #registration };
+            }
+            .into()
+        }
+        Err(errors) => {
+            let errors = errors.to_compile_error();
+            let event_enum = event_enum::fallback(&model.vis, &model.event_enum, &model.krate);
+            let apply = apply::fallback(&model.ident, &model.event_enum, &model.krate);
+            quote!(#errors #event_enum #apply).into()
+        }
+    }
 }

@@ -32,6 +32,11 @@ use crate::persistence::codec::Codec;
 /// let old = Deposited::decode_stored(&Json, 1, br#"{"amount":5}"#).unwrap();
 /// assert_eq!(old, Deposited { amount: 5, currency: "EUR".into() });
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "`{Self}` does not implement `Event`",
+    note = "derive it: `#[derive(Event, Serialize, Deserialize)]` on `{Self}`"
+)]
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The name the event is stored under. Defaults to the type's name.
     const NAME: &'static str;

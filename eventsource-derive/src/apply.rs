@@ -1,0 +1,53 @@
+//! `impl Aggregate`: the name, the event enum, and `apply` dispatch to the `Apply<E>` impls.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+
+use crate::ast::{AggregateModel, span_of};
+
+pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
+    let krate = &model.krate;
+    let ident = &model.ident;
+    let name = &model.name;
+    let enum_ident = &model.event_enum;
+    let arms = model.events.iter().map(|e| {
+        let (variant, path) = (&e.variant, &e.path);
+        // Spanned on the listed event: a missing `Apply<E>` impl is reported there, with the
+        // `#[diagnostic::on_unimplemented]` message of `Apply` naming the impl to write.
+        let call =
+            quote_spanned!(span_of(path)=> <Self as #krate::Apply<#path>>::apply(self, event));
+        quote!(#enum_ident::#variant(event) => #call,)
+    });
+    quote! {
+        #[automatically_derived]
+        impl #krate::Aggregate for #ident {
+            const NAME: &'static str = #name;
+            type Event = #enum_ident;
+
+            fn apply(&mut self, event: &#enum_ident) {
+                match event {
+                    #(#arms)*
+                }
+            }
+        }
+    }
+}
+
+/// `impl Aggregate` over the empty fallback enum, for an input with errors.
+pub(crate) fn fallback(
+    ident: &syn::Ident,
+    enum_ident: &syn::Ident,
+    krate: &syn::Path,
+) -> TokenStream {
+    let name = ident.to_string();
+    quote! {
+        #[automatically_derived]
+        impl #krate::Aggregate for #ident {
+            const NAME: &'static str = #name;
+            type Event = #enum_ident;
+            fn apply(&mut self, event: &#enum_ident) {
+                match *event {}
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The derive input turned into our own model, each node keeping the span it came from.
+
+use proc_macro2::Span;
+use quote::quote;
+use syn::spanned::Spanned as _;
+
+use crate::attr::{self, Spanned};
+use crate::ctxt::Ctxt;
+
+/// How a `#[derive(Event)]` type decodes payloads stored at older schema versions.
+pub(crate) enum Chain {
+    /// Version 1 (or a malformed chain already reported): only this version decodes.
+    None,
+    /// `upcast_from = Previous`: older versions decode as `Previous`, then `From` converts.
+    Typed(syn::Path),
+    /// `upcast(from = K, with = f)`: functions over the stored JSON value, one per version.
+    Steps(Vec<Step>),
+}
+
+pub(crate) struct Step {
+    pub(crate) from: Spanned<u32>,
+    pub(crate) with: syn::Path,
+}
+
+/// A `#[derive(Event)]` input.
+pub(crate) struct EventModel {
+    pub(crate) ident: syn::Ident,
+    pub(crate) krate: syn::Path,
+    pub(crate) name: String,
+    pub(crate) version: Spanned<u32>,
+    pub(crate) chain: Chain,
+}
+
+/// One event listed in `#[aggregate(events(...))]`.
+pub(crate) struct EventRef {
+    pub(crate) path: syn::Path,
+    /// The enum variant: the path's last segment.
+    pub(crate) variant: syn::Ident,
+}
+
+/// A `#[derive(Aggregate)]` input.
+pub(crate) struct AggregateModel {
+    pub(crate) ident: syn::Ident,
+    pub(crate) vis: syn::Visibility,
+    pub(crate) krate: syn::Path,
+    pub(crate) name: String,
+    pub(crate) event_enum: syn::Ident,
+    pub(crate) events: Vec<EventRef>,
+}
+
+pub(crate) fn default_crate() -> syn::Path {
+    syn::parse_quote!(::eventsource_core)
+}
+
+fn refuse_generics(cx: &Ctxt, input: &syn::DeriveInput, what: &str) {
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &input.generics,
+            format!("`#[derive({what})]` does not support generic parameters: stored {} are found by one name, so the type must be concrete", what.to_lowercase() + "s"),
+        );
+    }
+}
+
+impl EventModel {
+    pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        refuse_generics(cx, input, "Event");
+        if let syn::Data::Union(data) = &input.data {
+            cx.error_spanned_by(
+                data.union_token,
+                "`#[derive(Event)]` needs a struct or an enum that serde can encode, not a union",
+            );
+        }
+        let attrs = attr::parse_event_attrs(cx, &input.attrs);
+        let version = attrs.version.unwrap_or(Spanned {
+            value: 1,
+            span: input.ident.span(),
+        });
+        let chain = match (attrs.upcast_from, attrs.upcasts.is_empty()) {
+            (Some(from), true) => Chain::Typed(from.value),
+            (None, false) => Chain::Steps(
+                attrs
+                    .upcasts
+                    .into_iter()
+                    .map(|s| Step {
+                        from: s.from,
+                        with: s.with,
+                    })
+                    .collect(),
+            ),
+            (None, true) => Chain::None,
+            (Some(from), false) => {
+                let path = &from.value;
+                cx.error_spanned_by(
+                    path,
+                    format!(
+                        "`upcast_from = {0}` and `upcast(...)` steps both given: with a typed step every older version decodes through `{0}`, so put the `upcast(...)` steps for its older versions on `{0}` instead",
+                        quote!(#path).to_string().replace(' ', "")
+                    ),
+                );
+                Chain::None
+            }
+        };
+        EventModel {
+            ident: input.ident.clone(),
+            krate: attrs.krate.map_or_else(default_crate, |k| k.value),
+            name: attrs
+                .name
+                .map_or_else(|| input.ident.to_string(), |n| n.value),
+            version,
+            chain,
+        }
+    }
+}
+
+impl AggregateModel {
+    pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        refuse_generics(cx, input, "Aggregate");
+        if !matches!(input.data, syn::Data::Struct(_)) {
+            cx.error_spanned_by(
+                &input.ident,
+                "`#[derive(Aggregate)]` goes on a struct that holds the aggregate's state",
+            );
+        }
+        let attrs = attr::parse_aggregate_attrs(cx, &input.attrs);
+        let events = match attrs.events {
+            Some(list) if list.value.is_empty() => {
+                cx.syn_error(syn::Error::new(list.span, "`events()` is empty: list the event types this aggregate records, e.g. `events(Opened, Deposited)`"));
+                Vec::new()
+            }
+            Some(list) => list
+                .value
+                .into_iter()
+                .filter_map(|path| match path.segments.last() {
+                    Some(segment) => Some(EventRef {
+                        variant: segment.ident.clone(),
+                        path,
+                    }),
+                    None => None,
+                })
+                .collect(),
+            None => {
+                cx.error_spanned_by(
+                    &input.ident,
+                    "`#[derive(Aggregate)]` needs the aggregate's events: add `#[aggregate(events(FirstEvent, SecondEvent, ...))]`",
+                );
+                Vec::new()
+            }
+        };
+        let event_enum = attrs.event_enum.map_or_else(
+            || syn::Ident::new(&format!("{}Event", input.ident), input.ident.span()),
+            |e| e.value,
+        );
+        AggregateModel {
+            ident: input.ident.clone(),
+            vis: input.vis.clone(),
+            krate: attrs.krate.map_or_else(default_crate, |k| k.value),
+            name: attrs
+                .name
+                .map_or_else(|| input.ident.to_string(), |n| n.value),
+            event_enum,
+            events,
+        }
+    }
+}
+
+/// The span of a path, for `quote_spanned!`.
+pub(crate) fn span_of(path: &syn::Path) -> Span {
+    path.span()
+}

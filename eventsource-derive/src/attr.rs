@@ -1,0 +1,369 @@
+//! Attribute parsing, one attribute at a time. Keys are named constants; a duplicate key is
+//! reported on its second use and an unknown key lists the allowed ones with a suggestion.
+
+use proc_macro2::Span;
+use syn::meta::ParseNestedMeta;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned as _;
+use syn::{LitInt, LitStr, Token};
+
+use crate::ctxt::Ctxt;
+
+pub(crate) const EVENT: &str = "event";
+pub(crate) const AGGREGATE: &str = "aggregate";
+
+pub(crate) const NAME: &str = "name";
+pub(crate) const VERSION: &str = "version";
+pub(crate) const UPCAST_FROM: &str = "upcast_from";
+pub(crate) const UPCAST: &str = "upcast";
+pub(crate) const FROM: &str = "from";
+pub(crate) const WITH: &str = "with";
+pub(crate) const CRATE: &str = "crate";
+pub(crate) const EVENTS: &str = "events";
+pub(crate) const EVENT_ENUM: &str = "event_enum";
+
+const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, CRATE];
+const UPCAST_KEYS: &[&str] = &[FROM, WITH];
+const AGGREGATE_KEYS: &[&str] = &[EVENTS, NAME, EVENT_ENUM, CRATE];
+
+/// A parsed value with the span of the tokens it came from.
+#[derive(Clone)]
+pub(crate) struct Spanned<T> {
+    pub(crate) value: T,
+    pub(crate) span: Span,
+}
+
+/// One attribute key that may be given at most once.
+struct Once<'c, T> {
+    cx: &'c Ctxt,
+    attr: &'static str,
+    key: &'static str,
+    value: Option<Spanned<T>>,
+}
+
+impl<'c, T> Once<'c, T> {
+    fn new(cx: &'c Ctxt, attr: &'static str, key: &'static str) -> Self {
+        Once {
+            cx,
+            attr,
+            key,
+            value: None,
+        }
+    }
+
+    fn set(&mut self, span: Span, value: T) {
+        if self.value.is_some() {
+            self.cx.syn_error(syn::Error::new(
+                span,
+                format!(
+                    "duplicate `{}` in `#[{}(...)]`: give it once",
+                    self.key, self.attr
+                ),
+            ));
+        } else {
+            self.value = Some(Spanned { value, span });
+        }
+    }
+
+    fn get(self) -> Option<Spanned<T>> {
+        self.value
+    }
+}
+
+/// `#[event(...)]`.
+#[derive(Default)]
+pub(crate) struct EventAttr {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) version: Option<Spanned<u32>>,
+    pub(crate) upcast_from: Option<Spanned<syn::Path>>,
+    pub(crate) upcasts: Vec<UpcastStep>,
+    pub(crate) krate: Option<Spanned<syn::Path>>,
+}
+
+/// `upcast(from = K, with = path)`.
+pub(crate) struct UpcastStep {
+    pub(crate) from: Spanned<u32>,
+    pub(crate) with: syn::Path,
+}
+
+/// `#[aggregate(...)]`.
+#[derive(Default)]
+pub(crate) struct AggregateAttr {
+    pub(crate) events: Option<Spanned<Vec<syn::Path>>>,
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) event_enum: Option<Spanned<syn::Ident>>,
+    pub(crate) krate: Option<Spanned<syn::Path>>,
+}
+
+pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAttr {
+    let mut name = Once::new(cx, EVENT, NAME);
+    let mut version = Once::new(cx, EVENT, VERSION);
+    let mut upcast_from = Once::new(cx, EVENT, UPCAST_FROM);
+    let mut krate = Once::new(cx, EVENT, CRATE);
+    let mut upcasts = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path().is_ident(EVENT)) {
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            match key.as_str() {
+                NAME => {
+                    if let Some(lit) = parse_name(cx, &meta)? {
+                        name.set(meta.path.span(), lit);
+                    }
+                }
+                VERSION => {
+                    if let Some(v) = parse_version(cx, &meta, VERSION)? {
+                        version.set(meta.path.span(), v.value);
+                    }
+                }
+                UPCAST_FROM => {
+                    let path: syn::Path = meta.value()?.parse()?;
+                    let span = path.span();
+                    upcast_from.set(span, path);
+                }
+                UPCAST => {
+                    if let Some(step) = parse_upcast(cx, &meta)? {
+                        upcasts.push(step);
+                    }
+                }
+                CRATE => {
+                    let path = parse_crate(&meta)?;
+                    krate.set(meta.path.span(), path);
+                }
+                _ => unknown_key(cx, &meta, EVENT, EVENT_KEYS)?,
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            cx.syn_error(error);
+        }
+    }
+    EventAttr {
+        name: name.get(),
+        version: version.get(),
+        upcast_from: upcast_from.get(),
+        upcasts,
+        krate: krate.get(),
+    }
+}
+
+pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> AggregateAttr {
+    let mut events = Once::new(cx, AGGREGATE, EVENTS);
+    let mut name = Once::new(cx, AGGREGATE, NAME);
+    let mut event_enum = Once::new(cx, AGGREGATE, EVENT_ENUM);
+    let mut krate = Once::new(cx, AGGREGATE, CRATE);
+    for attr in attrs.iter().filter(|a| a.path().is_ident(AGGREGATE)) {
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            match key.as_str() {
+                EVENTS => {
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    let list = Punctuated::<syn::Path, Token![,]>::parse_terminated(&content)?;
+                    events.set(meta.path.span(), list.into_iter().collect());
+                }
+                NAME => {
+                    if let Some(lit) = parse_name(cx, &meta)? {
+                        name.set(meta.path.span(), lit);
+                    }
+                }
+                EVENT_ENUM => {
+                    let ident: syn::Ident = meta.value()?.parse()?;
+                    event_enum.set(ident.span(), ident);
+                }
+                CRATE => {
+                    let path = parse_crate(&meta)?;
+                    krate.set(meta.path.span(), path);
+                }
+                _ => unknown_key(cx, &meta, AGGREGATE, AGGREGATE_KEYS)?,
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            cx.syn_error(error);
+        }
+    }
+    AggregateAttr {
+        events: events.get(),
+        name: name.get(),
+        event_enum: event_enum.get(),
+        krate: krate.get(),
+    }
+}
+
+fn parse_name(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<String>> {
+    let lit: LitStr = meta.value()?.parse()?;
+    let value = lit.value();
+    if value.trim().is_empty() {
+        cx.error_spanned_by(
+            &lit,
+            "the stored name must not be empty: events and aggregates are found by it",
+        );
+        return Ok(None);
+    }
+    Ok(Some(value))
+}
+
+fn parse_version(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+) -> syn::Result<Option<Spanned<u32>>> {
+    let lit: LitInt = meta.value()?.parse()?;
+    let value = match lit.base10_parse::<u32>() {
+        Ok(value) => value,
+        Err(_) => {
+            cx.error_spanned_by(
+                &lit,
+                format!("`{key}` must be a whole number from 1 to {}", u32::MAX),
+            );
+            return Ok(None);
+        }
+    };
+    if value == 0 {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "`{key} = 0` is not a schema version: versions start at 1 (the first shape you store), and each change of shape raises it by one"
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(Spanned {
+        value,
+        span: lit.span(),
+    }))
+}
+
+fn parse_upcast(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<UpcastStep>> {
+    let mut from = Once::new(cx, UPCAST, FROM);
+    let mut with = Once::new(cx, UPCAST, WITH);
+    meta.parse_nested_meta(|inner| {
+        let key = inner
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match key.as_str() {
+            FROM => {
+                if let Some(v) = parse_version(cx, &inner, FROM)? {
+                    from.set(inner.path.span(), v);
+                }
+            }
+            WITH => {
+                let path: syn::Path = inner.value()?.parse()?;
+                with.set(inner.path.span(), path);
+            }
+            _ => unknown_key(cx, &inner, UPCAST, UPCAST_KEYS)?,
+        }
+        Ok(())
+    })?;
+    match (from.get(), with.get()) {
+        (Some(from), Some(with)) => Ok(Some(UpcastStep {
+            from: from.value,
+            with: with.value,
+        })),
+        (from, with) => {
+            let missing: Vec<&str> = [(FROM, from.is_none()), (WITH, with.is_none())]
+                .into_iter()
+                .filter(|(_, m)| *m)
+                .map(|(k, _)| k)
+                .collect();
+            cx.error_spanned_by(
+                &meta.path,
+                format!(
+                    "`upcast(...)` is missing `{}`: write `upcast(from = 1, with = path::to::fn)`, where the function turns the stored value of version `from` into the value of version `from + 1`",
+                    missing.join("` and `")
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    let lit: LitStr = meta.value()?.parse()?;
+    lit.parse()
+}
+
+/// Reports an unknown key, suggests the closest allowed one, and skips its value so the rest of
+/// the attribute is still checked.
+fn unknown_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    attr: &str,
+    allowed: &[&str],
+) -> syn::Result<()> {
+    let key = meta
+        .path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| {
+            let path = &meta.path;
+            quote::quote!(#path).to_string().replace(' ', "")
+        });
+    let list = allowed
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hint = match closest(&key, allowed) {
+        Some(best) => format!("; did you mean `{best}`?"),
+        None => String::new(),
+    };
+    cx.error_spanned_by(
+        &meta.path,
+        format!("unknown key `{key}` in `#[{attr}(...)]`: expected one of {list}{hint}"),
+    );
+    if meta.input.peek(Token![=]) {
+        let _: syn::Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _content;
+        syn::parenthesized!(_content in meta.input);
+    }
+    Ok(())
+}
+
+/// The allowed key closest to `key` by edit distance, if it is close enough to be a typo.
+fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_misses_only() {
+        assert_eq!(closest("verison", EVENT_KEYS), Some(VERSION));
+        assert_eq!(closest("upcastfrom", EVENT_KEYS), Some(UPCAST_FROM));
+        assert_eq!(closest("event", AGGREGATE_KEYS), Some(EVENTS));
+        assert_eq!(closest("colour", EVENT_KEYS), None);
+    }
+}

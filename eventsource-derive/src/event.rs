@@ -1,0 +1,60 @@
+//! `impl Event` for a `#[derive(Event)]` type.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+
+use crate::ast::EventModel;
+use crate::{register, upcast};
+
+pub(crate) fn expand(model: &EventModel) -> TokenStream {
+    let krate = &model.krate;
+    let ident = &model.ident;
+    let name = &model.name;
+    let version = model.version.value;
+    let body = upcast::decode_body(model);
+    let checks = upcast::typed_step_checks(model);
+    let registration = register::event(model);
+    // Spanned on the type's name, so a missing `Serialize`/`Deserialize` is reported there.
+    let header = quote_spanned!(ident.span()=> impl #krate::Event for #ident);
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            #header {
+                const NAME: &'static str = #name;
+                const VERSION: u32 = #version;
+
+                fn decode_stored<__C: #krate::Codec>(
+                    codec: &__C,
+                    schema_version: u32,
+                    payload: &[u8],
+                ) -> #krate::__private::Result<Self, #krate::DecodeError> {
+                    #body
+                }
+            }
+            #checks
+            #registration
+        };
+    }
+}
+
+/// What is emitted when the input has errors: an `Event` impl with the right name, so uses of
+/// the type elsewhere don't add errors of their own. It is never run: the crate fails to build.
+pub(crate) fn fallback(ident: &syn::Ident, krate: &syn::Path) -> TokenStream {
+    let name = ident.to_string();
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #krate::Event for #ident {
+                const NAME: &'static str = #name;
+                const VERSION: u32 = 1;
+                fn decode_stored<__C: #krate::Codec>(
+                    _: &__C,
+                    _: u32,
+                    _: &[u8],
+                ) -> #krate::__private::Result<Self, #krate::DecodeError> {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,39 @@
+//! `inventory` registrations, so the registry sees every event and aggregate type.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::ast::{AggregateModel, EventModel};
+
+pub(crate) fn event(model: &EventModel) -> TokenStream {
+    let krate = &model.krate;
+    let ident = &model.ident;
+    quote! {
+        #krate::__private::inventory::submit! {
+            #krate::__private::EventRegistration {
+                name: <#ident as #krate::Event>::NAME,
+                version: <#ident as #krate::Event>::VERSION,
+                type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                decode_json: #krate::__private::decode_json::<#ident>,
+            }
+        }
+    }
+}
+
+pub(crate) fn aggregate(model: &AggregateModel) -> TokenStream {
+    let krate = &model.krate;
+    let ident = &model.ident;
+    let events = model.events.iter().map(|e| {
+        let path = &e.path;
+        quote!((<#path as #krate::Event>::NAME, <#path as #krate::Event>::VERSION))
+    });
+    quote! {
+        #krate::__private::inventory::submit! {
+            #krate::__private::AggregateRegistration {
+                name: <#ident as #krate::Aggregate>::NAME,
+                type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                events: &[#(#events),*],
+            }
+        }
+    }
+}
