@@ -77,6 +77,8 @@ pub mod error;
 pub mod persistence;
 pub mod registry;
 pub mod stores;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use application::repository::{CommandError, Loaded, Recorded, Repository};
 pub use domain::aggregate::{Aggregate, Apply};

@@ -1,0 +1,332 @@
+//! The store conformance suite: every rule of the [`EventStore`] contract, checked against a real
+//! store.
+//!
+//! # Running it
+//!
+//! Give [`run`] a factory that makes a fresh, empty store; every check gets its own store, so a
+//! check never sees another check's events (a PostgreSQL store can create a fresh schema per
+//! call). [`run`] runs every check, then panics with a report that names each failed check and
+//! what differed. Run it inside a **multi-thread** Tokio runtime with timers enabled
+//! (`#[tokio::test(flavor = "multi_thread")]`): the concurrency checks spawn writers with
+//! [`tokio::spawn`] and expect them to really race.
+//!
+//! ```
+//! use eventsource_core::MemoryStore;
+//! use eventsource_core::testing::conformance;
+//!
+//! # fn main() {
+//! # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! // In a test: #[tokio::test(flavor = "multi_thread")] async fn memory_store_conforms() { … }
+//! conformance::run(|| async { MemoryStore::new() }).await;
+//! # });
+//! # }
+//! ```
+//!
+//! To see the outcome without panicking use [`try_run`], which returns a [`Report`]. To run a
+//! subset, use [`try_run_only`] with check names, or call one check directly: each check is a
+//! public function of this module taking an `Arc` of the store:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use eventsource_core::MemoryStore;
+//! use eventsource_core::testing::conformance;
+//!
+//! # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! let store = Arc::new(MemoryStore::new());
+//! if let Err(failure) = conformance::duplicate_version_is_a_conflict(store).await {
+//!     panic!("{failure}"); // "check `duplicate_version_is_a_conflict` failed: …"
+//! }
+//! # });
+//! ```
+//!
+//! # What is checked
+//!
+//! See [`checks`] for the list with one line each. In short: appends read back byte for byte
+//! (name, schema version, payload, metadata); empty appends; unknown streams; version conflicts
+//! naming the stream and the expected and actual versions; batches holding a conflict or the same
+//! stream twice writing nothing; atomic multi-stream appends; version ranges; the global log
+//! (increasing positions, paging, last position, reading past the end, filtering by name);
+//! concurrent writers on distinct streams and on one stream; a follower paging the log while
+//! writers commit; snapshots; tracking records written atomically with the events; 1 MiB
+//! payloads; unicode names and payloads.
+//!
+//! Positions must be strictly increasing in log order but may have gaps, so the suite never
+//! assumes `position == count`. Recorded times may be stored at any precision down to a
+//! millisecond.
+
+mod checks;
+mod support;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+
+use crate::persistence::store::EventStore;
+
+pub use checks::*;
+
+/// How long one check may take before it fails as hung (a deadlocked store should fail the
+/// suite, not hang it).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A failed check: which one, and what differed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The check's name (the name of its function in this module).
+    pub check: &'static str,
+    /// What the store did, and what the contract expected instead.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `check`.
+    pub fn new(check: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            check,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "check `{}` failed: {}", self.check, self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// What a check returns: `Ok(())`, or the [`Failure`] naming it.
+pub type CheckResult = Result<(), Failure>;
+
+/// One check of the suite, as listed by [`checks`].
+#[derive(Clone, Copy)]
+pub struct Check {
+    name: &'static str,
+    summary: &'static str,
+    run: fn(Arc<dyn EventStore>) -> BoxFuture<'static, CheckResult>,
+}
+
+impl Check {
+    /// The check's name, which is also the name of its function in this module.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// One line on what the check verifies.
+    pub fn summary(&self) -> &'static str {
+        self.summary
+    }
+
+    /// Runs the check against `store`, which should be fresh and empty.
+    pub async fn run<S: EventStore + 'static>(&self, store: Arc<S>) -> CheckResult {
+        (self.run)(store).await
+    }
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("name", &self.name)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a suite run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The checks that passed, with how long each took.
+    pub passed: Vec<(&'static str, Duration)>,
+    /// The checks that failed.
+    pub failures: Vec<Failure>,
+}
+
+impl Report {
+    /// Whether every check that ran passed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// Panics with the whole report if any check failed.
+    #[track_caller]
+    pub fn assert_ok(&self) {
+        if !self.is_ok() {
+            panic!("{self}");
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "store conformance: {} passed, {} failed",
+            self.passed.len(),
+            self.failures.len()
+        )?;
+        for failure in &self.failures {
+            writeln!(f, "  FAILED {}: {}", failure.check, failure.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every check, each on a fresh store from `new_store`, and panics with a report naming
+/// every failed check and what differed.
+///
+/// Call it from a multi-thread Tokio runtime with timers enabled (see the [module
+/// docs](self)).
+#[track_caller]
+pub fn run<S, F, Fut>(new_store: F) -> impl Future<Output = ()>
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let caller = std::panic::Location::caller();
+    async move {
+        let report = try_run(new_store).await;
+        if !report.is_ok() {
+            panic!("{report}(suite run from {caller})");
+        }
+    }
+}
+
+/// Runs every check, each on a fresh store from `new_store`, and returns the report.
+pub async fn try_run<S, F, Fut>(new_store: F) -> Report
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_checks(new_store, CHECKS.iter()).await
+}
+
+/// Runs the checks with these names, each on a fresh store. An unknown name is reported as a
+/// failure (so a typo can't silently skip a check).
+pub async fn try_run_only<S, F, Fut>(new_store: F, names: &[&str]) -> Report
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let mut report = run_checks(
+        new_store,
+        CHECKS.iter().filter(|c| names.contains(&c.name)),
+    )
+    .await;
+    for name in names {
+        if !CHECKS.iter().any(|c| c.name == *name) {
+            report.failures.push(Failure::new(
+                "try_run_only",
+                format!(
+                    "there is no check named `{name}`; the checks are: {}",
+                    CHECKS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    report
+}
+
+/// Every check of the suite, in the order [`run`] runs them.
+pub fn checks() -> &'static [Check] {
+    CHECKS
+}
+
+async fn run_checks<'c, S, F, Fut>(mut new_store: F, checks: impl Iterator<Item = &'c Check>) -> Report
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let mut report = Report::default();
+    for check in checks {
+        let store: Arc<dyn EventStore> = Arc::new(new_store().await);
+        let started = Instant::now();
+        // Run the check as its own task, so that a panicking store (or check) is reported
+        // against the check instead of aborting the whole suite.
+        let task = tokio::spawn((check.run)(store));
+        let outcome = match tokio::time::timeout(CHECK_TIMEOUT, task).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(join)) => Err(Failure::new(
+                check.name,
+                format!("the check panicked: {}", support::panic_message(join)),
+            )),
+            Err(_) => Err(Failure::new(
+                check.name,
+                format!("did not finish within {CHECK_TIMEOUT:?}: is the store deadlocked?"),
+            )),
+        };
+        match outcome {
+            Ok(()) => report.passed.push((check.name, started.elapsed())),
+            Err(failure) => report.failures.push(failure),
+        }
+    }
+    report
+}
+
+macro_rules! check_table {
+    ($($name:ident: $summary:literal,)*) => {
+        const CHECKS: &[Check] = &[$(
+            Check {
+                name: stringify!($name),
+                summary: $summary,
+                run: |store| Box::pin(checks::$name::<dyn EventStore>(store)),
+            },
+        )*];
+    };
+}
+
+check_table! {
+    append_and_read_back:
+        "appended events read back byte for byte (name, schema version, payload, metadata), from the stream and from the log",
+    empty_append:
+        "a batch without events writes nothing and returns the last position; it still checks expected versions",
+    unknown_stream_reads_empty:
+        "an unknown stream reads empty, has version 0, no snapshot; an unknown tracker is at 0",
+    duplicate_version_is_a_conflict:
+        "appending at a version the stream is not at is a Conflict naming stream, expected and actual version",
+    conflict_in_batch_writes_nothing:
+        "a batch where one stream conflicts writes nothing, not even the other streams' events",
+    duplicate_stream_in_batch_writes_nothing:
+        "a batch naming the same stream twice is DuplicateStreamInBatch and writes nothing",
+    multi_stream_append_is_atomic:
+        "one batch appends to several streams, all visible together, in batch order in the log",
+    read_stream_ranges:
+        "from, to, backwards and limit select the right versions in the right order",
+    long_stream_reads_across_chunks:
+        "a stream longer than any read chunk reads whole, in order, forwards and backwards",
+    stream_version_tracks_appends:
+        "stream_version is 0, then the last appended version",
+    streams_are_independent:
+        "streams have their own versions and events; a conflict on one leaves the other alone",
+    log_positions_strictly_increase:
+        "log positions are >= 1 and strictly increasing; append returns the last position it wrote",
+    log_paging_reassembles_the_log:
+        "paging the log with after/limit at any page size gives exactly the whole log",
+    log_last_position_and_reading_past_the_end:
+        "last_position is 0 when empty and the newest position after; reading past the end is empty",
+    log_filters_by_event_name:
+        "a name filter returns only events with those exact names (case, unicode), in order, and pages",
+    concurrent_writers_on_distinct_streams:
+        "4 tasks x 200 appends on their own streams: nothing lost, nothing duplicated, each once in the log",
+    concurrent_writers_on_one_stream:
+        "tasks racing on one stream: the successes are contiguous, every loser gets a Conflict",
+    follower_never_skips_concurrent_commits:
+        "a follower paging the log while writers commit sees exactly the final log",
+    snapshots_save_and_load:
+        "snapshots save and load byte for byte: latest, at or below a version, none for an unknown stream",
+    tracking_is_written_with_the_append:
+        "a tracking position is written atomically with the events; a non-increasing one is a TrackingConflict and writes nothing",
+    large_payloads:
+        "1 MiB payloads, metadata and snapshot states round-trip byte for byte",
+    unicode_names_and_payloads:
+        "unicode event names, metadata, payloads, tracker and aggregate names round-trip exactly",
+}

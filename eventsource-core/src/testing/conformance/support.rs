@@ -1,0 +1,319 @@
+//! Helpers the checks share: fixtures, reads, and comparisons that say what differed.
+
+use std::fmt::{Debug, Write as _};
+use std::time::{Duration, SystemTime};
+
+use futures_util::TryStreamExt;
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::persistence::record::{
+    AppendBatch, LogQuery, Metadata, NewEvent, StoredEvent, StreamAppend, StreamRange,
+};
+use crate::persistence::store::EventStore;
+
+/// What a check body returns; the check's wrapper turns the message into a `Failure`.
+pub(super) type Outcome<T = ()> = Result<T, String>;
+
+/// Fails the check with a formatted message.
+macro_rules! fail {
+    ($($arg:tt)*) => { return Err(format!($($arg)*)) };
+}
+
+/// Fails the check unless the condition holds.
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond { return Err(format!($($arg)*)); }
+    };
+}
+
+/// Fails the check unless `actual == expected`, showing both.
+macro_rules! ensure_eq {
+    ($actual:expr, $expected:expr, $($arg:tt)*) => {{
+        let (actual, expected) = (&$actual, &$expected);
+        if actual != expected {
+            return Err(format!("{}: expected {:?}, got {:?}", format!($($arg)*), expected, actual));
+        }
+    }};
+}
+
+pub(super) use {ensure, ensure_eq, fail};
+
+/// Turns a store error into a check failure that says what the check was doing.
+pub(super) trait Context<T> {
+    fn context(self, doing: impl std::fmt::Display) -> Outcome<T>;
+}
+
+impl<T> Context<T> for Result<T, Error> {
+    fn context(self, doing: impl std::fmt::Display) -> Outcome<T> {
+        self.map_err(|e| format!("{doing}: the store returned an error: {e} ({e:?})"))
+    }
+}
+
+/// An event with a JSON-ish payload and no metadata.
+pub(super) fn event(name: &str, payload: impl Into<Vec<u8>>) -> NewEvent {
+    NewEvent {
+        name: name.to_owned(),
+        schema_version: 1,
+        payload: payload.into(),
+        metadata: Metadata::new(),
+    }
+}
+
+/// `n` events named `name` whose payloads say which `tag` and index they are.
+pub(super) fn events(name: &str, tag: &str, n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| event(name, format!(r#"{{"tag":"{tag}","i":{i}}}"#)))
+        .collect()
+}
+
+/// Metadata from pairs.
+pub(super) fn metadata(pairs: &[(&str, &str)]) -> Metadata {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A batch appending to several streams.
+pub(super) fn batch(streams: Vec<(Uuid, u64, Vec<NewEvent>)>) -> AppendBatch {
+    AppendBatch {
+        streams: streams
+            .into_iter()
+            .map(|(stream_id, expected_version, events)| StreamAppend {
+                stream_id,
+                expected_version,
+                events,
+            })
+            .collect(),
+        tracking: None,
+    }
+}
+
+/// Appends `events` to a stream expected at `expected`, failing the check on any error.
+pub(super) async fn append<S: EventStore + ?Sized>(
+    store: &S,
+    stream: Uuid,
+    expected: u64,
+    events: Vec<NewEvent>,
+) -> Outcome<u64> {
+    let n = events.len();
+    store
+        .append(AppendBatch::single(stream, expected, events))
+        .await
+        .context(format_args!(
+            "appending {n} event(s) to stream {stream} at expected version {expected}"
+        ))
+}
+
+/// Reads a stream range completely.
+pub(super) async fn read<S: EventStore + ?Sized>(
+    store: &S,
+    stream: Uuid,
+    range: StreamRange,
+) -> Outcome<Vec<StoredEvent>> {
+    store
+        .read_stream(stream, range)
+        .try_collect()
+        .await
+        .context(format_args!("reading stream {stream} with {range:?}"))
+}
+
+/// Reads the whole log in pages of `page`.
+pub(super) async fn read_whole_log<S: EventStore + ?Sized>(
+    store: &S,
+    page: usize,
+) -> Outcome<Vec<StoredEvent>> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let events = store
+            .read_log(LogQuery::after(after, page))
+            .await
+            .context(format_args!(
+                "reading the log after position {after}, limit {page}"
+            ))?;
+        check_page(&events, after, page, "reading the log")?;
+        let Some(last) = events.last() else {
+            return Ok(all);
+        };
+        after = last.position;
+        all.extend(events);
+    }
+}
+
+/// Checks that a page of the log is after `after`, strictly increasing, and within `limit`.
+pub(super) fn check_page(events: &[StoredEvent], after: u64, limit: usize, doing: &str) -> Outcome {
+    ensure!(
+        events.len() <= limit,
+        "{doing} after position {after} with limit {limit} returned {} events",
+        events.len()
+    );
+    let mut previous = after;
+    for e in events {
+        ensure!(
+            e.position > previous,
+            "{doing} after position {after}: position {} (stream {} version {}) follows position {previous}; positions must be strictly increasing and after the requested position",
+            e.position,
+            e.stream_id,
+            e.version
+        );
+        previous = e.position;
+    }
+    Ok(())
+}
+
+/// What an appended event must read back as.
+#[derive(Debug, Clone)]
+pub(super) struct Expected {
+    pub(super) stream: Uuid,
+    pub(super) version: u64,
+    pub(super) event: NewEvent,
+}
+
+impl Expected {
+    /// The events of one append to `stream` at `expected`.
+    pub(super) fn appended(stream: Uuid, expected: u64, events: &[NewEvent]) -> Vec<Self> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| Self {
+                stream,
+                version: expected + i as u64 + 1,
+                event: event.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Compares stored events to what was appended, field by field, naming the first difference.
+pub(super) fn compare(actual: &[StoredEvent], expected: &[Expected], doing: &str) -> Outcome {
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let at = format!(
+            "{doing}: event #{i} (expected stream {} version {})",
+            e.stream, e.version
+        );
+        ensure_eq!(a.stream_id, e.stream, "{at}: stream id");
+        ensure_eq!(a.version, e.version, "{at}: version");
+        ensure_eq!(a.name, e.event.name, "{at}: event name");
+        ensure_eq!(a.schema_version, e.event.schema_version, "{at}: schema version");
+        if a.payload != e.event.payload {
+            fail!(
+                "{at}: payload differs: {}",
+                bytes_difference(&e.event.payload, &a.payload)
+            );
+        }
+        if a.metadata != e.event.metadata {
+            fail!(
+                "{at}: metadata differs: expected {}, got {}",
+                abbreviate(&e.event.metadata),
+                abbreviate(&a.metadata)
+            );
+        }
+    }
+    ensure!(
+        actual.len() == expected.len(),
+        "{doing}: expected {} events, got {}{}",
+        expected.len(),
+        actual.len(),
+        match actual.get(expected.len()) {
+            Some(extra) => format!(
+                "; the first extra one is stream {} version {}",
+                extra.stream_id, extra.version
+            ),
+            None => String::new(),
+        }
+    );
+    Ok(())
+}
+
+/// Says how two byte strings differ without printing a megabyte.
+pub(super) fn bytes_difference(expected: &[u8], actual: &[u8]) -> String {
+    let first = expected
+        .iter()
+        .zip(actual)
+        .position(|(a, b)| a != b)
+        .unwrap_or(expected.len().min(actual.len()));
+    format!(
+        "expected {} bytes, got {} bytes; first difference at byte {first}: expected {}, got {}",
+        expected.len(),
+        actual.len(),
+        hex_window(expected, first),
+        hex_window(actual, first)
+    )
+}
+
+fn hex_window(bytes: &[u8], at: usize) -> String {
+    let window = bytes.get(at..).unwrap_or_default();
+    if window.is_empty() {
+        return "end of data".to_owned();
+    }
+    let mut out = String::new();
+    for b in window.iter().take(16) {
+        let _ = write!(out, "{b:02x} ");
+    }
+    if window.len() > 16 {
+        out.push('…');
+    }
+    out.trim_end().to_owned()
+}
+
+/// Debug output cut to a readable length.
+pub(super) fn abbreviate(value: &impl Debug) -> String {
+    let mut text = format!("{value:?}");
+    if text.len() > 300 {
+        let mut cut = 300;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("…");
+    }
+    text
+}
+
+/// Checks that a store-recorded time is plausible: near the wall clock around the append (this
+/// catches unit mix-ups such as milliseconds read back as microseconds).
+pub(super) fn check_recorded_at(
+    recorded: SystemTime,
+    before: SystemTime,
+    after: SystemTime,
+    what: &str,
+) -> Outcome {
+    // A database server's clock may differ from ours; five minutes is generous for that and
+    // still far smaller than any unit error.
+    let slack = Duration::from_secs(300);
+    let lo = before.checked_sub(slack).unwrap_or(SystemTime::UNIX_EPOCH);
+    let hi = after + slack;
+    ensure!(
+        recorded >= lo && recorded <= hi,
+        "{what}: recorded_at is {recorded:?}, but the append happened between {before:?} and {after:?}"
+    );
+    Ok(())
+}
+
+/// Whether two times are equal at millisecond precision (stores may keep less than
+/// nanoseconds).
+pub(super) fn same_time(a: SystemTime, b: SystemTime) -> bool {
+    let diff = match a.duration_since(b) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    };
+    diff < Duration::from_millis(1)
+}
+
+/// The message of a panicked task.
+pub(super) fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => {
+            if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_owned()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "a non-string panic payload".to_owned()
+            }
+        }
+        Err(join) => join.to_string(),
+    }
+}
