@@ -92,6 +92,8 @@ pub use persistence::record::{
 };
 pub use persistence::store::{EventStore, EventStream};
 pub use stores::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use stores::postgres::PostgresStore;
 
 pub use async_trait::async_trait;
 pub use uuid::Uuid;

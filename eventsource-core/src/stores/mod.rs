@@ -1,3 +1,5 @@
 //! Store backends: one module each, the optional ones behind cargo features.
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;

@@ -1,0 +1,130 @@
+//! Turning rows into records, checking every value that came from storage.
+
+use std::time::SystemTime;
+
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{BACKEND, pg_error};
+use crate::error::{Error, Result};
+use crate::persistence::record::{Metadata, Snapshot, StoredEvent};
+
+/// Reads column `index` of `row`, naming the column and what was read if it fails.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    name: &str,
+    what: &dyn Fn() -> String,
+) -> Result<T> {
+    row.try_get(index)
+        .map_err(|e| Error::backend(BACKEND, format!("reading column `{name}` of {}", what()), e))
+}
+
+fn corrupt(stream: Uuid, version: u64, message: String) -> Error {
+    Error::Corrupt {
+        stream,
+        version,
+        message,
+    }
+}
+
+/// A row of `stream_id, version, name, schema_version, payload, metadata::text, recorded_at,
+/// position` as a [`StoredEvent`].
+pub(super) fn event(row: &Row) -> Result<StoredEvent> {
+    let stream_id: Uuid = column(row, 0, "stream_id", &|| "an event".into())?;
+    let raw_version: i64 = column(row, 1, "version", &|| format!("an event of stream {stream_id}"))?;
+    let version = u64::try_from(raw_version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| {
+            corrupt(
+                stream_id,
+                0,
+                format!("stored version {raw_version} is not a version (they start at 1)"),
+            )
+        })?;
+    let what = || format!("the event at version {version} of stream {stream_id}");
+    let name: String = column(row, 2, "name", &what)?;
+    let raw_schema_version: i64 = column(row, 3, "schema_version", &what)?;
+    let schema_version = u32::try_from(raw_schema_version).map_err(|_| {
+        corrupt(
+            stream_id,
+            version,
+            format!("event `{name}` has schema version {raw_schema_version}, outside 0..=4294967295"),
+        )
+    })?;
+    let payload: Vec<u8> = column(row, 4, "payload", &what)?;
+    let metadata_text: String = column(row, 5, "metadata", &what)?;
+    let metadata: Metadata = serde_json::from_str(&metadata_text).map_err(|e| {
+        corrupt(
+            stream_id,
+            version,
+            format!(
+                "the metadata of event `{name}` is not an object of strings ({e}): {metadata_text}"
+            ),
+        )
+    })?;
+    let recorded_at: SystemTime = column(row, 6, "recorded_at", &what)?;
+    let raw_position: i64 = column(row, 7, "position", &what)?;
+    let position = u64::try_from(raw_position)
+        .ok()
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| {
+            corrupt(
+                stream_id,
+                version,
+                format!("event `{name}` has position {raw_position}; positions start at 1"),
+            )
+        })?;
+    Ok(StoredEvent {
+        stream_id,
+        version,
+        name,
+        schema_version,
+        payload,
+        metadata,
+        recorded_at,
+        position,
+    })
+}
+
+/// A row of `stream_id, version, aggregate, fingerprint, state, recorded_at` as a [`Snapshot`].
+pub(super) fn snapshot(row: &Row) -> Result<Snapshot> {
+    let stream_id: Uuid = column(row, 0, "stream_id", &|| "a snapshot".into())?;
+    let raw_version: i64 = column(row, 1, "version", &|| {
+        format!("a snapshot of stream {stream_id}")
+    })?;
+    let version = u64::try_from(raw_version).map_err(|_| {
+        corrupt(
+            stream_id,
+            0,
+            format!("a snapshot is stored at version {raw_version}"),
+        )
+    })?;
+    let what = || format!("the snapshot at version {version} of stream {stream_id}");
+    let aggregate: String = column(row, 2, "aggregate", &what)?;
+    let fingerprint: i64 = column(row, 3, "fingerprint", &what)?;
+    let state: Vec<u8> = column(row, 4, "state", &what)?;
+    let recorded_at: SystemTime = column(row, 5, "recorded_at", &what)?;
+    Ok(Snapshot {
+        stream_id,
+        version,
+        aggregate,
+        // Stored as the int8 with the same bits (PostgreSQL has no unsigned 64-bit type).
+        fingerprint: u64::from_ne_bytes(fingerprint.to_ne_bytes()),
+        state,
+        recorded_at,
+    })
+}
+
+/// Reads a single non-negative int8 (a version or a position) from column 0 of `row`.
+pub(super) fn count(row: &Row, what: &str) -> Result<u64> {
+    let raw: i64 = row.try_get(0).map_err(pg_error(format!("reading {what}")))?;
+    u64::try_from(raw).map_err(|_| {
+        Error::backend(
+            BACKEND,
+            format!("reading {what}"),
+            format!("the database returned {raw}, which is negative"),
+        )
+    })
+}

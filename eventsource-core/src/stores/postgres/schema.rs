@@ -1,0 +1,447 @@
+//! Names, SQL text and migrations of the PostgreSQL store.
+//!
+//! Every identifier that reaches SQL is validated against PostgreSQL's rules for unquoted
+//! identifiers and then quoted anyway, so a configured name can never change a statement's shape.
+
+use tokio_postgres::Transaction;
+
+use super::{BACKEND, POSITION_SHIFT, pg_error};
+use crate::error::{Error, Result};
+
+/// The longest schema name PostgreSQL keeps without truncating (`NAMEDATALEN - 1`).
+const MAX_SCHEMA_NAME: usize = 63;
+
+/// The longest table name accepted: constraint and index names append up to 14 bytes to it and
+/// must stay within PostgreSQL's 63.
+pub(super) const MAX_TABLE_NAME: usize = 48;
+
+/// The name of the migrations table inside the store's schema.
+const MIGRATIONS_TABLE: &str = "eventsource_migrations";
+
+/// Arbitrary first key of the advisory lock taken while migrating (`"ESRC"` in ASCII); the
+/// second key is a hash of the schema name, so stores in different schemas migrate in parallel.
+const MIGRATION_LOCK_CLASS: i32 = 0x4553_5243;
+
+/// Checks `name` against the rules for an unquoted PostgreSQL identifier: an ASCII letter or `_`,
+/// then ASCII letters, digits or `_`, at most `max` bytes.
+pub(super) fn validate_identifier(what: &str, name: &str, max: usize) -> Result<()> {
+    let config = |message: String| Error::Config {
+        backend: BACKEND,
+        message,
+    };
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return Err(config(format!("the {what} name is empty")));
+    };
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return Err(config(format!(
+            "the {what} name `{name}` must start with an ASCII letter or `_`"
+        )));
+    }
+    if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+        return Err(config(format!(
+            "the {what} name `{name}` contains `{bad}`; use ASCII letters, digits and `_` only"
+        )));
+    }
+    if name.len() > max {
+        return Err(config(format!(
+            "the {what} name `{name}` is {} bytes long; at most {max} are allowed",
+            name.len()
+        )));
+    }
+    if name.starts_with("pg_") {
+        return Err(config(format!(
+            "the {what} name `{name}` starts with `pg_`, which PostgreSQL reserves"
+        )));
+    }
+    Ok(())
+}
+
+/// Quotes a validated identifier.
+fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// The configured, validated names of the store's schema and tables.
+#[derive(Debug, Clone)]
+pub(super) struct Names {
+    pub(super) schema: String,
+    pub(super) events: String,
+    pub(super) snapshots: String,
+    pub(super) tracking: String,
+}
+
+impl Names {
+    pub(super) fn validate(&self) -> Result<()> {
+        validate_identifier("schema", &self.schema, MAX_SCHEMA_NAME)?;
+        let tables = [
+            ("events table", &self.events),
+            ("snapshots table", &self.snapshots),
+            ("tracking table", &self.tracking),
+        ];
+        for (what, name) in tables {
+            validate_identifier(what, name, MAX_TABLE_NAME)?;
+            if name.as_str() == MIGRATIONS_TABLE {
+                return Err(Error::Config {
+                    backend: BACKEND,
+                    message: format!("the {what} name `{name}` is taken by the migrations table"),
+                });
+            }
+        }
+        if self.events == self.snapshots
+            || self.events == self.tracking
+            || self.snapshots == self.tracking
+        {
+            return Err(Error::Config {
+                backend: BACKEND,
+                message: format!(
+                    "the events, snapshots and tracking tables need three different names, got `{}`, `{}` and `{}`",
+                    self.events, self.snapshots, self.tracking
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `"schema"."table"`.
+    fn table(&self, table: &str) -> String {
+        format!("{}.{}", quote(&self.schema), quote(table))
+    }
+
+    /// The name of the events table's primary key `(stream_id, version)`: a unique violation on
+    /// it is an optimistic-concurrency conflict.
+    pub(super) fn stream_version_constraint(&self) -> String {
+        format!("{}_pkey", self.events)
+    }
+}
+
+/// One schema migration: applied once, in order, inside the migration transaction.
+struct Migration {
+    version: i32,
+    description: &'static str,
+    sql: fn(&Names) -> String,
+}
+
+/// Every migration, oldest first. Append new ones; never edit an applied one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "events, snapshots and tracking tables",
+    sql: migration_1,
+}];
+
+/// The schema version this build creates and expects.
+pub const SCHEMA_VERSION: i32 = 1;
+
+fn migration_1(names: &Names) -> String {
+    let events = names.table(&names.events);
+    let snapshots = names.table(&names.snapshots);
+    let tracking = names.table(&names.tracking);
+    let pkey = quote(&names.stream_version_constraint());
+    let position_index = quote(&format!("{}_position_key", names.events));
+    let snapshots_pkey = quote(&format!("{}_pkey", names.snapshots));
+    let tracking_pkey = quote(&format!("{}_pkey", names.tracking));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {events} (
+            stream_id      uuid        NOT NULL,
+            version        int8        NOT NULL CHECK (version >= 1),
+            name           text        NOT NULL,
+            schema_version int8        NOT NULL CHECK (schema_version BETWEEN 0 AND 4294967295),
+            payload        bytea       NOT NULL,
+            metadata       jsonb       NOT NULL DEFAULT '{{}}',
+            recorded_at    timestamptz NOT NULL DEFAULT now(),
+            position       int8        NOT NULL CHECK (position >= 1),
+            CONSTRAINT {pkey} PRIMARY KEY (stream_id, version)
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS {position_index} ON {events} (position);
+        CREATE TABLE IF NOT EXISTS {snapshots} (
+            stream_id   uuid        NOT NULL,
+            version     int8        NOT NULL CHECK (version >= 0),
+            aggregate   text        NOT NULL,
+            fingerprint int8        NOT NULL,
+            state       bytea       NOT NULL,
+            recorded_at timestamptz NOT NULL,
+            CONSTRAINT {snapshots_pkey} PRIMARY KEY (stream_id, version)
+        );
+        CREATE TABLE IF NOT EXISTS {tracking} (
+            tracker  text NOT NULL,
+            position int8 NOT NULL CHECK (position >= 0),
+            CONSTRAINT {tracking_pkey} PRIMARY KEY (tracker)
+        );"
+    )
+}
+
+/// FNV-1a, 32 bits: a hash that is the same in every build, for the advisory lock key.
+fn stable_hash(text: &str) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    i32::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Creates the schema and brings it to [`SCHEMA_VERSION`], under an advisory lock so that two
+/// processes connecting at once don't race. Idempotent.
+pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
+    let schema = quote(&names.schema);
+    let migrations = names.table(MIGRATIONS_TABLE);
+    let lock = stable_hash(&names.schema);
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&MIGRATION_LOCK_CLASS, &lock],
+    )
+    .await
+    .map_err(pg_error(format!(
+        "taking the migration lock of schema `{}`",
+        names.schema
+    )))?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {migrations} (
+             version     int4        NOT NULL PRIMARY KEY,
+             description text        NOT NULL,
+             applied_at  timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await
+    .map_err(pg_error(format!("creating schema `{}`", names.schema)))?;
+    let row = tx
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {migrations}"),
+            &[],
+        )
+        .await
+        .map_err(pg_error("reading the applied schema version"))?;
+    let applied: i32 = row
+        .try_get(0)
+        .map_err(pg_error("reading the applied schema version"))?;
+    if applied > SCHEMA_VERSION {
+        return Err(Error::Config {
+            backend: BACKEND,
+            message: format!(
+                "schema `{}` is at version {applied}, newer than the version {SCHEMA_VERSION} this build knows; upgrade eventsource",
+                names.schema
+            ),
+        });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > applied) {
+        let context = format!(
+            "applying migration {} ({}) to schema `{}`",
+            migration.version, migration.description, names.schema
+        );
+        tx.batch_execute(&(migration.sql)(names))
+            .await
+            .map_err(pg_error(context.clone()))?;
+        tx.execute(
+            &format!("INSERT INTO {migrations} (version, description) VALUES ($1, $2)"),
+            &[&migration.version, &migration.description],
+        )
+        .await
+        .map_err(pg_error(context))?;
+    }
+    // The migrations record versions, not table names: make sure the configured tables exist
+    // (they don't if this schema was created with other table names).
+    for table in [&names.events, &names.snapshots, &names.tracking] {
+        let row = tx
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&names.table(table)],
+            )
+            .await
+            .map_err(pg_error(format!("looking up table `{table}`")))?;
+        let exists: bool = row
+            .try_get(0)
+            .map_err(pg_error(format!("looking up table `{table}`")))?;
+        if !exists {
+            return Err(Error::Config {
+                backend: BACKEND,
+                message: format!(
+                    "schema `{}` is at version {SCHEMA_VERSION} but has no table `{table}`: it was created with other table names; use those, or another schema",
+                    names.schema
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The SQL text of every statement the store runs, rendered once from the configured names.
+#[derive(Debug)]
+pub(super) struct Sql {
+    /// `$1 uuid[]` → one row: this transaction's id, the greatest position it already wrote
+    /// (NULL if none), and each stream's current version, in argument order.
+    pub(super) begin_append: String,
+    /// `$1 uuid[]` → each stream's current version, in argument order.
+    pub(super) stream_versions: String,
+    /// `$1..$7` arrays → inserts every event of a batch in one statement.
+    pub(super) insert_events: String,
+    /// `$1 tracker, $2 position` → 1 row written if the position moved forward, else 0.
+    pub(super) upsert_tracking: String,
+    /// `$1 tracker` → the recorded position (no row if none).
+    pub(super) tracking_position: String,
+    /// `$1 stream` → its version (0 if unknown).
+    pub(super) stream_version: String,
+    /// `$1 stream, $2 from, $3 to, $4 limit` → events oldest first.
+    pub(super) read_stream_forwards: String,
+    /// `$1 stream, $2 from, $3 to, $4 limit` → events newest first.
+    pub(super) read_stream_backwards: String,
+    /// `$1 after, $2 limit` → log events below the visibility horizon.
+    pub(super) read_log: String,
+    /// `$1 after, $2 limit, $3 names` → the same, only events with one of the names.
+    pub(super) read_log_names: String,
+    /// → the greatest position below the visibility horizon (0 if none).
+    pub(super) last_position: String,
+    /// `$1..$6` → saves a snapshot, replacing one at the same stream and version.
+    pub(super) save_snapshot: String,
+    /// `$1 stream` → its newest snapshot.
+    pub(super) load_snapshot: String,
+    /// `$1 stream, $2 version` → its newest snapshot at or below the version.
+    pub(super) load_snapshot_at: String,
+}
+
+/// The columns of a stored event, in the order [`super::rows::event`] reads them.
+const EVENT_COLUMNS: &str =
+    "stream_id, version, name, schema_version, payload, metadata::text, recorded_at, position";
+
+/// The columns of a snapshot, in the order [`super::rows::snapshot`] reads them.
+const SNAPSHOT_COLUMNS: &str = "stream_id, version, aggregate, fingerprint, state, recorded_at";
+
+impl Sql {
+    pub(super) fn render(names: &Names) -> Self {
+        let events = names.table(&names.events);
+        let snapshots = names.table(&names.snapshots);
+        let tracking = names.table(&names.tracking);
+        // The greatest transaction id whose positions fit in a positive int8.
+        let max_xid = (1_i64 << (63 - POSITION_SHIFT)) - 2;
+        // Every transaction with an id below the snapshot's xmin has finished, so the rows below
+        // this bound are final: no transaction can still commit a row there. When no transaction
+        // id can still be shifted into a position, every stored position is below the bound.
+        let horizon = format!(
+            "(SELECT CASE WHEN h.xmin <= {max_xid} THEN h.xmin << {POSITION_SHIFT} \
+                          ELSE 9223372036854775807 END \
+              FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS xmin) AS h)"
+        );
+        let versions = format!(
+            "ARRAY(SELECT coalesce((SELECT max(e.version) FROM {events} AS e WHERE e.stream_id = u.id), 0) \
+                   FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n)"
+        );
+        Self {
+            begin_append: format!(
+                "SELECT x.xid, \
+                        (SELECT max(e.position) FROM {events} AS e \
+                          WHERE x.xid <= {max_xid} \
+                            AND e.position >= (x.xid << {POSITION_SHIFT}) \
+                            AND e.position < ((x.xid + 1) << {POSITION_SHIFT})), \
+                        {versions} \
+                 FROM (SELECT pg_current_xact_id()::text::int8 AS xid) AS x"
+            ),
+            stream_versions: format!("SELECT {versions}"),
+            insert_events: format!(
+                "INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, position) \
+                 SELECT t.stream_id, t.version, t.name, t.schema_version, t.payload, t.metadata::jsonb, t.position \
+                 FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bytea[], $6::text[], $7::int8[]) \
+                      AS t(stream_id, version, name, schema_version, payload, metadata, position)"
+            ),
+            upsert_tracking: format!(
+                "INSERT INTO {tracking} AS t (tracker, position) VALUES ($1::text, $2::int8) \
+                 ON CONFLICT (tracker) DO UPDATE SET position = EXCLUDED.position \
+                 WHERE t.position < EXCLUDED.position"
+            ),
+            tracking_position: format!("SELECT position FROM {tracking} WHERE tracker = $1::text"),
+            stream_version: format!(
+                "SELECT coalesce(max(version), 0) FROM {events} WHERE stream_id = $1::uuid"
+            ),
+            read_stream_forwards: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events} \
+                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
+                 ORDER BY version ASC LIMIT $4::int8"
+            ),
+            read_stream_backwards: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events} \
+                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
+                 ORDER BY version DESC LIMIT $4::int8"
+            ),
+            read_log: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events} \
+                 WHERE position > $1::int8 AND position < {horizon} \
+                 ORDER BY position ASC LIMIT $2::int8"
+            ),
+            read_log_names: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events} \
+                 WHERE position > $1::int8 AND position < {horizon} AND name = ANY($3::text[]) \
+                 ORDER BY position ASC LIMIT $2::int8"
+            ),
+            last_position: format!(
+                "SELECT coalesce(max(position), 0) FROM {events} WHERE position < {horizon}"
+            ),
+            save_snapshot: format!(
+                "INSERT INTO {snapshots} ({SNAPSHOT_COLUMNS}) \
+                 VALUES ($1::uuid, $2::int8, $3::text, $4::int8, $5::bytea, $6::timestamptz) \
+                 ON CONFLICT (stream_id, version) DO UPDATE SET \
+                   aggregate = EXCLUDED.aggregate, fingerprint = EXCLUDED.fingerprint, \
+                   state = EXCLUDED.state, recorded_at = EXCLUDED.recorded_at"
+            ),
+            load_snapshot: format!(
+                "SELECT {SNAPSHOT_COLUMNS} FROM {snapshots} WHERE stream_id = $1::uuid \
+                 ORDER BY version DESC LIMIT 1"
+            ),
+            load_snapshot_at: format!(
+                "SELECT {SNAPSHOT_COLUMNS} FROM {snapshots} \
+                 WHERE stream_id = $1::uuid AND version <= $2::int8 \
+                 ORDER BY version DESC LIMIT 1"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_follow_postgres_rules() {
+        assert!(validate_identifier("schema", "eventsource", 63).is_ok());
+        assert!(validate_identifier("schema", "_es_2", 63).is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a b",
+            "a\"b",
+            "é",
+            "pg_catalog",
+            "x; DROP TABLE y",
+        ] {
+            let error = validate_identifier("schema", bad, 63).unwrap_err();
+            assert!(
+                matches!(error, Error::Config { backend: "postgres", .. }),
+                "{bad:?} gave {error}"
+            );
+        }
+        assert!(validate_identifier("table", &"a".repeat(48), MAX_TABLE_NAME).is_ok());
+        assert!(validate_identifier("table", &"a".repeat(49), MAX_TABLE_NAME).is_err());
+    }
+
+    #[test]
+    fn table_names_must_differ() {
+        let names = Names {
+            schema: "s".into(),
+            events: "events".into(),
+            snapshots: "events".into(),
+            tracking: "tracking".into(),
+        };
+        assert!(matches!(names.validate(), Err(Error::Config { .. })));
+        let names = Names {
+            snapshots: MIGRATIONS_TABLE.into(),
+            ..names
+        };
+        assert!(matches!(names.validate(), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn stable_hash_is_stable() {
+        // FNV-1a of "" and "a", from the reference vectors.
+        assert_eq!(stable_hash("") as u32, 0x811c_9dc5);
+        assert_eq!(stable_hash("a") as u32, 0xe40c_292c);
+    }
+}

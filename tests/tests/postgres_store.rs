@@ -1,0 +1,916 @@
+//! The PostgreSQL store against a real server.
+//!
+//! The server comes from `EVENTSOURCE_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). Every test works in a fresh, uniquely named schema
+//! and drops it at the end. Without a reachable server the tests print why and pass, unless
+//! `CI=true`, where they fail.
+//!
+//! The tests take a shared lock and run one at a time: the store's log horizon is server-wide
+//! (see the store's module docs), so a test that holds a transaction open on purpose would hold
+//! back every other test's log reads.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use eventsource_core::stores::postgres::tokio_postgres::{self, Client, NoTls};
+use eventsource_core::stores::postgres::{PostgresOptions, PostgresStore};
+use eventsource_core::testing::conformance;
+use eventsource_core::{
+    AppendBatch, Error, EventStore, LogQuery, NewEvent, Snapshot, StoredEvent, StreamAppend,
+    StreamRange, Tracking, Uuid,
+};
+use futures_util::TryStreamExt;
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+static SCHEMA_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn url() -> String {
+    std::env::var("EVENTSOURCE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A raw connection to the test server, or `None` (after printing why) if it is unreachable and
+/// this is not CI.
+async fn admin() -> Option<Client> {
+    let url = url();
+    let connect = tokio_postgres::connect(&url, NoTls);
+    let outcome = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(pair)) => Ok(pair),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out after 10 s".into()),
+    };
+    match outcome {
+        Ok((client, connection)) => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Some(client)
+        }
+        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("PostgreSQL at {url} is unreachable ({reason}); CI=true requires it")
+        }
+        Err(reason) => {
+            eprintln!(
+                "skipping: PostgreSQL at {url} is unreachable ({reason}); set EVENTSOURCE_POSTGRES_URL"
+            );
+            None
+        }
+    }
+}
+
+fn unique_schema(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "es_test_{tag}_{}_{}_{nanos}",
+        std::process::id(),
+        SCHEMA_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A test's server connection, its schemas, and the serial lock.
+struct Server {
+    admin: Client,
+    schemas: Vec<String>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Server {
+    async fn start() -> Option<Self> {
+        let serial = SERIAL.lock().await;
+        let admin = admin().await?;
+        Some(Self {
+            admin,
+            schemas: Vec::new(),
+            _serial: serial,
+        })
+    }
+
+    fn options(&mut self, tag: &str) -> PostgresOptions {
+        let schema = unique_schema(tag);
+        self.schemas.push(schema.clone());
+        PostgresStore::options(url()).schema(schema)
+    }
+
+    async fn store(&mut self, tag: &str) -> PostgresStore {
+        self.options(tag).connect().await.expect("connect")
+    }
+
+    async fn finish(self) {
+        for schema in &self.schemas {
+            self.admin
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .expect("drop the test schema");
+        }
+    }
+}
+
+fn event(name: &str, payload: String) -> NewEvent {
+    NewEvent {
+        name: name.into(),
+        schema_version: 1,
+        payload: payload.into_bytes(),
+        metadata: BTreeMap::from([("writer".to_string(), "test".to_string())]),
+    }
+}
+
+/// `count` events whose payloads name their stream and version, for checksums.
+fn events_for(stream: Uuid, from_version: u64, count: u64) -> Vec<NewEvent> {
+    (0..count)
+        .map(|i| event("Counted", format!("{stream}:{}", from_version + i)))
+        .collect()
+}
+
+async fn read_all(store: &PostgresStore) -> Vec<StoredEvent> {
+    store
+        .read_log(LogQuery::after(0, usize::MAX))
+        .await
+        .expect("read the whole log")
+}
+
+fn assert_strictly_increasing(events: &[StoredEvent]) {
+    for pair in events.windows(2) {
+        assert!(
+            pair[0].position < pair[1].position,
+            "positions go {} then {}",
+            pair[0].position,
+            pair[1].position
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_suite() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let options = Arc::new(std::sync::Mutex::new(Vec::<PostgresOptions>::new()));
+    let mut schemas = Vec::new();
+    for _ in conformance::checks() {
+        options.lock().unwrap().push(server.options("conf"));
+    }
+    schemas.extend(server.schemas.iter().cloned());
+    let queue = options.clone();
+    let report = conformance::try_run(move || {
+        let next = queue.lock().unwrap().pop().expect("one schema per check");
+        async move { next.connect().await.expect("connect a fresh store") }
+    })
+    .await;
+    println!("{report}");
+    for (check, took) in &report.passed {
+        println!("  ok {check} ({took:?})");
+    }
+    server.finish().await;
+    report.assert_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_are_idempotent_and_race_free() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let options = server.options("migrate");
+    // Four processes connecting to a new schema at once: the advisory lock serializes them.
+    let connects: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(options.clone().connect()))
+        .collect();
+    let mut stores = Vec::new();
+    for connect in connects {
+        stores.push(connect.await.unwrap().expect("concurrent connect"));
+    }
+    let schema = stores[0].schema().to_owned();
+    let rows = server
+        .admin
+        .query(
+            &format!("SELECT version FROM \"{schema}\".eventsource_migrations"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        versions,
+        vec![eventsource_core::stores::postgres::SCHEMA_VERSION]
+    );
+
+    // Data written through one store is there for a store connecting later.
+    let id = Uuid::now_v7();
+    stores[0]
+        .append(AppendBatch::single(id, 0, events_for(id, 1, 2)))
+        .await
+        .unwrap();
+    let again = options.connect().await.expect("reconnect");
+    assert_eq!(again.stream_version(id).await.unwrap(), 2);
+
+    // The same schema with other table names is refused with a reason.
+    let renamed = PostgresStore::options(url())
+        .schema(schema.clone())
+        .events_table("other_events")
+        .connect()
+        .await;
+    assert!(
+        matches!(&renamed, Err(Error::Config { message, .. }) if message.contains("other_events")),
+        "{renamed:?}"
+    );
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_is_validated() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    for bad in ["", "1x", "a-b", "x\"; DROP SCHEMA public; --", "pg_x", &"s".repeat(64)] {
+        let outcome = PostgresStore::options(url()).schema(bad).connect().await;
+        assert!(
+            matches!(outcome, Err(Error::Config { backend: "postgres", .. })),
+            "schema {bad:?}: {outcome:?}"
+        );
+    }
+    let same = server
+        .options("cfg")
+        .events_table("t")
+        .tracking_table("t")
+        .connect()
+        .await;
+    assert!(matches!(same, Err(Error::Config { .. })), "{same:?}");
+    let zero = server.options("cfg").pool_size(0).connect().await;
+    assert!(matches!(zero, Err(Error::Config { .. })), "{zero:?}");
+    let url = PostgresStore::connect("postgres://[not a url").await;
+    assert!(matches!(url, Err(Error::Config { .. })), "{url:?}");
+
+    // Custom table names work end to end.
+    let store = server
+        .options("cfg")
+        .events_table("ledger")
+        .snapshots_table("ledger_snapshots")
+        .tracking_table("ledger_tracking")
+        .connect()
+        .await
+        .unwrap();
+    let id = Uuid::now_v7();
+    store
+        .append(AppendBatch::single(id, 0, events_for(id, 1, 1)))
+        .await
+        .unwrap();
+    let row = server
+        .admin
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".ledger", store.schema()),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_a_typed_backend_error() {
+    let Some(server) = Server::start().await else {
+        return;
+    };
+    // Port 1 on loopback: nothing listens there.
+    let outcome = PostgresStore::options("postgres://postgres@127.0.0.1:1/test")
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    match outcome {
+        Err(Error::Backend {
+            backend, context, ..
+        }) => {
+            assert_eq!(backend, "postgres");
+            assert!(context.contains("connection"), "{context}");
+        }
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_race_past_the_check_is_a_conflict_and_writes_nothing() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.store("race").await;
+    let (contested, other) = (Uuid::now_v7(), Uuid::now_v7());
+
+    // A transaction of our own takes version 1 of the stream and stays open.
+    let (mut raw, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mut tx = raw.transaction().await.unwrap();
+    store
+        .append_in(
+            &mut tx,
+            AppendBatch::single(contested, 0, events_for(contested, 1, 1)),
+        )
+        .await
+        .unwrap();
+
+    // A store append expecting version 0 passes the version check (the row is uncommitted),
+    // then waits on the primary key until the open transaction commits.
+    let racing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append(AppendBatch {
+                    streams: vec![
+                        StreamAppend {
+                            stream_id: other,
+                            expected_version: 0,
+                            events: events_for(other, 1, 2),
+                        },
+                        StreamAppend {
+                            stream_id: contested,
+                            expected_version: 0,
+                            events: events_for(contested, 1, 1),
+                        },
+                    ],
+                    tracking: None,
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let outcome = racing.await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(Error::Conflict { stream, expected: 0, actual: 1 }) if stream == contested
+        ),
+        "{outcome:?}"
+    );
+    // Nothing of the losing batch was written, not even the other stream's events.
+    assert_eq!(store.stream_version(other).await.unwrap(), 0);
+    assert_eq!(read_all(&store).await.len(), 1);
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_in_shares_the_callers_transaction() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.store("appendin").await;
+    let id = Uuid::now_v7();
+    let (mut raw, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+
+    // Rolled back with the caller's transaction.
+    let mut tx = raw.transaction().await.unwrap();
+    store
+        .append_in(&mut tx, AppendBatch::single(id, 0, events_for(id, 1, 2)))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(store.stream_version(id).await.unwrap(), 0);
+
+    // Two appends in one transaction, a refused one between them: the caller's transaction
+    // stays usable and the events commit together, in order.
+    let mut tx = raw.transaction().await.unwrap();
+    let first = store
+        .append_in(&mut tx, AppendBatch::single(id, 0, events_for(id, 1, 2)))
+        .await
+        .unwrap();
+    let refused = store
+        .append_in(&mut tx, AppendBatch::single(id, 7, events_for(id, 8, 1)))
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Conflict { expected: 7, actual: 2, .. })),
+        "{refused:?}"
+    );
+    let second = store
+        .append_in(&mut tx, AppendBatch::single(id, 2, events_for(id, 3, 1)))
+        .await
+        .unwrap();
+    assert!(second > first);
+    tx.commit().await.unwrap();
+    let log = read_all(&store).await;
+    let versions: Vec<u64> = log.iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(log[2].position, second);
+    assert_eq!(log[1].position, first);
+    assert_strictly_increasing(&log);
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_rows_are_typed_errors_not_panics() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.store("corrupt").await;
+    let id = Uuid::now_v7();
+    store
+        .append(AppendBatch::single(id, 0, events_for(id, 1, 2)))
+        .await
+        .unwrap();
+    let schema = store.schema().to_owned();
+    server
+        .admin
+        .execute(
+            &format!(
+                "UPDATE \"{schema}\".events SET metadata = '{{\"n\": 1}}' WHERE stream_id = $1 AND version = 2"
+            ),
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let read: Result<Vec<_>, _> = store.read_stream(id, StreamRange::all()).try_collect().await;
+    assert!(
+        matches!(&read, Err(Error::Corrupt { stream, version: 2, message }) if *stream == id && message.contains("metadata")),
+        "{read:?}"
+    );
+    let log = store.read_log(LogQuery::after(0, 10)).await;
+    assert!(matches!(log, Err(Error::Corrupt { version: 2, .. })), "{log:?}");
+
+    // A gap in a stream (a row deleted behind the store's back) is reported, not skipped.
+    server
+        .admin
+        .batch_execute(&format!(
+            "UPDATE \"{schema}\".events SET metadata = '{{}}';
+             DELETE FROM \"{schema}\".events WHERE version = 2;"
+        ))
+        .await
+        .unwrap();
+    server
+        .admin
+        .execute(
+            &format!(
+                "INSERT INTO \"{schema}\".events (stream_id, version, name, schema_version, payload, position) VALUES ($1, 3, 'X', 1, '', 1)"
+            ),
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let read: Result<Vec<_>, _> = store.read_stream(id, StreamRange::all()).try_collect().await;
+    assert!(
+        matches!(&read, Err(Error::Corrupt { version: 3, .. })),
+        "{read:?}"
+    );
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_and_tracking() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.store("snap").await;
+    let id = Uuid::now_v7();
+    for version in [2_u64, 5, 9] {
+        store
+            .save_snapshot(Snapshot {
+                stream_id: id,
+                version,
+                aggregate: "Account".into(),
+                fingerprint: u64::MAX - version,
+                state: format!("state@{version}").into_bytes(),
+                recorded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            })
+            .await
+            .unwrap();
+    }
+    let latest = store.load_snapshot(id, None).await.unwrap().unwrap();
+    assert_eq!((latest.version, latest.fingerprint), (9, u64::MAX - 9));
+    assert_eq!(store.load_snapshot(id, Some(8)).await.unwrap().unwrap().version, 5);
+    assert_eq!(store.load_snapshot(id, Some(5)).await.unwrap().unwrap().state, b"state@5");
+    assert!(store.load_snapshot(id, Some(1)).await.unwrap().is_none());
+    assert!(store.load_snapshot(id, Some(u64::MAX)).await.unwrap().is_some());
+
+    let batch = |position| AppendBatch {
+        streams: vec![StreamAppend {
+            stream_id: Uuid::now_v7(),
+            expected_version: 0,
+            events: events_for(id, 1, 1),
+        }],
+        tracking: Some(Tracking {
+            tracker: "projector".into(),
+            position,
+        }),
+    };
+    store.append(batch(10)).await.unwrap();
+    let before = read_all(&store).await.len();
+    let again = store.append(batch(10)).await;
+    assert!(
+        matches!(&again, Err(Error::TrackingConflict { position: 10, recorded: 10, .. })),
+        "{again:?}"
+    );
+    assert_eq!(read_all(&store).await.len(), before, "nothing written");
+    assert_eq!(store.tracking_position("projector").await.unwrap(), 10);
+    let too_big = store.append(batch(u64::MAX)).await;
+    assert!(matches!(too_big, Err(Error::Backend { .. })), "{too_big:?}");
+    server.finish().await;
+}
+
+/// 8 writers append 10,000 events in small batches while a follower pages the log with small
+/// pages: it sees every event exactly once, in strictly increasing position order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_sees_every_event_once_under_eight_writers() {
+    const WRITERS: usize = 8;
+    const TOTAL: usize = 10_000;
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.options("follow").pool_size(12).connect().await.unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let store = store.clone();
+        let done = done.clone();
+        writers.push(tokio::spawn(async move {
+            let streams: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+            let mut versions: HashMap<Uuid, u64> = streams.iter().map(|s| (*s, 0)).collect();
+            let mut written = 0;
+            let mut round = 0usize;
+            let quota = TOTAL / WRITERS;
+            while written < quota {
+                // Batches of 1 to 5 events; every third one spans two streams.
+                let size = (1 + (round + writer) % 5).min(quota - written);
+                let first = streams[round % streams.len()];
+                let second = streams[(round + 1) % streams.len()];
+                let mut batch = AppendBatch::default();
+                let split = if round % 3 == 0 && size > 1 { size / 2 } else { size };
+                for (stream, count) in [(first, split), (second, size - split)] {
+                    if count == 0 {
+                        continue;
+                    }
+                    let expected = versions[&stream];
+                    batch.streams.push(StreamAppend {
+                        stream_id: stream,
+                        expected_version: expected,
+                        events: events_for(stream, expected + 1, count as u64),
+                    });
+                }
+                store.append(batch.clone()).await.expect("append");
+                for append in &batch.streams {
+                    *versions.get_mut(&append.stream_id).unwrap() += append.events.len() as u64;
+                }
+                written += size;
+                round += 1;
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+            versions
+        }));
+    }
+
+    let follower = {
+        let store = store.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<StoredEvent> = Vec::with_capacity(TOTAL);
+            let mut after = 0;
+            let mut empty_pages_after_done = 0;
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while Instant::now() < deadline {
+                let page = store
+                    .read_log(LogQuery::after(after, 17))
+                    .await
+                    .expect("follower read");
+                if let Some(last) = page.last() {
+                    after = last.position;
+                }
+                let empty = page.is_empty();
+                seen.extend(page);
+                if empty {
+                    if done.load(Ordering::SeqCst) == WRITERS {
+                        empty_pages_after_done += 1;
+                        if empty_pages_after_done > 3 {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            seen
+        })
+    };
+
+    let mut expected: HashSet<(Uuid, u64)> = HashSet::new();
+    for writer in writers {
+        for (stream, version) in writer.await.unwrap() {
+            expected.extend((1..=version).map(|v| (stream, v)));
+        }
+    }
+    let seen = follower.await.unwrap();
+    assert_eq!(expected.len(), TOTAL);
+    assert_eq!(seen.len(), TOTAL, "the follower saw every event once");
+    assert_strictly_increasing(&seen);
+    let pairs: HashSet<(Uuid, u64)> = seen.iter().map(|e| (e.stream_id, e.version)).collect();
+    assert_eq!(pairs.len(), TOTAL, "no event seen twice");
+    assert_eq!(pairs, expected, "the follower saw exactly the appended events");
+    // Checksum of the payloads: each names its own stream and version.
+    for event in &seen {
+        assert_eq!(
+            event.payload,
+            format!("{}:{}", event.stream_id, event.version).into_bytes()
+        );
+    }
+    let full = read_all(&store).await;
+    assert_eq!(full, seen, "the final full read matches what the follower saw");
+    assert_eq!(store.last_position().await.unwrap(), full.last().unwrap().position);
+    server.finish().await;
+}
+
+/// A writer's transaction is held open while others commit: the follower does not pass it, and
+/// sees its events (then the others') once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_waits_for_a_transaction_held_open() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.store("held").await;
+    let before = Uuid::now_v7();
+    store
+        .append(AppendBatch::single(before, 0, events_for(before, 1, 2)))
+        .await
+        .unwrap();
+    let log = read_all(&store).await;
+    assert_eq!(log.len(), 2);
+    let mut after = log[1].position;
+
+    // The held writer: a raw client, BEGIN, the store's own append SQL, kept open.
+    let (mut raw, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mut held_tx = raw.transaction().await.unwrap();
+    let held = Uuid::now_v7();
+    let held_last = store
+        .append_in(&mut held_tx, AppendBatch::single(held, 0, events_for(held, 1, 3)))
+        .await
+        .unwrap();
+
+    // Others commit after it.
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        let id = Uuid::now_v7();
+        let position = store
+            .append(AppendBatch::single(id, 0, events_for(id, 1, 2)))
+            .await
+            .unwrap();
+        assert!(position > held_last, "later transactions get later positions");
+        later.push(id);
+    }
+    // Their events are committed (stream reads see them), but the log does not pass the held
+    // transaction.
+    assert_eq!(store.stream_version(later[4]).await.unwrap(), 2);
+    for _ in 0..3 {
+        let page = store.read_log(LogQuery::after(after, 100)).await.unwrap();
+        assert!(page.is_empty(), "the follower passed an open transaction: {page:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.last_position().await.unwrap(), after);
+
+    held_tx.commit().await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let page = store.read_log(LogQuery::after(after, 4)).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 3 + 5 * 2, "every event once");
+    assert_strictly_increasing(&seen);
+    let streams: Vec<Uuid> = seen.iter().map(|e| e.stream_id).collect();
+    assert_eq!(streams[..3], [held; 3], "the held transaction's events come first");
+    assert_eq!(seen[2].position, held_last);
+    let mut expected_later = Vec::new();
+    for id in &later {
+        expected_later.extend([*id, *id]);
+    }
+    assert_eq!(streams[3..], expected_later[..]);
+    server.finish().await;
+}
+
+/// Connections are killed with `pg_terminate_backend` while writers append: the failures are
+/// typed errors, the pool recovers, and every append that returned `Ok` is in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_surface_as_errors_and_the_pool_recovers() {
+    const WRITERS: usize = 6;
+    const APPENDS: usize = 120;
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let app_name = format!("es_kill_{}", std::process::id());
+    let mut config: tokio_postgres::Config = url().parse().unwrap();
+    config.application_name(&app_name);
+    let schema = unique_schema("kill");
+    server.schemas.push(schema.clone());
+    let store = PostgresOptions::from_config(config)
+        .schema(schema)
+        .pool_size(WRITERS)
+        .connect()
+        .await
+        .unwrap();
+    let finished = Arc::new(AtomicUsize::new(0));
+
+    let mut writers = Vec::new();
+    for _ in 0..WRITERS {
+        let store = store.clone();
+        let finished = finished.clone();
+        writers.push(tokio::spawn(async move {
+            let stream = Uuid::now_v7();
+            let mut version = 0;
+            let mut acknowledged: Vec<(u64, Vec<u8>)> = Vec::new();
+            let mut errors = Vec::new();
+            for attempt in 0..APPENDS {
+                let events: Vec<NewEvent> = (0..3)
+                    .map(|i| event("Counted", format!("{stream}:{attempt}:{i}")))
+                    .collect();
+                let payloads: Vec<Vec<u8>> = events.iter().map(|e| e.payload.clone()).collect();
+                match store
+                    .append(AppendBatch::single(stream, version, events))
+                    .await
+                {
+                    Ok(_) => {
+                        for payload in payloads {
+                            version += 1;
+                            acknowledged.push((version, payload));
+                        }
+                    }
+                    Err(error) => {
+                        errors.push(error);
+                        // The outcome may be unknown (a failed COMMIT): resynchronise.
+                        loop {
+                            match store.stream_version(stream).await {
+                                Ok(current) => {
+                                    version = current;
+                                    break;
+                                }
+                                Err(error) => errors.push(error),
+                            }
+                        }
+                    }
+                }
+            }
+            finished.fetch_add(1, Ordering::SeqCst);
+            (stream, version, acknowledged, errors)
+        }));
+    }
+
+    let mut killed = 0;
+    while finished.load(Ordering::SeqCst) < WRITERS {
+        let rows = server
+            .admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                &[&app_name],
+            )
+            .await
+            .unwrap();
+        killed += rows.len();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+
+    let mut all_errors = 0;
+    let mut checked = 0;
+    for writer in writers {
+        let (stream, version, acknowledged, errors) = writer.await.unwrap();
+        for error in &errors {
+            assert!(
+                matches!(error, Error::Backend { backend: "postgres", .. } | Error::Conflict { .. }),
+                "an untyped failure: {error:?}"
+            );
+        }
+        all_errors += errors.len();
+        // The pool recovered: a fresh append succeeds.
+        let next = store
+            .append(AppendBatch::single(stream, version, events_for(stream, version + 1, 1)))
+            .await
+            .expect("append after the kills");
+        assert!(next > 0);
+        // Every acknowledged event is in its stream, at its version, byte for byte.
+        let stored: Vec<StoredEvent> = store
+            .read_stream(stream, StreamRange::all())
+            .try_collect()
+            .await
+            .unwrap();
+        let by_version: HashMap<u64, &StoredEvent> =
+            stored.iter().map(|e| (e.version, e)).collect();
+        for (version, payload) in &acknowledged {
+            let event = by_version
+                .get(version)
+                .unwrap_or_else(|| panic!("acknowledged version {version} of {stream} is lost"));
+            assert_eq!(&event.payload, payload);
+        }
+        checked += acknowledged.len();
+    }
+    // …and in the log.
+    let log = read_all(&store).await;
+    assert_strictly_increasing(&log);
+    let logged: HashSet<Vec<u8>> = log.iter().map(|e| e.payload.clone()).collect();
+    assert!(log.len() >= checked);
+    println!(
+        "killed {killed} connections; {all_errors} typed errors surfaced; {checked} acknowledged events all stored"
+    );
+    assert!(killed > 0, "no connection was killed");
+    assert!(all_errors > 0, "killing connections surfaced no error");
+    assert!(checked > 0, "no append succeeded");
+    let _ = logged;
+    server.finish().await;
+}
+
+/// Append throughput, 10-event batches through the store vs the same rows as one raw
+/// multi-row INSERT per transaction. Run with
+/// `cargo test --release -p eventsource-tests --test postgres_store -- --ignored --nocapture append_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a test: run it in release mode"]
+async fn append_throughput() {
+    const BATCHES: usize = 2_000;
+    const BATCH: usize = 10;
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.options("bench").pool_size(8).connect().await.unwrap();
+    let schema = store.schema().to_owned();
+    server
+        .admin
+        .batch_execute(&format!(
+            "CREATE TABLE \"{schema}\".raw (stream_id uuid, version int8, name text, payload bytea, metadata jsonb, PRIMARY KEY (stream_id, version))"
+        ))
+        .await
+        .unwrap();
+    let payload = vec![b'x'; 200];
+
+    for writers in [1usize, 4] {
+        let per_writer = BATCHES / writers;
+        // The store.
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|_| {
+                let store = store.clone();
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let stream = Uuid::now_v7();
+                    for i in 0..per_writer {
+                        let events = (0..BATCH)
+                            .map(|_| NewEvent {
+                                name: "Benchmarked".into(),
+                                schema_version: 1,
+                                payload: payload.clone(),
+                                metadata: Default::default(),
+                            })
+                            .collect();
+                        store
+                            .append(AppendBatch::single(stream, (i * BATCH) as u64, events))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let store_rate = (per_writer * writers * BATCH) as f64 / started.elapsed().as_secs_f64();
+
+        // Raw: BEGIN, one multi-row INSERT of the 10 rows, COMMIT, on plain connections.
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|_| {
+                let schema = schema.clone();
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let (mut client, connection) =
+                        tokio_postgres::connect(&url(), NoTls).await.unwrap();
+                    tokio::spawn(connection);
+                    let values: Vec<String> = (0..BATCH)
+                        .map(|i| format!("($1, $2 + {i}, 'Benchmarked', $3, '{{}}')"))
+                        .collect();
+                    let insert = client
+                        .prepare(&format!(
+                            "INSERT INTO \"{schema}\".raw VALUES {}",
+                            values.join(", ")
+                        ))
+                        .await
+                        .unwrap();
+                    let stream = Uuid::now_v7();
+                    for i in 0..per_writer {
+                        let tx = client.transaction().await.unwrap();
+                        let first = (i * BATCH) as i64 + 1;
+                        tx.execute(&insert, &[&stream, &first, &payload]).await.unwrap();
+                        tx.commit().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let raw_rate = (per_writer * writers * BATCH) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{writers} writer(s), {BATCH}-event batches: store {store_rate:.0} events/s, raw batched INSERT {raw_rate:.0} events/s ({:.0}%)",
+            100.0 * store_rate / raw_rate
+        );
+    }
+    assert!(!read_all(&store).await.is_empty());
+    server.finish().await;
+}
