@@ -92,6 +92,8 @@ pub use persistence::record::{
 };
 pub use persistence::store::{EventStore, EventStream};
 pub use stores::memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use stores::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 #[cfg(feature = "postgres")]
 pub use stores::postgres::PostgresStore;
 

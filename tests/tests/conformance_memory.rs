@@ -13,7 +13,11 @@ async fn memory_store_passes_the_conformance_suite() {
 async fn the_suite_reports_a_broken_store() {
     let report = conformance::try_run_only(
         || async { broken::ForgetfulStore::default() },
-        &["append_and_read_back", "stream_version_tracks_appends", "no_such_check"],
+        &[
+            "append_and_read_back",
+            "stream_version_tracks_appends",
+            "no_such_check",
+        ],
     )
     .await;
     assert_eq!(report.passed.len(), 1, "{report}");
@@ -27,8 +31,8 @@ async fn the_suite_reports_a_broken_store() {
 mod broken {
     //! A store that drops metadata: everything else delegates to the memory store.
     use eventsource_core::{
-        AppendBatch, EventStore, EventStream, LogQuery, MemoryStore, Result, Snapshot,
-        StoredEvent, StreamRange, Uuid,
+        AppendBatch, EventStore, EventStream, LogQuery, MemoryStore, Result, Snapshot, StoredEvent,
+        StreamRange, Uuid,
     };
 
     #[derive(Debug, Default)]
@@ -59,7 +63,11 @@ mod broken {
         async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
             self.0.save_snapshot(snapshot).await
         }
-        async fn load_snapshot(&self, stream_id: Uuid, at: Option<u64>) -> Result<Option<Snapshot>> {
+        async fn load_snapshot(
+            &self,
+            stream_id: Uuid,
+            at: Option<u64>,
+        ) -> Result<Option<Snapshot>> {
             self.0.load_snapshot(stream_id, at).await
         }
         async fn tracking_position(&self, tracker: &str) -> Result<u64> {

@@ -23,6 +23,17 @@ async fn named(name: &'static str, body: impl Future<Output = Outcome>) -> Check
     body.await.map_err(|message| Failure::new(name, message))
 }
 
+/// A batch that only records a tracking position.
+fn tracking_only(tracker: impl Into<String>, position: u64) -> AppendBatch {
+    AppendBatch {
+        streams: Vec::new(),
+        tracking: Some(Tracking {
+            tracker: tracker.into(),
+            position,
+        }),
+    }
+}
+
 /// Bytes 0..=255 repeated, so every byte value (including NUL and invalid UTF-8) is stored.
 fn all_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 256) as u8).collect()
@@ -191,7 +202,10 @@ pub async fn unknown_stream_reads_empty<S: EventStore + ?Sized + 'static>(
             );
         }
         ensure_eq!(
-            store.stream_version(unknown).await.context("stream_version")?,
+            store
+                .stream_version(unknown)
+                .await
+                .context("stream_version")?,
             0,
             "stream_version of an unknown stream"
         );
@@ -218,7 +232,10 @@ pub async fn unknown_stream_reads_empty<S: EventStore + ?Sized + 'static>(
             "an unknown stream read events after another stream was written"
         );
         ensure_eq!(
-            store.stream_version(unknown).await.context("stream_version")?,
+            store
+                .stream_version(unknown)
+                .await
+                .context("stream_version")?,
             0,
             "stream_version of an unknown stream after another stream was written"
         );
@@ -408,7 +425,10 @@ pub async fn multi_stream_append_is_atomic<S: EventStore + ?Sized + 'static>(
         );
         for (stream, version) in [(a, 2), (b, 5), (c, 1)] {
             ensure_eq!(
-                store.stream_version(stream).await.context("stream_version")?,
+                store
+                    .stream_version(stream)
+                    .await
+                    .context("stream_version")?,
                 version,
                 "stream_version of {stream} after the batch"
             );
@@ -463,10 +483,15 @@ pub async fn read_stream_ranges<S: EventStore + ?Sized + 'static>(store: Arc<S>)
         }
         // The events read in a range are the stored ones, not just the right version numbers.
         let middle = read(&*store, stream, all.from(3).to(6)).await?;
-        let appended: Vec<Expected> = Expected::appended(stream, 0, &events("Counted", "ranges", 4))
-            .into_iter()
-            .chain(Expected::appended(stream, 4, &events("Counted", "ranges2", 6)))
-            .collect();
+        let appended: Vec<Expected> =
+            Expected::appended(stream, 0, &events("Counted", "ranges", 4))
+                .into_iter()
+                .chain(Expected::appended(
+                    stream,
+                    4,
+                    &events("Counted", "ranges2", 6),
+                ))
+                .collect();
         compare(&middle, &appended[2..6], "reading versions 3 to 6")?;
         Ok(())
     })
@@ -517,7 +542,10 @@ pub async fn long_stream_reads_across_chunks<S: EventStore + ?Sized + 'static>(
             "versions read backwards from 2500, limit 1200"
         );
         ensure_eq!(
-            store.stream_version(stream).await.context("stream_version")?,
+            store
+                .stream_version(stream)
+                .await
+                .context("stream_version")?,
             N,
             "stream_version of the long stream"
         );
@@ -535,7 +563,10 @@ pub async fn stream_version_tracks_appends<S: EventStore + ?Sized + 'static>(
         let mut version = 0;
         for n in [1, 3, 1, 5] {
             ensure_eq!(
-                store.stream_version(stream).await.context("stream_version")?,
+                store
+                    .stream_version(stream)
+                    .await
+                    .context("stream_version")?,
                 version,
                 "stream_version before appending {n} events"
             );
@@ -543,7 +574,10 @@ pub async fn stream_version_tracks_appends<S: EventStore + ?Sized + 'static>(
             version += n as u64;
         }
         ensure_eq!(
-            store.stream_version(stream).await.context("stream_version")?,
+            store
+                .stream_version(stream)
+                .await
+                .context("stream_version")?,
             10,
             "stream_version after appending 10 events"
         );
@@ -678,7 +712,11 @@ pub async fn log_paging_reassembles_the_log<S: EventStore + ?Sized + 'static>(
                 whole.iter().map(key).collect::<Vec<_>>(),
                 "(position, stream, version) of the log read in pages of {page}"
             );
-            compare(&paged, &expected, &format!("the log read in pages of {page}"))?;
+            compare(
+                &paged,
+                &expected,
+                &format!("the log read in pages of {page}"),
+            )?;
         }
         // A page is full when more events follow.
         if let Some(first) = whole.first() {
@@ -724,7 +762,11 @@ pub async fn log_last_position_and_reading_past_the_end<S: EventStore + ?Sized +
             .read_log(LogQuery::after(0, 10))
             .await
             .context("reading an empty log")?;
-        ensure!(empty.is_empty(), "an empty store's log has {} events", empty.len());
+        ensure!(
+            empty.is_empty(),
+            "an empty store's log has {} events",
+            empty.len()
+        );
 
         let stream = Uuid::now_v7();
         append(&*store, stream, 0, events("Counted", "end", 5)).await?;
@@ -774,11 +816,9 @@ pub async fn log_filters_by_event_name<S: EventStore + ?Sized + 'static>(
     named("log_filters_by_event_name", async move {
         let names = ["Opened", "Deposited", "Withdrawn", "opened", "Café", "Cafe\u{301}"];
         let stream = Uuid::now_v7();
-        let mut version = 0;
-        for i in 0..30usize {
-            let name = names[(i * 5) % names.len()];
-            append(&*store, stream, version, vec![event(name, format!("{i}"))]).await?;
-            version += 1;
+        for i in 0..30u64 {
+            let name = names[(i as usize * 5) % names.len()];
+            append(&*store, stream, i, vec![event(name, format!("{i}"))]).await?;
         }
         let whole = read_whole_log(&*store, 1000).await?;
         let filters: Vec<Vec<&str>> = vec![
@@ -1188,7 +1228,11 @@ fn compare_snapshot(actual: Option<Snapshot>, expected: &Snapshot, doing: &str) 
     };
     ensure_eq!(actual.stream_id, expected.stream_id, "{doing}: stream id");
     ensure_eq!(actual.version, expected.version, "{doing}: version");
-    ensure_eq!(actual.aggregate, expected.aggregate, "{doing}: aggregate name");
+    ensure_eq!(
+        actual.aggregate,
+        expected.aggregate,
+        "{doing}: aggregate name"
+    );
     ensure_eq!(
         actual.fingerprint,
         expected.fingerprint,
@@ -1362,11 +1406,7 @@ pub async fn tracking_is_written_with_the_append<S: EventStore + ?Sized + 'stati
         );
 
         // Tracking without events, gaps allowed, and trackers are independent.
-        let mut only_tracking = AppendBatch::default();
-        only_tracking.tracking = Some(Tracking {
-            tracker: "projector".into(),
-            position: 9,
-        });
+        let only_tracking = tracking_only("projector", 9);
         store
             .append(only_tracking)
             .await
@@ -1387,11 +1427,7 @@ pub async fn tracking_is_written_with_the_append<S: EventStore + ?Sized + 'stati
             })
             .await
             .context("appending with tracking position 10")?;
-        let mut other = AppendBatch::default();
-        other.tracking = Some(Tracking {
-            tracker: "emailer".into(),
-            position: 1,
-        });
+        let other = tracking_only("emailer", 1);
         store
             .append(other)
             .await
@@ -1460,7 +1496,10 @@ pub async fn large_payloads<S: EventStore + ?Sized + 'static>(store: Arc<S>) -> 
             .await
             .context("saving a 1 MiB snapshot")?;
         compare_snapshot(
-            store.load_snapshot(stream, None).await.context("loading a 1 MiB snapshot")?,
+            store
+                .load_snapshot(stream, None)
+                .await
+                .context("loading a 1 MiB snapshot")?,
             &snap,
             "loading a 1 MiB snapshot",
         )?;
@@ -1509,11 +1548,7 @@ pub async fn unicode_names_and_payloads<S: EventStore + ?Sized + 'static>(
             "versions of events named {name:?} or \"Café\" (composed; the decomposed one must not match)"
         );
 
-        let mut tracked = AppendBatch::default();
-        tracked.tracking = Some(Tracking {
-            tracker: "投影-Ω".into(),
-            position: 7,
-        });
+        let tracked = tracking_only("投影-Ω", 7);
         store
             .append(tracked)
             .await

@@ -216,11 +216,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let mut report = run_checks(
-        new_store,
-        CHECKS.iter().filter(|c| names.contains(&c.name)),
-    )
-    .await;
+    let mut report = run_checks(new_store, CHECKS.iter().filter(|c| names.contains(&c.name))).await;
     for name in names {
         if !CHECKS.iter().any(|c| c.name == *name) {
             report.failures.push(Failure::new(
@@ -240,7 +236,10 @@ pub fn checks() -> &'static [Check] {
     CHECKS
 }
 
-async fn run_checks<'c, S, F, Fut>(mut new_store: F, checks: impl Iterator<Item = &'c Check>) -> Report
+async fn run_checks<'c, S, F, Fut>(
+    mut new_store: F,
+    checks: impl Iterator<Item = &'c Check>,
+) -> Report
 where
     S: EventStore + 'static,
     F: FnMut() -> Fut,

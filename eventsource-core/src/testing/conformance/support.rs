@@ -196,7 +196,11 @@ pub(super) fn compare(actual: &[StoredEvent], expected: &[Expected], doing: &str
         ensure_eq!(a.stream_id, e.stream, "{at}: stream id");
         ensure_eq!(a.version, e.version, "{at}: version");
         ensure_eq!(a.name, e.event.name, "{at}: event name");
-        ensure_eq!(a.schema_version, e.event.schema_version, "{at}: schema version");
+        ensure_eq!(
+            a.schema_version,
+            e.event.schema_version,
+            "{at}: schema version"
+        );
         if a.payload != e.event.payload {
             fail!(
                 "{at}: payload differs: {}",
@@ -267,7 +271,7 @@ pub(super) fn abbreviate(value: &impl Debug) -> String {
             cut -= 1;
         }
         text.truncate(cut);
-        text.push_str("…");
+        text.push('…');
     }
     text
 }

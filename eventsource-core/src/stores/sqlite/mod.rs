@@ -1,0 +1,824 @@
+//! The embedded SQLite store (feature `sqlite`, on by default): one file, nothing to install.
+//!
+//! ```
+//! use eventsource_core::{AppendBatch, EventStore, NewEvent, SqliteStore, StreamRange};
+//! use futures_util::TryStreamExt;
+//!
+//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! # let dir = std::env::temp_dir().join(format!("es-doc-{}", uuid::Uuid::now_v7()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let store = SqliteStore::open(dir.join("bank.db")).await?;      // or SqliteStore::in_memory()
+//! let id = uuid::Uuid::now_v7();
+//! let opened = NewEvent {
+//!     name: "Opened".into(),
+//!     schema_version: 1,
+//!     payload: br#"{"owner":"Ada"}"#.to_vec(),
+//!     metadata: Default::default(),
+//! };
+//! store.append(AppendBatch::single(id, 0, vec![opened])).await?;
+//! let events: Vec<_> = store.read_stream(id, StreamRange::all()).try_collect().await?;
+//! assert_eq!((events[0].version, events[0].name.as_str()), (1, "Opened"));
+//! # drop(store); std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok::<_, eventsource_core::Error>(()) }).unwrap();
+//! ```
+//!
+//! # How it works
+//!
+//! - **Schema.** Created on open by versioned migrations recorded in an `<events>_migrations`
+//!   table; opening an up-to-date database runs none. The table layout is described in the
+//!   source of `schema.rs`; it is meant to be read with `sqlite3`: stream ids are UUID text,
+//!   metadata is JSON text, `recorded_at` is integer microseconds since the Unix epoch.
+//! - **Connections.** One writer connection (appends are serialised, as SQLite requires anyway)
+//!   and a small pool of reader connections. The database runs in WAL mode, so readers never
+//!   block the writer or each other. An in-memory database uses its one connection for both.
+//! - **Appends.** One `BEGIN IMMEDIATE` transaction per batch: version checks, inserts and the
+//!   tracking record commit together or not at all.
+//! - **Durability.** Configurable with [`Synchronous`]; the default, `Full`, syncs every commit.
+//! - **Locks.** A connection waits up to the busy timeout (default 5 s) for another process's
+//!   lock, then fails with [`Error::Backend`](crate::Error::Backend) saying the database stayed
+//!   locked.
+//! - **Reads.** A stream is read in chunks of at most 1024 events (or 8 MiB of payloads), the
+//!   next chunk fetched while the caller consumes the current one, so replaying a stream of any
+//!   length holds a bounded amount of memory.
+//! - **Async.** SQLite calls block, so each runs on Tokio's blocking thread pool
+//!   ([`tokio::task::spawn_blocking`]); the store must be used inside a Tokio runtime (outside
+//!   one, every call fails with a typed error).
+//!
+//! A row that can't be read back (a stored id that isn't a UUID, a negative version, metadata
+//! that isn't JSON, a corrupt page) is an [`Error::Backend`](crate::Error::Backend) naming the
+//! stream and version or the log position, never a panic. A payload is returned as stored;
+//! whether it decodes is the repository's concern.
+
+mod options;
+mod rows;
+mod schema;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use options::{SqliteOptions, Synchronous};
+
+use crate::error::{CodecError, Error, Result};
+use crate::persistence::record::{
+    AppendBatch, LogQuery, Metadata, Snapshot, StoredEvent, StreamRange,
+};
+use crate::persistence::store::{EventStore, EventStream};
+use options::Location;
+use rows::BadRow;
+use schema::Sql;
+
+/// The backend name in errors.
+const BACKEND: &str = "sqlite";
+
+/// A stream read chunk ends after this many payload bytes, whatever its event count.
+const READ_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+/// An event store in an SQLite database file.
+///
+/// Open one with [`SqliteStore::open`], [`SqliteStore::in_memory`], [`SqliteStore::connect`]
+/// (a `sqlite://` URL), or [`SqliteOptions`] for durability, busy timeout and table names.
+/// Cloning is cheap and shares the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    writer: Mutex<Connection>,
+    /// Reader connections for a file database; `None` for an in-memory one, which reads through
+    /// the writer.
+    readers: Option<Mutex<Vec<Connection>>>,
+    sql: Sql,
+    options: SqliteOptions,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database file at `path` with the default options: WAL,
+    /// `synchronous = FULL`, a 5 second busy timeout, tables `events`, `snapshots`, `tracking`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        SqliteOptions::file(path).open().await
+    }
+
+    /// A private in-memory database, gone when the last clone of the store is dropped.
+    pub async fn in_memory() -> Result<Self> {
+        SqliteOptions::in_memory().open().await
+    }
+
+    /// Opens the database a URL names: `sqlite://path/to/file.db`, `sqlite::memory:`, with
+    /// optional `?synchronous=normal&busy_timeout_ms=10000`. See [`SqliteOptions::from_url`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        SqliteOptions::from_url(url)?.open().await
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.shared.options
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.shared.options.path()
+    }
+
+    /// The schema version the database is at (the latest this build knows, after open).
+    pub fn schema_version() -> i64 {
+        schema::latest_version()
+    }
+
+    pub(super) async fn open_with(options: SqliteOptions) -> Result<Self> {
+        let shared = blocking(move || {
+            let mut writer = open_connection(&options, true)?;
+            schema::migrate(&mut writer, &options.tables)?;
+            let readers = match options.location {
+                Location::File(_) => Some(Mutex::new(Vec::new())),
+                Location::Memory => None,
+            };
+            Ok(Shared {
+                writer: Mutex::new(writer),
+                readers,
+                sql: Sql::new(&options.tables),
+                options,
+            })
+        })
+        .await?;
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Runs `f` on the blocking pool with the shared state.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || f(&shared)).await
+    }
+}
+
+/// Runs blocking SQLite work on Tokio's blocking pool.
+fn spawn<T, F>(f: F) -> Result<JoinHandle<Result<T>>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+        Error::backend(
+            BACKEND,
+            "starting a database call (the SQLite store runs its blocking calls on Tokio's blocking pool, so it must be used inside a Tokio runtime)",
+            e,
+        )
+    })?;
+    Ok(runtime.spawn_blocking(f))
+}
+
+async fn joined<T>(handle: JoinHandle<Result<T>>) -> Result<T> {
+    handle
+        .await
+        .map_err(|e| Error::backend(BACKEND, "running a database call on the blocking pool", e))?
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    joined(spawn(f)?).await
+}
+
+/// The current time in microseconds since the Unix epoch.
+fn micros_now() -> Result<i64> {
+    rows::micros_from_time(SystemTime::now()).ok_or_else(|| {
+        Error::backend(
+            BACKEND,
+            "reading the clock",
+            BadRow("the system clock is outside the range SQLite timestamps can hold".into()),
+        )
+    })
+}
+
+/// A version or position as SQLite's signed integer; values past `i64::MAX` clamp (no stored
+/// row can be there).
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn open_connection(options: &SqliteOptions, writer: bool) -> Result<Connection> {
+    let failed = |doing: String| {
+        let timeout = options.busy_timeout;
+        move |e: rusqlite::Error| sqlite_error(e, doing, timeout)
+    };
+    let conn = match &options.location {
+        Location::File(path) => {
+            let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            if writer {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+            Connection::open_with_flags(path, flags)
+                .map_err(failed(format!("opening {}", path.display())))?
+        }
+        Location::Memory => Connection::open_in_memory()
+            .map_err(failed("opening an in-memory database".to_owned()))?,
+    };
+    let setting = |what: &str| failed(format!("setting {what} on {}", describe(options)));
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(setting("the busy timeout"))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    if writer {
+        if let Location::File(path) = &options.location {
+            // The first statement reads the file header: a file that isn't a database fails here.
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                .map_err(setting("the WAL journal mode"))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(
+                    path = %path.display(),
+                    journal_mode = %mode,
+                    "SQLite refused WAL mode; readers will block the writer"
+                );
+            }
+        }
+        conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())
+            .map_err(setting("the synchronous level"))?;
+    } else {
+        conn.pragma_update(None, "query_only", true)
+            .map_err(setting("query_only on a reader connection"))?;
+    }
+    Ok(conn)
+}
+
+fn describe(options: &SqliteOptions) -> String {
+    match &options.location {
+        Location::File(path) => path.display().to_string(),
+        Location::Memory => "an in-memory database".to_owned(),
+    }
+}
+
+/// A driver error with what the store was doing, and what a busy or corrupt database means.
+fn sqlite_error(e: rusqlite::Error, doing: String, timeout: std::time::Duration) -> Error {
+    use rusqlite::ErrorCode;
+    let hint = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            " (another connection held the database lock for longer than the busy timeout of {timeout:?})"
+        ),
+        Some(ErrorCode::NotADatabase) => " (the file is not an SQLite database)".to_owned(),
+        Some(ErrorCode::DatabaseCorrupt) => " (the database file is corrupt)".to_owned(),
+        _ => String::new(),
+    };
+    Error::backend(BACKEND, format!("{doing}{hint}"), e)
+}
+
+impl Shared {
+    fn failed<D: fmt::Display>(
+        &self,
+        doing: D,
+    ) -> impl FnOnce(rusqlite::Error) -> Error + use<'_, D> {
+        move |e| sqlite_error(e, doing.to_string(), self.options.busy_timeout)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the connection was locked left no transaction open (rusqlite rolls back
+        // on drop), so the connection is still usable.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on a reader connection (the writer, for an in-memory database).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let Some(readers) = &self.readers else {
+            return f(&self.writer());
+        };
+        let idle = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_connection(&self.options, false)?,
+        };
+        let result = f(&conn);
+        let mut idle = readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.options.max_idle_readers {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn append(&self, batch: AppendBatch) -> Result<u64> {
+        let mut seen = std::collections::HashSet::with_capacity(batch.streams.len());
+        for append in &batch.streams {
+            if !seen.insert(append.stream_id) {
+                return Err(Error::DuplicateStreamInBatch {
+                    stream: append.stream_id,
+                });
+            }
+        }
+        let tracking_position = match &batch.tracking {
+            Some(t) => Some(i64::try_from(t.position).map_err(|_| {
+                Error::backend(
+                    BACKEND,
+                    format!(
+                        "recording tracking position {} for `{}`",
+                        t.position, t.tracker
+                    ),
+                    BadRow(format!(
+                        "SQLite stores positions up to {}, and {} is beyond that",
+                        i64::MAX,
+                        t.position
+                    )),
+                )
+            })?),
+            None => None,
+        };
+        let sql = &self.sql;
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.failed("starting an append transaction"))?;
+        let mut id_buffer = Uuid::encode_buffer();
+        {
+            let mut version = tx
+                .prepare_cached(&sql.stream_version)
+                .map_err(self.failed("preparing the stream version query"))?;
+            for append in &batch.streams {
+                let stream = append.stream_id;
+                let id = stream.hyphenated().encode_lower(&mut id_buffer);
+                let actual: i64 = version
+                    .query_row([&*id], |row| row.get(0))
+                    .map_err(self.failed(format_args!("reading the version of stream {stream}")))?;
+                let actual = u64::try_from(actual).map_err(|_| {
+                    Error::backend(
+                        BACKEND,
+                        format!("reading the version of stream {stream}"),
+                        BadRow(format!("the stream's highest version is {actual}")),
+                    )
+                })?;
+                if actual != append.expected_version {
+                    return Err(Error::Conflict {
+                        stream,
+                        expected: append.expected_version,
+                        actual,
+                    });
+                }
+            }
+        }
+        if let (Some(tracking), Some(position)) = (&batch.tracking, tracking_position) {
+            let doing = || {
+                format!(
+                    "recording tracking position {position} for `{}`",
+                    tracking.tracker
+                )
+            };
+            let recorded: Option<i64> = tx
+                .prepare_cached(&sql.tracking_position)
+                .and_then(|mut s| {
+                    s.query_row([&tracking.tracker], |row| row.get(0))
+                        .map(Some)
+                        .or_else(|e| match e {
+                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                            e => Err(e),
+                        })
+                })
+                .map_err(self.failed(doing()))?;
+            let recorded = recorded.unwrap_or(0);
+            if position <= recorded {
+                return Err(Error::TrackingConflict {
+                    tracker: tracking.tracker.clone(),
+                    position: tracking.position,
+                    recorded: u64::try_from(recorded).unwrap_or(0),
+                });
+            }
+            tx.prepare_cached(&sql.save_tracking)
+                .and_then(|mut s| s.execute(params![tracking.tracker, position]))
+                .map_err(self.failed(doing()))?;
+        }
+        let mut wrote = false;
+        if batch.event_count() > 0 {
+            let now = micros_now()?;
+            let mut insert = tx
+                .prepare_cached(&sql.insert_event)
+                .map_err(self.failed("preparing the event insert"))?;
+            for append in &batch.streams {
+                let stream = append.stream_id;
+                let id = stream.hyphenated().encode_lower(&mut id_buffer);
+                for (offset, event) in append.events.iter().enumerate() {
+                    let version = append.expected_version + offset as u64 + 1;
+                    let metadata = encode_metadata(&event.metadata, &event.name)?;
+                    insert
+                        .execute(params![
+                            &*id,
+                            clamp(version),
+                            event.name,
+                            i64::from(event.schema_version),
+                            event.payload,
+                            metadata,
+                            now,
+                        ])
+                        .map_err(self.failed(format_args!(
+                            "inserting event `{}` at version {version} of stream {stream}",
+                            event.name
+                        )))?;
+                    wrote = true;
+                }
+            }
+        }
+        let last = if wrote {
+            tx.last_insert_rowid()
+        } else {
+            tx.prepare_cached(&sql.last_position)
+                .and_then(|mut s| s.query_row([], |row| row.get(0)))
+                .map_err(self.failed("reading the last position"))?
+        };
+        tx.commit().map_err(self.failed("committing an append"))?;
+        Ok(u64::try_from(last).unwrap_or(0))
+    }
+
+    /// Reads up to `limit` events of a stream with versions in `lo..=hi`.
+    fn read_stream_chunk(
+        &self,
+        stream: Uuid,
+        lo: i64,
+        hi: i64,
+        backwards: bool,
+        limit: usize,
+    ) -> Result<Chunk> {
+        self.read(|conn| {
+            let sql = if backwards {
+                &self.sql.read_stream_backwards
+            } else {
+                &self.sql.read_stream_forwards
+            };
+            let doing = || format!("reading stream {stream}");
+            let mut statement = conn.prepare_cached(sql).map_err(self.failed(doing()))?;
+            let mut id_buffer = Uuid::encode_buffer();
+            let id = stream.hyphenated().encode_lower(&mut id_buffer);
+            let mut rows = statement
+                .query(params![&*id, lo, hi, clamp(limit as u64)])
+                .map_err(self.failed(doing()))?;
+            let mut events = Vec::with_capacity(limit.min(1024));
+            let mut bytes = 0;
+            let mut cut = false;
+            loop {
+                // A bad row ends the chunk: the events before it are still delivered.
+                let event = match rows.next() {
+                    Ok(Some(row)) => rows::stream_event(row, stream),
+                    Ok(None) => break,
+                    Err(e) => Err(self.failed(doing())(e)),
+                };
+                let event = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        return Ok(Chunk {
+                            events,
+                            exhausted: true,
+                            error: Some(error),
+                        });
+                    }
+                };
+                bytes += event.payload.len();
+                events.push(event);
+                if bytes >= READ_CHUNK_BYTES {
+                    cut = true;
+                    break;
+                }
+            }
+            let exhausted = !cut && events.len() < limit;
+            Ok(Chunk {
+                events,
+                exhausted,
+                error: None,
+            })
+        })
+    }
+
+    fn read_log(&self, query: &LogQuery) -> Result<Vec<StoredEvent>> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| {
+            let doing = || format!("reading the log after position {}", query.after);
+            let after = clamp(query.after);
+            let limit = clamp(query.limit as u64);
+            let mut events = Vec::with_capacity(query.limit.min(1024));
+            let mut push = |row: &rusqlite::Row<'_>| -> Result<()> {
+                events.push(rows::log_event(row)?);
+                Ok(())
+            };
+            if query.names.is_empty() {
+                let mut statement = conn
+                    .prepare_cached(&self.sql.read_log)
+                    .map_err(self.failed(doing()))?;
+                let mut rows = statement
+                    .query(params![after, limit])
+                    .map_err(self.failed(doing()))?;
+                while let Some(row) = rows.next().map_err(self.failed(doing()))? {
+                    push(row)?;
+                }
+            } else {
+                let names = serde_json::to_string(&query.names).map_err(|e| Error::Encode {
+                    what: "the log query's event names".into(),
+                    source: CodecError::new("json", e),
+                })?;
+                let mut statement = conn
+                    .prepare_cached(&self.sql.read_log_named)
+                    .map_err(self.failed(doing()))?;
+                let mut rows = statement
+                    .query(params![after, limit, names])
+                    .map_err(self.failed(doing()))?;
+                while let Some(row) = rows.next().map_err(self.failed(doing()))? {
+                    push(row)?;
+                }
+            }
+            Ok(events)
+        })
+    }
+
+    fn query_integer(&self, sql: &str, param: Option<&str>, doing: &str) -> Result<Option<i64>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(sql).map_err(self.failed(doing))?;
+            let result = match param {
+                Some(p) => statement.query_row([p], |row| row.get(0)),
+                None => statement.query_row([], |row| row.get(0)),
+            };
+            match result {
+                Ok(value) => Ok(Some(value)),
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(e) => Err(self.failed(doing)(e)),
+            }
+        })
+    }
+}
+
+fn encode_metadata(metadata: &Metadata, event: &str) -> Result<Option<String>> {
+    if metadata.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(metadata)
+        .map(Some)
+        .map_err(|e| Error::Encode {
+            what: format!("the metadata of event `{event}`"),
+            source: CodecError::new("json", e),
+        })
+}
+
+fn non_negative(value: i64, what: impl FnOnce() -> String) -> Result<u64> {
+    u64::try_from(value).map_err(|_| {
+        Error::backend(
+            BACKEND,
+            what(),
+            BadRow(format!("the stored value is {value}, which is negative")),
+        )
+    })
+}
+
+/// One chunk of a stream read.
+struct Chunk {
+    events: Vec<StoredEvent>,
+    /// The query returned fewer rows than asked for: nothing more to read.
+    exhausted: bool,
+    /// A row after `events` could not be read; the read ends with this error.
+    error: Option<Error>,
+}
+
+/// The state of a stream read between polls.
+struct Reading {
+    read: StreamRead,
+    /// The fetched events not yet handed out.
+    buffer: std::vec::IntoIter<StoredEvent>,
+    /// The error to hand out after `buffer`.
+    error: Option<Error>,
+    /// The next chunk, being fetched.
+    pending: Option<JoinHandle<Result<Chunk>>>,
+}
+
+/// Where a stream read has got to.
+struct StreamRead {
+    shared: Arc<Shared>,
+    stream: Uuid,
+    backwards: bool,
+    /// The versions still to read, inclusive.
+    lo: i64,
+    hi: i64,
+    remaining: usize,
+    done: bool,
+}
+
+impl StreamRead {
+    fn new(shared: Arc<Shared>, stream: Uuid, range: StreamRange) -> Self {
+        let lo = clamp(range.from.max(1));
+        let hi = range.to.map_or(i64::MAX, clamp);
+        let remaining = range.limit.unwrap_or(usize::MAX);
+        Self {
+            shared,
+            stream,
+            backwards: range.backwards,
+            lo,
+            hi,
+            remaining,
+            done: lo > hi || remaining == 0,
+        }
+    }
+
+    /// Starts fetching the next chunk on the blocking pool.
+    fn fetch(&self) -> Result<JoinHandle<Result<Chunk>>> {
+        let shared = Arc::clone(&self.shared);
+        let (stream, lo, hi, backwards) = (self.stream, self.lo, self.hi, self.backwards);
+        let limit = self.remaining.min(shared.options.read_chunk);
+        spawn(move || shared.read_stream_chunk(stream, lo, hi, backwards, limit))
+    }
+
+    /// Moves past a fetched chunk.
+    fn advance(&mut self, chunk: &Chunk) {
+        self.remaining = self.remaining.saturating_sub(chunk.events.len());
+        if let Some(last) = chunk.events.last() {
+            let version = clamp(last.version);
+            if self.backwards {
+                self.hi = version - 1;
+            } else {
+                self.lo = version.saturating_add(1);
+            }
+        }
+        self.done =
+            chunk.exhausted || chunk.events.is_empty() || self.remaining == 0 || self.lo > self.hi;
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, batch: AppendBatch) -> Result<u64> {
+        if batch.streams.is_empty() && batch.tracking.is_none() {
+            return self.last_position().await;
+        }
+        self.run(move |shared| shared.append(batch)).await
+    }
+
+    fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
+        let read = StreamRead::new(Arc::clone(&self.shared), stream_id, range);
+        let state = Reading {
+            read,
+            buffer: Vec::new().into_iter(),
+            error: None,
+            pending: None,
+        };
+        Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(event) = st.buffer.next() {
+                    return Some((Ok(event), st));
+                }
+                if let Some(error) = st.error.take() {
+                    st.read.done = true;
+                    st.pending = None;
+                    return Some((Err(error), st));
+                }
+                let handle = match st.pending.take() {
+                    Some(handle) => handle,
+                    None if st.read.done => return None,
+                    None => match st.read.fetch() {
+                        Ok(handle) => handle,
+                        Err(error) => {
+                            st.read.done = true;
+                            return Some((Err(error), st));
+                        }
+                    },
+                };
+                let mut chunk = match joined(handle).await {
+                    Ok(chunk) => chunk,
+                    Err(error) => {
+                        st.read.done = true;
+                        return Some((Err(error), st));
+                    }
+                };
+                st.read.advance(&chunk);
+                if !st.read.done {
+                    // Fetch the next chunk while the caller works through this one. A failure
+                    // to start it shows up when it is started again.
+                    st.pending = st.read.fetch().ok();
+                }
+                st.error = chunk.error.take();
+                st.buffer = chunk.events.into_iter();
+            }
+        }))
+    }
+
+    async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
+        self.run(move |shared| {
+            let doing = format!("reading the version of stream {stream_id}");
+            let id = stream_id.hyphenated().to_string();
+            let version = shared
+                .query_integer(&shared.sql.stream_version, Some(&id), &doing)?
+                .unwrap_or(0);
+            non_negative(version, || doing)
+        })
+        .await
+    }
+
+    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>> {
+        self.run(move |shared| shared.read_log(&query)).await
+    }
+
+    async fn last_position(&self) -> Result<u64> {
+        self.run(|shared| {
+            let doing = "reading the last position";
+            let position = shared
+                .query_integer(&shared.sql.last_position, None, doing)?
+                .unwrap_or(0);
+            non_negative(position, || doing.to_owned())
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        self.run(move |shared| {
+            let stream = snapshot.stream_id;
+            let doing = format!(
+                "saving the snapshot at version {} of stream {stream}",
+                snapshot.version
+            );
+            let recorded_at = rows::micros_from_time(snapshot.recorded_at).ok_or_else(|| {
+                Error::backend(
+                    BACKEND,
+                    doing.clone(),
+                    BadRow(format!(
+                        "recorded_at {:?} is outside the range SQLite timestamps can hold",
+                        snapshot.recorded_at
+                    )),
+                )
+            })?;
+            let version = i64::try_from(snapshot.version).map_err(|_| {
+                Error::backend(
+                    BACKEND,
+                    doing.clone(),
+                    BadRow(format!(
+                        "version {} is beyond {}",
+                        snapshot.version,
+                        i64::MAX
+                    )),
+                )
+            })?;
+            let conn = shared.writer();
+            let mut statement = conn
+                .prepare_cached(&shared.sql.save_snapshot)
+                .map_err(shared.failed(&doing))?;
+            statement
+                .execute(params![
+                    stream.hyphenated().to_string(),
+                    version,
+                    snapshot.aggregate,
+                    // The same 64 bits as a signed integer: every fingerprint round-trips.
+                    snapshot.fingerprint.cast_signed(),
+                    snapshot.state,
+                    recorded_at,
+                ])
+                .map_err(shared.failed(&doing))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>> {
+        self.run(move |shared| {
+            shared.read(|conn| {
+                let doing = format!("loading a snapshot of stream {stream_id}");
+                let mut statement = conn
+                    .prepare_cached(&shared.sql.load_snapshot)
+                    .map_err(shared.failed(&doing))?;
+                let at = at_or_below.map_or(i64::MAX, clamp);
+                let mut rows = statement
+                    .query(params![stream_id.hyphenated().to_string(), at])
+                    .map_err(shared.failed(&doing))?;
+                match rows.next().map_err(shared.failed(&doing))? {
+                    Some(row) => rows::snapshot(row, stream_id).map(Some),
+                    None => Ok(None),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn tracking_position(&self, tracker: &str) -> Result<u64> {
+        let tracker = tracker.to_owned();
+        self.run(move |shared| {
+            let doing = format!("reading the tracking position of `{tracker}`");
+            let position = shared
+                .query_integer(&shared.sql.tracking_position, Some(&tracker), &doing)?
+                .unwrap_or(0);
+            non_negative(position, || doing)
+        })
+        .await
+    }
+}
