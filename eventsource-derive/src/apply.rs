@@ -24,7 +24,7 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
             const NAME: &'static str = #name;
             type Event = #enum_ident;
 
-            fn apply(&mut self, event: &#enum_ident) {
+            fn apply_event(&mut self, event: &#enum_ident) {
                 match event {
                     #(#arms)*
                 }
@@ -45,7 +45,7 @@ pub(crate) fn fallback(
         impl #krate::Aggregate for #ident {
             const NAME: &'static str = #name;
             type Event = #enum_ident;
-            fn apply(&mut self, event: &#enum_ident) {
+            fn apply_event(&mut self, event: &#enum_ident) {
                 match *event {}
             }
         }

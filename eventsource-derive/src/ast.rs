@@ -29,6 +29,8 @@ pub(crate) struct EventModel {
     pub(crate) name: String,
     pub(crate) version: Spanned<u32>,
     pub(crate) chain: Chain,
+    /// A problem with the chain was already reported while parsing.
+    pub(crate) chain_reported: bool,
 }
 
 /// One event listed in `#[aggregate(events(...))]`.
@@ -71,6 +73,7 @@ impl EventModel {
             );
         }
         let attrs = attr::parse_event_attrs(cx, &input.attrs);
+        let mut chain_reported = attrs.broken_step;
         let version = attrs.version.unwrap_or(Spanned {
             value: 1,
             span: input.ident.span(),
@@ -97,6 +100,7 @@ impl EventModel {
                         quote!(#path).to_string().replace(' ', "")
                     ),
                 );
+                chain_reported = true;
                 Chain::None
             }
         };
@@ -108,6 +112,7 @@ impl EventModel {
                 .map_or_else(|| input.ident.to_string(), |n| n.value),
             version,
             chain,
+            chain_reported,
         }
     }
 }

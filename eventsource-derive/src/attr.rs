@@ -77,6 +77,8 @@ pub(crate) struct EventAttr {
     pub(crate) version: Option<Spanned<u32>>,
     pub(crate) upcast_from: Option<Spanned<syn::Path>>,
     pub(crate) upcasts: Vec<UpcastStep>,
+    /// An `upcast(...)` was malformed (already reported): don't also report the chain's gaps.
+    pub(crate) broken_step: bool,
     pub(crate) krate: Option<Spanned<syn::Path>>,
 }
 
@@ -101,6 +103,7 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
     let mut upcast_from = Once::new(cx, EVENT, UPCAST_FROM);
     let mut krate = Once::new(cx, EVENT, CRATE);
     let mut upcasts = Vec::new();
+    let mut broken_step = false;
     for attr in attrs.iter().filter(|a| a.path().is_ident(EVENT)) {
         let result = attr.parse_nested_meta(|meta| {
             let key = meta
@@ -124,11 +127,10 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
                     let span = path.span();
                     upcast_from.set(span, path);
                 }
-                UPCAST => {
-                    if let Some(step) = parse_upcast(cx, &meta)? {
-                        upcasts.push(step);
-                    }
-                }
+                UPCAST => match parse_upcast(cx, &meta)? {
+                    Some(step) => upcasts.push(step),
+                    None => broken_step = true,
+                },
                 CRATE => {
                     let path = parse_crate(&meta)?;
                     krate.set(meta.path.span(), path);
@@ -146,6 +148,7 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
         version: version.get(),
         upcast_from: upcast_from.get(),
         upcasts,
+        broken_step,
         krate: krate.get(),
     }
 }
@@ -325,8 +328,9 @@ fn unknown_key(
     if meta.input.peek(Token![=]) {
         let _: syn::Expr = meta.value()?.parse()?;
     } else if meta.input.peek(syn::token::Paren) {
-        let _content;
-        syn::parenthesized!(_content in meta.input);
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let _: proc_macro2::TokenStream = content.parse()?;
     }
     Ok(())
 }

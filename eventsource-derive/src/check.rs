@@ -17,7 +17,7 @@ pub(crate) fn event(cx: &Ctxt, model: &mut EventModel) {
     let version = model.version.value;
     let name = &model.name;
     let ok = match &model.chain {
-        Chain::None if version > 1 => {
+        Chain::None if version > 1 && !model.chain_reported => {
             let older = if version == 2 {
                 "version 1".to_owned()
             } else {

@@ -19,10 +19,6 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
     });
     let paths: Vec<_> = model.events.iter().map(|e| &e.path).collect();
     let idents: Vec<_> = model.events.iter().map(|e| &e.variant).collect();
-    // Each listed type must be an event; the assertion sits on the path the user wrote.
-    let event_bounds = paths.iter().map(|path| {
-        quote_spanned!(span_of(path)=> const _: fn() = || { fn is_event<__E: #krate::Event>() {} is_event::<#path>(); };)
-    });
     let unique_names = unique_name_checks(model);
     quote! {
         #[doc = #doc]
@@ -32,7 +28,6 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
         }
 
         const _: () = {
-            #(#event_bounds)*
             #unique_names
 
             #(

@@ -48,7 +48,12 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
         Ok(()) => event::expand(&model).into(),
         Err(errors) => {
             let errors = errors.to_compile_error();
-            let fallback = event::fallback(&model.ident, &model.krate);
+            // A generic type can't take the non-generic stand-in impl without more errors.
+            let fallback = if input.generics.params.is_empty() {
+                event::fallback(&model.ident, &model.krate)
+            } else {
+                proc_macro2::TokenStream::new()
+            };
             quote!(#errors #fallback).into()
         }
     }
@@ -91,7 +96,12 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
         Err(errors) => {
             let errors = errors.to_compile_error();
             let event_enum = event_enum::fallback(&model.vis, &model.event_enum, &model.krate);
-            let apply = apply::fallback(&model.ident, &model.event_enum, &model.krate);
+            let apply = match (&input.data, input.generics.params.is_empty()) {
+                (syn::Data::Struct(_), true) => {
+                    apply::fallback(&model.ident, &model.event_enum, &model.krate)
+                }
+                _ => proc_macro2::TokenStream::new(),
+            };
             quote!(#errors #event_enum #apply).into()
         }
     }

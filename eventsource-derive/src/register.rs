@@ -8,11 +8,15 @@ use crate::ast::{AggregateModel, EventModel};
 pub(crate) fn event(model: &EventModel) -> TokenStream {
     let krate = &model.krate;
     let ident = &model.ident;
+    // Literals rather than `<T as Event>::NAME`: if the type lacks its serde impls, the error is
+    // reported once on the impl, not again at every use of its constants.
+    let name = &model.name;
+    let version = model.version.value;
     quote! {
         #krate::__private::inventory::submit! {
             #krate::__private::EventRegistration {
-                name: <#ident as #krate::Event>::NAME,
-                version: <#ident as #krate::Event>::VERSION,
+                name: #name,
+                version: #version,
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 decode_json: #krate::__private::decode_json::<#ident>,
             }

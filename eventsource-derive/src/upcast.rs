@@ -8,11 +8,13 @@ use crate::ast::{Chain, EventModel, span_of};
 /// The body of `decode_stored(codec, schema_version, payload)`.
 pub(crate) fn decode_body(model: &EventModel) -> TokenStream {
     let krate = &model.krate;
+    let name = &model.name;
+    let version = model.version.value;
     let private = quote!(#krate::__private);
     match &model.chain {
         Chain::None => quote! {
             #private::decode_through_steps::<Self, __C>(
-                codec, <Self as #krate::Event>::NAME, <Self as #krate::Event>::VERSION, schema_version, payload, &[],
+                codec, #name, #version, schema_version, payload, &[],
             )
         },
         Chain::Steps(steps) => {
@@ -25,7 +27,7 @@ pub(crate) fn decode_body(model: &EventModel) -> TokenStream {
             quote! {
                 let steps: &[#krate::UpcastFn] = &[#(#fns),*];
                 #private::decode_through_steps::<Self, __C>(
-                    codec, <Self as #krate::Event>::NAME, <Self as #krate::Event>::VERSION, schema_version, payload, steps,
+                    codec, #name, #version, schema_version, payload, steps,
                 )
             }
         }
@@ -33,20 +35,20 @@ pub(crate) fn decode_body(model: &EventModel) -> TokenStream {
             let span = span_of(previous);
             let convert = quote_spanned!(span=> <Self as #private::From<#previous>>::from);
             quote! {
-                if schema_version == <Self as #krate::Event>::VERSION {
+                if schema_version == #version {
                     return #private::Result::Ok(#krate::Codec::decode::<Self>(codec, payload)?);
                 }
-                if schema_version > <Self as #krate::Event>::VERSION {
+                if schema_version > #version {
                     return #private::Result::Err(#krate::DecodeError::UnknownVersion {
-                        name: <Self as #krate::Event>::NAME,
+                        name: #name,
                         found: schema_version,
-                        latest: <Self as #krate::Event>::VERSION,
+                        latest: #version,
                     });
                 }
-                #private::Result::map(
-                    <#previous as #krate::Event>::decode_stored(codec, schema_version, payload),
-                    #convert,
-                )
+                match <#previous as #krate::Event>::decode_stored(codec, schema_version, payload) {
+                    #private::Result::Ok(previous) => #private::Result::Ok(#convert(previous)),
+                    #private::Result::Err(error) => #private::Result::Err(error),
+                }
             }
         }
     }

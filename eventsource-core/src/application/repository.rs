@@ -61,7 +61,7 @@ impl<A: Aggregate> Loaded<A> {
     /// Applies events to the state and queues them for the next [`Repository::save`].
     pub fn record(&mut self, events: impl IntoEvents<A::Event>) {
         for event in events.into_events() {
-            self.state.apply(&event);
+            self.state.apply_event(&event);
             self.pending.push(event);
         }
     }
@@ -401,7 +401,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
                 });
             }
             let event = self.decode(&stored)?;
-            loaded.state.apply(&event);
+            loaded.state.apply_event(&event);
             loaded.version = stored.version;
         }
         Ok(loaded)

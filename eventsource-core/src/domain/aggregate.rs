@@ -13,8 +13,8 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// The enum of this aggregate's events.
     type Event: EventEnum;
 
-    /// Applies one event to the state.
-    fn apply(&mut self, event: &Self::Event);
+    /// Applies one event of any kind to the state, dispatching to the `Apply<E>` impl.
+    fn apply_event(&mut self, event: &Self::Event);
 }
 
 /// Applying one event type to an aggregate's state.

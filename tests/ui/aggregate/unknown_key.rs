@@ -1,0 +1,20 @@
+use eventsource_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+struct Opened {
+    owner: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Aggregate, Default)]
+#[aggregate(event(Opened, Deposited), nmae = "Account")]
+struct Account {
+    balance: u64,
+}
+
+fn main() {}

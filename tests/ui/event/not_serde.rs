@@ -1,0 +1,8 @@
+use eventsource_core::Event;
+
+#[derive(Event)]
+struct Opened {
+    owner: String,
+}
+
+fn main() {}
