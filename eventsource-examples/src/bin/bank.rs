@@ -1,0 +1,252 @@
+//! The bank demo: a short story of two accounts told through their events.
+//!
+//! ```text
+//! cargo run -p eventsource-examples --bin bank                        # SQLite file bank.db
+//! cargo run -p eventsource-examples --bin bank -- --store memory://
+//! cargo run -p eventsource-examples --bin bank -- --store postgres://postgres@127.0.0.1:5432/test
+//! ```
+//! The store can also be set with `EVENTSOURCE_STORE`. Run it twice: the second run continues
+//! from what the first one stored.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use eventsource_core::prelude::*;
+use eventsource_core::{AppendBatch, Error, NewEvent, id_from_name};
+use eventsource_examples::bank::{self, BankAccount, BankAccountEvent, BankError, Opened, cents};
+use eventsource_examples::open_store;
+use futures_util::TryStreamExt;
+
+const DEFAULT_STORE: &str = "sqlite://bank.db";
+
+type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let url = match store_url() {
+        Ok(url) => url,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&url).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("\nThe demo stopped: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  because: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn store_url() -> Result<String, String> {
+    let mut args = std::env::args().skip(1);
+    let mut url = std::env::var("EVENTSOURCE_STORE").ok();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--store" => {
+                url = Some(
+                    args.next()
+                        .ok_or("`--store` needs a URL, for example `--store memory://`")?,
+                )
+            }
+            "-h" | "--help" => {
+                return Err(format!(
+                    "usage: bank [--store URL]\n\nURL: sqlite://FILE (default {DEFAULT_STORE}), memory://, or postgres://USER@HOST:PORT/DB.\nThe store can also be set with EVENTSOURCE_STORE."
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`; run with --help for usage"
+                ));
+            }
+        }
+    }
+    Ok(url.unwrap_or_else(|| DEFAULT_STORE.to_owned()))
+}
+
+async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    println!("eventsource bank demo — store: {url}\n");
+    let accounts: Accounts = Repository::new(open_store(url).await?);
+
+    // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
+    //    name (UUID v5), so every run finds the same streams.
+    let ada = open_or_find(&accounts, "ada", "Ada Lovelace").await?;
+    let bob = open_or_find(&accounts, "bob", "Bob Babbage").await?;
+
+    // 2. Deposit: `execute` replays the account, decides, and appends with the version it saw.
+    let after = accounts.execute(ada, |acct| acct.deposit(100_00)).await?;
+    println!(
+        "Ada deposits 100.00          -> balance {} (version {})",
+        cents(after.balance),
+        after.version()
+    );
+
+    // 3. A transfer changes two aggregates: both appends commit in one transaction, or neither.
+    let (sender, receiver) = bank::transfer(&accounts, ada, bob, 25_00).await?;
+    println!(
+        "Ada sends Bob 25.00          -> Ada {} (v{}), Bob {} (v{}), saved atomically",
+        cents(sender.balance),
+        sender.version(),
+        cents(receiver.balance),
+        receiver.version()
+    );
+
+    // 4. The domain refuses an overdraft; nothing is written.
+    let before = accounts.get(bob).await?;
+    match accounts
+        .execute(bob, |acct| acct.withdraw(1_000_000_00))
+        .await
+    {
+        Err(CommandError::Rejected(refusal @ BankError::InsufficientFunds { .. })) => {
+            println!("Bob withdraws 1,000,000.00   -> refused: {refusal}");
+        }
+        Err(other) => return Err(other.into()),
+        Ok(_) => return Err("the overdraft was accepted, which the domain forbids".into()),
+    }
+    let unchanged = accounts.get(bob).await?;
+    println!(
+        "                                Bob is still at version {} with {}",
+        unchanged.version(),
+        cents(unchanged.balance)
+    );
+    assert_unchanged(before.version(), unchanged.version())?;
+
+    // 5. History: every event of Ada's account, decoded.
+    println!("\nAda's history:");
+    let history = accounts.history(ada).await?;
+    for recorded in history.iter().rev().take(8).rev() {
+        println!(
+            "  v{:<3} position {:<6} {}",
+            recorded.version,
+            recorded.position,
+            describe(&recorded.event)
+        );
+    }
+    if history.len() > 8 {
+        println!("  … and {} earlier events", history.len() - 8);
+    }
+
+    // 6. Time travel: the state as of an earlier version.
+    let then = accounts.get_at(ada, 2).await?;
+    let now = accounts.get(ada).await?;
+    println!(
+        "\nAda's balance at version 2: {}; now, at version {}: {}",
+        cents(then.balance),
+        now.version(),
+        cents(now.balance)
+    );
+
+    // 7. Legacy data: events stored by an older release, at schema versions 1 and 2.
+    legacy_account(&accounts).await?;
+
+    println!("\nRun the demo again: it continues from the stored events.");
+    if let Some(file) = url.strip_prefix("sqlite://") {
+        println!(
+            "Inspect the rows with: sqlite3 {file} 'SELECT position, stream_id, version, name, schema_version, payload FROM events'"
+        );
+    }
+    Ok(())
+}
+
+async fn open_or_find(accounts: &Accounts, key: &str, owner: &str) -> Result<Uuid, Error> {
+    let id = id_from_name("bank-demo/accounts", key);
+    match accounts.get(id).await {
+        Ok(account) => {
+            println!(
+                "Found {owner}'s account from an earlier run: balance {} at version {}",
+                cents(account.balance),
+                account.version()
+            );
+        }
+        Err(Error::NotFound { .. }) => {
+            accounts
+                .create_with_id(
+                    id,
+                    Opened {
+                        owner: owner.into(),
+                        currency: "EUR".into(),
+                    },
+                )
+                .await?;
+            println!("Opened an account for {owner} ({id})");
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(id)
+}
+
+fn assert_unchanged(before: u64, after: u64) -> Result<(), String> {
+    if before == after {
+        Ok(())
+    } else {
+        Err(format!(
+            "a refused command wrote events (version {before} -> {after})"
+        ))
+    }
+}
+
+fn describe(event: &BankAccountEvent) -> String {
+    match event {
+        BankAccountEvent::Opened(e) => format!("Opened by {} in {}", e.owner, e.currency),
+        BankAccountEvent::Deposited(e) => format!("Deposited {} {}", cents(e.cents), e.currency),
+        BankAccountEvent::Withdrawn(e) => format!("Withdrew {}", cents(e.cents)),
+        BankAccountEvent::TransferSent(e) => format!("Sent {} to {}", cents(e.cents), e.to),
+        BankAccountEvent::TransferReceived(e) => {
+            format!("Received {} from {}", cents(e.cents), e.from)
+        }
+    }
+}
+
+/// Writes (once) the records an older release would have stored — a `Deposited` at schema
+/// version 1 (whole euros, no currency) and one at version 2 — and loads them through today's
+/// code, which upcasts them to version 3 (cents).
+async fn legacy_account(accounts: &Accounts) -> Result<(), Box<dyn std::error::Error>> {
+    let id = id_from_name("bank-demo/accounts", "carol-legacy");
+    println!("\nCarol's account was written by an older release:");
+    if accounts.store().stream_version(id).await? == 0 {
+        let record = |name: &str, schema_version: u32, payload: &str| NewEvent {
+            name: name.into(),
+            schema_version,
+            payload: payload.as_bytes().to_vec(),
+            metadata: Default::default(),
+        };
+        let old_records = vec![
+            record(
+                "Opened",
+                1,
+                r#"{"owner":"Carol Herschel","currency":"EUR"}"#,
+            ),
+            record("Deposited", 1, r#"{"amount":12}"#),
+            record("Deposited", 2, r#"{"amount":3,"currency":"EUR"}"#),
+        ];
+        accounts
+            .store()
+            .append(AppendBatch::single(id, 0, old_records))
+            .await?;
+    }
+    let mut stored = accounts
+        .store()
+        .read_stream(id, eventsource_core::StreamRange::all().to(3));
+    while let Some(record) = stored.try_next().await? {
+        let decoded = accounts.decode(&record)?;
+        println!(
+            "  stored {} v{} {:<32} -> today: {}",
+            record.name,
+            record.schema_version,
+            String::from_utf8_lossy(&record.payload),
+            describe(&decoded)
+        );
+    }
+    let carol = accounts.get(id).await?;
+    println!(
+        "  Carol's balance, replayed through the upcasters: {}",
+        cents(carol.balance)
+    );
+    Ok(())
+}
