@@ -1,0 +1,299 @@
+//! The bank domain end to end on the memory store: commands, atomic transfers, refusals, time
+//! travel, concurrency, and stored legacy records decoded through the three-version chain of
+//! `Deposited` (v1 -> v2 by a function step, v2 -> v3 by a typed `From` step).
+
+use std::sync::Arc;
+
+use eventsource_core::prelude::*;
+use eventsource_core::{AppendBatch, DecodeError, Error, NewEvent, StreamRange, registry};
+use eventsource_examples::bank::{
+    self, BankAccount, BankAccountEvent, BankError, Deposited, Opened,
+};
+
+type Accounts = Repository<BankAccount, Arc<MemoryStore>>;
+
+fn accounts() -> Accounts {
+    Repository::new(Arc::new(MemoryStore::new()))
+}
+
+fn opened(owner: &str) -> Opened {
+    Opened {
+        owner: owner.into(),
+        currency: "EUR".into(),
+    }
+}
+
+fn raw(name: &str, schema_version: u32, payload: &str) -> NewEvent {
+    NewEvent {
+        name: name.into(),
+        schema_version,
+        payload: payload.as_bytes().to_vec(),
+        metadata: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn commands_replay_and_time_travel() {
+    let accounts = accounts();
+    let id = accounts.create(opened("Ada")).await.unwrap();
+    assert_eq!(
+        id.get_version_num(),
+        7,
+        "new aggregates get time-ordered v7 ids"
+    );
+    accounts.execute(id, |a| a.deposit(100_00)).await.unwrap();
+    let after = accounts.execute(id, |a| a.withdraw(30_00)).await.unwrap();
+    assert_eq!((after.balance, after.version()), (70_00, 3));
+
+    let loaded = accounts.get(id).await.unwrap();
+    assert_eq!(
+        (loaded.owner.as_str(), loaded.balance, loaded.version()),
+        ("Ada", 70_00, 3)
+    );
+    assert_eq!(accounts.get_at(id, 2).await.unwrap().balance, 100_00);
+    assert_eq!(accounts.get_at(id, 1).await.unwrap().balance, 0);
+
+    let history = accounts.history(id).await.unwrap();
+    let versions: Vec<u64> = history.iter().map(|r| r.version).collect();
+    assert_eq!(versions, [1, 2, 3]);
+    assert!(matches!(
+        history[1].event,
+        BankAccountEvent::Deposited(Deposited { cents: 100_00, .. })
+    ));
+    assert!(history.windows(2).all(|w| w[0].position < w[1].position));
+
+    match accounts.get_at(id, 9).await {
+        Err(Error::VersionNotFound {
+            requested: 9,
+            latest: 3,
+            ..
+        }) => {}
+        other => panic!("expected VersionNotFound, got {other:?}"),
+    }
+    let unknown = Uuid::now_v7();
+    match accounts.get(unknown).await {
+        Err(Error::NotFound {
+            aggregate: "BankAccount",
+            stream,
+        }) => assert_eq!(stream, unknown),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_command_writes_nothing() {
+    let accounts = accounts();
+    let id = accounts.create(opened("Bob")).await.unwrap();
+    let refused = accounts.execute(id, |a| a.withdraw(1)).await;
+    match refused {
+        Err(CommandError::Rejected(BankError::InsufficientFunds {
+            balance: 0,
+            requested: 1,
+        })) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(accounts.store().stream_version(id).await.unwrap(), 1);
+    let message = accounts
+        .execute(id, |a| a.withdraw(5_00))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "command rejected: the balance is 0.00, which does not cover 5.00"
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_is_atomic_across_two_accounts() {
+    let accounts = accounts();
+    let ada = accounts.create(opened("Ada")).await.unwrap();
+    let bob = accounts.create(opened("Bob")).await.unwrap();
+    accounts.execute(ada, |a| a.deposit(50_00)).await.unwrap();
+
+    let (sender, receiver) = bank::transfer(&accounts, ada, bob, 20_00).await.unwrap();
+    assert_eq!((sender.balance, receiver.balance), (30_00, 20_00));
+
+    // A stale save of both streams fails as a whole: neither stream changes.
+    let mut stale_ada = accounts.get(ada).await.unwrap();
+    let mut stale_bob = accounts.get(bob).await.unwrap();
+    accounts.execute(bob, |a| a.deposit(1_00)).await.unwrap(); // Bob moves on
+    stale_ada.record(stale_ada.withdraw(10_00).unwrap());
+    stale_bob.record(stale_bob.deposit(10_00).unwrap());
+    let error = accounts
+        .save(&mut [&mut stale_ada, &mut stale_bob])
+        .await
+        .unwrap_err();
+    match error {
+        Error::Conflict {
+            stream,
+            expected: 2,
+            actual: 3,
+        } => assert_eq!(stream, bob),
+        other => panic!("expected a conflict on Bob's stream, got {other:?}"),
+    }
+    assert_eq!(
+        accounts.get(ada).await.unwrap().balance,
+        30_00,
+        "Ada's half was not written"
+    );
+    assert!(matches!(
+        bank::transfer(&accounts, ada, bob, 1_000_00).await,
+        Err(CommandError::Rejected(BankError::InsufficientFunds { .. }))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commands_on_one_account_lose_no_update() {
+    let accounts = Arc::new(accounts().max_attempts(50));
+    let id = accounts.create(opened("Ada")).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let accounts = Arc::clone(&accounts);
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    accounts.execute(id, |a| a.deposit(1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let account = accounts.get(id).await.unwrap();
+    assert_eq!((account.balance, account.version()), (200, 201));
+}
+
+#[tokio::test]
+async fn legacy_records_decode_through_the_upcaster_chain() {
+    let accounts = accounts();
+    let id = Uuid::now_v7();
+    let legacy = vec![
+        raw("Opened", 1, r#"{"owner":"Carol","currency":"EUR"}"#),
+        raw("Deposited", 1, r#"{"amount":12}"#),
+        raw("Deposited", 2, r#"{"amount":3,"currency":"USD"}"#),
+        raw("Deposited", 3, r#"{"cents":45,"currency":"EUR"}"#),
+    ];
+    accounts
+        .store()
+        .append(AppendBatch::single(id, 0, legacy))
+        .await
+        .unwrap();
+
+    let history = accounts.history(id).await.unwrap();
+    let deposits: Vec<(u32, Deposited)> = history
+        .iter()
+        .filter_map(|r| match &r.event {
+            BankAccountEvent::Deposited(d) => Some((r.stored_schema_version, d.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        deposits,
+        [
+            (
+                1,
+                Deposited {
+                    cents: 12_00,
+                    currency: "EUR".into()
+                }
+            ),
+            (
+                2,
+                Deposited {
+                    cents: 3_00,
+                    currency: "USD".into()
+                }
+            ),
+            (
+                3,
+                Deposited {
+                    cents: 45,
+                    currency: "EUR".into()
+                }
+            ),
+        ]
+    );
+    assert_eq!(accounts.get(id).await.unwrap().balance, 15_45);
+
+    // Tools decode by name without knowing the aggregate.
+    registry::validate().unwrap();
+    let json = registry::decode_to_json("Deposited", 1, br#"{"amount":2}"#).unwrap();
+    assert_eq!(json, serde_json::json!({"cents": 200, "currency": "EUR"}));
+}
+
+/// Bad stored data gives a typed error naming the record, never a panic, and changes nothing.
+#[tokio::test]
+async fn bad_stored_records_are_typed_errors() {
+    let cases = [
+        (
+            raw("Deposited", 4, r#"{"cents":1}"#),
+            "schema version 4, but this build knows versions 1..=3",
+        ),
+        (raw("Deposited", 0, r#"{"cents":1}"#), "schema version 0"),
+        (
+            raw("Deposited", 1, r#"{"amount":"#),
+            "payload does not decode",
+        ),
+        (
+            raw("Deposited", 1, r#"[1, 2]"#),
+            "upcasting event `Deposited` from version 1 to 2 failed",
+        ),
+        (
+            raw("Deposited", 2, r#"{"amount":-5,"currency":"EUR"}"#),
+            "payload does not decode",
+        ),
+        (
+            raw("Frozen", 1, r#"{}"#),
+            "unknown event name `Frozen`; known names: Opened, Deposited, Withdrawn",
+        ),
+    ];
+    for (record, expected) in cases {
+        let accounts = accounts();
+        let id = Uuid::now_v7();
+        let batch = AppendBatch::single(
+            id,
+            0,
+            vec![
+                raw("Opened", 1, r#"{"owner":"X","currency":"EUR"}"#),
+                record,
+            ],
+        );
+        accounts.store().append(batch).await.unwrap();
+        let error = accounts.get(id).await.unwrap_err();
+        let Error::Decode {
+            stream,
+            version,
+            ref event,
+            schema_version,
+            ref source,
+        } = error
+        else {
+            panic!("expected a decode error, got {error:?}");
+        };
+        assert_eq!((stream, version), (id, 2));
+        let message = error.to_string();
+        assert!(message.contains(expected), "{message}");
+        assert!(
+            message.contains(&id.to_string()) && message.contains(event.as_str()),
+            "{message}"
+        );
+        if schema_version == 4 {
+            assert!(matches!(
+                source,
+                DecodeError::UnknownVersion {
+                    found: 4,
+                    latest: 3,
+                    ..
+                }
+            ));
+        }
+        // Nothing stored was changed by the failed load.
+        let stored: Vec<_> = futures_util::TryStreamExt::try_collect::<Vec<_>>(
+            accounts.store().read_stream(id, StreamRange::all()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stored.len(), 2);
+    }
+}

@@ -1,0 +1,97 @@
+//! The derives' output compiles under strict lints with the prelude's names shadowed, so it
+//! never depends on what the user's module has in scope.
+#![deny(warnings, unused_qualifications, missing_docs)]
+#![allow(non_camel_case_types)]
+
+use eventsource_core::{Aggregate as _, Apply, EventEnum as _, Json, UpcastError};
+use serde::{Deserialize, Serialize};
+
+// Shadow everything generated code might name unqualified.
+/// Shadows `Result`.
+#[derive(Debug)]
+pub struct Result;
+/// Shadows `Option`.
+#[derive(Debug)]
+pub struct Option;
+/// Shadows `Ok`.
+#[derive(Debug)]
+pub struct Ok;
+/// Shadows `Err`.
+#[derive(Debug)]
+pub struct Err;
+/// Shadows `Some`.
+#[derive(Debug)]
+pub struct Some;
+/// Shadows `None`.
+#[derive(Debug)]
+pub struct None;
+/// Shadows `Vec`.
+#[derive(Debug)]
+pub struct Vec;
+/// Shadows `Box`.
+#[derive(Debug)]
+pub struct Box;
+/// Shadows `From`.
+pub trait From {}
+/// Shadows `core`, `std` and `serde_json` as module names.
+pub mod serde_json {}
+
+fn step(value: ::serde_json::Value) -> ::core::result::Result<::serde_json::Value, UpcastError> {
+    ::core::result::Result::Ok(value)
+}
+
+/// Version 1 of `Renamed`.
+#[derive(eventsource_core::Event, Serialize, Deserialize, Debug, Clone)]
+#[event(name = "Renamed", version = 2, upcast(from = 1, with = step))]
+pub struct RenamedV2 {
+    /// The new name.
+    pub name: String,
+}
+
+/// A typed step on top of a function step.
+#[derive(eventsource_core::Event, Serialize, Deserialize, Debug, Clone)]
+#[event(version = 3, upcast_from = RenamedV2)]
+pub struct Renamed {
+    /// The new name.
+    pub name: String,
+}
+
+impl ::core::convert::From<RenamedV2> for Renamed {
+    fn from(old: RenamedV2) -> Self {
+        Renamed { name: old.name }
+    }
+}
+
+/// A second event.
+#[derive(eventsource_core::Event, Serialize, Deserialize, Debug, Clone)]
+pub struct Archived;
+
+/// An aggregate.
+#[derive(eventsource_core::Aggregate, Default, Debug)]
+#[aggregate(events(Renamed, Archived))]
+pub struct Document {
+    name: String,
+    archived: bool,
+}
+
+impl Apply<Renamed> for Document {
+    fn apply(&mut self, event: &Renamed) {
+        self.name.clone_from(&event.name);
+    }
+}
+
+impl Apply<Archived> for Document {
+    fn apply(&mut self, _: &Archived) {
+        self.archived = true;
+    }
+}
+
+#[test]
+fn generated_code_is_hygienic() {
+    let event = DocumentEvent::decode(&Json, "Renamed", 1, br#"{"name":"draft"}"#).unwrap();
+    let mut document = Document::default();
+    document.apply_event(&event);
+    document.apply_event(&DocumentEvent::Archived(Archived));
+    assert_eq!(document.name, "draft");
+    assert!(document.archived);
+}
