@@ -92,10 +92,10 @@ pub use persistence::record::{
 };
 pub use persistence::store::{EventStore, EventStream};
 pub use stores::memory::MemoryStore;
-#[cfg(feature = "sqlite")]
-pub use stores::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 #[cfg(feature = "postgres")]
 pub use stores::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use stores::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 pub use async_trait::async_trait;
 pub use uuid::Uuid;
@@ -114,6 +114,10 @@ pub mod prelude {
         Aggregate, Apply, CommandError, Event, EventEnum, EventStore, IntoEvents, Json, Loaded,
         MemoryStore, Repository, UpcastError, Uuid,
     };
+    #[cfg(feature = "postgres")]
+    pub use crate::PostgresStore;
+    #[cfg(feature = "sqlite")]
+    pub use crate::SqliteStore;
 }
 
 /// What the derives' generated code uses. Not public API: it may change in any release.
@@ -160,3 +164,8 @@ pub mod __private {
             .map_err(|e| crate::DecodeError::Payload(crate::CodecError::new("json", e)))
     }
 }
+
+/// The README's code blocks, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
