@@ -1,9 +1,11 @@
-//! `impl Aggregate`: the name, the event enum, and `apply` dispatch to the `Apply<E>` impls.
+//! `impl Aggregate`: the name, the event enum, `apply` dispatch to the `Apply<E>` impls, and
+//! (from `snapshot`) the snapshot items.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
 use crate::ast::{AggregateModel, span_of};
+use crate::snapshot;
 
 pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
     let krate = &model.krate;
@@ -18,6 +20,8 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
             quote_spanned!(span_of(path)=> <Self as #krate::Apply<#path>>::apply(self, event));
         quote!(#enum_ident::#variant(event) => #call,)
     });
+    let snapshot_items = snapshot::impl_items(model);
+    let snapshot_marker = snapshot::marker(model);
     quote! {
         #[automatically_derived]
         impl #krate::Aggregate for #ident {
@@ -29,7 +33,11 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
                     #(#arms)*
                 }
             }
+
+            #snapshot_items
         }
+
+        #snapshot_marker
     }
 }
 

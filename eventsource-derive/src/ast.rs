@@ -48,6 +48,16 @@ pub(crate) struct AggregateModel {
     pub(crate) name: String,
     pub(crate) event_enum: syn::Ident,
     pub(crate) events: Vec<EventRef>,
+    /// `Some` with `#[aggregate(snapshot)]` or `#[aggregate(snapshot_every = N)]`.
+    pub(crate) snapshot: Option<SnapshotModel>,
+}
+
+/// How an aggregate keeps snapshots.
+pub(crate) struct SnapshotModel {
+    /// `snapshot_every = N`, if given.
+    pub(crate) every: Option<u64>,
+    /// The fingerprint of the state's shape (see `snapshot::fingerprint`).
+    pub(crate) fingerprint: u64,
 }
 
 pub(crate) fn default_crate() -> syn::Path {
@@ -135,12 +145,9 @@ impl AggregateModel {
             Some(list) => list
                 .value
                 .into_iter()
-                .filter_map(|path| match path.segments.last() {
-                    Some(segment) => Some(EventRef {
-                        variant: segment.ident.clone(),
-                        path,
-                    }),
-                    None => None,
+                .filter_map(|path| {
+                    let variant = path.segments.last()?.ident.clone();
+                    Some(EventRef { variant, path })
                 })
                 .collect(),
             None => {
@@ -155,7 +162,15 @@ impl AggregateModel {
             || syn::Ident::new(&format!("{}Event", input.ident), input.ident.span()),
             |e| e.value,
         );
+        let snapshot = match (&attrs.snapshot, &attrs.snapshot_every) {
+            (None, None) => None,
+            (_, every) => Some(SnapshotModel {
+                every: every.as_ref().map(|e| e.value),
+                fingerprint: crate::snapshot::fingerprint(input, &events),
+            }),
+        };
         AggregateModel {
+            snapshot,
             ident: input.ident.clone(),
             vis: input.vis.clone(),
             krate: attrs.krate.map_or_else(default_crate, |k| k.value),

@@ -21,10 +21,12 @@ pub(crate) const WITH: &str = "with";
 pub(crate) const CRATE: &str = "crate";
 pub(crate) const EVENTS: &str = "events";
 pub(crate) const EVENT_ENUM: &str = "event_enum";
+pub(crate) const SNAPSHOT: &str = "snapshot";
+pub(crate) const SNAPSHOT_EVERY: &str = "snapshot_every";
 
 const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, CRATE];
 const UPCAST_KEYS: &[&str] = &[FROM, WITH];
-const AGGREGATE_KEYS: &[&str] = &[EVENTS, NAME, EVENT_ENUM, CRATE];
+const AGGREGATE_KEYS: &[&str] = &[EVENTS, NAME, EVENT_ENUM, SNAPSHOT, SNAPSHOT_EVERY, CRATE];
 
 /// A parsed value with the span of the tokens it came from.
 #[derive(Clone)]
@@ -94,6 +96,10 @@ pub(crate) struct AggregateAttr {
     pub(crate) events: Option<Spanned<Vec<syn::Path>>>,
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) event_enum: Option<Spanned<syn::Ident>>,
+    /// `snapshot`: the state is snapshotted (on request or by the repository's policy).
+    pub(crate) snapshot: Option<Spanned<()>>,
+    /// `snapshot_every = N` (N >= 1): snapshot when a save crosses a multiple of N events.
+    pub(crate) snapshot_every: Option<Spanned<u64>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
 }
 
@@ -157,6 +163,8 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
     let mut events = Once::new(cx, AGGREGATE, EVENTS);
     let mut name = Once::new(cx, AGGREGATE, NAME);
     let mut event_enum = Once::new(cx, AGGREGATE, EVENT_ENUM);
+    let mut snapshot = Once::new(cx, AGGREGATE, SNAPSHOT);
+    let mut snapshot_every = Once::new(cx, AGGREGATE, SNAPSHOT_EVERY);
     let mut krate = Once::new(cx, AGGREGATE, CRATE);
     for attr in attrs.iter().filter(|a| a.path().is_ident(AGGREGATE)) {
         let result = attr.parse_nested_meta(|meta| {
@@ -181,6 +189,21 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
                     let ident: syn::Ident = meta.value()?.parse()?;
                     event_enum.set(ident.span(), ident);
                 }
+                SNAPSHOT => {
+                    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            "`snapshot` is a flag and takes no value: write `snapshot` to keep snapshots (taken on request or by the repository's policy), or `snapshot_every = N` to take one every N events",
+                        );
+                        skip_value(&meta)?;
+                    }
+                    snapshot.set(meta.path.span(), ());
+                }
+                SNAPSHOT_EVERY => {
+                    if let Some(every) = parse_snapshot_every(cx, &meta)? {
+                        snapshot_every.set(meta.path.span(), every);
+                    }
+                }
                 CRATE => {
                     let path = parse_crate(&meta)?;
                     krate.set(meta.path.span(), path);
@@ -197,7 +220,33 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
         events: events.get(),
         name: name.get(),
         event_enum: event_enum.get(),
+        snapshot: snapshot.get(),
+        snapshot_every: snapshot_every.get(),
         krate: krate.get(),
+    }
+}
+
+fn parse_snapshot_every(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<u64>> {
+    let lit: LitInt = meta.value()?.parse()?;
+    match lit.base10_parse::<u64>() {
+        Ok(0) => {
+            cx.error_spanned_by(
+                &lit,
+                "`snapshot_every = 0` would never take a snapshot: give the number of events between snapshots (at least 1), or write `snapshot` to take them only on request",
+            );
+            Ok(None)
+        }
+        Ok(every) => Ok(Some(every)),
+        Err(_) => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "`snapshot_every` must be a whole number of events from 1 to {}",
+                    u64::MAX
+                ),
+            );
+            Ok(None)
+        }
     }
 }
 
@@ -325,6 +374,11 @@ fn unknown_key(
         &meta.path,
         format!("unknown key `{key}` in `#[{attr}(...)]`: expected one of {list}{hint}"),
     );
+    skip_value(meta)
+}
+
+/// Skips a key's value (`= expr` or `(...)`) so the rest of the attribute is still checked.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     if meta.input.peek(Token![=]) {
         let _: syn::Expr = meta.value()?.parse()?;
     } else if meta.input.peek(syn::token::Paren) {
@@ -369,5 +423,10 @@ mod tests {
         assert_eq!(closest("upcastfrom", EVENT_KEYS), Some(UPCAST_FROM));
         assert_eq!(closest("event", AGGREGATE_KEYS), Some(EVENTS));
         assert_eq!(closest("colour", EVENT_KEYS), None);
+        assert_eq!(
+            closest("snapshot_evry", AGGREGATE_KEYS),
+            Some(SNAPSHOT_EVERY)
+        );
+        assert_eq!(closest("snapshots", AGGREGATE_KEYS), Some(SNAPSHOT));
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! The macros are a pipeline of small stages: [`attr`](crate) parses one attribute at a time,
 //! `ast` builds the model, `check` runs the cross-cutting checks, and one module generates each
-//! thing (`event`, `upcast`, `event_enum`, `apply`, `register`). Every error is collected and
+//! thing (`event`, `upcast`, `event_enum`, `apply`, `snapshot`, `register`). Every error is collected and
 //! reported at once, on the tokens that caused it; after an error, stand-in impls are emitted so
 //! one mistake doesn't cascade into many.
 
@@ -19,6 +19,7 @@ mod ctxt;
 mod event;
 mod event_enum;
 mod register;
+mod snapshot;
 mod upcast;
 
 /// Derives `eventsource_core::Event`: the stored name, the schema version, the versioned
@@ -68,13 +69,20 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///     events(Opened, Deposited, Withdrawn),   // required: the events, in any order
 ///     name = "BankAccount",                   // default: the type's name
 ///     event_enum = AccountEvent,              // default: `{Type}Event`
+///     snapshot,                               // keep snapshots (on request / repository policy)
+///     snapshot_every = 100,                   // and take one every 100 events (implies snapshot)
 ///     crate = "my_reexport::eventsource_core",
 /// )]
 /// ```
 ///
 /// Checked while compiling: each listed type is an `Event` with an `Apply` impl on the aggregate;
-/// no two events share a stored name or a variant name. The event types must implement `Debug`
+/// no two events share a stored name or a variant name; `snapshot_every` is at least 1; with
+/// snapshots, the state is `Serialize + Deserialize`. The event types must implement `Debug`
 /// and `Clone` (the enum derives both). See `eventsource_core::Aggregate`.
+///
+/// With snapshots the derive also writes a fingerprint of the state's shape (a hash of the
+/// fields, their types and serde attributes, and the event list): a snapshot stored under
+/// another shape is ignored and rebuilt from the events.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

@@ -1,13 +1,20 @@
 //! The replaying repository.
+//!
+//! A load starts from the best state it can find and reads only the events after it: a cached
+//! state (with [`Repository::with_cache`]), else the newest usable snapshot (for aggregates
+//! with `#[aggregate(snapshot)]`), else the empty state at version 0.
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::num::NonZeroU64;
 use std::ops::Deref;
 
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
-use crate::domain::aggregate::Aggregate;
+use super::cache::{LruCache, StateCache};
+use super::snapshot::{self, Found};
+use crate::domain::aggregate::{Aggregate, Snapshotted};
 use crate::domain::event::{EventEnum, IntoEvents};
 use crate::domain::id::new_id;
 use crate::error::{Error, Result};
@@ -151,20 +158,61 @@ impl<E> From<Error> for CommandError<E> {
 /// assert_eq!(counters.get_at(id, 1).await?.total, 1);
 /// # Ok::<_, eventsource_core::Error>(()) }).unwrap();
 /// ```
+///
+/// # Snapshots and the cache
+///
+/// So that a command costs the same on a long stream as on a short one, a repository can start a
+/// load from a snapshot (an aggregate with `#[aggregate(snapshot_every = N)]` or
+/// `#[aggregate(snapshot)]`, see [`snapshot_every`](Self::snapshot_every)) and from a cache of
+/// loaded states ([`with_cache`](Self::with_cache)). Either way it reads the events after that
+/// state, so it always returns the stream's latest state, whoever appended.
+///
+/// ```
+/// use eventsource_core::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+/// struct Incremented { by: u32 }
+///
+/// #[derive(Aggregate, Default, Debug, Clone, Serialize, Deserialize)]
+/// #[aggregate(events(Incremented), snapshot_every = 100)]
+/// struct Counter { total: u32 }
+///
+/// impl Apply<Incremented> for Counter {
+///     fn apply(&mut self, event: &Incremented) { self.total += event.by; }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let counters = Repository::<Counter, _>::new(MemoryStore::new())
+///     .snapshot_every(2)       // overrides the derive's 100
+///     .with_cache(10_000);     // keeps the latest state of up to 10,000 counters
+/// let id = counters.create(Incremented { by: 1 }).await?;
+/// for _ in 0..4 {
+///     counters.execute(id, |_| Ok::<_, std::convert::Infallible>(Incremented { by: 1 })).await.unwrap();
+/// }
+/// let snapshot = counters.store().load_snapshot(id, None).await?.expect("taken at version 4");
+/// assert_eq!((snapshot.version, counters.cached_version(id)), (4, Some(5)));
+/// assert_eq!(counters.get_at(id, 3).await?.total, 3);   // from no snapshot: the one at 4 is newer
+/// # Ok::<_, eventsource_core::Error>(()) }).unwrap();
+/// ```
 pub struct Repository<A, S, C = Json> {
     store: S,
     codec: C,
     max_attempts: u32,
+    snapshot_every: Option<NonZeroU64>,
+    cache: Option<Box<dyn StateCache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A, S: fmt::Debug, C: fmt::Debug> fmt::Debug for Repository<A, S, C> {
+impl<A: Aggregate, S: fmt::Debug, C: fmt::Debug> fmt::Debug for Repository<A, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Repository")
             .field("aggregate", &std::any::type_name::<A>())
             .field("store", &self.store)
             .field("codec", &self.codec)
             .field("max_attempts", &self.max_attempts)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("cache_capacity", &self.cache.as_ref().map(|c| c.capacity()))
             .finish()
     }
 }
@@ -183,8 +231,84 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
             store,
             codec,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            snapshot_every: A::SNAPSHOTS.and_then(|settings| settings.every),
+            cache: None,
             _aggregate: PhantomData,
         }
+    }
+
+    /// Takes a snapshot whenever a save makes the stream cross a multiple of `every` events
+    /// (overriding the derive's `snapshot_every`); `0` turns automatic snapshots off (loads still
+    /// start from existing snapshots, and [`take_snapshot`](Self::take_snapshot) still works).
+    ///
+    /// Writing a snapshot is best effort: if it fails, the failure is logged with `tracing` and
+    /// the command still succeeds, since its events are saved.
+    pub fn snapshot_every(mut self, every: u64) -> Self
+    where
+        A: Snapshotted,
+    {
+        self.snapshot_every = NonZeroU64::new(every);
+        self
+    }
+
+    /// The current automatic snapshot policy: every how many events, or `None` for none.
+    pub fn snapshot_policy(&self) -> Option<NonZeroU64> {
+        self.snapshot_every
+    }
+
+    /// Keeps the latest loaded or saved state of up to `capacity` aggregates in memory (least
+    /// recently used out first); `0` turns the cache off.
+    ///
+    /// A load then reads only the events after the cached version, so it stays correct when
+    /// another process (or repository) appended to the stream meanwhile. A cached entry is
+    /// always a state the store really had: only saved states are cached, and a version conflict
+    /// leaves the entry as it was, just behind, for the retry to fast-forward.
+    pub fn with_cache(mut self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        self.cache = match capacity {
+            0 => None,
+            capacity => Some(Box::new(LruCache::<A>::new(capacity))),
+        };
+        self
+    }
+
+    /// The version of the aggregate's state in the cache, if it is cached.
+    pub fn cached_version(&self, id: Uuid) -> Option<u64> {
+        self.cache.as_ref().and_then(|cache| cache.version(id))
+    }
+
+    /// How many aggregates the cache holds (0 without a cache).
+    pub fn cached_len(&self) -> usize {
+        self.cache.as_ref().map_or(0, |cache| cache.len())
+    }
+
+    /// Drops the aggregate's cached state, if any: the next load starts from a snapshot or the
+    /// first event.
+    pub fn evict(&self, id: Uuid) {
+        if let Some(cache) = &self.cache {
+            cache.remove(id);
+        }
+    }
+
+    /// Loads the aggregate's latest state and stores a snapshot of it now, whatever the policy.
+    /// Returns the snapshot's version. Unlike automatic snapshots, a failure is returned.
+    pub async fn take_snapshot(&self, id: Uuid) -> Result<u64>
+    where
+        A: Snapshotted,
+    {
+        let loaded = self.get(id).await?;
+        let snapshot = snapshot::encode(&self.codec, id, loaded.version, &loaded.state)
+            .ok_or_else(|| Error::Encode {
+                what: format!("snapshot of {} {id}", A::NAME),
+                source: crate::error::CodecError::new(
+                    C::NAME,
+                    "the aggregate's `Aggregate::SNAPSHOTS` is `None`, but it implements `Snapshotted`: implement both with `#[derive(Aggregate)]` and `#[aggregate(snapshot)]`",
+                ),
+            })??;
+        self.store.save_snapshot(snapshot).await?;
+        Ok(loaded.version)
     }
 
     /// How many times [`execute`](Self::execute) tries a command before giving up on conflicts
@@ -229,7 +353,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
     /// Fails with [`Error::NotFound`] if the stream is empty.
     #[tracing::instrument(level = "debug", skip(self), fields(aggregate = A::NAME))]
     pub async fn get(&self, id: Uuid) -> Result<Loaded<A>> {
-        let loaded = self.replay(id, StreamRange::all()).await?;
+        let loaded = self.load(id, None).await?;
         if loaded.version == 0 {
             return Err(Error::NotFound {
                 aggregate: A::NAME,
@@ -239,9 +363,29 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         Ok(loaded)
     }
 
-    /// Loads the aggregate's state as it was at `version`.
+    /// Loads the aggregate's state as it was at `version` (time travel).
+    ///
+    /// Starts from the newest usable snapshot at or below `version`, or from the cached state if
+    /// that is at or below `version` and newer, and applies the events up to `version`. The
+    /// cache is left as it is. Fails with [`Error::VersionNotFound`] if the stream has not
+    /// reached `version` (or `version` is 0).
     pub async fn get_at(&self, id: Uuid, version: u64) -> Result<Loaded<A>> {
-        let loaded = self.replay(id, StreamRange::all().to(version)).await?;
+        if version == 0 {
+            let latest = self.store.stream_version(id).await?;
+            if latest == 0 {
+                return Err(Error::NotFound {
+                    aggregate: A::NAME,
+                    stream: id,
+                });
+            }
+            return Err(Error::VersionNotFound {
+                aggregate: A::NAME,
+                stream: id,
+                requested: version,
+                latest,
+            });
+        }
+        let loaded = self.load(id, Some(version)).await?;
         if loaded.version == 0 {
             return Err(Error::NotFound {
                 aggregate: A::NAME,
@@ -338,10 +482,34 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         }
         let position = self.store.append(batch).await?;
         for loaded in aggregates.iter_mut() {
+            if loaded.pending.is_empty() {
+                continue;
+            }
+            let before = loaded.version;
             loaded.version += loaded.pending.len() as u64;
             loaded.pending.clear();
+            self.after_save(loaded, before).await;
         }
         Ok(position)
+    }
+
+    /// Caches the saved state and takes a snapshot if the save crossed the policy's multiple.
+    async fn after_save(&self, loaded: &Loaded<A>, before: u64) {
+        if let Some(cache) = &self.cache {
+            cache.put(loaded.id, loaded.version, &loaded.state);
+        }
+        if let Some(every) = self.snapshot_every
+            && snapshot::crosses(before, loaded.version, every)
+        {
+            snapshot::write_best_effort(
+                &self.store,
+                &self.codec,
+                loaded.id,
+                loaded.version,
+                &loaded.state,
+            )
+            .await;
+        }
     }
 
     /// Encodes events for appending.
@@ -380,29 +548,74 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         })
     }
 
-    async fn replay(&self, id: Uuid, range: StreamRange) -> Result<Loaded<A>> {
+    /// Loads the state at `upto` (the latest with `None`): from the best starting point (the
+    /// cache, a snapshot, or nothing), then the events after it.
+    async fn load(&self, id: Uuid, upto: Option<u64>) -> Result<Loaded<A>> {
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(id))
+            .filter(|(version, _)| upto.is_none_or(|upto| *version <= upto));
+        // With the latest state cached, the cache is the best start. For time travel a snapshot
+        // between the cached version and `upto` is better, so look for one too.
+        let found = match (&cached, upto) {
+            (Some(_), None) => Found::Nothing,
+            (Some((version, _)), Some(upto)) if *version == upto => Found::Nothing,
+            _ => snapshot::find::<A, S, C>(&self.store, &self.codec, id, upto).await,
+        };
+        let mut rebuild_snapshot = false;
+        let (version, state) = match (found, cached) {
+            (Found::Usable { version, .. }, Some(cached)) if cached.0 > version => cached,
+            (Found::Usable { version, state }, _) => (version, state),
+            (Found::Unusable, cached) => {
+                rebuild_snapshot = upto.is_none();
+                cached.unwrap_or_default()
+            }
+            (Found::Nothing, cached) => cached.unwrap_or_default(),
+        };
         let mut loaded = Loaded {
             id,
-            version: 0,
-            state: A::default(),
+            version,
+            state,
             pending: Vec::new(),
         };
-        let mut events = self.store.read_stream(id, range);
-        while let Some(stored) = events.try_next().await? {
-            if stored.version != loaded.version + 1 {
-                return Err(Error::Corrupt {
-                    stream: id,
-                    version: stored.version,
-                    message: format!(
-                        "expected version {} next, the store returned {}",
-                        loaded.version + 1,
-                        stored.version
-                    ),
-                });
+        if upto.is_none_or(|upto| version < upto) {
+            let mut range = StreamRange::all().from(version + 1);
+            if let Some(upto) = upto {
+                range = range.to(upto);
             }
-            let event = self.decode(&stored)?;
-            loaded.state.apply_event(&event);
-            loaded.version = stored.version;
+            let mut events = self.store.read_stream(id, range);
+            while let Some(stored) = events.try_next().await? {
+                if stored.version != loaded.version + 1 {
+                    return Err(Error::Corrupt {
+                        stream: id,
+                        version: stored.version,
+                        message: format!(
+                            "expected version {} next, the store returned {}",
+                            loaded.version + 1,
+                            stored.version
+                        ),
+                    });
+                }
+                let event = self.decode(&stored)?;
+                loaded.state.apply_event(&event);
+                loaded.version = stored.version;
+            }
+        }
+        if upto.is_none() && loaded.version > 0 {
+            if let Some(cache) = &self.cache {
+                cache.put(id, loaded.version, &loaded.state);
+            }
+            if rebuild_snapshot {
+                snapshot::write_best_effort(
+                    &self.store,
+                    &self.codec,
+                    id,
+                    loaded.version,
+                    &loaded.state,
+                )
+                .await;
+            }
         }
         Ok(loaded)
     }

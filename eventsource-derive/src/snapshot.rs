@@ -1,0 +1,203 @@
+//! Snapshot support on `impl Aggregate`: the fingerprint of the state's shape, the encode and
+//! decode methods, and the `Snapshotted` marker. Generated only with `#[aggregate(snapshot)]` or
+//! `#[aggregate(snapshot_every = N)]`.
+
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
+
+use crate::ast::{AggregateModel, EventRef};
+
+/// Bumped if the canonical text below changes, so that old fingerprints never match by accident.
+const FINGERPRINT_FORMAT: &str = "eventsource-snapshot-v1";
+
+/// The fingerprint of an aggregate's snapshot shape: FNV-1a (64 bit) over a canonical text of
+/// the struct's serde container attributes, each field's name, type and serde attributes, and the
+/// listed events. Doc comments and other attributes don't count; whitespace in the source doesn't
+/// either (the text is built token by token).
+///
+/// It changes when the encoded state could change shape (a field added, removed, renamed or
+/// retyped, a serde attribute edited) and when the event list changes: a snapshot taken under
+/// another shape is then ignored and rebuilt from the events rather than decoded wrongly.
+pub(crate) fn fingerprint(input: &syn::DeriveInput, events: &[EventRef]) -> u64 {
+    let mut text = String::from(FINGERPRINT_FORMAT);
+    push_serde_attrs(&mut text, &input.attrs);
+    if let syn::Data::Struct(data) = &input.data {
+        let kind = match &data.fields {
+            syn::Fields::Named(_) => "named",
+            syn::Fields::Unnamed(_) => "tuple",
+            syn::Fields::Unit => "unit",
+        };
+        text.push_str(&format!("|struct:{kind}"));
+        for (index, field) in data.fields.iter().enumerate() {
+            match &field.ident {
+                Some(ident) => text.push_str(&format!("|field:{ident}:")),
+                None => text.push_str(&format!("|field:{index}:")),
+            }
+            canonical(&mut text, field.ty.to_token_stream());
+            push_serde_attrs(&mut text, &field.attrs);
+        }
+    }
+    text.push_str("|events");
+    for event in events {
+        text.push(':');
+        canonical(&mut text, event.path.to_token_stream());
+    }
+    fnv1a(text.as_bytes())
+}
+
+fn push_serde_attrs(text: &mut String, attrs: &[syn::Attribute]) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        text.push_str("|serde");
+        canonical(text, attr.meta.to_token_stream());
+    }
+}
+
+/// Tokens as text, one space-free rendering per token, so formatting never changes the hash.
+fn canonical(text: &mut String, tokens: TokenStream) {
+    for tree in tokens {
+        match tree {
+            TokenTree::Group(group) => {
+                let (open, close) = match group.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Brace => ("{", "}"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::None => ("", ""),
+                };
+                text.push_str(open);
+                canonical(text, group.stream());
+                text.push_str(close);
+            }
+            TokenTree::Ident(ident) => {
+                text.push(' ');
+                text.push_str(&ident.to_string());
+            }
+            TokenTree::Punct(punct) => text.push(punct.as_char()),
+            TokenTree::Literal(literal) => {
+                text.push(' ');
+                text.push_str(&literal.to_string());
+            }
+        }
+    }
+}
+
+/// FNV-1a, 64 bit: stable across compilers and platforms, unlike `std`'s hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// The snapshot items inside `impl Aggregate` (empty without snapshots).
+pub(crate) fn impl_items(model: &AggregateModel) -> TokenStream {
+    let Some(snapshot) = &model.snapshot else {
+        return TokenStream::new();
+    };
+    let krate = &model.krate;
+    let private = quote!(#krate::__private);
+    let fingerprint = snapshot.fingerprint;
+    let every = match snapshot.every {
+        Some(every) => quote!(::core::num::NonZeroU64::new(#every)),
+        None => quote!(#private::Option::None),
+    };
+    quote! {
+        const SNAPSHOTS: #private::Option<#krate::SnapshotSettings> =
+            #private::Option::Some(#krate::SnapshotSettings {
+                fingerprint: #fingerprint,
+                every: #every,
+            });
+
+        fn encode_snapshot<__C: #krate::Codec>(
+            &self,
+            codec: &__C,
+        ) -> #private::Option<#private::Result<#private::Vec<u8>, #krate::CodecError>> {
+            #private::Option::Some(#krate::Codec::encode(codec, self))
+        }
+
+        fn decode_snapshot<__C: #krate::Codec>(
+            codec: &__C,
+            state: &[u8],
+        ) -> #private::Option<#private::Result<Self, #krate::CodecError>> {
+            #private::Option::Some(#krate::Codec::decode(codec, state))
+        }
+    }
+}
+
+/// The `Snapshotted` marker and the serde bound check, spanned on the struct's name so a state
+/// that isn't `Serialize + Deserialize` is reported there (empty without snapshots).
+pub(crate) fn marker(model: &AggregateModel) -> TokenStream {
+    if model.snapshot.is_none() {
+        return TokenStream::new();
+    }
+    let krate = &model.krate;
+    let ident = &model.ident;
+    let check = quote_spanned! {ident.span()=>
+        const _: () = #krate::__private::assert_snapshot_state::<#ident>();
+    };
+    quote! {
+        #check
+
+        #[automatically_derived]
+        impl #krate::Snapshotted for #ident {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn print(input: &str, events: &[&str]) -> u64 {
+        let input: syn::DeriveInput = syn::parse_str(input).unwrap();
+        let events: Vec<EventRef> = events
+            .iter()
+            .map(|e| {
+                let path: syn::Path = syn::parse_str(e).unwrap();
+                EventRef {
+                    variant: path.segments.last().unwrap().ident.clone(),
+                    path,
+                }
+            })
+            .collect();
+        fingerprint(&input, &events)
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn fingerprint_follows_the_shape_not_the_formatting() {
+        let base = print("struct A { balance: u64, owner: String }", &["Opened"]);
+        let reformatted = print(
+            "/// Docs don't count.\n#[derive(Debug)]\nstruct A {\n    balance : u64,\n    owner: String,\n}",
+            &["Opened"],
+        );
+        assert_eq!(base, reformatted);
+        let changes = [
+            print("struct A { balance: u32, owner: String }", &["Opened"]),
+            print("struct A { owner: String, balance: u64 }", &["Opened"]),
+            print("struct A { balance: u64, name: String }", &["Opened"]),
+            print("struct A { balance: u64 }", &["Opened"]),
+            print(
+                "struct A { #[serde(rename = \"b\")] balance: u64, owner: String }",
+                &["Opened"],
+            ),
+            print(
+                "#[serde(deny_unknown_fields)] struct A { balance: u64, owner: String }",
+                &["Opened"],
+            ),
+            print(
+                "struct A { balance: u64, owner: String }",
+                &["Opened", "Closed"],
+            ),
+            print("struct A(u64, String);", &["Opened"]),
+        ];
+        for (i, changed) in changes.iter().enumerate() {
+            assert_ne!(*changed, base, "change {i} kept the fingerprint");
+        }
+    }
+}
