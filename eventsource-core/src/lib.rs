@@ -81,7 +81,7 @@ pub mod stores;
 pub mod testing;
 
 pub use application::repository::{CommandError, Loaded, Recorded, Repository};
-pub use domain::aggregate::{Aggregate, Apply};
+pub use domain::aggregate::{Aggregate, Apply, SnapshotSettings, Snapshotted};
 pub use domain::event::{Event, EventEnum, IntoEvents, UpcastFn};
 pub use domain::id::{id_from_name, new_id};
 pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
@@ -110,19 +110,20 @@ pub use eventsource_derive::Aggregate;
 
 /// Everything a domain module needs: `use eventsource_core::prelude::*;`.
 pub mod prelude {
-    pub use crate::{
-        Aggregate, Apply, CommandError, Event, EventEnum, EventStore, IntoEvents, Json, Loaded,
-        MemoryStore, Repository, UpcastError, Uuid,
-    };
     #[cfg(feature = "postgres")]
     pub use crate::PostgresStore;
     #[cfg(feature = "sqlite")]
     pub use crate::SqliteStore;
+    pub use crate::{
+        Aggregate, Apply, CommandError, Event, EventEnum, EventStore, IntoEvents, Json, Loaded,
+        MemoryStore, Repository, UpcastError, Uuid,
+    };
 }
 
 /// What the derives' generated code uses. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::domain::aggregate::assert_snapshot_state;
     pub use crate::domain::event::decode_through_steps;
     pub use crate::registry::{AggregateRegistration, EventRegistration};
     pub use core::convert::From;
