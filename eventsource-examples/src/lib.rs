@@ -1,6 +1,8 @@
-//! Shared code for the example programs: the bank domain and opening a store from a URL.
+//! Shared code for the example programs: the bank domain, opening a store from a URL, and the
+//! benchmark's workloads.
 
 pub mod bank;
+pub mod bench;
 
 use std::sync::Arc;
 

@@ -1,0 +1,162 @@
+//! One measured figure, its JSON line, and the table that sets our figures beside the raw
+//! engine's.
+
+use serde_json::{Map, Value, json};
+
+/// One measurement: `events` (commands, events or rows) in `seconds`.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// `memory`, `sqlite` or `postgres`.
+    pub store: String,
+    /// `W1` … `W5`, `W3-large`.
+    pub workload: &'static str,
+    /// `default`, `snapshots`, `cache`, `raw-single`, `raw-batch`, …
+    pub variant: String,
+    /// How many commands, events or rows the figure counts.
+    pub events: u64,
+    /// Wall-clock seconds (for W3 the median run).
+    pub seconds: f64,
+    /// The peak resident set (`VmHWM`) in KiB, reset before the workload where the kernel allows.
+    pub peak_rss_kib: u64,
+    /// For a latency figure: the events already in the stream when the command ran.
+    pub history: Option<u64>,
+    /// For a latency figure: the per-command latency in microseconds.
+    pub latency_us: Option<f64>,
+    /// Further keys (`median_ms`, `conflicts`, `rss_growth_kib`, …).
+    pub extra: Map<String, Value>,
+}
+
+impl Figure {
+    /// A throughput figure.
+    pub fn new(
+        store: &str,
+        workload: &'static str,
+        variant: impl Into<String>,
+        events: u64,
+        seconds: f64,
+    ) -> Self {
+        Self {
+            store: store.to_owned(),
+            workload,
+            variant: variant.into(),
+            events,
+            seconds,
+            peak_rss_kib: super::rss::peak_kib(),
+            history: None,
+            latency_us: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds a key to the JSON object.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Events (or commands) per second.
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// The figure as one JSON object with the keys `store`, `workload`, `variant`, `events`,
+    /// `seconds`, `per_second`, `peak_rss_kib`, `history`, `latency_us` (null unless a latency
+    /// figure) and any extra keys.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("store".into(), json!(self.store));
+        object.insert("workload".into(), json!(self.workload));
+        object.insert("variant".into(), json!(self.variant));
+        object.insert("events".into(), json!(self.events));
+        object.insert("seconds".into(), json!(self.seconds));
+        object.insert("per_second".into(), json!(self.per_second()));
+        object.insert("peak_rss_kib".into(), json!(self.peak_rss_kib));
+        object.insert("history".into(), json!(self.history));
+        object.insert("latency_us".into(), json!(self.latency_us));
+        for (key, value) in &self.extra {
+            object.insert(key.clone(), value.clone());
+        }
+        Value::Object(object)
+    }
+}
+
+/// Which raw figure a figure of ours is set beside.
+fn raw_partner(figure: &Figure) -> Option<&'static str> {
+    if figure.variant.starts_with("raw") || figure.history.is_some() {
+        return None;
+    }
+    match (figure.workload, figure.variant.as_str()) {
+        ("W1", _) => Some("raw-single"),
+        ("W2", _) => Some("raw-batch"),
+        ("W3" | "W4", _) => Some("raw-read"),
+        _ => None,
+    }
+}
+
+/// `12345678.9` as `12,345,679`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The figures as a Markdown table: one row per figure, latencies in µs, and for our figures the
+/// raw engine's rate on the same store and the ratio (ours ÷ raw).
+pub fn table(figures: &[Figure]) -> String {
+    let mut out = String::from(
+        "| store | workload | variant | events | seconds | per second | peak RSS MiB | vs raw engine |\n\
+         |---|---|---|---:|---:|---:|---:|---|\n",
+    );
+    for figure in figures {
+        let (events, seconds, rate) = match (figure.history, figure.latency_us) {
+            (Some(history), Some(latency)) => (
+                format!("history {}", thousands(history as f64)),
+                format!("{latency:.0} µs"),
+                format!("{} cmd/s", thousands(1e6 / latency.max(1e-9))),
+            ),
+            _ => (
+                thousands(figure.events as f64),
+                format!("{:.3}", figure.seconds),
+                thousands(figure.per_second()),
+            ),
+        };
+        let mut notes = Vec::new();
+        if let Some(partner) = raw_partner(figure) {
+            let raw = figures.iter().find(|f| {
+                f.store == figure.store && f.workload == figure.workload && f.variant == partner
+            });
+            if let Some(raw) = raw {
+                notes.push(format!(
+                    "{partner} {}/s, ratio {:.2}",
+                    thousands(raw.per_second()),
+                    figure.per_second() / raw.per_second().max(1e-9)
+                ));
+            }
+        }
+        for (key, value) in &figure.extra {
+            notes.push(format!("{key} {value}"));
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+            figure.store,
+            figure.workload,
+            figure.variant,
+            events,
+            seconds,
+            rate,
+            figure.peak_rss_kib as f64 / 1024.0,
+            notes.join("; ")
+        ));
+    }
+    out
+}

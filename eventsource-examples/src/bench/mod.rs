@@ -1,0 +1,381 @@
+//! The benchmark program's workloads (issue 7), run by `src/bin/bench.rs`:
+//!
+//! - **W1** one aggregate, commands one by one (load, decide, save one event): commands per
+//!   second and per-command latency at 100, 1,000 and 10,000 events of history;
+//! - **W2** new aggregates, one save of several events each: events per second;
+//! - **W3** replay one aggregate from a cold repository, several times: median and events per
+//!   second; **W3-large** replay a very long stream once: events per second and the memory
+//!   it takes above the baseline measured just before;
+//! - **W4** read the whole global log in pages, decoding every event;
+//! - **W5** concurrent writers on distinct aggregates, then on one aggregate (conflicts counted,
+//!   none lost);
+//!
+//! and, for SQLite and PostgreSQL, the raw engine in the same run (see [`raw`]).
+
+pub mod figure;
+pub mod raw;
+pub mod rss;
+pub mod workloads;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eventsource_core::EventStore;
+
+pub use figure::Figure;
+
+/// Errors of the bench: anything, with its message.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The bench's result type.
+pub type BenchResult<T> = Result<T, BenchError>;
+
+/// The workloads, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// One aggregate, commands one by one.
+    W1,
+    /// Many new aggregates, one multi-event save each.
+    W2,
+    /// Cold replay of one aggregate, several times.
+    W3,
+    /// Cold replay of a very long stream, with its memory.
+    W3Large,
+    /// The whole global log in pages.
+    W4,
+    /// Concurrent writers.
+    W5,
+}
+
+impl Workload {
+    /// Every workload, in run order.
+    pub const ALL: [Workload; 6] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W3Large,
+        Workload::W4,
+        Workload::W5,
+    ];
+
+    /// The name in the table and the JSON (`W1` … `W5`, `W3-large`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W3Large => "W3-large",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+        }
+    }
+
+    /// Parses a label, case-insensitively.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.label().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+/// The workload sizes (all flags of the program).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sizes {
+    /// W1: commands on the one aggregate.
+    pub w1_commands: u64,
+    /// W2: new aggregates.
+    pub w2_aggregates: u64,
+    /// W2: events per aggregate (one save).
+    pub w2_events: u64,
+    /// W3: events in the replayed stream (including `Opened`).
+    pub w3_events: u64,
+    /// W3: replays.
+    pub w3_runs: u64,
+    /// W3-large: events in the long stream.
+    pub w3_large_events: u64,
+    /// W4: the log is topped up to at least this many events before it is read.
+    pub w4_events: u64,
+    /// W4: events per page.
+    pub w4_page: u64,
+    /// W5: concurrent writers.
+    pub w5_writers: u64,
+    /// W5: commands per writer.
+    pub w5_commands: u64,
+    /// Raw engine: single-row transactions.
+    pub raw_single: u64,
+    /// Events per append when the bench writes a long stream (W3, W3-large, W4 top-up).
+    pub write_batch: u64,
+}
+
+impl Sizes {
+    /// The sizes of the issue's workloads.
+    pub fn standard() -> Self {
+        Self {
+            w1_commands: 10_000,
+            w2_aggregates: 1_000,
+            w2_events: 10,
+            w3_events: 10_000,
+            w3_runs: 20,
+            w3_large_events: 1_000_000,
+            w4_events: 100_000,
+            w4_page: 1_000,
+            w5_writers: 4,
+            w5_commands: 250,
+            raw_single: 10_000,
+            write_batch: 10_000,
+        }
+    }
+
+    /// Tiny sizes for a smoke run (`--quick`).
+    pub fn quick() -> Self {
+        Self {
+            w1_commands: 120,
+            w2_aggregates: 20,
+            w2_events: 10,
+            w3_events: 300,
+            w3_runs: 3,
+            w3_large_events: 3_000,
+            w4_events: 1_000,
+            w4_page: 100,
+            w5_writers: 4,
+            w5_commands: 10,
+            raw_single: 100,
+            write_batch: 1_000,
+        }
+    }
+}
+
+/// Collects figures, printing each as a JSON line the moment it is measured (with `--json`) and
+/// a progress line on stderr.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Print JSON lines on stdout.
+    pub json: bool,
+    /// Every figure so far.
+    pub figures: Vec<Figure>,
+}
+
+impl Report {
+    /// Records a figure.
+    pub fn push(&mut self, figure: Figure) {
+        if self.json {
+            println!("{}", figure.to_json());
+        }
+        match (figure.history, figure.latency_us) {
+            (Some(h), Some(l)) => eprintln!(
+                "  {:<8} {:<9} {:<11} history {h:>7}: {l:>10.0} µs/command",
+                figure.store, figure.workload, figure.variant
+            ),
+            _ => eprintln!(
+                "  {:<8} {:<9} {:<11} {:>9} in {:>8.3} s = {:>12.0}/s  (peak RSS {} MiB)",
+                figure.store,
+                figure.workload,
+                figure.variant,
+                figure.events,
+                figure.seconds,
+                figure.per_second(),
+                figure.peak_rss_kib / 1024
+            ),
+        }
+        self.figures.push(figure);
+    }
+}
+
+/// A store under test, opened fresh for the run, and what it takes to clean up after it.
+pub struct BenchStore {
+    /// `memory`, `sqlite` or `postgres`.
+    pub name: &'static str,
+    /// The store.
+    pub store: Arc<dyn EventStore>,
+    /// The raw engine beside it (none for memory).
+    pub raw: Option<raw::RawEngine>,
+    /// Files to remove afterwards.
+    files: Vec<PathBuf>,
+    /// A directory to remove afterwards (the bench's temporary directory).
+    dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for BenchStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BenchStore")
+            .field("name", &self.name)
+            .field("raw", &self.raw)
+            .field("files", &self.files)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which store to run, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `memory` or `memory://`.
+    Memory,
+    /// `sqlite` (a temporary file) or `sqlite://file` / a path (must not exist yet).
+    Sqlite(Option<String>),
+    /// `postgres` (URL from `EVENTSOURCE_POSTGRES_URL`) or a `postgres://` URL.
+    Postgres(String),
+}
+
+/// The PostgreSQL URL when `--store postgres` names none.
+pub fn default_postgres_url() -> String {
+    std::env::var("EVENTSOURCE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+impl StoreSpec {
+    /// Parses `memory`, `sqlite`, `postgres` or a URL.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "memory" | "memory://" | "memory:" => StoreSpec::Memory,
+            "sqlite" => StoreSpec::Sqlite(None),
+            "postgres" | "postgresql" | "pg" => StoreSpec::Postgres(default_postgres_url()),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                StoreSpec::Postgres(url.to_owned())
+            }
+            url if url.starts_with("sqlite:") || !url.contains("://") => {
+                StoreSpec::Sqlite(Some(url.to_owned()))
+            }
+            other => {
+                return Err(format!(
+                    "unknown store `{other}`: use memory, sqlite, postgres, or a sqlite:// or postgres:// URL"
+                ));
+            }
+        })
+    }
+}
+
+/// Why a store could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The server did not answer (the caller may skip the store).
+    Unreachable(String),
+    /// Anything else.
+    Failed(BenchError),
+}
+
+impl From<BenchError> for OpenError {
+    fn from(error: BenchError) -> Self {
+        OpenError::Failed(error)
+    }
+}
+
+impl BenchStore {
+    /// Opens a fresh store for `spec` (a new temporary SQLite file, a new PostgreSQL schema
+    /// `bench_<pid>`), with its raw engine.
+    pub async fn open(spec: &StoreSpec) -> Result<Self, OpenError> {
+        match spec {
+            StoreSpec::Memory => Ok(Self {
+                name: "memory",
+                store: Arc::new(eventsource_core::MemoryStore::new()),
+                raw: None,
+                files: Vec::new(),
+                dir: None,
+            }),
+            StoreSpec::Sqlite(url) => Self::open_sqlite(url.as_deref())
+                .await
+                .map_err(OpenError::Failed),
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(url) => Self::open_postgres(url).await,
+            #[cfg(not(feature = "postgres"))]
+            StoreSpec::Postgres(_) => Err(OpenError::Failed(
+                "this bench was built without the `postgres` feature".into(),
+            )),
+        }
+    }
+
+    async fn open_sqlite(url: Option<&str>) -> BenchResult<Self> {
+        use eventsource_core::{SqliteOptions, Synchronous};
+        let (options, dir) = match url {
+            Some(url) => (SqliteOptions::from_url(url)?, None),
+            None => {
+                let dir =
+                    std::env::temp_dir().join(format!("eventsource-bench-{}", std::process::id()));
+                std::fs::create_dir_all(&dir)?;
+                (SqliteOptions::file(dir.join("store.db")), Some(dir))
+            }
+        };
+        let path = options.path().map(PathBuf::from);
+        if let Some(path) = &path
+            && dir.is_none()
+            && path.exists()
+        {
+            return Err(format!(
+                "{} exists; the bench needs a fresh database (it reads the whole log), so name a file that does not exist yet",
+                path.display()
+            )
+            .into());
+        }
+        let synchronous = match options.synchronous_mode() {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
+        };
+        let store = options.open().await?;
+        let raw_file = path.as_ref().map(|p| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(".raw.db");
+            PathBuf::from(name)
+        });
+        let raw = raw::RawSqlite::open(raw_file, path.clone(), synchronous)?;
+        Ok(Self {
+            name: "sqlite",
+            store: Arc::new(store),
+            raw: Some(raw::RawEngine::Sqlite(raw)),
+            files: path.into_iter().collect(),
+            dir,
+        })
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn open_postgres(url: &str) -> Result<Self, OpenError> {
+        use eventsource_core::stores::postgres::PostgresOptions;
+        // Reachable at all? A refused or timed-out connection lets the caller skip.
+        if let Err(error) = raw::connect_postgres(url).await {
+            return Err(OpenError::Unreachable(format!(
+                "PostgreSQL at {url} is unreachable: {error}"
+            )));
+        }
+        let schema = format!("bench_{}", std::process::id());
+        let raw = raw::RawPostgres::connect(url, &schema).await?;
+        let store = match PostgresOptions::new(url).schema(&schema).connect().await {
+            Ok(store) => store,
+            Err(error) => {
+                let _ = raw.drop_schema().await;
+                return Err(OpenError::Failed(error.into()));
+            }
+        };
+        Ok(Self {
+            name: "postgres",
+            store: Arc::new(store),
+            raw: Some(raw::RawEngine::Postgres(raw)),
+            files: Vec::new(),
+            dir: None,
+        })
+    }
+
+    /// Removes what the run created: the temporary files, or the PostgreSQL schema.
+    pub async fn clean_up(self) -> BenchResult<()> {
+        let BenchStore {
+            store,
+            raw,
+            files,
+            dir,
+            ..
+        } = self;
+        drop(store);
+        #[cfg(feature = "postgres")]
+        if let Some(raw::RawEngine::Postgres(raw)) = &raw {
+            raw.drop_schema().await?;
+        }
+        drop(raw);
+        for file in files {
+            raw::remove_sqlite_files(&file);
+        }
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,454 @@
+//! The workloads themselves, on the bank domain: an `Opened` event, then `Deposited` events.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use eventsource_core::{EventStore, Loaded, LogQuery, Repository, Uuid, new_id};
+
+use super::figure::Figure;
+use super::raw::RawRow;
+use super::{BenchResult, BenchStore, Report, Sizes, Workload, rss};
+use crate::bank::{BankAccount, BankAccountEvent, Deposited, Opened};
+
+/// The repository the bench drives.
+pub type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
+
+/// Every deposit is one euro.
+const DEPOSIT_CENTS: u64 = 100;
+
+fn opened() -> Opened {
+    Opened {
+        owner: "Bench".into(),
+        currency: "EUR".into(),
+    }
+}
+
+fn deposited() -> Deposited {
+    Deposited {
+        cents: DEPOSIT_CENTS,
+        currency: "EUR".into(),
+    }
+}
+
+fn check(what: &str, actual: u64, expected: u64) -> BenchResult<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {expected}, found {actual}").into())
+    }
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// Runs the chosen workloads on one store, in order, and the raw engine beside them.
+pub async fn run(
+    target: &mut BenchStore,
+    sizes: &Sizes,
+    only: &[Workload],
+    report: &mut Report,
+) -> BenchResult<()> {
+    let name = target.name;
+    let store = Arc::clone(&target.store);
+    let accounts = Accounts::new(Arc::clone(&store));
+    let wanted = |w: Workload| only.is_empty() || only.contains(&w);
+    let row = raw_row(&accounts)?;
+    // Events this run has put in the global log, so W4 knows what to expect.
+    let mut logged: u64 = 0;
+
+    if wanted(Workload::W1) {
+        w1(name, "default", &accounts, sizes.w1_commands, report).await?;
+        logged += sizes.w1_commands + 1;
+        if let Some(raw) = &mut target.raw {
+            rss::reset_peak();
+            let seconds = raw.insert_single(sizes.raw_single, &row).await?;
+            report.push(Figure::new(
+                name,
+                "W1",
+                "raw-single",
+                sizes.raw_single,
+                seconds,
+            ));
+        }
+    }
+    if wanted(Workload::W2) {
+        w2(name, &accounts, sizes, report).await?;
+        logged += sizes.w2_aggregates * sizes.w2_events;
+        if let Some(raw) = &mut target.raw {
+            rss::reset_peak();
+            let seconds = raw
+                .insert_batches(sizes.w2_aggregates, sizes.w2_events, &row)
+                .await?;
+            let rows = sizes.w2_aggregates * sizes.w2_events;
+            report.push(
+                Figure::new(name, "W2", "raw-batch", rows, seconds)
+                    .with("rows_per_transaction", sizes.w2_events),
+            );
+            rss::reset_peak();
+            let seconds = raw.insert_batches(1, rows, &row).await?;
+            report.push(
+                Figure::new(name, "W2", "raw-one-tx", rows, seconds)
+                    .with("rows_per_transaction", rows),
+            );
+        }
+    }
+    if wanted(Workload::W3) {
+        let stream = w3(name, &accounts, sizes, report).await?;
+        logged += sizes.w3_events.max(1);
+        if let Some(raw) = &mut target.raw {
+            rss::reset_peak();
+            let mut runs = Vec::new();
+            let mut rows = 0;
+            for _ in 0..sizes.w3_runs.max(1) {
+                match raw.read_stream(stream).await? {
+                    Some((n, seconds)) => {
+                        rows = n;
+                        runs.push(Duration::from_secs_f64(seconds));
+                    }
+                    None => break,
+                }
+            }
+            if !runs.is_empty() {
+                check("raw W3 rows", rows, sizes.w3_events.max(1))?;
+                let seconds = median(runs).as_secs_f64();
+                report.push(
+                    Figure::new(name, "W3", "raw-read", rows, seconds)
+                        .with("median_ms", seconds * 1e3),
+                );
+            }
+        }
+    }
+    if wanted(Workload::W3Large) {
+        w3_large(name, &accounts, sizes, report).await?;
+        logged += sizes.w3_large_events.max(1);
+    }
+    if wanted(Workload::W4) {
+        w4(name, &accounts, sizes, logged, report).await?;
+        if let Some(raw) = &mut target.raw {
+            rss::reset_peak();
+            let page = usize::try_from(sizes.w4_page).unwrap_or(usize::MAX);
+            if let Some((rows, seconds)) = raw.scan_log(page).await? {
+                report.push(
+                    Figure::new(name, "W4", "raw-read", rows, seconds).with("page", sizes.w4_page),
+                );
+            }
+        }
+    }
+    if wanted(Workload::W5) {
+        w5(name, &store, sizes, report).await?;
+    }
+    Ok(())
+}
+
+/// The row the raw engine inserts: a `Deposited` exactly as the repository encodes it.
+fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
+    let encoded = accounts.encode(&[BankAccountEvent::from(deposited())])?;
+    let event = encoded
+        .into_iter()
+        .next()
+        .ok_or("encoding one event gave none")?;
+    Ok(RawRow {
+        name: event.name,
+        schema_version: event.schema_version,
+        payload: event.payload,
+    })
+}
+
+/// W1: one aggregate, `commands` deposits one by one through [`Repository::execute`].
+pub async fn w1(
+    store: &str,
+    variant: &str,
+    accounts: &Accounts,
+    commands: u64,
+    report: &mut Report,
+) -> BenchResult<()> {
+    rss::reset_peak();
+    let id = accounts.create(opened()).await?;
+    let mut latencies = Vec::with_capacity(usize::try_from(commands).unwrap_or(0));
+    let start = Instant::now();
+    for _ in 0..commands {
+        let command = Instant::now();
+        accounts
+            .execute(id, |account| account.deposit(DEPOSIT_CENTS))
+            .await?;
+        latencies.push(command.elapsed());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let account = accounts.get(id).await?;
+    check("W1 final version", account.version(), commands + 1)?;
+    check("W1 balance", account.balance, commands * DEPOSIT_CENTS)?;
+    report.push(Figure::new(store, "W1", variant, commands, seconds));
+    // Command i (from 0) ran with i + 1 events in the stream; a checkpoint's latency is the
+    // median of the 10 commands up to it.
+    for history in [100_u64, 1_000, 10_000] {
+        if history > commands {
+            continue;
+        }
+        let end = usize::try_from(history).unwrap_or(usize::MAX);
+        let window = latencies[end.saturating_sub(10)..end].to_vec();
+        let latency = median(window);
+        let mut figure = Figure::new(store, "W1", variant, 1, latency.as_secs_f64());
+        figure.history = Some(history);
+        figure.latency_us = Some(latency.as_secs_f64() * 1e6);
+        report.push(figure);
+    }
+    Ok(())
+}
+
+/// W2: `aggregates` new accounts, each created with one save of `events` events.
+async fn w2(
+    store: &str,
+    accounts: &Accounts,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> BenchResult<()> {
+    rss::reset_peak();
+    let per = sizes.w2_events.max(1);
+    let start = Instant::now();
+    for _ in 0..sizes.w2_aggregates {
+        let mut events: Vec<BankAccountEvent> = Vec::with_capacity(per as usize);
+        events.push(opened().into());
+        events.extend((1..per).map(|_| BankAccountEvent::from(deposited())));
+        accounts.create_with_id(new_id(), events).await?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    report.push(
+        Figure::new(store, "W2", "default", sizes.w2_aggregates * per, seconds)
+            .with("events_per_transaction", per),
+    );
+    Ok(())
+}
+
+/// Writes one account of `events` events (`Opened` + deposits) in appends of `batch` events.
+async fn write_stream(accounts: &Accounts, events: u64, batch: u64) -> BenchResult<Uuid> {
+    let mut account: Loaded<BankAccount> = accounts.create_with_id(new_id(), opened()).await?;
+    let mut left = events.saturating_sub(1);
+    while left > 0 {
+        let n = left.min(batch.max(1));
+        account.record((0..n).map(|_| deposited()).collect::<Vec<_>>());
+        accounts.save(&mut [&mut account]).await?;
+        left -= n;
+    }
+    Ok(account.id())
+}
+
+/// Replays `id` on a fresh repository (no cache, no snapshot) and checks the result.
+async fn replay(store: &Arc<dyn EventStore>, id: Uuid, events: u64) -> BenchResult<Duration> {
+    let cold = Accounts::new(Arc::clone(store));
+    let start = Instant::now();
+    let account = cold.get(id).await?;
+    let elapsed = start.elapsed();
+    check("replayed version", account.version(), events)?;
+    check(
+        "replayed balance",
+        account.balance,
+        (events - 1) * DEPOSIT_CENTS,
+    )?;
+    Ok(elapsed)
+}
+
+/// W3: replays one `w3_events`-event account `w3_runs` times; returns its id.
+async fn w3(
+    store: &str,
+    accounts: &Accounts,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> BenchResult<Uuid> {
+    let events = sizes.w3_events.max(1);
+    let id = write_stream(accounts, events, sizes.write_batch).await?;
+    rss::reset_peak();
+    let mut runs = Vec::new();
+    for _ in 0..sizes.w3_runs.max(1) {
+        runs.push(replay(accounts.store(), id, events).await?);
+    }
+    let seconds = median(runs).as_secs_f64();
+    report.push(
+        Figure::new(store, "W3", "default", events, seconds)
+            .with("median_ms", seconds * 1e3)
+            .with("runs", sizes.w3_runs.max(1)),
+    );
+    Ok(id)
+}
+
+/// W3-large: replays one very long stream once; reports the resident memory it took above the
+/// baseline measured just before.
+async fn w3_large(
+    store: &str,
+    accounts: &Accounts,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> BenchResult<()> {
+    let events = sizes.w3_large_events.max(1);
+    let written = Instant::now();
+    let id = write_stream(accounts, events, sizes.write_batch).await?;
+    let write_seconds = written.elapsed().as_secs_f64();
+    let reset = rss::reset_peak();
+    let baseline = rss::current_kib();
+    let sampler = rss::Sampler::start();
+    let seconds = replay(accounts.store(), id, events).await?.as_secs_f64();
+    let sampled = sampler.finish();
+    // With a reset peak, VmHWM is exact; the sampler is the fallback (and a cross-check).
+    let peak = if reset {
+        rss::peak_kib().max(sampled)
+    } else {
+        sampled
+    };
+    let mut figure = Figure::new(store, "W3-large", "default", events, seconds)
+        .with("baseline_rss_kib", baseline)
+        .with("rss_growth_kib", peak.saturating_sub(baseline))
+        .with(
+            "peak_method",
+            if reset {
+                "VmHWM after clear_refs"
+            } else {
+                "VmRSS sampled"
+            },
+        )
+        .with("write_seconds", write_seconds);
+    figure.peak_rss_kib = peak;
+    report.push(figure);
+    Ok(())
+}
+
+/// W4: reads the whole global log in pages, decoding every event.
+async fn w4(
+    store: &str,
+    accounts: &Accounts,
+    sizes: &Sizes,
+    logged: u64,
+    report: &mut Report,
+) -> BenchResult<()> {
+    // Top the log up to the configured size with 100-event accounts.
+    let mut logged = logged;
+    while logged < sizes.w4_events {
+        let n = (sizes.w4_events - logged).clamp(1, 100);
+        write_stream(accounts, n, n).await?;
+        logged += n;
+    }
+    rss::reset_peak();
+    let page = usize::try_from(sizes.w4_page.max(1)).unwrap_or(usize::MAX);
+    let start = Instant::now();
+    let (mut after, mut read) = (0_u64, 0_u64);
+    let mut cents = 0_u64;
+    loop {
+        let events = accounts
+            .store()
+            .read_log(LogQuery::after(after, page))
+            .await?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        for stored in &events {
+            if let BankAccountEvent::Deposited(deposit) = accounts.decode(stored)? {
+                cents += deposit.cents;
+            }
+            read += 1;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    check("W4 events read", read, logged)?;
+    std::hint::black_box(cents);
+    report.push(Figure::new(store, "W4", "default", read, seconds).with("page", sizes.w4_page));
+    Ok(())
+}
+
+/// One deposit through load–decide–save, retrying on conflicts and counting them.
+async fn deposit_counting_conflicts(
+    accounts: &Accounts,
+    id: Uuid,
+    conflicts: &AtomicU64,
+) -> BenchResult<()> {
+    const MAX_ATTEMPTS: u32 = 10_000;
+    for _ in 0..MAX_ATTEMPTS {
+        let mut account = accounts.get(id).await?;
+        let event = account.deposit(DEPOSIT_CENTS)?;
+        account.record(event);
+        match accounts.save(&mut [&mut account]).await {
+            Ok(_) => return Ok(()),
+            Err(error) if error.is_conflict() => {
+                conflicts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(format!("a deposit on {id} hit {MAX_ATTEMPTS} conflicts in a row").into())
+}
+
+/// Runs `writers` tasks, writer `w` doing `commands` deposits on `ids[w % ids.len()]`.
+async fn concurrent(
+    accounts: &Arc<Accounts>,
+    ids: &[Uuid],
+    writers: u64,
+    commands: u64,
+) -> BenchResult<(f64, u64)> {
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let id = ids[usize::try_from(writer).unwrap_or(0) % ids.len()];
+        let (accounts, conflicts) = (Arc::clone(accounts), Arc::clone(&conflicts));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..commands {
+                deposit_counting_conflicts(&accounts, id, &conflicts).await?;
+            }
+            BenchResult::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok((
+        start.elapsed().as_secs_f64(),
+        conflicts.load(Ordering::Relaxed),
+    ))
+}
+
+/// W5: concurrent writers on distinct aggregates, then on one aggregate.
+async fn w5(
+    store: &str,
+    events: &Arc<dyn EventStore>,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> BenchResult<()> {
+    let accounts = Arc::new(Accounts::new(Arc::clone(events)));
+    let (writers, commands) = (sizes.w5_writers.max(1), sizes.w5_commands);
+    let total = writers * commands;
+
+    rss::reset_peak();
+    let mut ids = Vec::new();
+    for _ in 0..writers {
+        ids.push(accounts.create(opened()).await?);
+    }
+    let (seconds, conflicts) = concurrent(&accounts, &ids, writers, commands).await?;
+    let mut saved = 0;
+    for id in &ids {
+        saved += accounts.get(*id).await?.version() - 1;
+    }
+    report.push(
+        Figure::new(store, "W5", "distinct", total, seconds)
+            .with("writers", writers)
+            .with("conflicts", conflicts)
+            .with("lost", total.saturating_sub(saved)),
+    );
+    check("W5 distinct: deposits saved", saved, total)?;
+
+    rss::reset_peak();
+    let id = accounts.create(opened()).await?;
+    let (seconds, conflicts) = concurrent(&accounts, &[id], writers, commands).await?;
+    let account = accounts.get(id).await?;
+    let saved = account.version() - 1;
+    report.push(
+        Figure::new(store, "W5", "same", total, seconds)
+            .with("writers", writers)
+            .with("conflicts", conflicts)
+            .with("lost", total.saturating_sub(saved)),
+    );
+    check("W5 same: deposits saved", saved, total)?;
+    check("W5 same: balance", account.balance, total * DEPOSIT_CENTS)?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The benchmark: the standard workloads (W1–W5, W3-large) on every store, beside the raw
+//! engine in the same run. Build it in release:
+//!
+//! ```text
+//! cargo run --release -p eventsource-examples --bin bench -- --store sqlite
+//! cargo run --release -p eventsource-examples --bin bench -- --store memory --store postgres --json
+//! cargo run --release -p eventsource-examples --bin bench -- --quick          # smoke run, all stores
+//! ```
+//!
+//! Without `--store` it runs memory, sqlite and postgres (skipping PostgreSQL with a message when
+//! the server is unreachable). Run with `--help` for the size flags. Results: see `BENCHMARKS.md`.
+
+use std::process::ExitCode;
+
+use eventsource_examples::bench::figure::table;
+use eventsource_examples::bench::{
+    BenchStore, OpenError, Report, Sizes, StoreSpec, Workload, workloads,
+};
+
+/// The exit code when a store asked for by name is unreachable (a test may skip on it).
+const UNREACHABLE: u8 = 3;
+
+#[derive(Debug)]
+struct Args {
+    stores: Vec<StoreSpec>,
+    explicit_stores: bool,
+    json: bool,
+    sizes: Sizes,
+    only: Vec<Workload>,
+}
+
+const USAGE: &str =
+    "usage: bench [--store STORE]... [--json] [--quick] [--only W1,W3,...] [size flags]
+
+STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, default
+       postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_<pid> it drops after),
+       a sqlite://FILE that does not exist yet, or a postgres:// URL. Repeat or separate with
+       commas; default: memory,sqlite,postgres (postgres skipped if unreachable).
+--json         one JSON object per figure on stdout (the table then goes to stderr)
+--quick        tiny sizes, for a smoke run
+--only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5)
+
+size flags (defaults in brackets; --quick sets small ones, later flags override):
+--w1-commands N [10000]   --w2-aggregates N [1000]  --w2-events N [10]
+--w3-events N [10000]     --w3-runs N [20]          --w3-large-events N [1000000]
+--w4-events N [100000]    --w4-page N [1000]
+--w5-writers N [4]        --w5-commands N [250, per writer]
+--raw-single N [10000]    --write-batch N [10000, events per append when writing long streams]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        stores: Vec::new(),
+        explicit_stores: false,
+        json: false,
+        sizes: Sizes::standard(),
+        only: Vec::new(),
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.iter().any(|a| a == "--quick") {
+        args.sizes = Sizes::quick();
+    }
+    let mut iter = raw.into_iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let value = |iter: &mut std::vec::IntoIter<String>| {
+            inline
+                .clone()
+                .or_else(|| iter.next())
+                .ok_or_else(|| format!("`{flag}` needs a value"))
+        };
+        let number = |iter: &mut std::vec::IntoIter<String>| -> Result<u64, String> {
+            let text = value(iter)?;
+            text.replace('_', "")
+                .parse()
+                .map_err(|_| format!("`{flag} {text}`: expected a whole number"))
+        };
+        let sizes = &mut args.sizes;
+        match flag.as_str() {
+            "--quick" => {}
+            "--json" => args.json = true,
+            "--store" => {
+                args.explicit_stores = true;
+                for store in value(&mut iter)?.split(',').filter(|s| !s.is_empty()) {
+                    if store == "all" {
+                        args.stores.extend(default_stores());
+                    } else {
+                        args.stores.push(StoreSpec::parse(store)?);
+                    }
+                }
+            }
+            "--only" => {
+                for w in value(&mut iter)?.split(',').filter(|s| !s.is_empty()) {
+                    args.only
+                        .push(Workload::parse(w).ok_or_else(|| format!("unknown workload `{w}`"))?);
+                }
+            }
+            "--w1-commands" => sizes.w1_commands = number(&mut iter)?,
+            "--w2-aggregates" => sizes.w2_aggregates = number(&mut iter)?,
+            "--w2-events" => sizes.w2_events = number(&mut iter)?.max(1),
+            "--w3-events" => sizes.w3_events = number(&mut iter)?.max(1),
+            "--w3-runs" => sizes.w3_runs = number(&mut iter)?.max(1),
+            "--w3-large-events" => sizes.w3_large_events = number(&mut iter)?.max(1),
+            "--w4-events" => sizes.w4_events = number(&mut iter)?,
+            "--w4-page" => sizes.w4_page = number(&mut iter)?.max(1),
+            "--w5-writers" => sizes.w5_writers = number(&mut iter)?.max(1),
+            "--w5-commands" => sizes.w5_commands = number(&mut iter)?,
+            "--raw-single" => sizes.raw_single = number(&mut iter)?,
+            "--write-batch" => sizes.write_batch = number(&mut iter)?.max(1),
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+        }
+    }
+    if args.stores.is_empty() {
+        args.stores = default_stores();
+    }
+    Ok(args)
+}
+
+fn default_stores() -> Vec<StoreSpec> {
+    vec![
+        StoreSpec::Memory,
+        StoreSpec::Sqlite(None),
+        StoreSpec::Postgres(eventsource_examples::bench::default_postgres_url()),
+    ]
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: cannot start the Tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let mut report = Report {
+        json: args.json,
+        figures: Vec::new(),
+    };
+    eprintln!("bench: sizes {:?}", args.sizes);
+    let mut code = ExitCode::SUCCESS;
+    for spec in &args.stores {
+        let mut target = match BenchStore::open(spec).await {
+            Ok(target) => target,
+            Err(OpenError::Unreachable(message)) if !args.explicit_stores => {
+                eprintln!("bench: skipping: {message}");
+                continue;
+            }
+            Err(OpenError::Unreachable(message)) => {
+                eprintln!("bench: {message}");
+                code = ExitCode::from(UNREACHABLE);
+                continue;
+            }
+            Err(OpenError::Failed(error)) => {
+                eprintln!("bench: cannot open {spec:?}: {error}");
+                code = ExitCode::FAILURE;
+                continue;
+            }
+        };
+        eprintln!("bench: {} …", target.name);
+        let outcome = workloads::run(&mut target, &args.sizes, &args.only, &mut report).await;
+        let store = target.name;
+        if let Err(error) = target.clean_up().await {
+            eprintln!("bench: cleaning up after {store}: {error}");
+        }
+        if let Err(error) = outcome {
+            eprintln!("bench: {store} failed: {error}");
+            code = ExitCode::FAILURE;
+        }
+    }
+    let table = table(&report.figures);
+    if args.json {
+        eprintln!("\n{table}");
+    } else {
+        println!("\n{table}");
+    }
+    code
+}
