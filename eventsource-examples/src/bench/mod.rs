@@ -1,7 +1,9 @@
 //! The benchmark program's workloads (issue 7), run by `src/bin/bench.rs`:
 //!
 //! - **W1** one aggregate, commands one by one (load, decide, save one event): commands per
-//!   second and per-command latency at 100, 1,000 and 10,000 events of history;
+//!   second and per-command latency at 100, 1,000 and 10,000 events of history, with the
+//!   library's defaults (`default`), with a snapshot every 100 events (`snapshots`, on
+//!   [`account::SnapshottedAccount`]) and with the aggregate cache (`cache`);
 //! - **W2** new aggregates, one save of several events each: events per second;
 //! - **W3** replay one aggregate from a cold repository, several times: median and events per
 //!   second; **W3-large** replay a very long stream once: events per second and the memory
@@ -12,6 +14,7 @@
 //!
 //! and, for SQLite and PostgreSQL, the raw engine in the same run (see [`raw`]).
 
+pub mod account;
 pub mod figure;
 pub mod raw;
 pub mod rss;
@@ -105,6 +108,10 @@ pub struct Sizes {
     pub raw_single: u64,
     /// Events per append when the bench writes a long stream (W3, W3-large, W4 top-up).
     pub write_batch: u64,
+    /// W1 `snapshots`: a snapshot every this many events.
+    pub snapshot_every: u64,
+    /// W1 `cache`: the cache's capacity (aggregates).
+    pub cache_capacity: usize,
 }
 
 impl Sizes {
@@ -123,6 +130,8 @@ impl Sizes {
             w5_commands: 250,
             raw_single: 10_000,
             write_batch: 10_000,
+            snapshot_every: 100,
+            cache_capacity: 1_000,
         }
     }
 
@@ -141,6 +150,8 @@ impl Sizes {
             w5_commands: 10,
             raw_single: 100,
             write_batch: 1_000,
+            snapshot_every: 100,
+            cache_capacity: 1_000,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The workloads themselves, on the bank domain: an `Opened` event, then `Deposited` events.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eventsource_core::{EventStore, Loaded, LogQuery, Repository, Uuid, new_id};
+use eventsource_core::{Aggregate, EventStore, Loaded, LogQuery, Repository, Uuid, new_id};
 
+use super::account::{Balance, SnapshottedAccount};
 use super::figure::Figure;
 use super::raw::RawRow;
 use super::{BenchResult, BenchStore, Report, Sizes, Workload, rss};
@@ -64,6 +66,13 @@ pub async fn run(
 
     if wanted(Workload::W1) {
         w1(name, "default", &accounts, sizes.w1_commands, report).await?;
+        logged += sizes.w1_commands + 1;
+        let snapshotting = Repository::<SnapshottedAccount, _>::new(Arc::clone(&store))
+            .snapshot_every(sizes.snapshot_every);
+        w1(name, "snapshots", &snapshotting, sizes.w1_commands, report).await?;
+        logged += sizes.w1_commands + 1;
+        let caching = Accounts::new(Arc::clone(&store)).with_cache(sizes.cache_capacity);
+        w1(name, "cache", &caching, sizes.w1_commands, report).await?;
         logged += sizes.w1_commands + 1;
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
@@ -160,30 +169,46 @@ fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
     })
 }
 
-/// W1: one aggregate, `commands` deposits one by one through [`Repository::execute`].
-pub async fn w1(
+/// W1: one aggregate, `commands` deposits one by one through [`Repository::execute`], on any
+/// repository of a bank-account aggregate (plain, with snapshots, with a cache).
+pub async fn w1<A>(
     store: &str,
     variant: &str,
-    accounts: &Accounts,
+    accounts: &Repository<A, Arc<dyn EventStore>>,
     commands: u64,
     report: &mut Report,
-) -> BenchResult<()> {
+) -> BenchResult<()>
+where
+    A: Aggregate + Balance,
+    A::Event: From<Opened> + From<Deposited>,
+{
     rss::reset_peak();
-    let id = accounts.create(opened()).await?;
+    let id = accounts.create([opened()]).await?;
     let mut latencies = Vec::with_capacity(usize::try_from(commands).unwrap_or(0));
     let start = Instant::now();
     for _ in 0..commands {
         let command = Instant::now();
         accounts
-            .execute(id, |account| account.deposit(DEPOSIT_CENTS))
+            .execute(id, |_| Ok::<_, Infallible>([deposited()]))
             .await?;
         latencies.push(command.elapsed());
     }
     let seconds = start.elapsed().as_secs_f64();
     let account = accounts.get(id).await?;
     check("W1 final version", account.version(), commands + 1)?;
-    check("W1 balance", account.balance, commands * DEPOSIT_CENTS)?;
-    report.push(Figure::new(store, "W1", variant, commands, seconds));
+    check(
+        "W1 balance",
+        account.balance_cents(),
+        commands * DEPOSIT_CENTS,
+    )?;
+    let mut figure = Figure::new(store, "W1", variant, commands, seconds);
+    if let Some(every) = accounts.snapshot_policy() {
+        figure = figure.with("snapshot_every", every.get());
+    }
+    if accounts.cached_len() > 0 {
+        figure = figure.with("cache", true);
+    }
+    report.push(figure);
     // Command i (from 0) ran with i + 1 events in the stream; a checkpoint's latency is the
     // median of the 10 commands up to it.
     for history in [100_u64, 1_000, 10_000] {

@@ -45,7 +45,8 @@ size flags (defaults in brackets; --quick sets small ones, later flags override)
 --w3-events N [10000]     --w3-runs N [20]          --w3-large-events N [1000000]
 --w4-events N [100000]    --w4-page N [1000]
 --w5-writers N [4]        --w5-commands N [250, per writer]
---raw-single N [10000]    --write-batch N [10000, events per append when writing long streams]";
+--raw-single N [10000]    --write-batch N [10000, events per append when writing long streams]
+--snapshot-every N [100, W1 snapshots]           --cache-capacity N [1000, W1 cache]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -111,6 +112,11 @@ fn parse_args() -> Result<Args, String> {
             "--w5-commands" => sizes.w5_commands = number(&mut iter)?,
             "--raw-single" => sizes.raw_single = number(&mut iter)?,
             "--write-batch" => sizes.write_batch = number(&mut iter)?.max(1),
+            "--snapshot-every" => sizes.snapshot_every = number(&mut iter)?.max(1),
+            "--cache-capacity" => {
+                sizes.cache_capacity =
+                    usize::try_from(number(&mut iter)?.max(1)).unwrap_or(usize::MAX)
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
         }

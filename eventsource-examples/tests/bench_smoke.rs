@@ -1,0 +1,151 @@
+//! Runs the benchmark program with tiny sizes (`--quick`) on every store, so CI keeps it working.
+//! Checks the JSON lines: every key present, every workload and variant reported, nothing lost.
+//! Timings are never asserted.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+const KEYS: [&str; 9] = [
+    "store",
+    "workload",
+    "variant",
+    "events",
+    "seconds",
+    "per_second",
+    "peak_rss_kib",
+    "history",
+    "latency_us",
+];
+
+/// Runs the bench on one store; `None` if the store's server is unreachable (exit code 3).
+fn run_bench(store: &str) -> Option<Vec<Value>> {
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--store", store, "--quick", "--json"])
+        .output()
+        .expect("the bench binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.code() == Some(3) {
+        return None;
+    }
+    assert!(
+        output.status.success(),
+        "bench --store {store} failed with {}:\n{stderr}",
+        output.status
+    );
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let figures: Vec<Value> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\nstderr:\n{stderr}"))
+        })
+        .collect();
+    assert!(!figures.is_empty(), "no figures; stderr:\n{stderr}");
+    // The table goes to stderr with --json.
+    assert!(
+        stderr.contains("| store | workload | variant |"),
+        "{stderr}"
+    );
+    Some(figures)
+}
+
+fn check_figures(figures: &[Value], store: &str, raw: bool) {
+    for figure in figures {
+        for key in KEYS {
+            assert!(figure.get(key).is_some(), "`{key}` missing in {figure}");
+        }
+        assert_eq!(figure["store"], store, "{figure}");
+        assert!(figure["events"].as_u64().is_some(), "{figure}");
+        assert!(
+            figure["seconds"].as_f64().is_some_and(|s| s >= 0.0),
+            "{figure}"
+        );
+        assert!(figure["per_second"].as_f64().is_some(), "{figure}");
+        assert!(figure["peak_rss_kib"].as_u64().is_some(), "{figure}");
+        if let Some(lost) = figure.get("lost") {
+            assert_eq!(lost, 0, "W5 lost deposits: {figure}");
+        }
+    }
+    let seen: BTreeSet<(String, String)> = figures
+        .iter()
+        .map(|f| {
+            (
+                f["workload"].as_str().unwrap_or("").to_owned(),
+                f["variant"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        ("W1", "default"),
+        ("W1", "snapshots"),
+        ("W1", "cache"),
+        ("W2", "default"),
+        ("W3", "default"),
+        ("W3-large", "default"),
+        ("W4", "default"),
+        ("W5", "distinct"),
+        ("W5", "same"),
+    ];
+    if raw {
+        expected.extend([
+            ("W1", "raw-single"),
+            ("W2", "raw-batch"),
+            ("W2", "raw-one-tx"),
+            ("W3", "raw-read"),
+            ("W4", "raw-read"),
+        ]);
+    }
+    for (workload, variant) in expected {
+        assert!(
+            seen.contains(&(workload.to_owned(), variant.to_owned())),
+            "no {workload} {variant} figure; saw {seen:?}"
+        );
+    }
+    // W1 reports the latency at 100 events of history for each variant.
+    for variant in ["default", "snapshots", "cache"] {
+        assert!(
+            figures.iter().any(|f| f["workload"] == "W1"
+                && f["variant"] == variant
+                && f["history"] == 100
+                && f["latency_us"].as_f64().is_some()),
+            "no W1 {variant} latency at history 100"
+        );
+    }
+    let large = figures
+        .iter()
+        .find(|f| f["workload"] == "W3-large")
+        .expect("a W3-large figure");
+    assert!(large["rss_growth_kib"].as_u64().is_some(), "{large}");
+}
+
+#[test]
+fn quick_run_on_the_memory_store() {
+    let figures = run_bench("memory://").expect("the memory store is always reachable");
+    check_figures(&figures, "memory", false);
+}
+
+#[test]
+fn quick_run_on_a_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!("eventsource-bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let file = dir.join("bench.db");
+    let figures = run_bench(&format!("sqlite://{}", file.display())).expect("SQLite is embedded");
+    check_figures(&figures, "sqlite", true);
+    assert!(!file.exists(), "the bench removes its database afterwards");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn quick_run_on_postgres_when_reachable() {
+    let url = std::env::var("EVENTSOURCE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    match run_bench(&url) {
+        Some(figures) => check_figures(&figures, "postgres", true),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL at {url} is unreachable, and CI=true requires it")
+        }
+        None => eprintln!("skipping: PostgreSQL at {url} is unreachable"),
+    }
+}
