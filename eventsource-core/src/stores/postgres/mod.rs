@@ -35,12 +35,18 @@
 //!
 //! # Appends
 //!
-//! An [`EventStore::append`] is one transaction with one round trip per statement, whatever the
-//! number of events: a `SELECT` that reads every stream's current version (and the transaction
-//! id), an optional tracking upsert, and a single `INSERT … SELECT FROM unnest(…)` of all events
-//! of all streams. Expected versions are checked against the `SELECT`; a writer that races past
-//! that check hits the `(stream_id, version)` primary key, the transaction rolls back and the
-//! store reports [`Error::Conflict`] with the version it then finds.
+//! An [`EventStore::append`] is one transaction and, without a tracking record, **one round
+//! trip**: `BEGIN`, a single statement and `COMMIT` are sent together (pipelined). That
+//! statement checks every stream's expected version and inserts all events of all streams with
+//! one `INSERT … SELECT FROM unnest($1::uuid[], $2::int8[], …)`, whatever their number — never
+//! an `INSERT` per event. If the check refuses the batch it inserts nothing and the `COMMIT`
+//! ends an empty transaction; the store then reads the versions and reports [`Error::Conflict`]
+//! naming the stream, the expected and the actual version. A writer that races past the check
+//! hits the `(stream_id, version)` primary key, the transaction rolls back, and the store
+//! reports the same conflict. With a tracking record, the append is `BEGIN`, the statement and
+//! the tracking upsert together, then `COMMIT`: a position that does not move forward is
+//! [`Error::TrackingConflict`] and rolls everything back.
+//! [`PostgresStore::append_in`] runs the same statements inside a transaction of your own.
 //!
 //! # The global log, and why a follower never skips
 //!
@@ -94,7 +100,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Statement, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, NoTls, Transaction};
 use uuid::Uuid;
 
 pub use deadpool_postgres;
@@ -123,9 +130,7 @@ const READ_CHUNK: i64 = 512;
 /// An append holds more events than one transaction can write ([`MAX_EVENTS_PER_TRANSACTION`]).
 /// It is the source of the [`Error::Backend`] the append returns; nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{events} events in one transaction, but at most {max} fit; split the append into several"
-)]
+#[error("{events} events in one transaction, but at most {max} fit; split the append into several")]
 pub struct BatchTooLarge {
     /// The events the transaction would have held.
     pub events: usize,
@@ -142,7 +147,7 @@ fn pg_error(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) ->
 #[derive(Clone)]
 enum Target {
     Url(String),
-    Config(tokio_postgres::Config),
+    Config(Box<tokio_postgres::Config>),
 }
 
 /// Options for [`PostgresStore`]: where the server is, the schema and table names, and the pool.
@@ -197,7 +202,7 @@ impl PostgresOptions {
 
     /// Options for a server described by a `tokio_postgres` config.
     pub fn from_config(config: tokio_postgres::Config) -> Self {
-        Self::with_target(Target::Config(config))
+        Self::with_target(Target::Config(Box::new(config)))
     }
 
     fn with_target(target: Target) -> Self {
@@ -272,11 +277,14 @@ impl PostgresOptions {
             });
         }
         let mut config = match self.target {
-            Target::Url(url) => url.parse::<tokio_postgres::Config>().map_err(|e| Error::Config {
-                backend: BACKEND,
-                message: format!("the connection string is not valid: {e}"),
-            })?,
-            Target::Config(config) => config,
+            Target::Url(url) => {
+                url.parse::<tokio_postgres::Config>()
+                    .map_err(|e| Error::Config {
+                        backend: BACKEND,
+                        message: format!("the connection string is not valid: {e}"),
+                    })?
+            }
+            Target::Config(config) => *config,
         };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(self.connect_timeout);
@@ -339,6 +347,10 @@ struct Plan<'a> {
     /// Every stream of the batch, in batch order (also those with no events).
     streams: Vec<Uuid>,
     expected: Vec<u64>,
+    /// The expected versions as int8; -1 (which no stream is at) for one beyond int8.
+    expected_sql: Vec<i64>,
+    /// The number of events.
+    count: i64,
     /// One entry per event, in log order.
     event_streams: Vec<Uuid>,
     versions: Vec<i64>,
@@ -359,6 +371,8 @@ impl<'a> Plan<'a> {
         let mut plan = Plan {
             streams: Vec::with_capacity(batch.streams.len()),
             expected: Vec::with_capacity(batch.streams.len()),
+            expected_sql: Vec::with_capacity(batch.streams.len()),
+            count: i64::try_from(count).unwrap_or(i64::MAX),
             event_streams: Vec::with_capacity(count),
             versions: Vec::with_capacity(count),
             names: Vec::with_capacity(count),
@@ -374,6 +388,8 @@ impl<'a> Plan<'a> {
             }
             plan.streams.push(stream);
             plan.expected.push(append.expected_version);
+            plan.expected_sql
+                .push(i64::try_from(append.expected_version).unwrap_or(-1));
             for (offset, event) in append.events.iter().enumerate() {
                 // Versions beyond int8 can't be stored; such an expected version can't match the
                 // stream either, so the append fails as a conflict before these are used.
@@ -419,6 +435,21 @@ impl<'a> Plan<'a> {
             self.streams.len()
         )
     }
+
+    /// The parameters of [`Sql::append`](schema::Sql).
+    fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.event_streams,
+            &self.versions,
+            &self.names,
+            &self.schema_versions,
+            &self.payloads,
+            &self.metadata,
+            &self.count,
+            &self.streams,
+            &self.expected_sql,
+        ]
+    }
 }
 
 fn too_large(events: usize) -> Error {
@@ -432,25 +463,57 @@ fn too_large(events: usize) -> Error {
     )
 }
 
-/// The prepared statements an append runs.
-struct AppendStatements {
-    begin: Statement,
-    insert: Option<Statement>,
-    tracking: Option<Statement>,
+/// What the append statement reported.
+#[derive(Debug)]
+struct Appended {
+    /// Every stream was at its expected version and the events fit in the transaction.
+    passed: bool,
+    inserted: i64,
+    /// The last event's position (0 if none).
+    last: i64,
 }
 
-/// Why a write inside the transaction stopped.
-enum Failure {
-    /// A typed error; roll back and return it.
-    Error(Error),
-    /// Another writer took one of the versions: roll back, then look up the actual versions.
-    VersionTaken(tokio_postgres::Error),
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        Failure::Error(error)
+impl Appended {
+    fn read(row: &tokio_postgres::Row, context: &str) -> Result<Self> {
+        Ok(Self {
+            passed: row.try_get(0).map_err(pg_error(context))?,
+            inserted: row.try_get(1).map_err(pg_error(context))?,
+            last: row.try_get(2).map_err(pg_error(context))?,
+        })
     }
+
+    /// The last position, after checking that every event was written.
+    fn last_position(&self, plan: &Plan<'_>) -> Result<Option<u64>> {
+        if self.inserted != plan.count {
+            return Err(Error::backend(
+                BACKEND,
+                plan.describe(),
+                format!(
+                    "{} rows were inserted instead of {}",
+                    self.inserted, plan.count
+                ),
+            ));
+        }
+        if plan.count == 0 {
+            return Ok(None);
+        }
+        u64::try_from(self.last).map(Some).map_err(|_| {
+            Error::backend(
+                BACKEND,
+                plan.describe(),
+                format!("the database returned position {}", self.last),
+            )
+        })
+    }
+}
+
+/// Where an append ran, for telling why it was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Its own transaction: the events always fit, only the transaction id can be too large.
+    Own,
+    /// The caller's transaction, which may already hold events.
+    Callers,
 }
 
 impl PostgresStore {
@@ -501,159 +564,266 @@ impl PostgresStore {
     ///
     /// The same rules as [`EventStore::append`] apply; a failed append rolls back to a savepoint
     /// and leaves your transaction usable. Returns the position the last event will have once
-    /// your transaction commits. Until it finishes, the store's log does not move past it (see
-    /// the [module docs](self)); commit promptly.
+    /// your transaction commits (the current last position if the batch holds no events). Until
+    /// your transaction finishes, the store's log does not move past it (see the
+    /// [module docs](self)): commit promptly.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: eventsource_core::PostgresStore, batch: eventsource_core::AppendBatch)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut client = store.pool().get().await?;
+    /// let mut tx = client.transaction().await?;
+    /// store.append_in(&mut tx, batch).await?;
+    /// tx.execute("UPDATE balances SET amount = amount + 10 WHERE id = 1", &[]).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn append_in(&self, tx: &mut Transaction<'_>, batch: AppendBatch) -> Result<u64> {
         let plan = Plan::new(&batch)?;
         let context = plan.describe();
         let savepoint = tx
             .savepoint("eventsource_append")
             .await
-            .map_err(pg_error(context.clone()))?;
-        let prepare = async |sql: &str| savepoint.prepare(sql).await.map_err(pg_error(&context));
-        let statements = AppendStatements {
-            begin: prepare(&self.sql.begin_append).await?,
-            insert: match plan.names.is_empty() {
-                true => None,
-                false => Some(prepare(&self.sql.insert_events).await?),
-            },
-            tracking: match plan.tracking {
-                Some(_) => Some(prepare(&self.sql.upsert_tracking).await?),
-                None => None,
-            },
-        };
-        match self.write(&savepoint, &statements, &plan).await {
+            .map_err(pg_error(&context))?;
+        let outcome = self.write_in(&savepoint, &plan, &context).await;
+        match outcome {
             Ok(last) => {
-                savepoint
-                    .commit()
-                    .await
-                    .map_err(pg_error(context.clone()))?;
+                savepoint.commit().await.map_err(pg_error(&context))?;
                 match last {
                     Some(position) => Ok(position),
                     None => self.last_position().await,
                 }
             }
-            Err(Failure::Error(error)) => {
-                savepoint.rollback().await.map_err(pg_error(context))?;
-                Err(error)
-            }
-            Err(Failure::VersionTaken(cause)) => {
-                savepoint
-                    .rollback()
-                    .await
-                    .map_err(pg_error(context.clone()))?;
-                let row = tx
-                    .query_one(&self.sql.stream_versions, &[&plan.streams])
-                    .await
-                    .map_err(pg_error(context))?;
-                Err(conflict_from(&plan, &row, cause))
+            Err(refusal) => {
+                savepoint.rollback().await.map_err(pg_error(&context))?;
+                Err(match refusal {
+                    Refusal::Error(error) => error,
+                    Refusal::Refused(cause) => {
+                        self.refused(&*tx, &plan, cause, Scope::Callers).await
+                    }
+                })
             }
         }
     }
 
-    /// The statements of one append, in one transaction: read versions and the transaction id,
-    /// record the tracking position, insert every event. Returns the last event's position.
-    async fn write(
+    /// The append statement and the tracking upsert, one after the other, in `tx`.
+    async fn write_in(
         &self,
         tx: &Transaction<'_>,
-        statements: &AppendStatements,
         plan: &Plan<'_>,
-    ) -> Result<Option<u64>, Failure> {
-        let context = plan.describe();
-        let row = tx
-            .query_one(&statements.begin, &[&plan.streams])
+        context: &str,
+    ) -> Result<Option<u64>, Refusal> {
+        let append = tx
+            .prepare(&self.sql.append)
             .await
-            .map_err(pg_error(&context))?;
-        let xid: i64 = row.try_get(0).map_err(pg_error(&context))?;
-        let last_in_tx: Option<i64> = row.try_get(1).map_err(pg_error(&context))?;
-        let versions: Vec<i64> = row.try_get(2).map_err(pg_error(&context))?;
-        check_versions(plan, &versions)?;
-
-        if let (Some((tracker, position, offered)), Some(upsert)) = (plan.tracking, &statements.tracking)
-        {
+            .map_err(pg_error(context))?;
+        let row = tx
+            .query_one(&append, &plan.params())
+            .await
+            .map_err(|e| self.refusal(e, context))?;
+        let appended = Appended::read(&row, context)?;
+        if !appended.passed {
+            return Err(Refusal::Refused(None));
+        }
+        if let Some((tracker, position, offered)) = plan.tracking {
+            let upsert = tx
+                .prepare(&self.sql.upsert_tracking)
+                .await
+                .map_err(pg_error(context))?;
             let written = tx
-                .execute(upsert, &[&tracker, &position])
+                .execute(&upsert, &[&tracker, &position])
                 .await
                 .map_err(pg_error(format!("recording tracker `{tracker}`")))?;
             if written == 0 {
-                let recorded = tx
-                    .query_opt(&self.sql.tracking_position, &[&tracker])
-                    .await
-                    .map_err(pg_error(format!("reading tracker `{tracker}`")))?
-                    .map(|row| rows::count(&row, "a tracking position"))
-                    .transpose()?
-                    .unwrap_or(0);
-                return Err(Failure::Error(Error::TrackingConflict {
-                    tracker: tracker.to_owned(),
-                    position: offered,
-                    recorded,
-                }));
+                return Err(Refusal::Error(
+                    self.tracking_conflict(tx, tracker, offered).await,
+                ));
             }
         }
+        Ok(appended.last_position(plan)?)
+    }
 
-        let Some(insert) = &statements.insert else {
-            return Ok(None);
-        };
-        let max_xid = (1_i64 << (63 - POSITION_SHIFT)) - 2;
-        if !(1..=max_xid).contains(&xid) {
-            return Err(Failure::Error(Error::backend(
-                BACKEND,
-                context,
-                format!(
-                    "transaction id {xid} is too large to be encoded in a position (at most {max_xid})"
-                ),
-            )));
-        }
-        let base = xid << POSITION_SHIFT;
-        // Events already written by this transaction (earlier `append_in` calls) come first.
-        let first_index = match last_in_tx {
-            Some(last) => last - base + 1,
-            None => 0,
-        };
-        let count = plan.names.len();
-        let end = first_index.saturating_add(i64::try_from(count).unwrap_or(i64::MAX));
-        if first_index < 0 || end > 1_i64 << POSITION_SHIFT {
-            return Err(Failure::Error(too_large(
-                usize::try_from(end).unwrap_or(usize::MAX),
-            )));
-        }
-        let positions: Vec<i64> = (first_index..end).map(|index| base | index).collect();
-        let inserted = tx
-            .execute(
-                insert,
-                &[
-                    &plan.event_streams,
-                    &plan.versions,
-                    &plan.names,
-                    &plan.schema_versions,
-                    &plan.payloads,
-                    &plan.metadata,
-                    &positions,
-                ],
-            )
+    /// The append's own transaction when it records a tracking position: BEGIN, then the append
+    /// statement and the tracking upsert together, then COMMIT or ROLLBACK.
+    async fn write_tracked(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        plan: &Plan<'_>,
+        (tracker, position, offered): (&str, i64, u64),
+        context: &str,
+    ) -> Result<Option<u64>> {
+        let append = client
+            .prepare_cached(&self.sql.append)
             .await
-            .map_err(|e| self.classify(e, &context))?;
-        if inserted != count as u64 {
-            return Err(Failure::Error(Error::backend(
-                BACKEND,
-                context,
-                format!("{inserted} rows were inserted instead of {count}"),
-            )));
+            .map_err(pg_error(context))?;
+        let upsert = client
+            .prepare_cached(&self.sql.upsert_tracking)
+            .await
+            .map_err(pg_error(context))?;
+        let params = plan.params();
+        // Dropping the transaction (an error below, or a cancelled append) rolls it back.
+        let tx = client.transaction().await.map_err(pg_error(context))?;
+        let tracking_params: [&(dyn ToSql + Sync); 2] = [&tracker, &position];
+        let (appended, written) = tokio::join!(
+            tx.query_one(&append, &params),
+            tx.execute(&upsert, &tracking_params),
+        );
+        let refusal = match appended {
+            Err(error) => Some(self.refusal(error, context)),
+            Ok(row) => match Appended::read(&row, context) {
+                Err(error) => Some(Refusal::Error(error)),
+                Ok(appended) if !appended.passed => Some(Refusal::Refused(None)),
+                Ok(appended) => match written {
+                    Err(error) => Some(Refusal::Error(Error::backend(
+                        BACKEND,
+                        format!("recording tracker `{tracker}`"),
+                        error,
+                    ))),
+                    Ok(0) => {
+                        let conflict = self.tracking_conflict(&*tx, tracker, offered).await;
+                        Some(Refusal::Error(conflict))
+                    }
+                    Ok(_) => {
+                        let last = appended.last_position(plan)?;
+                        tx.commit().await.map_err(in_doubt(context))?;
+                        return Ok(last);
+                    }
+                },
+            },
+        };
+        // The error is what matters: a failed rollback means the connection is gone, and the
+        // server rolls back on its own.
+        let _ = tx.rollback().await;
+        Err(match refusal {
+            Some(Refusal::Refused(cause)) => {
+                self.refused(&***client, plan, cause, Scope::Own).await
+            }
+            Some(Refusal::Error(error)) => error,
+            None => Error::backend(BACKEND, context, "the append stopped without a reason"),
+        })
+    }
+
+    /// The append's own transaction without tracking: BEGIN, the append statement and COMMIT
+    /// are sent together, one round trip. If the statement fails, the transaction is aborted
+    /// and the COMMIT rolls it back; if its checks refuse the batch, it inserted nothing and the
+    /// COMMIT ends an empty transaction.
+    ///
+    /// All three messages are queued on the connection when the future is first polled, so a
+    /// cancelled append can't leave the pooled connection inside a transaction.
+    async fn write_pipelined(
+        &self,
+        client: &deadpool_postgres::Object,
+        plan: &Plan<'_>,
+        context: &str,
+    ) -> Result<Option<u64>> {
+        let append = client
+            .prepare_cached(&self.sql.append)
+            .await
+            .map_err(pg_error(context))?;
+        let params = plan.params();
+        let (begun, appended, committed) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&append, &params),
+            client.batch_execute("COMMIT"),
+        );
+        let row = match (begun, appended) {
+            (Ok(()), Ok(row)) => row,
+            (_, Err(error)) => {
+                return Err(match self.refusal(error, context) {
+                    Refusal::Refused(cause) => {
+                        self.refused(&***client, plan, cause, Scope::Own).await
+                    }
+                    Refusal::Error(error) => error,
+                });
+            }
+            // A failed BEGIN with a statement that worked: it ran on its own and may have
+            // committed. (The connection failing fails all three instead.)
+            (Err(error), Ok(_)) => return Err(in_doubt(context)(error)),
+        };
+        let appended = Appended::read(&row, context)?;
+        if !appended.passed {
+            return Err(self.refused(&***client, plan, None, Scope::Own).await);
         }
-        let last = positions.last().copied().unwrap_or(base);
-        Ok(Some(u64::try_from(last).unwrap_or(0)))
+        committed.map_err(in_doubt(context))?;
+        appended.last_position(plan)
     }
 
     /// Tells a version race (a unique violation on `(stream_id, version)`) from other failures.
-    fn classify(&self, error: tokio_postgres::Error, context: &str) -> Failure {
+    fn refusal(&self, error: tokio_postgres::Error, context: &str) -> Refusal {
         let taken = error.as_db_error().is_some_and(|db| {
             *db.code() == SqlState::UNIQUE_VIOLATION
                 && db.constraint() == Some(self.names.stream_version_constraint().as_str())
         });
         if taken {
-            Failure::VersionTaken(error)
+            Refusal::Refused(Some(error))
         } else {
-            Failure::Error(Error::backend(BACKEND, context, error))
+            Refusal::Error(Error::backend(BACKEND, context, error))
+        }
+    }
+
+    /// Why the append statement refused a batch (or a writer raced past its check): reads the
+    /// streams' versions now and names the first stream that is not at its expected version.
+    async fn refused<C: GenericClient>(
+        &self,
+        client: &C,
+        plan: &Plan<'_>,
+        cause: Option<tokio_postgres::Error>,
+        scope: Scope,
+    ) -> Error {
+        let context = plan.describe();
+        let versions = match client
+            .query_one(&self.sql.stream_versions, &[&plan.streams])
+            .await
+        {
+            Ok(row) => row.try_get::<_, Vec<i64>>(0),
+            Err(error) => Err(error),
+        };
+        let versions = match versions {
+            Ok(versions) => versions,
+            Err(error) => {
+                return Error::backend(
+                    BACKEND,
+                    format!("{context}: reading the streams' versions after a refusal"),
+                    error,
+                );
+            }
+        };
+        if let Err(error) = check_versions(plan, &versions) {
+            return error;
+        }
+        match (cause, scope) {
+            // Versions never move back, so this can't happen; report the driver's error.
+            (Some(cause), _) => Error::backend(BACKEND, context, cause),
+            (None, Scope::Callers) => too_large(usize::try_from(plan.count).unwrap_or(usize::MAX)),
+            (None, Scope::Own) => Error::backend(
+                BACKEND,
+                context,
+                "the transaction id is too large to be encoded in a position (2^43 transactions have run)",
+            ),
+        }
+    }
+
+    async fn tracking_conflict<C: GenericClient>(
+        &self,
+        client: &C,
+        tracker: &str,
+        offered: u64,
+    ) -> Error {
+        let recorded = client
+            .query_opt(&self.sql.tracking_position, &[&tracker])
+            .await
+            .map_err(pg_error(format!("reading tracker `{tracker}`")))
+            .and_then(|row| {
+                row.map(|row| rows::count(&row, "a tracking position"))
+                    .transpose()
+            });
+        match recorded {
+            Ok(recorded) => Error::TrackingConflict {
+                tracker: tracker.to_owned(),
+                position: offered,
+                recorded: recorded.unwrap_or(0),
+            },
+            Err(error) => error,
         }
     }
 
@@ -747,7 +917,12 @@ impl PostgresStore {
         rows.iter().map(rows::event).collect()
     }
 
-    async fn query_count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)], what: &str) -> Result<u64> {
+    async fn query_count(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        what: &str,
+    ) -> Result<u64> {
         let context = format!("reading {what}");
         let client = self.client(&context).await?;
         let statement = client
@@ -792,18 +967,29 @@ fn check_versions(plan: &Plan<'_>, versions: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// The conflict to report after a writer raced past the version check: the first stream that is
-/// no longer at its expected version.
-fn conflict_from(plan: &Plan<'_>, row: &tokio_postgres::Row, cause: tokio_postgres::Error) -> Error {
-    let versions: Vec<i64> = match row.try_get(0) {
-        Ok(versions) => versions,
-        Err(e) => return Error::backend(BACKEND, "reading stream versions after a conflict", e),
-    };
-    match check_versions(plan, &versions) {
-        Err(error) => error,
-        // The racing writer is gone again (it can't be: versions never move back); report the
-        // driver's error as it is.
-        Ok(()) => Error::backend(BACKEND, plan.describe(), cause),
+/// Why an append stopped inside its transaction.
+enum Refusal {
+    /// A typed error to return as it is.
+    Error(Error),
+    /// The statement's checks refused the batch (no cause), or another writer took one of the
+    /// versions first (the unique violation): [`PostgresStore::refused`] says which stream.
+    Refused(Option<tokio_postgres::Error>),
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Refusal::Error(error)
+    }
+}
+
+/// A failure after which the append may or may not have committed.
+fn in_doubt(context: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |error| {
+        Error::backend(
+            BACKEND,
+            format!("committing ({context}); the connection failed, so the outcome is unknown"),
+            error,
+        )
     }
 }
 
@@ -845,48 +1031,26 @@ impl EventStore for PostgresStore {
         }
         let context = plan.describe();
         let mut client = self.client(&context).await?;
-        let prepare = async |client: &deadpool_postgres::Object, sql: &str| {
-            client.prepare_cached(sql).await.map_err(pg_error(&context))
-        };
-        let statements = AppendStatements {
-            begin: prepare(&client, &self.sql.begin_append).await?,
-            insert: match plan.names.is_empty() {
-                true => None,
-                false => Some(prepare(&client, &self.sql.insert_events).await?),
-            },
-            tracking: match plan.tracking {
-                Some(_) => Some(prepare(&client, &self.sql.upsert_tracking).await?),
-                None => None,
-            },
-        };
-        let tx = client.transaction().await.map_err(pg_error(&context))?;
-        let outcome = self.write(&tx, &statements, &plan).await;
-        let last = match outcome {
-            Ok(last) => {
-                tx.commit().await.map_err(|e| {
-                    Error::backend(
-                        BACKEND,
-                        format!("committing ({context}); if the connection failed, the outcome is unknown"),
-                        e,
-                    )
-                })?;
-                last
+        let last = match plan.tracking {
+            Some(tracking) => {
+                self.write_tracked(&mut client, &plan, tracking, &context)
+                    .await?
             }
-            Err(Failure::Error(error)) => {
-                // The error is what matters; a failed rollback means the connection is gone, and
-                // the server rolls back on its own.
-                let _ = tx.rollback().await;
-                return Err(error);
-            }
-            Err(Failure::VersionTaken(cause)) => {
-                tx.rollback().await.map_err(pg_error(&context))?;
-                let statement = prepare(&client, &self.sql.stream_versions).await?;
+            None if plan.count == 0 => {
+                // Only expected versions to check, nothing to write.
+                let statement = client
+                    .prepare_cached(&self.sql.stream_versions)
+                    .await
+                    .map_err(pg_error(&context))?;
                 let row = client
                     .query_one(&statement, &[&plan.streams])
                     .await
                     .map_err(pg_error(&context))?;
-                return Err(conflict_from(&plan, &row, cause));
+                let versions: Vec<i64> = row.try_get(0).map_err(pg_error(&context))?;
+                check_versions(&plan, &versions)?;
+                None
             }
+            None => self.write_pipelined(&client, &plan, &context).await?,
         };
         drop(client);
         match last {
@@ -1125,13 +1289,17 @@ mod tests {
             position: version,
         };
         let mut previous = None;
-        assert!(check_contiguous(Uuid::nil(), &[stored(1), stored(2)], &mut previous, false).is_ok());
+        assert!(
+            check_contiguous(Uuid::nil(), &[stored(1), stored(2)], &mut previous, false).is_ok()
+        );
         assert!(matches!(
             check_contiguous(Uuid::nil(), &[stored(4)], &mut previous, false),
             Err(Error::Corrupt { version: 4, .. })
         ));
         let mut previous = None;
-        assert!(check_contiguous(Uuid::nil(), &[stored(3), stored(2)], &mut previous, true).is_ok());
+        assert!(
+            check_contiguous(Uuid::nil(), &[stored(3), stored(2)], &mut previous, true).is_ok()
+        );
     }
 
     #[test]

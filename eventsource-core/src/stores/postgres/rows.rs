@@ -32,7 +32,9 @@ fn corrupt(stream: Uuid, version: u64, message: String) -> Error {
 /// position` as a [`StoredEvent`].
 pub(super) fn event(row: &Row) -> Result<StoredEvent> {
     let stream_id: Uuid = column(row, 0, "stream_id", &|| "an event".into())?;
-    let raw_version: i64 = column(row, 1, "version", &|| format!("an event of stream {stream_id}"))?;
+    let raw_version: i64 = column(row, 1, "version", &|| {
+        format!("an event of stream {stream_id}")
+    })?;
     let version = u64::try_from(raw_version)
         .ok()
         .filter(|v| *v >= 1)
@@ -50,7 +52,9 @@ pub(super) fn event(row: &Row) -> Result<StoredEvent> {
         corrupt(
             stream_id,
             version,
-            format!("event `{name}` has schema version {raw_schema_version}, outside 0..=4294967295"),
+            format!(
+                "event `{name}` has schema version {raw_schema_version}, outside 0..=4294967295"
+            ),
         )
     })?;
     let payload: Vec<u8> = column(row, 4, "payload", &what)?;
@@ -119,7 +123,9 @@ pub(super) fn snapshot(row: &Row) -> Result<Snapshot> {
 
 /// Reads a single non-negative int8 (a version or a position) from column 0 of `row`.
 pub(super) fn count(row: &Row, what: &str) -> Result<u64> {
-    let raw: i64 = row.try_get(0).map_err(pg_error(format!("reading {what}")))?;
+    let raw: i64 = row
+        .try_get(0)
+        .map_err(pg_error(format!("reading {what}")))?;
     u64::try_from(raw).map_err(|_| {
         Error::backend(
             BACKEND,

@@ -243,10 +243,7 @@ pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
     // (they don't if this schema was created with other table names).
     for table in [&names.events, &names.snapshots, &names.tracking] {
         let row = tx
-            .query_one(
-                "SELECT to_regclass($1) IS NOT NULL",
-                &[&names.table(table)],
-            )
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&names.table(table)])
             .await
             .map_err(pg_error(format!("looking up table `{table}`")))?;
         let exists: bool = row
@@ -268,13 +265,14 @@ pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
 /// The SQL text of every statement the store runs, rendered once from the configured names.
 #[derive(Debug)]
 pub(super) struct Sql {
-    /// `$1 uuid[]` → one row: this transaction's id, the greatest position it already wrote
-    /// (NULL if none), and each stream's current version, in argument order.
-    pub(super) begin_append: String,
+    /// The whole append in one statement (see [`Sql::render`]). Parameters: the events as
+    /// parallel arrays `$1 stream_id uuid[], $2 version int8[], $3 name text[],
+    /// $4 schema_version int8[], $5 payload bytea[], $6 metadata text[]`, `$7` their count,
+    /// and every stream of the batch with its expected version, `$8 uuid[], $9 int8[]`. One row
+    /// back: whether the checks passed, how many events were inserted, the last position.
+    pub(super) append: String,
     /// `$1 uuid[]` → each stream's current version, in argument order.
     pub(super) stream_versions: String,
-    /// `$1..$7` arrays → inserts every event of a batch in one statement.
-    pub(super) insert_events: String,
     /// `$1 tracker, $2 position` → 1 row written if the position moved forward, else 0.
     pub(super) upsert_tracking: String,
     /// `$1 tracker` → the recorded position (no row if none).
@@ -326,22 +324,44 @@ impl Sql {
                    FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n)"
         );
         Self {
-            begin_append: format!(
-                "SELECT x.xid, \
-                        (SELECT max(e.position) FROM {events} AS e \
-                          WHERE x.xid <= {max_xid} \
-                            AND e.position >= (x.xid << {POSITION_SHIFT}) \
-                            AND e.position < ((x.xid + 1) << {POSITION_SHIFT})), \
-                        {versions} \
-                 FROM (SELECT pg_current_xact_id()::text::int8 AS xid) AS x"
+            // Checks and insert in one statement, so that an append is BEGIN, this, COMMIT,
+            // sent together. `x` takes the transaction id (once: the CTE is volatile); `slot`
+            // finds where this transaction's positions continue (after events an earlier
+            // `append_in` wrote in it); `ok` has a row only if every stream is at its expected
+            // version, the transaction id fits in a position and the events fit after `first`.
+            // A writer racing past the check hits the (stream_id, version) primary key.
+            append: format!(
+                "WITH x AS (SELECT pg_current_xact_id()::text::int8 AS xid), \
+                 slot AS ( \
+                    SELECT x.xid, \
+                           coalesce((SELECT max(e.position) FROM {events} AS e \
+                                      WHERE x.xid <= {max_xid} \
+                                        AND e.position >= (x.xid << {POSITION_SHIFT}) \
+                                        AND e.position < ((x.xid + 1) << {POSITION_SHIFT})) \
+                                    - (x.xid << {POSITION_SHIFT}) + 1, 0) AS first \
+                    FROM x), \
+                 ok AS ( \
+                    SELECT slot.xid, slot.first FROM slot \
+                    WHERE slot.xid BETWEEN 1 AND {max_xid} \
+                      AND slot.first + $7::int8 <= {slots} \
+                      AND NOT EXISTS ( \
+                          SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS c(id, expected) \
+                          WHERE coalesce((SELECT max(e.version) FROM {events} AS e \
+                                           WHERE e.stream_id = c.id), 0) <> c.expected)), \
+                 inserted AS ( \
+                    INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, position) \
+                    SELECT t.stream_id, t.version, t.name, t.schema_version, t.payload, t.metadata::jsonb, \
+                           (ok.xid << {POSITION_SHIFT}) | (ok.first + t.n - 1) \
+                    FROM ok, \
+                         unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bytea[], $6::text[]) \
+                         WITH ORDINALITY AS t(stream_id, version, name, schema_version, payload, metadata, n) \
+                    RETURNING position) \
+                 SELECT EXISTS (SELECT 1 FROM ok), \
+                        (SELECT count(*) FROM inserted), \
+                        (SELECT coalesce(max(position), 0) FROM inserted)",
+                slots = 1_i64 << POSITION_SHIFT,
             ),
             stream_versions: format!("SELECT {versions}"),
-            insert_events: format!(
-                "INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, position) \
-                 SELECT t.stream_id, t.version, t.name, t.schema_version, t.payload, t.metadata::jsonb, t.position \
-                 FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bytea[], $6::text[], $7::int8[]) \
-                      AS t(stream_id, version, name, schema_version, payload, metadata, position)"
-            ),
             upsert_tracking: format!(
                 "INSERT INTO {tracking} AS t (tracker, position) VALUES ($1::text, $2::int8) \
                  ON CONFLICT (tracker) DO UPDATE SET position = EXCLUDED.position \
@@ -414,7 +434,13 @@ mod tests {
         ] {
             let error = validate_identifier("schema", bad, 63).unwrap_err();
             assert!(
-                matches!(error, Error::Config { backend: "postgres", .. }),
+                matches!(
+                    error,
+                    Error::Config {
+                        backend: "postgres",
+                        ..
+                    }
+                ),
                 "{bad:?} gave {error}"
             );
         }
