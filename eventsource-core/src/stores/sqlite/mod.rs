@@ -54,6 +54,7 @@ mod rows;
 mod schema;
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -258,6 +259,10 @@ fn open_connection(options: &SqliteOptions, writer: bool) -> Result<Connection> 
     } else {
         conn.pragma_update(None, "query_only", true)
             .map_err(setting("query_only on a reader connection"))?;
+        if options.mmap_size > 0 {
+            conn.pragma_update(None, "mmap_size", clamp(options.mmap_size))
+                .map_err(setting("mmap_size on a reader connection"))?;
+        }
     }
     Ok(conn)
 }
@@ -390,7 +395,7 @@ impl Shared {
                             e => Err(e),
                         })
                 })
-                .map_err(self.failed(doing()))?;
+                .map_err(self.failed(Lazy(&doing)))?;
             let recorded = recorded.unwrap_or(0);
             if position <= recorded {
                 return Err(Error::TrackingConflict {
@@ -401,7 +406,7 @@ impl Shared {
             }
             tx.prepare_cached(&sql.save_tracking)
                 .and_then(|mut s| s.execute(params![tracking.tracker, position]))
-                .map_err(self.failed(doing()))?;
+                .map_err(self.failed(Lazy(&doing)))?;
         }
         let mut wrote = false;
         if batch.event_count() > 0 {
@@ -460,13 +465,15 @@ impl Shared {
                 &self.sql.read_stream_forwards
             };
             let doing = || format!("reading stream {stream}");
-            let mut statement = conn.prepare_cached(sql).map_err(self.failed(doing()))?;
+            let mut statement = conn
+                .prepare_cached(sql)
+                .map_err(self.failed(Lazy(&doing)))?;
             let mut id_buffer = Uuid::encode_buffer();
             let id = stream.hyphenated().encode_lower(&mut id_buffer);
             let mut rows = statement
                 .query(params![&*id, lo, hi, clamp(limit as u64)])
-                .map_err(self.failed(doing()))?;
-            let mut events = Vec::with_capacity(limit.min(1024));
+                .map_err(self.failed(Lazy(&doing)))?;
+            let mut events = Vec::with_capacity(limit.min(1 << 16));
             let mut bytes = 0;
             let mut cut = false;
             loop {
@@ -474,7 +481,7 @@ impl Shared {
                 let event = match rows.next() {
                     Ok(Some(row)) => rows::stream_event(row, stream),
                     Ok(None) => break,
-                    Err(e) => Err(self.failed(doing())(e)),
+                    Err(e) => Err(self.failed(Lazy(&doing))(e)),
                 };
                 let event = match event {
                     Ok(event) => event,
@@ -510,7 +517,7 @@ impl Shared {
             let doing = || format!("reading the log after position {}", query.after);
             let after = clamp(query.after);
             let limit = clamp(query.limit as u64);
-            let mut events = Vec::with_capacity(query.limit.min(1024));
+            let mut events = Vec::with_capacity(query.limit.min(1 << 16));
             let mut push = |row: &rusqlite::Row<'_>| -> Result<()> {
                 events.push(rows::log_event(row)?);
                 Ok(())
@@ -518,11 +525,11 @@ impl Shared {
             if query.names.is_empty() {
                 let mut statement = conn
                     .prepare_cached(&self.sql.read_log)
-                    .map_err(self.failed(doing()))?;
+                    .map_err(self.failed(Lazy(&doing)))?;
                 let mut rows = statement
                     .query(params![after, limit])
-                    .map_err(self.failed(doing()))?;
-                while let Some(row) = rows.next().map_err(self.failed(doing()))? {
+                    .map_err(self.failed(Lazy(&doing)))?;
+                while let Some(row) = rows.next().map_err(self.failed(Lazy(&doing)))? {
                     push(row)?;
                 }
             } else {
@@ -532,11 +539,11 @@ impl Shared {
                 })?;
                 let mut statement = conn
                     .prepare_cached(&self.sql.read_log_named)
-                    .map_err(self.failed(doing()))?;
+                    .map_err(self.failed(Lazy(&doing)))?;
                 let mut rows = statement
                     .query(params![after, limit, names])
-                    .map_err(self.failed(doing()))?;
-                while let Some(row) = rows.next().map_err(self.failed(doing()))? {
+                    .map_err(self.failed(Lazy(&doing)))?;
+                while let Some(row) = rows.next().map_err(self.failed(Lazy(&doing)))? {
                     push(row)?;
                 }
             }
@@ -582,6 +589,15 @@ fn non_negative(value: i64, what: impl FnOnce() -> String) -> Result<u64> {
     })
 }
 
+/// A description formatted only if an error needs it (not once per row).
+struct Lazy<F>(F);
+
+impl<F: Fn() -> String> fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&(self.0)())
+    }
+}
+
 /// One chunk of a stream read.
 struct Chunk {
     events: Vec<StoredEvent>,
@@ -600,6 +616,64 @@ struct Reading {
     error: Option<Error>,
     /// The next chunk, being fetched.
     pending: Option<JoinHandle<Result<Chunk>>>,
+}
+
+impl futures_core::Stream for Reading {
+    type Item = Result<StoredEvent>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if let Some(event) = this.buffer.next() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if let Some(error) = this.error.take() {
+                this.read.done = true;
+                this.pending = None;
+                return Poll::Ready(Some(Err(error)));
+            }
+            let handle = match &mut this.pending {
+                Some(handle) => handle,
+                None if this.read.done => return Poll::Ready(None),
+                None => match this.read.fetch() {
+                    Ok(handle) => this.pending.insert(handle),
+                    Err(error) => {
+                        this.read.done = true;
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                },
+            };
+            let joined = match std::pin::Pin::new(handle).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(joined) => joined,
+            };
+            this.pending = None;
+            let chunk = joined
+                .map_err(|e| {
+                    Error::backend(BACKEND, "running a database call on the blocking pool", e)
+                })
+                .and_then(|chunk| chunk);
+            let mut chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    this.read.done = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            };
+            this.read.advance(&chunk);
+            if !this.read.done {
+                // Fetch the next chunk while the caller works through this one. A failure to
+                // start it shows up when it is started again.
+                this.pending = this.read.fetch().ok();
+            }
+            this.error = chunk.error.take();
+            this.buffer = chunk.events.into_iter();
+        }
+    }
 }
 
 /// Where a stream read has got to.
@@ -665,50 +739,12 @@ impl EventStore for SqliteStore {
 
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
         let read = StreamRead::new(Arc::clone(&self.shared), stream_id, range);
-        let state = Reading {
+        Box::pin(Reading {
             read,
             buffer: Vec::new().into_iter(),
             error: None,
             pending: None,
-        };
-        Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(event) = st.buffer.next() {
-                    return Some((Ok(event), st));
-                }
-                if let Some(error) = st.error.take() {
-                    st.read.done = true;
-                    st.pending = None;
-                    return Some((Err(error), st));
-                }
-                let handle = match st.pending.take() {
-                    Some(handle) => handle,
-                    None if st.read.done => return None,
-                    None => match st.read.fetch() {
-                        Ok(handle) => handle,
-                        Err(error) => {
-                            st.read.done = true;
-                            return Some((Err(error), st));
-                        }
-                    },
-                };
-                let mut chunk = match joined(handle).await {
-                    Ok(chunk) => chunk,
-                    Err(error) => {
-                        st.read.done = true;
-                        return Some((Err(error), st));
-                    }
-                };
-                st.read.advance(&chunk);
-                if !st.read.done {
-                    // Fetch the next chunk while the caller works through this one. A failure
-                    // to start it shows up when it is started again.
-                    st.pending = st.read.fetch().ok();
-                }
-                st.error = chunk.error.take();
-                st.buffer = chunk.events.into_iter();
-            }
-        }))
+        })
     }
 
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
