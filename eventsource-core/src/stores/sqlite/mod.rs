@@ -35,7 +35,7 @@
 //!   tracking record commit together or not at all.
 //! - **Durability.** Configurable with [`Synchronous`]; the default, `Full`, syncs every commit.
 //! - **Locks.** A connection waits up to the busy timeout (default 5 s) for another process's
-//!   lock, then fails with [`Error::Backend`](crate::Error::Backend) saying the database stayed
+//!   lock, then fails with [`Error::Backend`] saying the database stayed
 //!   locked.
 //! - **Reads.** A stream is read in chunks of at most 1024 events (or 8 MiB of payloads), the
 //!   next chunk fetched while the caller consumes the current one, so replaying a stream of any
@@ -45,7 +45,7 @@
 //!   one, every call fails with a typed error).
 //!
 //! A row that can't be read back (a stored id that isn't a UUID, a negative version, metadata
-//! that isn't JSON, a corrupt page) is an [`Error::Backend`](crate::Error::Backend) naming the
+//! that isn't JSON, a corrupt page) is an [`Error::Backend`] naming the
 //! stream and version or the log position, never a panic. A payload is returned as stored;
 //! whether it decodes is the repository's concern.
 
