@@ -458,3 +458,46 @@ fn using_the_store_outside_a_tokio_runtime_is_an_error_not_a_panic() {
     let error = result.unwrap_err();
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
 }
+
+/// Reads are streamed chunk by chunk: the events before a bad row arrive, then the error, even
+/// when the bad row is several chunks in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_row_deep_in_a_stream_ends_the_read_after_the_good_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.db");
+    let store = SqliteOptions::file(&path)
+        .read_chunk(10)
+        .open()
+        .await
+        .unwrap();
+    let stream = Uuid::now_v7();
+    let good: Vec<NewEvent> = (0..35).map(|i| event("Counted", &i.to_string())).collect();
+    store
+        .append(AppendBatch::single(stream, 0, good))
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO events (stream_id, version, name, schema_version, payload, metadata, recorded_at)
+         VALUES (?1, 36, NULL, 1, X'00', NULL, 0)",
+        [stream.to_string()],
+    )
+    .unwrap_err(); // NOT NULL refuses it; put a blob where the name's text belongs instead.
+    conn.execute(
+        "INSERT INTO events (stream_id, version, name, schema_version, payload, metadata, recorded_at)
+         VALUES (?1, 36, X'C3', 1, X'00', NULL, 0)",
+        [stream.to_string()],
+    )
+    .unwrap();
+    let results: Vec<_> = store
+        .read_stream(stream, StreamRange::all())
+        .collect()
+        .await;
+    assert_eq!(results.len(), 36);
+    assert!(results[..35].iter().all(|r| r.is_ok()));
+    let error = results[35].as_ref().unwrap_err().to_string();
+    assert!(
+        error.contains("version 36") && error.contains("name"),
+        "{error}"
+    );
+}
