@@ -69,6 +69,8 @@
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
 #![forbid(unsafe_code)]
+// Library code never unwraps: data from storage or users gets a typed error instead.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 pub mod application;
@@ -76,6 +78,7 @@ pub mod domain;
 pub mod error;
 pub mod persistence;
 pub mod registry;
+pub mod schema;
 pub mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;

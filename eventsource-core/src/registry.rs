@@ -23,6 +23,11 @@ pub struct EventRegistration {
     pub version: u32,
     /// The Rust type, as `module::Type`.
     pub type_name: &'static str,
+    /// The oldest stored version the type's upcaster chain decodes.
+    pub oldest_version: u32,
+    /// The type's stored shape in the schema lock's canonical text (fields, types, serde
+    /// attributes), as the derive saw it.
+    pub shape: &'static str,
     /// Decodes a JSON payload stored at any version this type can upcast from, and returns it
     /// re-encoded as JSON at this type's version.
     pub decode_json: fn(u32, &[u8]) -> Result<serde_json::Value, DecodeError>,
@@ -226,6 +231,8 @@ mod tests {
             name,
             version,
             type_name,
+            oldest_version: version,
+            shape: "",
             decode_json: no_decode,
         }
     }

@@ -31,6 +31,8 @@ pub(crate) struct EventModel {
     pub(crate) chain: Chain,
     /// A problem with the chain was already reported while parsing.
     pub(crate) chain_reported: bool,
+    /// The stored shape, for the schema lock.
+    pub(crate) shape: eventsource_schema::Shape,
 }
 
 /// One event listed in `#[aggregate(events(...))]`.
@@ -123,6 +125,7 @@ impl EventModel {
             version,
             chain,
             chain_reported,
+            shape: crate::shape::of(input),
         }
     }
 }

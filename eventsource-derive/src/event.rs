@@ -6,7 +6,8 @@ use quote::{quote, quote_spanned};
 use crate::ast::EventModel;
 use crate::{register, upcast};
 
-pub(crate) fn expand(model: &EventModel) -> TokenStream {
+/// `track_lock`: tokens that make the schema lock an input of the crate (see `lock::check`).
+pub(crate) fn expand(model: &EventModel, track_lock: TokenStream) -> TokenStream {
     let krate = &model.krate;
     let ident = &model.ident;
     let name = &model.name;
@@ -14,6 +15,7 @@ pub(crate) fn expand(model: &EventModel) -> TokenStream {
     let body = upcast::decode_body(model);
     let checks = upcast::typed_step_checks(model);
     let registration = register::event(model);
+    let oldest = upcast::oldest_version(model);
     // Spanned on the type's name, so a missing `Serialize`/`Deserialize` is reported there.
     let header = quote_spanned!(ident.span()=> impl #krate::Event for #ident);
     quote! {
@@ -22,6 +24,7 @@ pub(crate) fn expand(model: &EventModel) -> TokenStream {
             #header {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
+                const OLDEST_VERSION: u32 = #oldest;
 
                 fn decode_stored<__C: #krate::Codec>(
                     codec: &__C,
@@ -33,6 +36,7 @@ pub(crate) fn expand(model: &EventModel) -> TokenStream {
             }
             #checks
             #registration
+            #track_lock
         };
     }
 }

@@ -8,6 +8,9 @@
 //! reported at once, on the tokens that caused it; after an error, stand-in impls are emitted so
 //! one mistake doesn't cascade into many.
 
+// The macro reports every problem as a compile error; it never unwraps.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 use proc_macro::TokenStream;
 use quote::quote;
 
@@ -18,7 +21,9 @@ mod check;
 mod ctxt;
 mod event;
 mod event_enum;
+mod lock;
 mod register;
+mod shape;
 mod snapshot;
 mod upcast;
 
@@ -38,15 +43,29 @@ mod upcast;
 ///
 /// Checked while compiling: the version is not 0; the upcaster chain covers every older version
 /// exactly once; a typed step is the previous version of the same name; the type is
-/// `Serialize + DeserializeOwned`. See `eventsource_core::Event` for a runnable example.
+/// `Serialize + DeserializeOwned`; and, when an `events.lock` is found beside the source file or
+/// above it up to the crate root, that a locked version's shape (fields, types, serde attributes)
+/// has not changed (see `eventsource_core::schema`). See `eventsource_core::Event` for a
+/// runnable example.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     let cx = ctxt::Ctxt::new();
     let mut model = ast::EventModel::from_input(&cx, &input);
     check::event(&cx, &mut model);
+    let track_lock = match lock::find() {
+        Some(path) => lock::check(
+            &cx,
+            &path,
+            &model.ident,
+            &model.name,
+            model.version.value,
+            &model.shape,
+        ),
+        None => proc_macro2::TokenStream::new(),
+    };
     match cx.check() {
-        Ok(()) => event::expand(&model).into(),
+        Ok(()) => event::expand(&model, track_lock).into(),
         Err(errors) => {
             let errors = errors.to_compile_error();
             // A generic type can't take the non-generic stand-in impl without more errors.

@@ -12,12 +12,16 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
     // reported once on the impl, not again at every use of its constants.
     let name = &model.name;
     let version = model.version.value;
+    let oldest = crate::upcast::oldest_version(model);
+    let shape = model.shape.canonical();
     quote! {
         #krate::__private::inventory::submit! {
             #krate::__private::EventRegistration {
                 name: #name,
                 version: #version,
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                oldest_version: #oldest,
+                shape: #shape,
                 decode_json: #krate::__private::decode_json::<#ident>,
             }
         }

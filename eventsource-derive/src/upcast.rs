@@ -82,3 +82,16 @@ pub(crate) fn typed_step_checks(model: &EventModel) -> TokenStream {
         };
     }
 }
+
+/// The oldest stored version the chain decodes, as a constant expression.
+pub(crate) fn oldest_version(model: &EventModel) -> TokenStream {
+    let krate = &model.krate;
+    match &model.chain {
+        Chain::None => {
+            let version = model.version.value;
+            quote!(#version)
+        }
+        Chain::Steps(_) => quote!(1u32),
+        Chain::Typed(previous) => quote!(<#previous as #krate::Event>::OLDEST_VERSION),
+    }
+}

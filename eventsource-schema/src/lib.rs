@@ -20,6 +20,8 @@
 //! assert_eq!(shape.diff(&changed), ["field `amount` changed type from `u64` to `u32`"]);
 //! ```
 #![forbid(unsafe_code)]
+// Library code never unwraps: data from storage or users gets a typed error instead.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! The bank domain end to end on the memory store: commands, atomic transfers, refusals, time
 //! travel, concurrency, and stored legacy records decoded through the three-version chain of
 //! `Deposited` (v1 -> v2 by a function step, v2 -> v3 by a typed `From` step).
+// Amounts are in cents and written as euros_cents (`100_00` is 100.00).
+#![allow(clippy::inconsistent_digit_grouping)]
 
 use std::sync::Arc;
 

@@ -19,6 +19,9 @@ fn ui() {
     t.compile_fail("ui/event/*.rs");
     t.compile_fail("ui/aggregate/*.rs");
     t.pass("ui/pass/*.rs");
+    // Schema-lock cases: each folder holds a `main.rs` and the `events.lock` it is checked against.
+    t.compile_fail("ui/lock/*/main.rs");
+    t.pass("ui/pass_lock/*/main.rs");
 }
 
 fn rustc_version() -> String {

@@ -44,6 +44,9 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The schema version new payloads are written at (from 1).
     const VERSION: u32;
 
+    /// The oldest stored version this type's upcaster chain decodes (1 for a complete chain).
+    const OLDEST_VERSION: u32 = Self::VERSION;
+
     /// Decodes a payload stored at `schema_version`, upcasting it to this version.
     fn decode_stored<C: Codec>(
         codec: &C,

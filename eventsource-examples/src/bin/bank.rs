@@ -7,6 +7,8 @@
 //! ```
 //! The store can also be set with `EVENTSOURCE_STORE`. Run it twice: the second run continues
 //! from what the first one stored.
+// Amounts are in cents and written as euros_cents (`100_00` is 100.00).
+#![allow(clippy::inconsistent_digit_grouping)]
 
 use std::process::ExitCode;
 use std::sync::Arc;

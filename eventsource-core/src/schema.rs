@@ -1,0 +1,300 @@
+//! The schema lock: keeping every stored event version decodable.
+//!
+//! `events.lock`, at the root of the crate that defines the events, records the stored shape of
+//! every event version: its fields in order, their types as written, and its serde attributes.
+//! `#[derive(Event)]` reads it while compiling: if a locked version's shape changes, the build
+//! fails on the struct, naming the fields that changed and the fix (keep the shape, or raise the
+//! version and add an upcaster from the locked shape).
+//!
+//! The lock is written from the [registry](crate::registry) by a test in the crate that owns the
+//! events. Add one:
+//!
+//! ```no_run
+//! #[test]
+//! fn schema_lock_is_up_to_date() {
+//!     eventsource_core::check_schema_lock!();
+//! }
+//! ```
+//!
+//! and run it in one of three modes, chosen by the `EVENTSOURCE_LOCK` environment variable:
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `cargo test` | fails if an event version is not locked yet, or the lock disagrees with the code |
+//! | `EVENTSOURCE_LOCK=write cargo test` | adds new event versions to the lock; never rewrites a locked one |
+//! | `EVENTSOURCE_LOCK=overwrite cargo test` | also rewrites locked versions whose shape changed (only when no such event was ever stored) |
+//!
+//! What one macro expansion can't see is checked here as well, every problem at once: a locked
+//! version that no upcaster chain reaches any more (an upcaster was removed), a locked event name
+//! that no type carries (renamed without `#[event(name = "…")]`), and two types claiming one name
+//! and version.
+//!
+//! **Nested types.** The lock records a field's type *as written*. If an event field's type is
+//! another struct (`address: Address`) and `Address` changes, the event's own tokens don't, and
+//! the lock can't see it. Keep stored payload types flat, or version such nested types as events
+//! of their own, or derive `Event` on them so they are locked too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use eventsource_schema::{LOCK_FILE, Lock, LockedEvent, Shape};
+
+use crate::registry::{self, EventRegistration};
+
+/// How [`check_lock`] treats differences between the code and the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Report every difference as an error.
+    Check,
+    /// Add new event versions; report locked versions that changed.
+    Write,
+    /// Add new versions and rewrite changed ones.
+    Overwrite,
+}
+
+impl LockMode {
+    /// The mode named by `EVENTSOURCE_LOCK` (`write`, `overwrite`; anything else checks).
+    pub fn from_env() -> Self {
+        match std::env::var("EVENTSOURCE_LOCK").as_deref() {
+            Ok("write") => LockMode::Write,
+            Ok("overwrite") => LockMode::Overwrite,
+            _ => LockMode::Check,
+        }
+    }
+}
+
+/// What is wrong between the code and its schema lock. Its `Display` lists everything and says
+/// what to do.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LockReport {
+    /// The lock file.
+    pub path: PathBuf,
+    /// Event versions in the code that the lock doesn't have yet.
+    pub unlocked: Vec<(String, u32)>,
+    /// Locked versions whose shape in the code differs, with the changes.
+    pub changed: Vec<(String, u32, Vec<String>)>,
+    /// Locked versions that no registered type's upcaster chain decodes any more.
+    pub unreachable: Vec<(String, u32)>,
+    /// Locked event names that no registered type carries.
+    pub orphaned: Vec<String>,
+    /// Problems of the registry itself (duplicate names and versions, …).
+    pub registry: Vec<String>,
+    /// The lock file could not be read or written.
+    pub io: Option<String>,
+}
+
+impl LockReport {
+    fn is_clean(&self) -> bool {
+        self.unlocked.is_empty()
+            && self.changed.is_empty()
+            && self.unreachable.is_empty()
+            && self.orphaned.is_empty()
+            && self.registry.is_empty()
+            && self.io.is_none()
+    }
+}
+
+impl fmt::Display for LockReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        writeln!(f, "the schema lock {path} does not match the code:")?;
+        if let Some(io) = &self.io {
+            writeln!(f, "  - {io}")?;
+        }
+        for (name, version) in &self.unlocked {
+            writeln!(f, "  - `{name}` version {version} is not locked yet")?;
+        }
+        for (name, version, changes) in &self.changed {
+            writeln!(
+                f,
+                "  - `{name}` version {version} changed shape: {}",
+                changes.join("; ")
+            )?;
+        }
+        for (name, version) in &self.unreachable {
+            writeln!(
+                f,
+                "  - `{name}` version {version} is locked (so it may be stored) but no upcaster chain decodes it any more: restore the upcaster from version {version}"
+            )?;
+        }
+        for name in &self.orphaned {
+            writeln!(
+                f,
+                "  - `{name}` is locked but no event type is stored under that name: if a type was renamed, give it `#[event(name = \"{name}\")]`"
+            )?;
+        }
+        for problem in &self.registry {
+            writeln!(f, "  - {problem}")?;
+        }
+        if !self.unlocked.is_empty() {
+            writeln!(
+                f,
+                "Lock new event versions with `EVENTSOURCE_LOCK=write cargo test` and commit {LOCK_FILE}."
+            )?;
+        }
+        if !self.changed.is_empty() {
+            writeln!(
+                f,
+                "A locked version's shape must not change once events are stored: raise the version and add an upcaster. \
+                 If no event of that version was ever stored, `EVENTSOURCE_LOCK=overwrite cargo test` rewrites it."
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LockReport {}
+
+/// Checks (or writes, per [`LockMode::from_env`]) the lock of the package whose test calls it.
+/// Panics with the full report, as a test assertion should.
+#[macro_export]
+macro_rules! check_schema_lock {
+    () => {
+        if let ::core::result::Result::Err(report) = $crate::schema::check_lock(
+            ::core::env!("CARGO_MANIFEST_DIR"),
+            ::core::env!("CARGO_PKG_NAME"),
+            $crate::schema::LockMode::from_env(),
+        ) {
+            ::core::panic!("{report}");
+        }
+    };
+}
+
+/// Compares the registered events of `package` (the events whose Rust type is defined in that
+/// package's library) with `<manifest_dir>/events.lock`, writing the lock as `mode` allows.
+// The report is large, but this runs once per test run; keeping it unboxed keeps its fields
+// easy to match on.
+#[allow(clippy::result_large_err)]
+pub fn check_lock(
+    manifest_dir: impl AsRef<Path>,
+    package: &str,
+    mode: LockMode,
+) -> Result<(), LockReport> {
+    let crate_prefix = format!("{}::", package.replace('-', "_"));
+    let events: Vec<&'static EventRegistration> = registry::events()
+        .filter(|e| e.type_name.starts_with(&crate_prefix))
+        .collect();
+    let aggregates: Vec<_> = registry::aggregates()
+        .filter(|a| a.type_name.starts_with(&crate_prefix))
+        .collect();
+    let path = manifest_dir.as_ref().join(LOCK_FILE);
+    let mut report = LockReport {
+        path: path.clone(),
+        ..LockReport::default()
+    };
+
+    let mut lock = match std::fs::read_to_string(&path) {
+        Ok(text) => match Lock::parse(&text) {
+            Ok(lock) => lock,
+            Err(error) => {
+                report.io = Some(error.to_string());
+                return Err(report);
+            }
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Lock::default(),
+        Err(error) => {
+            report.io = Some(format!("cannot read {}: {error}", path.display()));
+            return Err(report);
+        }
+    };
+
+    if let Err(problems) = registry::validate() {
+        report.registry = problems.0.iter().map(ToString::to_string).collect();
+    }
+
+    let mut changed_lock = false;
+    for event in &events {
+        let shape = match Shape::parse_canonical(event.shape) {
+            Ok(shape) => shape,
+            Err(error) => {
+                report.io = Some(format!(
+                    "the registered shape of `{}` is unreadable: {error}",
+                    event.type_name
+                ));
+                continue;
+            }
+        };
+        let current = LockedEvent::new(event.name, event.version, event.type_name, shape);
+        match lock.get(event.name, event.version) {
+            None if mode == LockMode::Check => {
+                report.unlocked.push((event.name.to_owned(), event.version))
+            }
+            None => {
+                lock.insert(current);
+                changed_lock = true;
+            }
+            Some(locked) => {
+                let changes = locked.shape.diff(&current.shape);
+                if changes.is_empty() {
+                    continue;
+                }
+                if mode == LockMode::Overwrite {
+                    lock.insert(current);
+                    changed_lock = true;
+                } else {
+                    report
+                        .changed
+                        .push((event.name.to_owned(), event.version, changes));
+                }
+            }
+        }
+    }
+
+    // Reachability: every locked version of a name must be decodable by some registered type.
+    let mut ranges: BTreeMap<&str, Vec<(u32, u32)>> = BTreeMap::new();
+    for event in registry::events() {
+        ranges
+            .entry(event.name)
+            .or_default()
+            .push((event.oldest_version, event.version));
+    }
+    let mut orphaned = BTreeSet::new();
+    for locked in lock.events() {
+        match ranges.get(locked.name.as_str()) {
+            None => {
+                orphaned.insert(locked.name.clone());
+            }
+            Some(spans)
+                if !spans
+                    .iter()
+                    .any(|(lo, hi)| (*lo..=*hi).contains(&locked.version)) =>
+            {
+                report
+                    .unreachable
+                    .push((locked.name.clone(), locked.version));
+            }
+            Some(_) => {}
+        }
+    }
+    report.orphaned = orphaned.into_iter().collect();
+    report.unlocked.sort();
+    report.changed.sort();
+
+    if mode != LockMode::Check {
+        for aggregate in &aggregates {
+            let listed: Vec<(String, u32)> = aggregate
+                .events
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), *v))
+                .collect();
+            if lock
+                .aggregates()
+                .find(|(name, _)| name.as_str() == aggregate.name)
+                .map(|(_, e)| e)
+                != Some(&listed)
+            {
+                lock.set_aggregate(aggregate.name, listed);
+                changed_lock = true;
+            }
+        }
+        if changed_lock && let Err(error) = std::fs::write(&path, lock.render()) {
+            report.io = Some(format!("cannot write {}: {error}", path.display()));
+        }
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(report)
+    }
+}
