@@ -118,6 +118,7 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
         .find(|f| f["workload"] == "W3-large")
         .expect("a W3-large figure");
     assert!(large["rss_growth_kib"].as_u64().is_some(), "{large}");
+    assert!(large["anon_growth_kib"].as_u64().is_some(), "{large}");
 }
 
 #[test]

@@ -144,6 +144,11 @@ pub fn table(figures: &[Figure]) -> String {
             }
         }
         for (key, value) in &figure.extra {
+            let value = match value {
+                Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
             notes.push(format!("{key} {value}"));
         }
         out.push_str(&format!(

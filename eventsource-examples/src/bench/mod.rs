@@ -84,8 +84,11 @@ impl Workload {
 /// The workload sizes (all flags of the program).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sizes {
-    /// W1: commands on the one aggregate.
+    /// W1: commands on the one aggregate, and the longest history a latency is reported at.
     pub w1_commands: u64,
+    /// W1 `default` (replaying the whole stream every command): commands run back to back;
+    /// the latency checkpoints beyond are reached by growing the stream with batched appends.
+    pub w1_default_commands: u64,
     /// W2: new aggregates.
     pub w2_aggregates: u64,
     /// W2: events per aggregate (one save).
@@ -119,6 +122,7 @@ impl Sizes {
     pub fn standard() -> Self {
         Self {
             w1_commands: 10_000,
+            w1_default_commands: 1_000,
             w2_aggregates: 1_000,
             w2_events: 10,
             w3_events: 10_000,
@@ -128,7 +132,7 @@ impl Sizes {
             w4_page: 1_000,
             w5_writers: 4,
             w5_commands: 250,
-            raw_single: 10_000,
+            raw_single: 2_000,
             write_batch: 10_000,
             snapshot_every: 100,
             cache_capacity: 1_000,
@@ -139,6 +143,7 @@ impl Sizes {
     pub fn quick() -> Self {
         Self {
             w1_commands: 120,
+            w1_default_commands: 50,
             w2_aggregates: 20,
             w2_events: 10,
             w3_events: 300,

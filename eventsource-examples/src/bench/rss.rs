@@ -31,12 +31,19 @@ pub fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Samples `VmRSS` on a thread every millisecond and keeps the highest value: the fallback when
-/// the peak can't be reset.
+/// The anonymous part of the resident set in KiB (heap and stacks, without file pages such as
+/// a memory-mapped database), 0 if unknown.
+pub fn anon_kib() -> u64 {
+    status_kib("RssAnon").unwrap_or(0)
+}
+
+/// Samples `VmRSS` and `RssAnon` on a thread every millisecond and keeps the highest values: the
+/// fallback when the peak can't be reset, and the only way to see the anonymous peak.
 #[derive(Debug)]
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     max: Arc<AtomicU64>,
+    max_anon: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -45,11 +52,14 @@ impl Sampler {
     pub fn start() -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let max = Arc::new(AtomicU64::new(current_kib()));
+        let max_anon = Arc::new(AtomicU64::new(anon_kib()));
         let thread = {
-            let (stop, max) = (Arc::clone(&stop), Arc::clone(&max));
+            let (stop, max, max_anon) =
+                (Arc::clone(&stop), Arc::clone(&max), Arc::clone(&max_anon));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     max.fetch_max(current_kib(), Ordering::Relaxed);
+                    max_anon.fetch_max(anon_kib(), Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(1));
                 }
             })
@@ -57,17 +67,22 @@ impl Sampler {
         Self {
             stop,
             max,
+            max_anon,
             thread: Some(thread),
         }
     }
 
-    /// Stops sampling and returns the highest `VmRSS` seen, in KiB.
-    pub fn finish(mut self) -> u64 {
+    /// Stops sampling and returns the highest `VmRSS` and `RssAnon` seen, in KiB.
+    pub fn finish(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
         self.max.fetch_max(current_kib(), Ordering::Relaxed);
-        self.max.load(Ordering::Relaxed)
+        self.max_anon.fetch_max(anon_kib(), Ordering::Relaxed);
+        (
+            self.max.load(Ordering::Relaxed),
+            self.max_anon.load(Ordering::Relaxed),
+        )
     }
 }

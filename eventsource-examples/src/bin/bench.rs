@@ -41,11 +41,12 @@ STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, de
 --only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5)
 
 size flags (defaults in brackets; --quick sets small ones, later flags override):
---w1-commands N [10000]   --w2-aggregates N [1000]  --w2-events N [10]
+--w1-commands N [10000]   --w1-default-commands N [1000, then grown by batched appends]
+--w2-aggregates N [1000]  --w2-events N [10]
 --w3-events N [10000]     --w3-runs N [20]          --w3-large-events N [1000000]
 --w4-events N [100000]    --w4-page N [1000]
 --w5-writers N [4]        --w5-commands N [250, per writer]
---raw-single N [10000]    --write-batch N [10000, events per append when writing long streams]
+--raw-single N [2000]     --write-batch N [10000, events per append when writing long streams]
 --snapshot-every N [100, W1 snapshots]           --cache-capacity N [1000, W1 cache]";
 
 fn parse_args() -> Result<Args, String> {
@@ -101,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--w1-commands" => sizes.w1_commands = number(&mut iter)?,
+            "--w1-default-commands" => sizes.w1_default_commands = number(&mut iter)?,
             "--w2-aggregates" => sizes.w2_aggregates = number(&mut iter)?,
             "--w2-events" => sizes.w2_events = number(&mut iter)?.max(1),
             "--w3-events" => sizes.w3_events = number(&mut iter)?.max(1),
