@@ -126,7 +126,7 @@ pub mod prelude {
 /// What the derives' generated code uses. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::domain::aggregate::assert_snapshot_state;
+    pub use crate::domain::aggregate::{decode_snapshot_state, encode_snapshot_state};
     pub use crate::domain::event::decode_through_steps;
     pub use crate::registry::{AggregateRegistration, EventRegistration};
     pub use core::convert::From;

@@ -70,9 +70,25 @@ pub struct SnapshotSettings {
 )]
 pub trait Snapshotted: Aggregate + Serialize + DeserializeOwned {}
 
-/// Requires the snapshot bounds at the span of the user's struct (used by the derive).
+/// Encodes a snapshot's state (the derive's `encode_snapshot`). Bounded by [`Snapshotted`] rather
+/// than serde so that a state without serde impls is reported once, at the derive's
+/// `impl Snapshotted`, not again in every generated method.
 #[doc(hidden)]
-pub const fn assert_snapshot_state<T: Serialize + DeserializeOwned>() {}
+pub fn encode_snapshot_state<C: Codec, A: Snapshotted>(
+    codec: &C,
+    state: &A,
+) -> Result<Vec<u8>, CodecError> {
+    codec.encode(state)
+}
+
+/// Decodes a snapshot's state (the derive's `decode_snapshot`).
+#[doc(hidden)]
+pub fn decode_snapshot_state<C: Codec, A: Snapshotted>(
+    codec: &C,
+    state: &[u8],
+) -> Result<A, CodecError> {
+    codec.decode(state)
+}
 
 /// Applying one event type to an aggregate's state.
 ///

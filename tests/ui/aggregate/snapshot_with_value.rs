@@ -1,0 +1,21 @@
+use eventsource_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Aggregate, Default, Serialize, Deserialize)]
+#[aggregate(events(Deposited), snapshot = true, snapshot_every = 10, snapshot_every = 20)]
+struct Account {
+    balance: u64,
+}
+
+impl Apply<Deposited> for Account {
+    fn apply(&mut self, event: &Deposited) {
+        self.balance += event.amount;
+    }
+}
+
+fn main() {}
