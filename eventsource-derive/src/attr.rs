@@ -110,45 +110,35 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
     let mut krate = Once::new(cx, EVENT, CRATE);
     let mut upcasts = Vec::new();
     let mut broken_step = false;
-    for attr in attrs.iter().filter(|a| a.path().is_ident(EVENT)) {
-        let result = attr.parse_nested_meta(|meta| {
-            let key = meta
-                .path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            match key.as_str() {
-                NAME => {
-                    if let Some(lit) = parse_name(cx, &meta)? {
-                        name.set(meta.path.span(), lit);
-                    }
+    for_each_key(cx, attrs, EVENT, |key, meta| {
+        match key {
+            NAME => {
+                if let Some(lit) = parse_name(cx, meta)? {
+                    name.set(meta.path.span(), lit);
                 }
-                VERSION => {
-                    if let Some(v) = parse_version(cx, &meta, VERSION)? {
-                        version.set(meta.path.span(), v.value);
-                    }
-                }
-                UPCAST_FROM => {
-                    let path: syn::Path = meta.value()?.parse()?;
-                    let span = path.span();
-                    upcast_from.set(span, path);
-                }
-                UPCAST => match parse_upcast(cx, &meta)? {
-                    Some(step) => upcasts.push(step),
-                    None => broken_step = true,
-                },
-                CRATE => {
-                    let path = parse_crate(&meta)?;
-                    krate.set(meta.path.span(), path);
-                }
-                _ => unknown_key(cx, &meta, EVENT, EVENT_KEYS)?,
             }
-            Ok(())
-        });
-        if let Err(error) = result {
-            cx.syn_error(error);
+            VERSION => {
+                if let Some(v) = parse_version(cx, meta, VERSION)? {
+                    version.set(meta.path.span(), v.value);
+                }
+            }
+            UPCAST_FROM => {
+                let path: syn::Path = meta.value()?.parse()?;
+                let span = path.span();
+                upcast_from.set(span, path);
+            }
+            UPCAST => match parse_upcast(cx, meta)? {
+                Some(step) => upcasts.push(step),
+                None => broken_step = true,
+            },
+            CRATE => {
+                let path = parse_crate(meta)?;
+                krate.set(meta.path.span(), path);
+            }
+            _ => unknown_key(cx, meta, EVENT, EVENT_KEYS)?,
         }
-    }
+        Ok(())
+    });
     EventAttr {
         name: name.get(),
         version: version.get(),
@@ -166,56 +156,46 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
     let mut snapshot = Once::new(cx, AGGREGATE, SNAPSHOT);
     let mut snapshot_every = Once::new(cx, AGGREGATE, SNAPSHOT_EVERY);
     let mut krate = Once::new(cx, AGGREGATE, CRATE);
-    for attr in attrs.iter().filter(|a| a.path().is_ident(AGGREGATE)) {
-        let result = attr.parse_nested_meta(|meta| {
-            let key = meta
-                .path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            match key.as_str() {
-                EVENTS => {
-                    let content;
-                    syn::parenthesized!(content in meta.input);
-                    let list = Punctuated::<syn::Path, Token![,]>::parse_terminated(&content)?;
-                    events.set(meta.path.span(), list.into_iter().collect());
-                }
-                NAME => {
-                    if let Some(lit) = parse_name(cx, &meta)? {
-                        name.set(meta.path.span(), lit);
-                    }
-                }
-                EVENT_ENUM => {
-                    let ident: syn::Ident = meta.value()?.parse()?;
-                    event_enum.set(ident.span(), ident);
-                }
-                SNAPSHOT => {
-                    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
-                        cx.error_spanned_by(
-                            &meta.path,
-                            "`snapshot` is a flag and takes no value: write `snapshot` to keep snapshots (taken on request or by the repository's policy), or `snapshot_every = N` to take one every N events",
-                        );
-                        skip_value(&meta)?;
-                    }
-                    snapshot.set(meta.path.span(), ());
-                }
-                SNAPSHOT_EVERY => {
-                    if let Some(every) = parse_snapshot_every(cx, &meta)? {
-                        snapshot_every.set(meta.path.span(), every);
-                    }
-                }
-                CRATE => {
-                    let path = parse_crate(&meta)?;
-                    krate.set(meta.path.span(), path);
-                }
-                _ => unknown_key(cx, &meta, AGGREGATE, AGGREGATE_KEYS)?,
+    for_each_key(cx, attrs, AGGREGATE, |key, meta| {
+        match key {
+            EVENTS => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let list = Punctuated::<syn::Path, Token![,]>::parse_terminated(&content)?;
+                events.set(meta.path.span(), list.into_iter().collect());
             }
-            Ok(())
-        });
-        if let Err(error) = result {
-            cx.syn_error(error);
+            NAME => {
+                if let Some(lit) = parse_name(cx, meta)? {
+                    name.set(meta.path.span(), lit);
+                }
+            }
+            EVENT_ENUM => {
+                let ident: syn::Ident = meta.value()?.parse()?;
+                event_enum.set(ident.span(), ident);
+            }
+            SNAPSHOT => {
+                if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        "`snapshot` is a flag and takes no value: write `snapshot` to keep snapshots (taken on request or by the repository's policy), or `snapshot_every = N` to take one every N events",
+                    );
+                    skip_value(meta)?;
+                }
+                snapshot.set(meta.path.span(), ());
+            }
+            SNAPSHOT_EVERY => {
+                if let Some(every) = parse_snapshot_every(cx, meta)? {
+                    snapshot_every.set(meta.path.span(), every);
+                }
+            }
+            CRATE => {
+                let path = parse_crate(meta)?;
+                krate.set(meta.path.span(), path);
+            }
+            _ => unknown_key(cx, meta, AGGREGATE, AGGREGATE_KEYS)?,
         }
-    }
+        Ok(())
+    });
     AggregateAttr {
         events: events.get(),
         name: name.get(),
@@ -246,6 +226,29 @@ fn parse_snapshot_every(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Op
                 ),
             );
             Ok(None)
+        }
+    }
+}
+
+/// Calls `f` with each `key` (and its parser) of every `#[attr_name(...)]` attribute. A parse
+/// error is recorded and the rest of that attribute skipped; other attributes are still read.
+fn for_each_key(
+    cx: &Ctxt,
+    attrs: &[syn::Attribute],
+    attr_name: &str,
+    mut f: impl FnMut(&str, &ParseNestedMeta<'_>) -> syn::Result<()>,
+) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident(attr_name)) {
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            f(&key, &meta)
+        });
+        if let Err(error) = result {
+            cx.syn_error(error);
         }
     }
 }
