@@ -623,3 +623,59 @@ const _: fn() = || {
     snapshotted::<Tally>();
     snapshotted::<TallyBefore>();
 };
+
+/// The snapshot items the derive generates compile under strict lints with the prelude's names
+/// shadowed.
+mod hygiene {
+    #![deny(warnings, unused_qualifications)]
+    #![allow(dead_code)]
+
+    use eventsource_core::Apply;
+    use serde::{Deserialize, Serialize};
+
+    /// Shadows `Option`.
+    pub(crate) struct Option;
+    /// Shadows `Some`.
+    pub(crate) struct Some;
+    /// Shadows `None`.
+    pub(crate) struct None;
+    /// Shadows `Result`.
+    pub(crate) struct Result;
+    /// Shadows `Vec`.
+    pub(crate) struct Vec;
+    /// Shadows `Codec`.
+    pub(crate) struct Codec;
+
+    /// An event.
+    #[derive(eventsource_core::Event, Serialize, Deserialize, Debug, Clone)]
+    pub(crate) struct Noted;
+
+    /// An aggregate with snapshots.
+    #[derive(eventsource_core::Aggregate, Default, Debug, Serialize, Deserialize)]
+    #[aggregate(events(Noted), snapshot_every = 5)]
+    pub(crate) struct Notebook {
+        notes: u64,
+    }
+
+    impl Apply<Noted> for Notebook {
+        fn apply(&mut self, _: &Noted) {
+            self.notes += 1;
+        }
+    }
+}
+
+#[test]
+fn snapshot_code_is_hygienic() {
+    let notebook = hygiene::Notebook::default();
+    let bytes = notebook.encode_snapshot(&Json).unwrap().unwrap();
+    assert_eq!(bytes, br#"{"notes":0}"#);
+    let back = hygiene::Notebook::decode_snapshot(&Json, br#"{"notes":4}"#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{back:?}"), "Notebook { notes: 4 }");
+    assert!(
+        hygiene::Notebook::decode_snapshot(&Json, b"[")
+            .unwrap()
+            .is_err()
+    );
+}
