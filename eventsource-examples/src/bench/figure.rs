@@ -48,6 +48,46 @@ impl Figure {
         }
     }
 
+    /// Reads a figure back from its JSON line (as a child process of the bench prints it).
+    pub fn from_json(value: &Value) -> Option<Self> {
+        let object = value.as_object()?;
+        let workload = match object.get("workload")?.as_str()? {
+            "W1" => "W1",
+            "W2" => "W2",
+            "W3" => "W3",
+            "W3-large" => "W3-large",
+            "W4" => "W4",
+            "W5" => "W5",
+            _ => return None,
+        };
+        let known = [
+            "store",
+            "workload",
+            "variant",
+            "events",
+            "seconds",
+            "per_second",
+            "peak_rss_kib",
+            "history",
+            "latency_us",
+        ];
+        Some(Self {
+            store: object.get("store")?.as_str()?.to_owned(),
+            workload,
+            variant: object.get("variant")?.as_str()?.to_owned(),
+            events: object.get("events")?.as_u64()?,
+            seconds: object.get("seconds")?.as_f64()?,
+            peak_rss_kib: object.get("peak_rss_kib")?.as_u64()?,
+            history: object.get("history").and_then(Value::as_u64),
+            latency_us: object.get("latency_us").and_then(Value::as_f64),
+            extra: object
+                .iter()
+                .filter(|(key, _)| !known.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        })
+    }
+
     /// Adds a key to the JSON object.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_owned(), value.into());

@@ -240,6 +240,15 @@ pub fn default_postgres_url() -> String {
 }
 
 impl StoreSpec {
+    /// The `--store` argument that names this store again.
+    pub fn to_arg(&self) -> String {
+        match self {
+            StoreSpec::Memory => "memory".to_owned(),
+            StoreSpec::Sqlite(None) => "sqlite".to_owned(),
+            StoreSpec::Sqlite(Some(url)) | StoreSpec::Postgres(url) => url.clone(),
+        }
+    }
+
     /// Parses `memory`, `sqlite`, `postgres` or a URL.
     pub fn parse(text: &str) -> Result<Self, String> {
         Ok(match text {

@@ -181,9 +181,9 @@ fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
 ///
 /// The first `one_by_one` commands are timed back to back (the commands-per-second figure).
 /// Each latency checkpoint (100, 1,000, 10,000 events of history, up to `history_to`) is the
-/// median of the 10 commands that run with the last 10 histories up to it; a checkpoint beyond
+/// median of the 25 commands that run with the last 25 histories up to it; a checkpoint beyond
 /// `one_by_one` is reached by growing the stream with batched appends through the same
-/// repository (untimed), then timing its 10 commands. That keeps the plain replaying variant,
+/// repository (untimed), then timing its 25 commands. That keeps the plain replaying variant,
 /// whose cost grows with the stream, from taking minutes per store.
 pub async fn w1<A>(
     store: &str,
@@ -197,7 +197,7 @@ where
     A: Aggregate + Balance,
     A::Event: From<Opened> + From<Deposited>,
 {
-    const WINDOW: u64 = 10;
+    const WINDOW: u64 = 25;
     rss::reset_peak();
     let id = accounts.create([opened()]).await?;
     let command = async || -> BenchResult<Duration> {
@@ -233,7 +233,8 @@ where
             let end = usize::try_from(history).unwrap_or(usize::MAX);
             latencies[end.saturating_sub(WINDOW as usize)..end].to_vec()
         } else {
-            // Grow the stream so that the next command runs with `history - 9` events.
+            // Grow the stream so that the first timed command runs with `history - WINDOW + 1`
+            // events.
             let first = history.saturating_sub(WINDOW - 1).max(events);
             let mut account = accounts.get(id).await?;
             let mut missing = first - events;

@@ -12,6 +12,7 @@
 
 use std::process::ExitCode;
 
+use eventsource_examples::bench::Figure;
 use eventsource_examples::bench::figure::table;
 use eventsource_examples::bench::{
     BenchStore, OpenError, Report, Sizes, StoreSpec, Workload, workloads,
@@ -145,6 +146,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.stores.len() > 1 && std::env::var_os(CHILD).is_none() {
+        return run_children(&args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,6 +162,85 @@ fn main() -> ExitCode {
     runtime.block_on(run(args))
 }
 
+/// Set in the environment of the per-store child processes.
+const CHILD: &str = "EVENTSOURCE_BENCH_CHILD";
+
+/// With several stores, each runs in a child process of its own, so one store's memory (the
+/// memory store's million events, the allocator's retained heap) does not show in the next
+/// store's resident-set figures. The children print JSON lines; this process gathers them.
+fn run_children(args: &Args) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            eprintln!("bench: cannot find its own executable: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The original arguments without the store selection.
+    let mut forwarded = Vec::new();
+    let mut original = std::env::args().skip(1);
+    while let Some(arg) = original.next() {
+        if arg == "--store" {
+            original.next();
+        } else if !arg.starts_with("--store=") && arg != "--json" {
+            forwarded.push(arg);
+        }
+    }
+    let mut figures = Vec::new();
+    let mut code = ExitCode::SUCCESS;
+    for spec in &args.stores {
+        let output = std::process::Command::new(&exe)
+            .args(&forwarded)
+            .args(["--json", "--store", &spec.to_arg()])
+            .env(CHILD, "1")
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(error) => {
+                eprintln!("bench: cannot run {}: {error}", exe.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let parsed = serde_json::from_str(line)
+                .ok()
+                .and_then(|value| Figure::from_json(&value));
+            match parsed {
+                Some(figure) => {
+                    if args.json {
+                        println!("{line}");
+                    }
+                    figures.push(figure);
+                }
+                None => eprintln!("bench: unexpected output from the child: {line}"),
+            }
+        }
+        match output.status.code() {
+            Some(0) => {}
+            Some(c) if c == i32::from(UNREACHABLE) => {
+                if args.explicit_stores {
+                    code = ExitCode::from(UNREACHABLE);
+                } else {
+                    eprintln!("bench: skipped {}", spec.to_arg());
+                }
+            }
+            _ => code = ExitCode::FAILURE,
+        }
+    }
+    print_table(&figures, args.json);
+    code
+}
+
+fn print_table(figures: &[Figure], json: bool) {
+    let table = table(figures);
+    if json {
+        eprintln!("\n{table}");
+    } else {
+        println!("\n{table}");
+    }
+}
+
 async fn run(args: Args) -> ExitCode {
     let mut report = Report {
         json: args.json,
@@ -168,7 +251,9 @@ async fn run(args: Args) -> ExitCode {
     for spec in &args.stores {
         let mut target = match BenchStore::open(spec).await {
             Ok(target) => target,
-            Err(OpenError::Unreachable(message)) if !args.explicit_stores => {
+            Err(OpenError::Unreachable(message))
+                if !args.explicit_stores && std::env::var_os(CHILD).is_none() =>
+            {
                 eprintln!("bench: skipping: {message}");
                 continue;
             }
@@ -194,11 +279,8 @@ async fn run(args: Args) -> ExitCode {
             code = ExitCode::FAILURE;
         }
     }
-    let table = table(&report.figures);
-    if args.json {
-        eprintln!("\n{table}");
-    } else {
-        println!("\n{table}");
+    if std::env::var_os(CHILD).is_none() {
+        print_table(&report.figures, args.json);
     }
     code
 }
