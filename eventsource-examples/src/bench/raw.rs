@@ -193,6 +193,8 @@ impl RawSqlite {
             return Ok(None);
         };
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        // Reads through a memory map, as the store's reader connections do.
+        conn.pragma_update(None, "mmap_size", 256_i64 * 1024 * 1024)?;
         Ok(Some(conn))
     }
 
