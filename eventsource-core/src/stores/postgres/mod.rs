@@ -669,20 +669,17 @@ impl PostgresStore {
             tx.execute(&upsert, &tracking_params),
         );
         let refusal = match appended {
-            Err(error) => Some(self.refusal(error, context)),
+            Err(error) => self.refusal(error, context),
             Ok(row) => match Appended::read(&row, context) {
-                Err(error) => Some(Refusal::Error(error)),
-                Ok(appended) if !appended.passed => Some(Refusal::Refused(None)),
+                Err(error) => Refusal::Error(error),
+                Ok(appended) if !appended.passed => Refusal::Refused(None),
                 Ok(appended) => match written {
-                    Err(error) => Some(Refusal::Error(Error::backend(
+                    Err(error) => Refusal::Error(Error::backend(
                         BACKEND,
                         format!("recording tracker `{tracker}`"),
                         error,
-                    ))),
-                    Ok(0) => {
-                        let conflict = self.tracking_conflict(&*tx, tracker, offered).await;
-                        Some(Refusal::Error(conflict))
-                    }
+                    )),
+                    Ok(0) => Refusal::Error(self.tracking_conflict(&*tx, tracker, offered).await),
                     Ok(_) => {
                         let last = appended.last_position(plan)?;
                         tx.commit().await.map_err(in_doubt(context))?;
@@ -695,11 +692,8 @@ impl PostgresStore {
         // server rolls back on its own.
         let _ = tx.rollback().await;
         Err(match refusal {
-            Some(Refusal::Refused(cause)) => {
-                self.refused(&***client, plan, cause, Scope::Own).await
-            }
-            Some(Refusal::Error(error)) => error,
-            None => Error::backend(BACKEND, context, "the append stopped without a reason"),
+            Refusal::Refused(cause) => self.refused(&***client, plan, cause, Scope::Own).await,
+            Refusal::Error(error) => error,
         })
     }
 
