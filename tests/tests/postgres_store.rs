@@ -639,7 +639,7 @@ async fn follower_sees_every_event_once_under_eight_writers() {
                 let first = streams[round % streams.len()];
                 let second = streams[(round + 1) % streams.len()];
                 let mut batch = AppendBatch::default();
-                let split = if round % 3 == 0 && size > 1 {
+                let split = if round.is_multiple_of(3) && size > 1 {
                     size / 2
                 } else {
                     size
