@@ -224,6 +224,37 @@ async fn migrations_are_idempotent_and_race_free() {
     server.finish().await;
 }
 
+/// Positions come from transaction ids: events restored into a cluster whose transaction counter
+/// is behind them would make new events sort first, so connecting refuses with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_ahead_of_the_transaction_counter_are_refused_on_connect() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let options = server.options("restored");
+    let store = options.clone().connect().await.unwrap();
+    // As if restored from a cluster a billion transactions ahead.
+    let schema = store.schema().to_owned();
+    server
+        .admin
+        .execute(
+            &format!(
+                "INSERT INTO \"{schema}\".events (stream_id, version, name, schema_version, payload, position) \
+                 VALUES ($1, 1, 'Restored', 1, '', (pg_current_xact_id()::text::int8 + 1000000000) << 20)"
+            ),
+            &[&Uuid::now_v7()],
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let again = options.connect().await;
+    assert!(
+        matches!(&again, Err(Error::Config { message, .. }) if message.contains("pg_resetwal")),
+        "{again:?}"
+    );
+    server.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_is_validated() {
     let Some(mut server) = Server::start().await else {

@@ -3,7 +3,6 @@
 //! ```no_run
 //! # async fn demo() -> eventsource_core::Result<()> {
 //! use eventsource_core::stores::postgres::PostgresStore;
-//! use eventsource_core::{MemoryStore, Repository};
 //!
 //! // Creates (or migrates) the schema `eventsource` on connect.
 //! let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
@@ -62,8 +61,8 @@
 //!   contract allows gaps). A transaction may write at most [`MAX_EVENTS_PER_TRANSACTION`]
 //!   events; more is refused with [`BatchTooLarge`] before anything is written.
 //! - [`EventStore::read_log`] and [`EventStore::last_position`] only return rows whose `xid` is
-//!   below `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still running when
-//!   the read started. Every transaction with a smaller id has finished, so the set of rows below
+//!   below `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction id still running
+//!   when the read started. Every transaction with a smaller id has finished, so the set of rows below
 //!   that horizon is final: nothing can later commit at a position a follower has already passed.
 //!   The horizon only moves forward, so a follower paging with `after = last position seen`
 //!   sees every committed event exactly once, in position order.
@@ -74,6 +73,13 @@
 //! short and watch `pg_stat_activity` for `idle in transaction` sessions. The same rule means an
 //! append is readable in the log only once every transaction that started writing before it has
 //! finished — usually microseconds later.
+//!
+//! Positions are large numbers (about a million times the transaction count) and fit PostgreSQL's
+//! `int8` until the cluster has run 2^43 transactions. Because they come from the cluster's
+//! transaction counter, events copied into *another* cluster (a `pg_dump` restore, logical
+//! replication) may be ahead of that cluster's counter, and new events would sort before them:
+//! the store checks this on connect and refuses with [`Error::Config`] saying how to advance the
+//! counter. `pg_upgrade` and physical replicas keep the counter and need nothing.
 //!
 //! Stream reads ([`EventStore::read_stream`]) and [`EventStore::stream_version`] read committed
 //! rows directly and are not held back.

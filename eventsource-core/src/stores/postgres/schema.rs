@@ -259,6 +259,39 @@ pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
             });
         }
     }
+    // Positions come from transaction ids. Rows restored (pg_dump, logical replication) into a
+    // cluster whose transaction counter is behind them would make new events sort before old
+    // ones, and followers would skip them: refuse to start instead.
+    let events = names.table(&names.events);
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT pg_current_xact_id()::text::int8, (SELECT max(position) FROM {events})"
+            ),
+            &[],
+        )
+        .await
+        .map_err(pg_error(
+            "comparing stored positions with the transaction counter",
+        ))?;
+    let xid: i64 = row
+        .try_get(0)
+        .map_err(pg_error("reading the transaction counter"))?;
+    let newest: Option<i64> = row
+        .try_get(1)
+        .map_err(pg_error("reading the newest position"))?;
+    if let Some(newest) = newest.filter(|p| (p >> POSITION_SHIFT) >= xid) {
+        return Err(Error::Config {
+            backend: BACKEND,
+            message: format!(
+                "schema `{}` holds events up to position {newest} (transaction {}), but this server is only at transaction {xid}: \
+                 the events were restored or replicated from another cluster, and new events would sort before them in the log. \
+                 Advance this cluster's transaction epoch past them (`pg_resetwal --epoch`, server stopped) before connecting",
+                names.schema,
+                newest >> POSITION_SHIFT
+            ),
+        });
+    }
     Ok(())
 }
 
