@@ -204,7 +204,7 @@ pub struct Repository<A, S, C = Json> {
     _aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A: Aggregate, S: fmt::Debug, C: fmt::Debug> fmt::Debug for Repository<A, S, C> {
+impl<A, S: fmt::Debug, C: fmt::Debug> fmt::Debug for Repository<A, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Repository")
             .field("aggregate", &std::any::type_name::<A>())
