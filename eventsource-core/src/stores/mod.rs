@@ -1,7 +1,7 @@
 //! Store backends: one module each, the optional ones behind cargo features.
 
 pub mod memory;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
