@@ -679,3 +679,32 @@ fn snapshot_code_is_hygienic() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_ahead_of_the_stream_is_disowned() {
+    on_every_store(|store_name, store| async move {
+        // The events were restored from an older backup; the snapshots were not.
+        let id = stream_of(&store, 5).await;
+        store.save_snapshot(marked(id, 8, 1000)).await.unwrap();
+        let repo = Repository::<Tally, _>::new(store.clone()).snapshot_every(0);
+        let loaded = repo.get(id).await.unwrap();
+        assert_eq!(loaded.state(), &honest(5), "{store_name}");
+        assert_eq!(loaded.version(), 5);
+        // Commands go on (with the snapshot's version they would conflict forever)...
+        for _ in 0..4 {
+            repo.execute(id, add(1)).await.unwrap();
+        }
+        // ...and once the stream passes the snapshot's version, it is still not used.
+        let loaded = repo.get(id).await.unwrap();
+        assert_eq!(loaded.state(), &honest(9), "{store_name}");
+        assert_eq!(repo.get_at(id, 8).await.unwrap().state(), &honest(8));
+        // Loads rebuilt a snapshot each time (the disowned one was the newest), until the one
+        // at 8 replaced it with the true state at 8.
+        assert_eq!(
+            decoded_snapshot(&store, id, None).await,
+            Some((8, honest(8))),
+            "{store_name}"
+        );
+    })
+    .await;
+}

@@ -564,9 +564,13 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
             _ => snapshot::find::<A, S, C>(&self.store, &self.codec, id, upto).await,
         };
         let mut rebuild_snapshot = false;
+        let mut from_snapshot = false;
         let (version, state) = match (found, cached) {
             (Found::Usable { version, .. }, Some(cached)) if cached.0 > version => cached,
-            (Found::Usable { version, state }, _) => (version, state),
+            (Found::Usable { version, state }, _) => {
+                from_snapshot = true;
+                (version, state)
+            }
             (Found::Unusable, cached) => {
                 rebuild_snapshot = upto.is_none();
                 cached.unwrap_or_default()
@@ -579,28 +583,20 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
             state,
             pending: Vec::new(),
         };
-        if upto.is_none_or(|upto| version < upto) {
-            let mut range = StreamRange::all().from(version + 1);
-            if let Some(upto) = upto {
-                range = range.to(upto);
-            }
-            let mut events = self.store.read_stream(id, range);
-            while let Some(stored) = events.try_next().await? {
-                if stored.version != loaded.version + 1 {
-                    return Err(Error::Corrupt {
-                        stream: id,
-                        version: stored.version,
-                        message: format!(
-                            "expected version {} next, the store returned {}",
-                            loaded.version + 1,
-                            stored.version
-                        ),
-                    });
-                }
-                let event = self.decode(&stored)?;
-                loaded.state.apply_event(&event);
-                loaded.version = stored.version;
-            }
+        if !self.fold(&mut loaded, upto, from_snapshot).await? {
+            tracing::warn!(
+                aggregate = A::NAME, stream = %id, snapshot_version = version,
+                "the snapshot is ahead of the stream (events restored from an older backup?); ignoring it and replaying from the events"
+            );
+            snapshot::disown::<A, S>(&self.store, id, version).await;
+            loaded = Loaded {
+                id,
+                version: 0,
+                state: A::default(),
+                pending: Vec::new(),
+            };
+            rebuild_snapshot = upto.is_none();
+            self.fold(&mut loaded, upto, false).await?;
         }
         if upto.is_none() && loaded.version > 0 {
             if let Some(cache) = &self.cache {
@@ -618,5 +614,56 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
             }
         }
         Ok(loaded)
+    }
+
+    /// Applies the stream's events after `loaded.version` (up to `upto`) to `loaded`.
+    ///
+    /// With `check_start` (the state came from a snapshot) it also reads the event at
+    /// `loaded.version` itself, to make sure the stream really reached the snapshot's version,
+    /// and returns `false` without applying anything if it didn't.
+    async fn fold(
+        &self,
+        loaded: &mut Loaded<A>,
+        upto: Option<u64>,
+        mut check_start: bool,
+    ) -> Result<bool> {
+        let first = if check_start {
+            loaded.version
+        } else {
+            loaded.version + 1
+        };
+        if upto.is_some_and(|upto| first > upto) {
+            return Ok(true);
+        }
+        let mut range = StreamRange::all().from(first);
+        if let Some(upto) = upto {
+            range = range.to(upto);
+        }
+        let id = loaded.id;
+        let mut events = self.store.read_stream(id, range);
+        while let Some(stored) = events.try_next().await? {
+            if check_start {
+                if stored.version != loaded.version {
+                    return Ok(false);
+                }
+                check_start = false;
+                continue;
+            }
+            if stored.version != loaded.version + 1 {
+                return Err(Error::Corrupt {
+                    stream: id,
+                    version: stored.version,
+                    message: format!(
+                        "expected version {} next, the store returned {}",
+                        loaded.version + 1,
+                        stored.version
+                    ),
+                });
+            }
+            let event = self.decode(&stored)?;
+            loaded.state.apply_event(&event);
+            loaded.version = stored.version;
+        }
+        Ok(!check_start)
     }
 }

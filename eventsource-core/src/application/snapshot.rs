@@ -64,6 +64,13 @@ pub(crate) async fn find<A: Aggregate, S: EventStore, C: Codec>(
         );
         return Found::Unusable;
     }
+    if snapshot.fingerprint == DISOWNED && snapshot.state.is_empty() {
+        tracing::debug!(
+            aggregate = A::NAME, stream = %id, version,
+            "the newest snapshot was disowned (it was ahead of the stream); replaying from the events"
+        );
+        return Found::Unusable;
+    }
     if snapshot.aggregate != A::NAME || snapshot.fingerprint != settings.fingerprint {
         tracing::warn!(
             aggregate = A::NAME,
@@ -136,6 +143,29 @@ pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore, C: Codec>(
         ),
     }
 }
+
+/// Overwrites a snapshot that is ahead of its stream (the events were restored from an older
+/// backup, say) with an empty one that no aggregate's fingerprint matches, so that it is never
+/// used, even once the stream reaches its version again with other events. Best effort.
+pub(crate) async fn disown<A: Aggregate, S: EventStore>(store: &S, id: Uuid, version: u64) {
+    let disowned = Snapshot {
+        stream_id: id,
+        version,
+        aggregate: A::NAME.to_owned(),
+        fingerprint: DISOWNED,
+        state: Vec::new(),
+        recorded_at: SystemTime::now(),
+    };
+    if let Err(error) = store.save_snapshot(disowned).await {
+        tracing::warn!(
+            aggregate = A::NAME, stream = %id, version, %error,
+            "cannot overwrite the snapshot that is ahead of the stream"
+        );
+    }
+}
+
+/// The fingerprint of a disowned snapshot.
+const DISOWNED: u64 = 0;
 
 #[cfg(test)]
 mod tests {
