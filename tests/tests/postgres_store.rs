@@ -340,6 +340,42 @@ async fn unreachable_server_is_a_typed_backend_error() {
     server.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_timeout_is_a_typed_backend_error() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server
+        .options("pool")
+        .pool_size(1)
+        .wait_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let id = Uuid::now_v7();
+    // Hold the pool's only connection.
+    let held = store.pool().get().await.unwrap();
+    let outcome = store
+        .append(AppendBatch::single(id, 0, events_for(id, 1, 1)))
+        .await;
+    match outcome {
+        Err(Error::Backend {
+            backend: "postgres",
+            context,
+            ..
+        }) => assert!(context.contains("pooled connection"), "{context}"),
+        other => panic!("expected a pool timeout, got {other:?}"),
+    }
+    drop(held);
+    // The connection is back: the store works again.
+    store
+        .append(AppendBatch::single(id, 0, events_for(id, 1, 1)))
+        .await
+        .unwrap();
+    assert_eq!(store.stream_version(id).await.unwrap(), 1);
+    server.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_race_past_the_check_is_a_conflict_and_writes_nothing() {
     let Some(mut server) = Server::start().await else {
