@@ -477,6 +477,8 @@ struct Appended {
     inserted: i64,
     /// The last event's position (0 if none).
     last: i64,
+    /// The versions the streams were at when the statement checked them, in batch order.
+    versions: Vec<i64>,
 }
 
 impl Appended {
@@ -485,6 +487,7 @@ impl Appended {
             passed: row.try_get(0).map_err(pg_error(context))?,
             inserted: row.try_get(1).map_err(pg_error(context))?,
             last: row.try_get(2).map_err(pg_error(context))?,
+            versions: row.try_get(3).map_err(pg_error(context))?,
         })
     }
 
@@ -604,9 +607,7 @@ impl PostgresStore {
                 savepoint.rollback().await.map_err(pg_error(&context))?;
                 Err(match refusal {
                     Refusal::Error(error) => error,
-                    Refusal::Refused(cause) => {
-                        self.refused(&*tx, &plan, cause, Scope::Callers).await
-                    }
+                    Refusal::VersionTaken(cause) => self.version_taken(&*tx, &plan, cause).await,
                 })
             }
         }
@@ -629,7 +630,11 @@ impl PostgresStore {
             .map_err(|e| self.refusal(e, context))?;
         let appended = Appended::read(&row, context)?;
         if !appended.passed {
-            return Err(Refusal::Refused(None));
+            return Err(Refusal::Error(rejected(
+                plan,
+                &appended.versions,
+                Scope::Callers,
+            )));
         }
         if let Some((tracker, position, offered)) = plan.tracking {
             let upsert = tx
@@ -678,7 +683,9 @@ impl PostgresStore {
             Err(error) => self.refusal(error, context),
             Ok(row) => match Appended::read(&row, context) {
                 Err(error) => Refusal::Error(error),
-                Ok(appended) if !appended.passed => Refusal::Refused(None),
+                Ok(appended) if !appended.passed => {
+                    Refusal::Error(rejected(plan, &appended.versions, Scope::Own))
+                }
                 Ok(appended) => match written {
                     Err(error) => Refusal::Error(Error::backend(
                         BACKEND,
@@ -698,7 +705,7 @@ impl PostgresStore {
         // server rolls back on its own.
         let _ = tx.rollback().await;
         Err(match refusal {
-            Refusal::Refused(cause) => self.refused(&***client, plan, cause, Scope::Own).await,
+            Refusal::VersionTaken(cause) => self.version_taken(&***client, plan, cause).await,
             Refusal::Error(error) => error,
         })
     }
@@ -730,8 +737,8 @@ impl PostgresStore {
             (Ok(()), Ok(row)) => row,
             (_, Err(error)) => {
                 return Err(match self.refusal(error, context) {
-                    Refusal::Refused(cause) => {
-                        self.refused(&***client, plan, cause, Scope::Own).await
+                    Refusal::VersionTaken(cause) => {
+                        self.version_taken(&***client, plan, cause).await
                     }
                     Refusal::Error(error) => error,
                 });
@@ -742,7 +749,7 @@ impl PostgresStore {
         };
         let appended = Appended::read(&row, context)?;
         if !appended.passed {
-            return Err(self.refused(&***client, plan, None, Scope::Own).await);
+            return Err(rejected(plan, &appended.versions, Scope::Own));
         }
         committed.map_err(in_doubt(context))?;
         appended.last_position(plan)
@@ -755,20 +762,20 @@ impl PostgresStore {
                 && db.constraint() == Some(self.names.stream_version_constraint().as_str())
         });
         if taken {
-            Refusal::Refused(Some(error))
+            Refusal::VersionTaken(error)
         } else {
             Refusal::Error(Error::backend(BACKEND, context, error))
         }
     }
 
-    /// Why the append statement refused a batch (or a writer raced past its check): reads the
-    /// streams' versions now and names the first stream that is not at its expected version.
-    async fn refused<C: GenericClient>(
+    /// The conflict to report after a writer raced past the version check (a unique violation
+    /// on `(stream_id, version)`): reads the versions now and names the first stream that is no
+    /// longer at its expected version. Versions never move back, so it is still there.
+    async fn version_taken<C: GenericClient>(
         &self,
         client: &C,
         plan: &Plan<'_>,
-        cause: Option<tokio_postgres::Error>,
-        scope: Scope,
+        cause: tokio_postgres::Error,
     ) -> Error {
         let context = plan.describe();
         let versions = match client
@@ -778,27 +785,15 @@ impl PostgresStore {
             Ok(row) => row.try_get::<_, Vec<i64>>(0),
             Err(error) => Err(error),
         };
-        let versions = match versions {
-            Ok(versions) => versions,
-            Err(error) => {
-                return Error::backend(
-                    BACKEND,
-                    format!("{context}: reading the streams' versions after a refusal"),
-                    error,
-                );
-            }
-        };
-        if let Err(error) = check_versions(plan, &versions) {
-            return error;
-        }
-        match (cause, scope) {
-            // Versions never move back, so this can't happen; report the driver's error.
-            (Some(cause), _) => Error::backend(BACKEND, context, cause),
-            (None, Scope::Callers) => too_large(usize::try_from(plan.count).unwrap_or(usize::MAX)),
-            (None, Scope::Own) => Error::backend(
+        match versions {
+            Ok(versions) => match check_versions(plan, &versions) {
+                Err(conflict) => conflict,
+                Ok(()) => Error::backend(BACKEND, context, cause),
+            },
+            Err(error) => Error::backend(
                 BACKEND,
-                context,
-                "the transaction id is too large to be encoded in a position (2^43 transactions have run)",
+                format!("{context}: reading the streams' versions after a conflict"),
+                error,
             ),
         }
     }
@@ -971,9 +966,25 @@ fn check_versions(plan: &Plan<'_>, versions: &[i64]) -> Result<()> {
 enum Refusal {
     /// A typed error to return as it is.
     Error(Error),
-    /// The statement's checks refused the batch (no cause), or another writer took one of the
-    /// versions first (the unique violation): [`PostgresStore::refused`] says which stream.
-    Refused(Option<tokio_postgres::Error>),
+    /// Another writer took one of the versions first (a unique violation on
+    /// `(stream_id, version)`): [`PostgresStore::version_taken`] says which stream.
+    VersionTaken(tokio_postgres::Error),
+}
+
+/// Why the append statement refused a batch, from the versions it saw: the first stream not at
+/// its expected version; if all were, the events did not fit in the transaction's positions.
+fn rejected(plan: &Plan<'_>, versions: &[i64], scope: Scope) -> Error {
+    if let Err(error) = check_versions(plan, versions) {
+        return error;
+    }
+    match scope {
+        Scope::Callers => too_large(usize::try_from(plan.count).unwrap_or(usize::MAX)),
+        Scope::Own => Error::backend(
+            BACKEND,
+            plan.describe(),
+            "the transaction id is too large to be encoded in a position (2^43 transactions have run)",
+        ),
+    }
 }
 
 impl From<Error> for Refusal {

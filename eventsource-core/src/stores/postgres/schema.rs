@@ -302,7 +302,8 @@ pub(super) struct Sql {
     /// parallel arrays `$1 stream_id uuid[], $2 version int8[], $3 name text[],
     /// $4 schema_version int8[], $5 payload bytea[], $6 metadata text[]`, `$7` their count,
     /// and every stream of the batch with its expected version, `$8 uuid[], $9 int8[]`. One row
-    /// back: whether the checks passed, how many events were inserted, the last position.
+    /// back: whether the checks passed, how many events were inserted, the last position, and
+    /// the versions the streams were at when the statement checked them.
     pub(super) append: String,
     /// `$1 uuid[]` → each stream's current version, in argument order.
     pub(super) stream_versions: String,
@@ -373,14 +374,16 @@ impl Sql {
                                         AND e.position < ((x.xid + 1) << {POSITION_SHIFT})) \
                                     - (x.xid << {POSITION_SHIFT}) + 1, 0) AS first \
                     FROM x), \
+                 current AS MATERIALIZED ( \
+                    SELECT c.n, c.expected, \
+                           coalesce((SELECT max(e.version) FROM {events} AS e \
+                                      WHERE e.stream_id = c.id), 0) AS actual \
+                    FROM unnest($8::uuid[], $9::int8[]) WITH ORDINALITY AS c(id, expected, n)), \
                  ok AS ( \
                     SELECT slot.xid, slot.first FROM slot \
                     WHERE slot.xid BETWEEN 1 AND {max_xid} \
                       AND slot.first + $7::int8 <= {slots} \
-                      AND NOT EXISTS ( \
-                          SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS c(id, expected) \
-                          WHERE coalesce((SELECT max(e.version) FROM {events} AS e \
-                                           WHERE e.stream_id = c.id), 0) <> c.expected)), \
+                      AND NOT EXISTS (SELECT 1 FROM current WHERE current.actual <> current.expected)), \
                  inserted AS ( \
                     INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, position) \
                     SELECT t.stream_id, t.version, t.name, t.schema_version, t.payload, t.metadata::jsonb, \
@@ -391,7 +394,8 @@ impl Sql {
                     RETURNING position) \
                  SELECT EXISTS (SELECT 1 FROM ok), \
                         (SELECT count(*) FROM inserted), \
-                        (SELECT coalesce(max(position), 0) FROM inserted)",
+                        (SELECT coalesce(max(position), 0) FROM inserted), \
+                        ARRAY(SELECT current.actual FROM current ORDER BY current.n)",
                 slots = 1_i64 << POSITION_SHIFT,
             ),
             stream_versions: format!("SELECT {versions}"),
