@@ -2,7 +2,8 @@
 //! decode methods, and the `Snapshotted` marker. Generated only with `#[aggregate(snapshot)]` or
 //! `#[aggregate(snapshot_every = N)]`.
 
-use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use eventsource_schema::{fnv1a, normalize_tokens};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
 
 use crate::ast::{AggregateModel, EventRef};
@@ -19,74 +20,16 @@ const FINGERPRINT_FORMAT: &str = "eventsource-snapshot-v1";
 /// retyped, a serde attribute edited) and when the event list changes: a snapshot taken under
 /// another shape is then ignored and rebuilt from the events rather than decoded wrongly.
 pub(crate) fn fingerprint(input: &syn::DeriveInput, events: &[EventRef]) -> u64 {
-    let mut text = String::from(FINGERPRINT_FORMAT);
-    push_serde_attrs(&mut text, &input.attrs);
-    if let syn::Data::Struct(data) = &input.data {
-        let kind = match &data.fields {
-            syn::Fields::Named(_) => "named",
-            syn::Fields::Unnamed(_) => "tuple",
-            syn::Fields::Unit => "unit",
-        };
-        text.push_str(&format!("|struct:{kind}"));
-        for (index, field) in data.fields.iter().enumerate() {
-            match &field.ident {
-                Some(ident) => text.push_str(&format!("|field:{ident}:")),
-                None => text.push_str(&format!("|field:{index}:")),
-            }
-            canonical(&mut text, field.ty.to_token_stream());
-            push_serde_attrs(&mut text, &field.attrs);
-        }
-    }
-    text.push_str("|events");
+    // The same canonical shape the schema lock records for events (`crate::shape`).
+    let mut text = format!(
+        "{FINGERPRINT_FORMAT}\n{}events:",
+        crate::shape::of(input).canonical()
+    );
     for event in events {
-        text.push(':');
-        canonical(&mut text, event.path.to_token_stream());
+        text.push(' ');
+        text.push_str(&normalize_tokens(&event.path.to_token_stream().to_string()));
     }
     fnv1a(text.as_bytes())
-}
-
-fn push_serde_attrs(text: &mut String, attrs: &[syn::Attribute]) {
-    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
-        text.push_str("|serde");
-        canonical(text, attr.meta.to_token_stream());
-    }
-}
-
-/// Tokens as text, one space-free rendering per token, so formatting never changes the hash.
-fn canonical(text: &mut String, tokens: TokenStream) {
-    for tree in tokens {
-        match tree {
-            TokenTree::Group(group) => {
-                let (open, close) = match group.delimiter() {
-                    Delimiter::Parenthesis => ("(", ")"),
-                    Delimiter::Brace => ("{", "}"),
-                    Delimiter::Bracket => ("[", "]"),
-                    Delimiter::None => ("", ""),
-                };
-                text.push_str(open);
-                canonical(text, group.stream());
-                text.push_str(close);
-            }
-            TokenTree::Ident(ident) => {
-                text.push(' ');
-                text.push_str(&ident.to_string());
-            }
-            TokenTree::Punct(punct) => text.push(punct.as_char()),
-            TokenTree::Literal(literal) => {
-                text.push(' ');
-                text.push_str(&literal.to_string());
-            }
-        }
-    }
-}
-
-/// FNV-1a, 64 bit: stable across compilers and platforms, unlike `std`'s hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-    })
 }
 
 /// The snapshot items inside `impl Aggregate` (empty without snapshots).
@@ -156,13 +99,6 @@ mod tests {
             })
             .collect();
         fingerprint(&input, &events)
-    }
-
-    #[test]
-    fn fnv1a_matches_the_reference_values() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]

@@ -495,6 +495,13 @@ mod tests {
     }
 
     #[test]
+    fn fnv1a_matches_the_reference_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
     fn normalizes_token_spacing() {
         assert_eq!(
             normalize_tokens("Option < Vec < u64 > >"),
