@@ -165,11 +165,20 @@ impl AggregateModel {
             || syn::Ident::new(&format!("{}Event", input.ident), input.ident.span()),
             |e| e.value,
         );
+        let snapshot_version = attrs.snapshot_version.as_ref().map_or(1, |v| v.value);
         let snapshot = match (&attrs.snapshot, &attrs.snapshot_every) {
-            (None, None) => None,
+            (None, None) => {
+                if let Some(version) = &attrs.snapshot_version {
+                    cx.syn_error(syn::Error::new(
+                        version.span,
+                        "`snapshot_version` versions the aggregate's snapshots, but it keeps none: add `snapshot` or `snapshot_every = N`, or remove `snapshot_version`",
+                    ));
+                }
+                None
+            }
             (_, every) => Some(SnapshotModel {
                 every: every.as_ref().map(|e| e.value),
-                fingerprint: crate::snapshot::fingerprint(input, &events),
+                fingerprint: crate::snapshot::fingerprint(input, &events, snapshot_version),
             }),
         };
         AggregateModel {

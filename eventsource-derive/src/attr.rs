@@ -23,10 +23,19 @@ pub(crate) const EVENTS: &str = "events";
 pub(crate) const EVENT_ENUM: &str = "event_enum";
 pub(crate) const SNAPSHOT: &str = "snapshot";
 pub(crate) const SNAPSHOT_EVERY: &str = "snapshot_every";
+pub(crate) const SNAPSHOT_VERSION: &str = "snapshot_version";
 
 const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, CRATE];
 const UPCAST_KEYS: &[&str] = &[FROM, WITH];
-const AGGREGATE_KEYS: &[&str] = &[EVENTS, NAME, EVENT_ENUM, SNAPSHOT, SNAPSHOT_EVERY, CRATE];
+const AGGREGATE_KEYS: &[&str] = &[
+    EVENTS,
+    NAME,
+    EVENT_ENUM,
+    SNAPSHOT,
+    SNAPSHOT_EVERY,
+    SNAPSHOT_VERSION,
+    CRATE,
+];
 
 /// A parsed value with the span of the tokens it came from.
 #[derive(Clone)]
@@ -98,6 +107,9 @@ pub(crate) struct AggregateAttr {
     pub(crate) event_enum: Option<Spanned<syn::Ident>>,
     /// `snapshot`: the state is snapshotted (on request or by the repository's policy).
     pub(crate) snapshot: Option<Spanned<()>>,
+    /// `snapshot_version = N`: raised by hand when an `Apply` body changes what the state holds,
+    /// which the fingerprint can't see; old snapshots are then ignored.
+    pub(crate) snapshot_version: Option<Spanned<u32>>,
     /// `snapshot_every = N` (N >= 1): snapshot when a save crosses a multiple of N events.
     pub(crate) snapshot_every: Option<Spanned<u64>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
@@ -155,6 +167,7 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
     let mut event_enum = Once::new(cx, AGGREGATE, EVENT_ENUM);
     let mut snapshot = Once::new(cx, AGGREGATE, SNAPSHOT);
     let mut snapshot_every = Once::new(cx, AGGREGATE, SNAPSHOT_EVERY);
+    let mut snapshot_version = Once::new(cx, AGGREGATE, SNAPSHOT_VERSION);
     let mut krate = Once::new(cx, AGGREGATE, CRATE);
     for_each_key(cx, attrs, AGGREGATE, |key, meta| {
         match key {
@@ -188,6 +201,11 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
                     snapshot_every.set(meta.path.span(), every);
                 }
             }
+            SNAPSHOT_VERSION => {
+                if let Some(version) = parse_version(cx, meta, SNAPSHOT_VERSION)? {
+                    snapshot_version.set(meta.path.span(), version.value);
+                }
+            }
             CRATE => {
                 let path = parse_crate(meta)?;
                 krate.set(meta.path.span(), path);
@@ -202,6 +220,7 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
         event_enum: event_enum.get(),
         snapshot: snapshot.get(),
         snapshot_every: snapshot_every.get(),
+        snapshot_version: snapshot_version.get(),
         krate: krate.get(),
     }
 }

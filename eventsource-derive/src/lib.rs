@@ -90,6 +90,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///     event_enum = AccountEvent,              // default: `{Type}Event`
 ///     snapshot,                               // keep snapshots (on request / repository policy)
 ///     snapshot_every = 100,                   // and take one every 100 events (implies snapshot)
+///     snapshot_version = 2,                   // raise when an `Apply` body changes (default 1)
 ///     crate = "my_reexport::eventsource_core",
 /// )]
 /// ```

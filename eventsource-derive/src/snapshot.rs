@@ -19,10 +19,17 @@ const FINGERPRINT_FORMAT: &str = "eventsource-snapshot-v1";
 /// It changes when the encoded state could change shape (a field added, removed, renamed or
 /// retyped, a serde attribute edited) and when the event list changes: a snapshot taken under
 /// another shape is then ignored and rebuilt from the events rather than decoded wrongly.
-pub(crate) fn fingerprint(input: &syn::DeriveInput, events: &[EventRef]) -> u64 {
+///
+/// `snapshot_version` (from `#[aggregate(snapshot_version = N)]`, default 1) is the user's own
+/// counter for what the fingerprint can't see: a changed `Apply` body.
+pub(crate) fn fingerprint(
+    input: &syn::DeriveInput,
+    events: &[EventRef],
+    snapshot_version: u32,
+) -> u64 {
     // The same canonical shape the schema lock records for events (`crate::shape`).
     let mut text = format!(
-        "{FINGERPRINT_FORMAT}\n{}events:",
+        "{FINGERPRINT_FORMAT}\n{}snapshot_version: {snapshot_version}\nevents:",
         crate::shape::of(input).canonical()
     );
     for event in events {
@@ -98,7 +105,7 @@ mod tests {
                 }
             })
             .collect();
-        fingerprint(&input, &events)
+        fingerprint(&input, &events, 1)
     }
 
     #[test]
@@ -128,6 +135,18 @@ mod tests {
             ),
             print("struct A(u64, String);", &["Opened"]),
         ];
+        let input: syn::DeriveInput =
+            syn::parse_str("struct A { balance: u64, owner: String }").unwrap();
+        let opened: syn::Path = syn::parse_str("Opened").unwrap();
+        let events = [EventRef {
+            variant: opened.segments[0].ident.clone(),
+            path: opened,
+        }];
+        assert_ne!(
+            fingerprint(&input, &events, 2),
+            base,
+            "snapshot_version kept the fingerprint"
+        );
         for (i, changed) in changes.iter().enumerate() {
             assert_ne!(*changed, base, "change {i} kept the fingerprint");
         }
