@@ -7,6 +7,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
+use std::ops::ControlFlow;
 use std::ops::Deref;
 
 use futures_util::TryStreamExt;
@@ -640,30 +641,35 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
             range = range.to(upto);
         }
         let id = loaded.id;
-        let mut events = self.store.read_stream(id, range);
-        while let Some(stored) = events.try_next().await? {
-            if check_start {
-                if stored.version != loaded.version {
-                    return Ok(false);
+        let mut matched = true;
+        self.store
+            .visit_stream(id, range, &mut |stored| {
+                if check_start {
+                    // The event at the snapshot's own version: the stream must have reached it.
+                    if stored.version != loaded.version {
+                        matched = false;
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    check_start = false;
+                    return Ok(ControlFlow::Continue(()));
                 }
-                check_start = false;
-                continue;
-            }
-            if stored.version != loaded.version + 1 {
-                return Err(Error::Corrupt {
-                    stream: id,
-                    version: stored.version,
-                    message: format!(
-                        "expected version {} next, the store returned {}",
-                        loaded.version + 1,
-                        stored.version
-                    ),
-                });
-            }
-            let event = self.decode(&stored)?;
-            loaded.state.apply_event(&event);
-            loaded.version = stored.version;
-        }
-        Ok(!check_start)
+                if stored.version != loaded.version + 1 {
+                    return Err(Error::Corrupt {
+                        stream: id,
+                        version: stored.version,
+                        message: format!(
+                            "expected version {} next, the store returned {}",
+                            loaded.version + 1,
+                            stored.version
+                        ),
+                    });
+                }
+                let event = self.decode(stored)?;
+                loaded.state.apply_event(&event);
+                loaded.version = stored.version;
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+        Ok(matched && !check_start)
     }
 }

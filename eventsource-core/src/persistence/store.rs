@@ -1,6 +1,9 @@
 //! The store contract every backend implements.
 
+use std::ops::ControlFlow;
+
 use futures_core::stream::BoxStream;
+use futures_util::TryStreamExt;
 use uuid::Uuid;
 
 use super::record::{AppendBatch, LogQuery, Snapshot, StoredEvent, StreamRange};
@@ -35,6 +38,25 @@ pub trait EventStore: Send + Sync {
     /// unknown stream reads empty.
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_>;
 
+    /// Calls `visit` with each event of the stream in `range`, in order, until it returns
+    /// `Break` or an error. This is how the repository replays: a store that can lend its
+    /// events (the memory store) overrides it to avoid a copy per event; the default reads
+    /// [`read_stream`](Self::read_stream).
+    async fn visit_stream(
+        &self,
+        stream_id: Uuid,
+        range: StreamRange,
+        visit: &mut (dyn for<'e> FnMut(&'e StoredEvent) -> Result<ControlFlow<()>> + Send),
+    ) -> Result<()> {
+        let mut events = self.read_stream(stream_id, range);
+        while let Some(event) = events.try_next().await? {
+            if visit(&event)?.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The stream's current version (0 for an unknown stream).
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64>;
 
@@ -67,6 +89,14 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     }
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
         (**self).read_stream(stream_id, range)
+    }
+    async fn visit_stream(
+        &self,
+        stream_id: Uuid,
+        range: StreamRange,
+        visit: &mut (dyn for<'e> FnMut(&'e StoredEvent) -> Result<ControlFlow<()>> + Send),
+    ) -> Result<()> {
+        (**self).visit_stream(stream_id, range, visit).await
     }
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
         (**self).stream_version(stream_id).await

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::support::{
     Context, Expected, Outcome, append, batch, bytes_difference, check_page, check_recorded_at,
     compare, ensure, ensure_eq, event, events, fail, metadata, read, read_whole_log, same_time,
+    visit,
 };
 use super::{CheckResult, Failure};
 use crate::error::Error;
@@ -480,7 +481,18 @@ pub async fn read_stream_ranges<S: EventStore + ?Sized + 'static>(store: Arc<S>)
                 .map(|e| e.version)
                 .collect();
             ensure_eq!(got, versions, "versions read with {range:?}");
+            let visited = visit(&*store, stream, range, usize::MAX).await?;
+            let visited: Vec<u64> = visited.iter().map(|e| e.version).collect();
+            ensure_eq!(visited, versions, "versions visited with {range:?}");
         }
+        // A visitor that breaks stops the visit.
+        let first_two = visit(&*store, stream, all.from(2), 2).await?;
+        let first_two: Vec<u64> = first_two.iter().map(|e| e.version).collect();
+        ensure_eq!(
+            first_two,
+            vec![2, 3],
+            "a visit that breaks after two events"
+        );
         // The events read in a range are the stored ones, not just the right version numbers.
         let middle = read(&*store, stream, all.from(3).to(6)).await?;
         let appended: Vec<Expected> =
@@ -493,6 +505,8 @@ pub async fn read_stream_ranges<S: EventStore + ?Sized + 'static>(store: Arc<S>)
                 ))
                 .collect();
         compare(&middle, &appended[2..6], "reading versions 3 to 6")?;
+        let visited = visit(&*store, stream, all.from(3).to(6), usize::MAX).await?;
+        compare(&visited, &appended[2..6], "visiting versions 3 to 6")?;
         Ok(())
     })
     .await

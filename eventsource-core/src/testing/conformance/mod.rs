@@ -299,7 +299,7 @@ check_table! {
     multi_stream_append_is_atomic:
         "one batch appends to several streams, all visible together, in batch order in the log",
     read_stream_ranges:
-        "from, to, backwards and limit select the right versions in the right order",
+        "from, to, backwards and limit select the right versions in the right order, read or visited; a visitor can stop early",
     long_stream_reads_across_chunks:
         "a stream longer than any read chunk reads whole, in order, forwards and backwards",
     stream_version_tracks_appends:

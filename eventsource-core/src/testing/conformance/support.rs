@@ -119,6 +119,29 @@ pub(super) async fn read<S: EventStore + ?Sized>(
         .context(format_args!("reading stream {stream} with {range:?}"))
 }
 
+/// Visits a stream with [`EventStore::visit_stream`], copying out at most `stop_after` events
+/// (then asking the store to stop).
+pub(super) async fn visit<S: EventStore + ?Sized>(
+    store: &S,
+    stream: Uuid,
+    range: StreamRange,
+    stop_after: usize,
+) -> Outcome<Vec<StoredEvent>> {
+    let mut seen = Vec::new();
+    store
+        .visit_stream(stream, range, &mut |event| {
+            seen.push(event.clone());
+            Ok(if seen.len() >= stop_after {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            })
+        })
+        .await
+        .context(format_args!("visiting stream {stream} with {range:?}"))?;
+    Ok(seen)
+}
+
 /// Reads the whole log in pages of `page`.
 pub(super) async fn read_whole_log<S: EventStore + ?Sized>(
     store: &S,
