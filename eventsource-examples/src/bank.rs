@@ -86,8 +86,14 @@ pub struct TransferReceived {
 }
 
 /// A bank account's state.
+///
+/// It keeps snapshots (`snapshot`): none are taken unless a repository asks for them with
+/// `snapshot_every(n)` or `take_snapshot`, as the benchmark's `snapshots` variant does.
 #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[aggregate(events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived))]
+#[aggregate(
+    events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived),
+    snapshot
+)]
 pub struct BankAccount {
     /// Who owns it.
     pub owner: String,

@@ -2,8 +2,8 @@
 //!
 //! - **W1** one aggregate, commands one by one (load, decide, save one event): commands per
 //!   second and per-command latency at 100, 1,000 and 10,000 events of history, with the
-//!   library's defaults (`default`), with a snapshot every 100 events (`snapshots`, on
-//!   [`account::SnapshottedAccount`]) and with the aggregate cache (`cache`);
+//!   library's defaults (`default`), with a snapshot every 100 events (`snapshots`) and with the aggregate
+//!   cache (`cache`);
 //! - **W2** new aggregates, one save of several events each: events per second;
 //! - **W3** replay one aggregate from a cold repository, several times: median and events per
 //!   second; **W3-large** replay a very long stream once: events per second and the memory

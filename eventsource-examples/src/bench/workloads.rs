@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use eventsource_core::{Aggregate, EventStore, Loaded, LogQuery, Repository, Uuid, new_id};
 
-use super::account::{Balance, SnapshottedAccount};
+use super::account::Balance;
 use super::figure::Figure;
 use super::raw::RawRow;
 use super::{BenchResult, BenchStore, Report, Sizes, Workload, rss};
@@ -74,7 +74,7 @@ pub async fn run(
             report,
         )
         .await?;
-        let snapshotting = Repository::<SnapshottedAccount, _>::new(Arc::clone(&store))
+        let snapshotting = Repository::<BankAccount, _>::new(Arc::clone(&store))
             .snapshot_every(sizes.snapshot_every);
         let (n, to) = (sizes.w1_commands, sizes.w1_commands);
         logged += w1(name, "snapshots", &snapshotting, n, to, report).await?;
