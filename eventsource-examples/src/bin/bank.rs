@@ -19,6 +19,14 @@ use eventsource_examples::bank::{self, BankAccount, BankAccountEvent, BankError,
 use eventsource_examples::open_store;
 use futures_util::TryStreamExt;
 
+/// `println!` that stops quietly when stdout is closed (`bank | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const DEFAULT_STORE: &str = "sqlite://bank.db";
 
 type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
@@ -73,7 +81,7 @@ fn store_url() -> Result<String, String> {
 }
 
 async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    println!("eventsource bank demo — store: {url}\n");
+    say!("eventsource bank demo — store: {url}\n");
     let accounts: Accounts = Repository::new(open_store(url).await?);
 
     // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
@@ -83,7 +91,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. Deposit: `execute` replays the account, decides, and appends with the version it saw.
     let after = accounts.execute(ada, |acct| acct.deposit(100_00)).await?;
-    println!(
+    say!(
         "Ada deposits 100.00          -> balance {} (version {})",
         cents(after.balance),
         after.version()
@@ -91,7 +99,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. A transfer changes two aggregates: both appends commit in one transaction, or neither.
     let (sender, receiver) = bank::transfer(&accounts, ada, bob, 25_00).await?;
-    println!(
+    say!(
         "Ada sends Bob 25.00          -> Ada {} (v{}), Bob {} (v{}), saved atomically",
         cents(sender.balance),
         sender.version(),
@@ -106,13 +114,13 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .await
     {
         Err(CommandError::Rejected(refusal @ BankError::InsufficientFunds { .. })) => {
-            println!("Bob withdraws 1,000,000.00   -> refused: {refusal}");
+            say!("Bob withdraws 1,000,000.00   -> refused: {refusal}");
         }
         Err(other) => return Err(other.into()),
         Ok(_) => return Err("the overdraft was accepted, which the domain forbids".into()),
     }
     let unchanged = accounts.get(bob).await?;
-    println!(
+    say!(
         "                                Bob is still at version {} with {}",
         unchanged.version(),
         cents(unchanged.balance)
@@ -120,10 +128,10 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     assert_unchanged(before.version(), unchanged.version())?;
 
     // 5. History: every event of Ada's account, decoded.
-    println!("\nAda's history:");
+    say!("\nAda's history:");
     let history = accounts.history(ada).await?;
     for recorded in history.iter().rev().take(8).rev() {
-        println!(
+        say!(
             "  v{:<3} position {:<6} {}",
             recorded.version,
             recorded.position,
@@ -131,13 +139,13 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if history.len() > 8 {
-        println!("  … and {} earlier events", history.len() - 8);
+        say!("  … and {} earlier events", history.len() - 8);
     }
 
     // 6. Time travel: the state as of an earlier version.
     let then = accounts.get_at(ada, 2).await?;
     let now = accounts.get(ada).await?;
-    println!(
+    say!(
         "\nAda's balance at version 2: {}; now, at version {}: {}",
         cents(then.balance),
         now.version(),
@@ -147,9 +155,9 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     // 7. Legacy data: events stored by an older release, at schema versions 1 and 2.
     legacy_account(&accounts).await?;
 
-    println!("\nRun the demo again: it continues from the stored events.");
+    say!("\nRun the demo again: it continues from the stored events.");
     if let Some(file) = url.strip_prefix("sqlite://") {
-        println!(
+        say!(
             "Inspect the rows with: sqlite3 {file} 'SELECT position, stream_id, version, name, schema_version, payload FROM events'"
         );
     }
@@ -160,7 +168,7 @@ async fn open_or_find(accounts: &Accounts, key: &str, owner: &str) -> Result<Uui
     let id = id_from_name("bank-demo/accounts", key);
     match accounts.get(id).await {
         Ok(account) => {
-            println!(
+            say!(
                 "Found {owner}'s account from an earlier run: balance {} at version {}",
                 cents(account.balance),
                 account.version()
@@ -176,7 +184,7 @@ async fn open_or_find(accounts: &Accounts, key: &str, owner: &str) -> Result<Uui
                     },
                 )
                 .await?;
-            println!("Opened an account for {owner} ({id})");
+            say!("Opened an account for {owner} ({id})");
         }
         Err(error) => return Err(error),
     }
@@ -210,7 +218,7 @@ fn describe(event: &BankAccountEvent) -> String {
 /// code, which upcasts them to version 3 (cents).
 async fn legacy_account(accounts: &Accounts) -> Result<(), Box<dyn std::error::Error>> {
     let id = id_from_name("bank-demo/accounts", "carol-legacy");
-    println!("\nCarol's account was written by an older release:");
+    say!("\nCarol's account was written by an older release:");
     if accounts.store().stream_version(id).await? == 0 {
         let record = |name: &str, schema_version: u32, payload: &str| NewEvent {
             name: name.into(),
@@ -237,7 +245,7 @@ async fn legacy_account(accounts: &Accounts) -> Result<(), Box<dyn std::error::E
         .read_stream(id, eventsource_core::StreamRange::all().to(3));
     while let Some(record) = stored.try_next().await? {
         let decoded = accounts.decode(&record)?;
-        println!(
+        say!(
             "  stored {} v{} {:<32} -> today: {}",
             record.name,
             record.schema_version,
@@ -246,7 +254,7 @@ async fn legacy_account(accounts: &Accounts) -> Result<(), Box<dyn std::error::E
         );
     }
     let carol = accounts.get(id).await?;
-    println!(
+    say!(
         "  Carol's balance, replayed through the upcasters: {}",
         cents(carol.balance)
     );
