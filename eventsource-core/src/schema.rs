@@ -6,7 +6,7 @@
 //! fails on the struct, naming the fields that changed and the fix (keep the shape, or raise the
 //! version and add an upcaster from the locked shape).
 //!
-//! The lock is written from the [registry](crate::registry) by a test in the crate that owns the
+//! The lock is written from the [registry] by a test in the crate that owns the
 //! events. Add one:
 //!
 //! ```no_run
