@@ -93,7 +93,7 @@ pub use persistence::record::{
     AppendBatch, LogQuery, Metadata, NewEvent, Snapshot, StoredEvent, StreamAppend, StreamRange,
     Tracking,
 };
-pub use persistence::store::{EventStore, EventStream};
+pub use persistence::store::{EventStore, EventStream, StreamVisitor};
 pub use stores::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use stores::postgres::PostgresStore;

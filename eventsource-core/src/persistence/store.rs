@@ -12,6 +12,10 @@ use crate::error::Result;
 /// A stream of stored events, read lazily (a store need not hold a whole stream in memory).
 pub type EventStream<'a> = BoxStream<'a, Result<StoredEvent>>;
 
+/// What [`EventStore::visit_stream`] calls with each event: `Break` stops the visit.
+pub type StreamVisitor<'v> =
+    dyn for<'e> FnMut(&'e StoredEvent) -> Result<ControlFlow<()>> + Send + 'v;
+
 /// An event store: streams of events with optimistic concurrency, a global log, snapshots and
 /// tracking records.
 ///
@@ -46,7 +50,7 @@ pub trait EventStore: Send + Sync {
         &self,
         stream_id: Uuid,
         range: StreamRange,
-        visit: &mut (dyn for<'e> FnMut(&'e StoredEvent) -> Result<ControlFlow<()>> + Send),
+        visit: &mut StreamVisitor<'_>,
     ) -> Result<()> {
         let mut events = self.read_stream(stream_id, range);
         while let Some(event) = events.try_next().await? {
@@ -94,7 +98,7 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
         &self,
         stream_id: Uuid,
         range: StreamRange,
-        visit: &mut (dyn for<'e> FnMut(&'e StoredEvent) -> Result<ControlFlow<()>> + Send),
+        visit: &mut StreamVisitor<'_>,
     ) -> Result<()> {
         (**self).visit_stream(stream_id, range, visit).await
     }

@@ -1,7 +1,6 @@
 //! An in-memory store: for tests, examples and caches of nothing. Everything is lost on drop.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::ControlFlow;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
@@ -9,7 +8,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::persistence::record::{AppendBatch, LogQuery, Snapshot, StoredEvent, StreamRange};
-use crate::persistence::store::{EventStore, EventStream};
+use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
 
 /// How many events a stream read copies out per lock acquisition.
 const READ_CHUNK: usize = 1024;
@@ -206,7 +205,7 @@ impl EventStore for MemoryStore {
         &self,
         stream_id: Uuid,
         range: StreamRange,
-        visit: &mut (dyn for<'e> FnMut(&'e StoredEvent) -> Result<ControlFlow<()>> + Send),
+        visit: &mut StreamVisitor<'_>,
     ) -> Result<()> {
         // Borrowed straight from the log, a chunk per lock acquisition: no copies.
         let mut cursor = None;

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::support::{
     Context, Expected, Outcome, append, batch, bytes_difference, check_page, check_recorded_at,
-    compare, ensure, ensure_eq, event, events, fail, metadata, read, read_whole_log, same_time,
-    visit,
+    compare, ensure, ensure_eq, ensure_nothing_written, event, events, fail, metadata, read,
+    read_whole_log, same_time, visit,
 };
 use super::{CheckResult, Failure};
 use crate::error::Error;
@@ -278,16 +278,7 @@ pub async fn duplicate_version_is_a_conflict<S: EventStore + ?Sized + 'static>(
             &Expected::appended(stream, 0, &first),
             "reading the stream after the conflicts",
         )?;
-        ensure_eq!(
-            store.last_position().await.context("last_position")?,
-            last,
-            "last_position after the conflicts (a conflict must write nothing)"
-        );
-        ensure_eq!(
-            read_whole_log(&*store, 100).await?.len(),
-            2,
-            "events in the log after the conflicts"
-        );
+        ensure_nothing_written(&*store, last, 2, "the conflicts").await?;
         Ok(())
     })
     .await
@@ -338,16 +329,7 @@ pub async fn conflict_in_batch_writes_nothing<S: EventStore + ?Sized + 'static>(
             3,
             "stream_version of the conflicting stream"
         );
-        ensure_eq!(
-            store.last_position().await.context("last_position")?,
-            last,
-            "last_position after the failed batch"
-        );
-        ensure_eq!(
-            read_whole_log(&*store, 100).await?.len(),
-            3,
-            "events in the log after the failed batch"
-        );
+        ensure_nothing_written(&*store, last, 3, "the failed batch").await?;
         Ok(())
     })
     .await

@@ -142,6 +142,26 @@ pub(super) async fn visit<S: EventStore + ?Sized>(
     Ok(seen)
 }
 
+/// After a refused append: the log still ends at `last_position` and holds `events` events.
+pub(super) async fn ensure_nothing_written<S: EventStore + ?Sized>(
+    store: &S,
+    last_position: u64,
+    events: usize,
+    after: &str,
+) -> Outcome<()> {
+    ensure_eq!(
+        store.last_position().await.context("last_position")?,
+        last_position,
+        "last_position after {after} (a refused append must write nothing)"
+    );
+    ensure_eq!(
+        read_whole_log(store, 100).await?.len(),
+        events,
+        "events in the log after {after}"
+    );
+    Ok(())
+}
+
 /// Reads the whole log in pages of `page`.
 pub(super) async fn read_whole_log<S: EventStore + ?Sized>(
     store: &S,
