@@ -5,16 +5,16 @@
 //! and drops it at the end. Without a reachable server the tests print why and pass, unless
 //! `CI=true`, where they fail.
 //!
-//! The tests take a shared lock and run one at a time: the store's log horizon is server-wide
-//! (see the store's module docs), so a test that holds a transaction open on purpose would hold
-//! back every other test's log reads.
+//! The tests run in parallel with each other and with whatever else uses the server: the log's
+//! horizon is held back only by appenders of the same store (schema), so a test holding a
+//! transaction open on purpose holds back no other test.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use eventsource_core::stores::postgres::tokio_postgres::{self, Client, NoTls};
+use eventsource_core::stores::postgres::tokio_postgres::{self, NoTls};
 use eventsource_core::stores::postgres::{PostgresOptions, PostgresStore};
 use eventsource_core::testing::conformance;
 use eventsource_core::{
@@ -22,131 +22,9 @@ use eventsource_core::{
     StreamRange, Tracking, Uuid,
 };
 use futures_util::TryStreamExt;
-use tokio::sync::Mutex;
 
-static SERIAL: Mutex<()> = Mutex::const_new(());
-static SCHEMA_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn url() -> String {
-    std::env::var("EVENTSOURCE_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A raw connection to the test server, or `None` (after printing why) if it is unreachable and
-/// this is not CI.
-async fn admin() -> Option<Client> {
-    let url = url();
-    let connect = tokio_postgres::connect(&url, NoTls);
-    let outcome = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(match std::error::Error::source(&e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        }),
-        Err(_) => Err("timed out after 10 s".into()),
-    };
-    match outcome {
-        Ok((client, connection)) => {
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Some(client)
-        }
-        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("PostgreSQL at {url} is unreachable ({reason}); CI=true requires it")
-        }
-        Err(reason) => {
-            eprintln!(
-                "skipping: PostgreSQL at {url} is unreachable ({reason}); set EVENTSOURCE_POSTGRES_URL"
-            );
-            None
-        }
-    }
-}
-
-fn unique_schema(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "es_test_{tag}_{}_{}_{nanos}",
-        std::process::id(),
-        SCHEMA_COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A test's server connection, its schemas, and the serial lock.
-struct Server {
-    admin: Client,
-    schemas: Vec<String>,
-    _serial: tokio::sync::MutexGuard<'static, ()>,
-}
-
-impl Server {
-    async fn start() -> Option<Self> {
-        let serial = SERIAL.lock().await;
-        let admin = admin().await?;
-        Some(Self {
-            admin,
-            schemas: Vec::new(),
-            _serial: serial,
-        })
-    }
-
-    fn options(&mut self, tag: &str) -> PostgresOptions {
-        let schema = unique_schema(tag);
-        self.schemas.push(schema.clone());
-        PostgresStore::options(url()).schema(schema)
-    }
-
-    async fn store(&mut self, tag: &str) -> PostgresStore {
-        self.options(tag).connect().await.expect("connect")
-    }
-
-    async fn finish(self) {
-        for schema in &self.schemas {
-            self.admin
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .await
-                .expect("drop the test schema");
-        }
-    }
-}
-
-fn event(name: &str, payload: String) -> NewEvent {
-    NewEvent {
-        name: name.into(),
-        schema_version: 1,
-        payload: payload.into_bytes(),
-        metadata: BTreeMap::from([("writer".to_string(), "test".to_string())]),
-    }
-}
-
-/// `count` events whose payloads name their stream and version, for checksums.
-fn events_for(stream: Uuid, from_version: u64, count: u64) -> Vec<NewEvent> {
-    (0..count)
-        .map(|i| event("Counted", format!("{stream}:{}", from_version + i)))
-        .collect()
-}
-
-async fn read_all(store: &PostgresStore) -> Vec<StoredEvent> {
-    store
-        .read_log(LogQuery::after(0, usize::MAX))
-        .await
-        .expect("read the whole log")
-}
-
-fn assert_strictly_increasing(events: &[StoredEvent]) {
-    for pair in events.windows(2) {
-        assert!(
-            pair[0].position < pair[1].position,
-            "positions go {} then {}",
-            pair[0].position,
-            pair[1].position
-        );
-    }
-}
+mod support;
+use support::postgres::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_suite() {
@@ -199,7 +77,8 @@ async fn migrations_are_idempotent_and_race_free() {
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(
         versions,
-        vec![eventsource_core::stores::postgres::SCHEMA_VERSION]
+        (1..=eventsource_core::stores::postgres::SCHEMA_VERSION).collect::<Vec<_>>(),
+        "each migration applied once, in order"
     );
 
     // Data written through one store is there for a store connecting later.
@@ -221,6 +100,65 @@ async fn migrations_are_idempotent_and_race_free() {
         matches!(&renamed, Err(Error::Config { message, .. }) if message.contains("other_events")),
         "{renamed:?}"
     );
+    server.finish().await;
+}
+
+/// A schema written by the previous release (version 1, no tickets table) is migrated on
+/// connect: its events read as before and `append_in` works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_is_upgraded_on_connect() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let options = server.options("upgrade");
+    let store = options.clone().connect().await.unwrap();
+    let schema = store.schema().to_owned();
+    let id = Uuid::now_v7();
+    store
+        .append(AppendBatch::single(id, 0, events_for(id, 1, 3)))
+        .await
+        .unwrap();
+    let before = read_all(&store).await;
+    // Back to what version 1 created.
+    server
+        .admin
+        .batch_execute(&format!(
+            "DROP TABLE \"{schema}\".events_tickets; \
+             DELETE FROM \"{schema}\".eventsource_migrations WHERE version > 1"
+        ))
+        .await
+        .unwrap();
+    drop(store);
+
+    let upgraded = options.connect().await.expect("the upgrade");
+    let versions: Vec<i32> = server
+        .admin
+        .query(
+            &format!("SELECT version FROM \"{schema}\".eventsource_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(
+        read_all(&upgraded).await,
+        before,
+        "the old events read as before"
+    );
+    let (mut raw, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mut tx = raw.transaction().await.unwrap();
+    let last = upgraded
+        .append_in(&mut tx, AppendBatch::single(id, 3, events_for(id, 4, 1)))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let log = read_all(&upgraded).await;
+    assert_eq!(log.len(), 4);
+    assert_eq!((log[3].version, log[3].position), (4, last));
     server.finish().await;
 }
 
@@ -689,11 +627,14 @@ async fn follower_sees_every_event_once_under_eight_writers() {
         .await
         .unwrap();
     let done = Arc::new(AtomicUsize::new(0));
+    // The greatest position an append returned: the follower is done when it has passed it.
+    let acknowledged = Arc::new(AtomicU64::new(0));
 
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let store = store.clone();
         let done = done.clone();
+        let acknowledged = acknowledged.clone();
         writers.push(tokio::spawn(async move {
             let streams: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
             let mut versions: HashMap<Uuid, u64> = streams.iter().map(|s| (*s, 0)).collect();
@@ -722,7 +663,8 @@ async fn follower_sees_every_event_once_under_eight_writers() {
                         events: events_for(stream, expected + 1, count as u64),
                     });
                 }
-                store.append(batch.clone()).await.expect("append");
+                let position = store.append(batch.clone()).await.expect("append");
+                acknowledged.fetch_max(position, Ordering::SeqCst);
                 for append in &batch.streams {
                     *versions.get_mut(&append.stream_id).unwrap() += append.events.len() as u64;
                 }
@@ -734,15 +676,17 @@ async fn follower_sees_every_event_once_under_eight_writers() {
         }));
     }
 
+    // The follower pages as a real one does, and stops once it has passed the last acknowledged
+    // append (or, failing the test, at a deadline far beyond any healthy run).
     let follower = {
         let store = store.clone();
         let done = done.clone();
+        let acknowledged = acknowledged.clone();
         tokio::spawn(async move {
             let mut seen: Vec<StoredEvent> = Vec::with_capacity(TOTAL);
             let mut after = 0;
-            let mut empty_pages_after_done = 0;
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while Instant::now() < deadline {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
                 let page = store
                     .read_log(LogQuery::after(after, 17))
                     .await
@@ -753,12 +697,14 @@ async fn follower_sees_every_event_once_under_eight_writers() {
                 let empty = page.is_empty();
                 seen.extend(page);
                 if empty {
-                    if done.load(Ordering::SeqCst) == WRITERS {
-                        empty_pages_after_done += 1;
-                        if empty_pages_after_done > 3 {
-                            break;
-                        }
+                    let target = acknowledged.load(Ordering::SeqCst);
+                    if done.load(Ordering::SeqCst) == WRITERS && after >= target {
+                        break;
                     }
+                    assert!(
+                        Instant::now() < deadline,
+                        "the follower is at position {after} after 120 s; the last acknowledged append is at {target}"
+                    );
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }

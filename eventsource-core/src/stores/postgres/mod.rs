@@ -31,6 +31,9 @@
 //! - `snapshots(stream_id, version, aggregate, fingerprint, state, recorded_at)`, primary key
 //!   `(stream_id, version)`.
 //! - `tracking(tracker text primary key, position int8)`.
+//! - `events_tickets(pid int4)`, unlogged and always empty outside a running
+//!   [`PostgresStore::append_in`]: it inserts and deletes one row to take a transaction id of
+//!   its own (see [`horizon`]).
 //!
 //! # Appends
 //!
@@ -60,19 +63,27 @@
 //!   transaction. Positions are therefore strictly increasing, unique and **sparse** (the store
 //!   contract allows gaps). A transaction may write at most [`MAX_EVENTS_PER_TRANSACTION`]
 //!   events; more is refused with [`BatchTooLarge`] before anything is written.
-//! - [`EventStore::read_log`] and [`EventStore::last_position`] only return rows whose `xid` is
-//!   below `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction id still running
-//!   when the read started. Every transaction with a smaller id has finished, so the set of rows below
-//!   that horizon is final: nothing can later commit at a position a follower has already passed.
-//!   The horizon only moves forward, so a follower paging with `after = last position seen`
-//!   sees every committed event exactly once, in position order.
+//! - [`EventStore::read_log`] and [`EventStore::last_position`] only return rows below the
+//!   log's **horizon**: the smallest transaction id under which an appender *of this store* may
+//!   still commit. Every appender announces itself (a shared advisory lock naming the store)
+//!   before it takes the transaction id its positions come from, and the horizon is taken over
+//!   announced appenders only, in the same statement as the rows it returns. The set of rows
+//!   below it is final: nothing can later commit at a position a follower has already passed,
+//!   so a follower paging with `after = last position seen` sees every committed event exactly
+//!   once, in position order. The [`horizon`] module says why this holds, also
+//!   for [`PostgresStore::append_in`] in a transaction that wrote to your own tables first.
 //!
-//! **Caveat:** the horizon is cluster-wide. Any long-running transaction that holds a transaction
-//! id, in any database of the server (including prepared transactions and ones idle in a
-//! transaction), holds the log back: followers *wait* for it, they never skip. Keep transactions
-//! short and watch `pg_stat_activity` for `idle in transaction` sessions. The same rule means an
-//! append is readable in the log only once every transaction that started writing before it has
-//! finished — usually microseconds later.
+//! Transactions that don't append to this store (a report or a migration in another database
+//! or schema, a session idle in a transaction elsewhere) **don't** hold the log back. An
+//! appender of this store that stays open does: followers *wait* for it, they never skip.
+//! [`PostgresStore::horizon`] names the oldest open appender (pid, `application_name`, age,
+//! query) and how many committed events wait behind it, and a follower that waits on one longer
+//! than [`PostgresOptions::appender_warning`] (30 s) logs a `tracing` warning that names it. In
+//! production, give each program an `application_name` (`?application_name=orders-api` in the
+//! URL) so the warning names the culprit, and set `idle_in_transaction_session_timeout` for the
+//! roles that call [`PostgresStore::append_in`], so that a client that forgets its transaction
+//! can't stop the log for long. An append is readable as soon as every appender of this store
+//! that started before it has finished — usually microseconds later.
 //!
 //! Positions are large numbers (about a million times the transaction count) and fit PostgreSQL's
 //! `int8` until the cluster has run 2^43 transactions. Because they come from the cluster's
@@ -96,6 +107,7 @@
 //! Connections are made without TLS (`NoTls`): use a local socket, a private network or a TLS
 //! proxy.
 
+pub mod horizon;
 mod rows;
 mod schema;
 
@@ -111,9 +123,11 @@ use tokio_postgres::{GenericClient, NoTls, Transaction};
 use uuid::Uuid;
 
 pub use deadpool_postgres;
+pub use horizon::{HorizonStatus, OpenAppender};
 pub use schema::SCHEMA_VERSION;
 pub use tokio_postgres;
 
+use horizon::HorizonWatch;
 use schema::{Names, Sql};
 
 use crate::error::{CodecError, Error, Result};
@@ -175,6 +189,7 @@ pub struct PostgresOptions {
     pool_size: usize,
     wait_timeout: Duration,
     connect_timeout: Duration,
+    appender_warning: Duration,
 }
 
 impl fmt::Debug for PostgresOptions {
@@ -193,6 +208,7 @@ impl fmt::Debug for PostgresOptions {
             .field("pool_size", &self.pool_size)
             .field("wait_timeout", &self.wait_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("appender_warning", &self.appender_warning)
             .finish()
     }
 }
@@ -223,6 +239,7 @@ impl PostgresOptions {
             pool_size: 16,
             wait_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            appender_warning: Duration::from_secs(30),
         }
     }
 
@@ -267,6 +284,15 @@ impl PostgresOptions {
     /// (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an appender of this store may keep its transaction open before a follower that
+    /// waits for it logs a `tracing` warning naming the backend (pid, `application_name`,
+    /// transaction age, state and the start of its query). Default 30 s; zero turns the warning
+    /// off. [`PostgresStore::horizon`] reports the same for a health check.
+    pub fn appender_warning(mut self, after: Duration) -> Self {
+        self.appender_warning = after;
         self
     }
 
@@ -322,6 +348,7 @@ impl PostgresOptions {
             pool,
             sql: Arc::new(Sql::render(&self.names)),
             names: Arc::new(self.names),
+            watch: Arc::new(HorizonWatch::new(self.appender_warning)),
         };
         store.migrate().await?;
         Ok(store)
@@ -337,6 +364,7 @@ pub struct PostgresStore {
     pool: Pool,
     names: Arc<Names>,
     sql: Arc<Sql>,
+    watch: Arc<HorizonWatch>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -613,21 +641,34 @@ impl PostgresStore {
         }
     }
 
-    /// The append statement and the tracking upsert, one after the other, in `tx`.
+    /// In `tx`, a savepoint of the caller's transaction: the announcement, the append statement
+    /// that takes the subtransaction's id from a ticket row, the ticket's deletion and the
+    /// tracking upsert, one after the other.
     async fn write_in(
         &self,
         tx: &Transaction<'_>,
         plan: &Plan<'_>,
         context: &str,
     ) -> Result<Option<u64>, Refusal> {
-        let append = tx
-            .prepare(&self.sql.append)
+        let announce = tx
+            .prepare(&self.sql.announce)
             .await
             .map_err(pg_error(context))?;
+        let append = tx
+            .prepare(&self.sql.append_in)
+            .await
+            .map_err(pg_error(context))?;
+        // The announcement must come before anything that takes a transaction id.
+        tx.execute(&announce, &[])
+            .await
+            .map_err(pg_error(format!("{context}: announcing the appender")))?;
         let row = tx
             .query_one(&append, &plan.params())
             .await
             .map_err(|e| self.refusal(e, context))?;
+        tx.execute(&self.sql.delete_tickets, &[])
+            .await
+            .map_err(pg_error(format!("{context}: deleting the ticket row")))?;
         let appended = Appended::read(&row, context)?;
         if !appended.passed {
             return Err(Refusal::Error(rejected(
@@ -654,8 +695,9 @@ impl PostgresStore {
         Ok(appended.last_position(plan)?)
     }
 
-    /// The append's own transaction when it records a tracking position: BEGIN, then the append
-    /// statement and the tracking upsert together, then COMMIT or ROLLBACK.
+    /// The append's own transaction when it records a tracking position: BEGIN, then the
+    /// announcement, the append statement and the tracking upsert together, then COMMIT or
+    /// ROLLBACK.
     async fn write_tracked(
         &self,
         client: &mut deadpool_postgres::Object,
@@ -671,33 +713,47 @@ impl PostgresStore {
             .prepare_cached(&self.sql.upsert_tracking)
             .await
             .map_err(pg_error(context))?;
+        let announce = client
+            .prepare_cached(&self.sql.announce)
+            .await
+            .map_err(pg_error(context))?;
         let params = plan.params();
         // Dropping the transaction (an error below, or a cancelled append) rolls it back.
         let tx = client.transaction().await.map_err(pg_error(context))?;
         let tracking_params: [&(dyn ToSql + Sync); 2] = [&tracker, &position];
-        let (appended, written) = tokio::join!(
+        let (announced, appended, written) = tokio::join!(
+            tx.execute(&announce, &[]),
             tx.query_one(&append, &params),
             tx.execute(&upsert, &tracking_params),
         );
-        let refusal = match appended {
-            Err(error) => self.refusal(error, context),
-            Ok(row) => match Appended::read(&row, context) {
-                Err(error) => Refusal::Error(error),
-                Ok(appended) if !appended.passed => {
-                    Refusal::Error(rejected(plan, &appended.versions, Scope::Own))
-                }
-                Ok(appended) => match written {
-                    Err(error) => Refusal::Error(Error::backend(
-                        BACKEND,
-                        format!("recording tracker `{tracker}`"),
-                        error,
-                    )),
-                    Ok(0) => Refusal::Error(self.tracking_conflict(&*tx, tracker, offered).await),
-                    Ok(_) => {
-                        let last = appended.last_position(plan)?;
-                        tx.commit().await.map_err(in_doubt(context))?;
-                        return Ok(last);
+        let refusal = match (announced, appended) {
+            (Err(error), _) => Refusal::Error(Error::backend(
+                BACKEND,
+                format!("{context}: announcing the appender"),
+                error,
+            )),
+            (Ok(_), appended) => match appended {
+                Err(error) => self.refusal(error, context),
+                Ok(row) => match Appended::read(&row, context) {
+                    Err(error) => Refusal::Error(error),
+                    Ok(appended) if !appended.passed => {
+                        Refusal::Error(rejected(plan, &appended.versions, Scope::Own))
                     }
+                    Ok(appended) => match written {
+                        Err(error) => Refusal::Error(Error::backend(
+                            BACKEND,
+                            format!("recording tracker `{tracker}`"),
+                            error,
+                        )),
+                        Ok(0) => {
+                            Refusal::Error(self.tracking_conflict(&*tx, tracker, offered).await)
+                        }
+                        Ok(_) => {
+                            let last = appended.last_position(plan)?;
+                            tx.commit().await.map_err(in_doubt(context))?;
+                            return Ok(last);
+                        }
+                    },
                 },
             },
         };
@@ -710,8 +766,8 @@ impl PostgresStore {
         })
     }
 
-    /// The append's own transaction without tracking: BEGIN, the append statement and COMMIT
-    /// are sent together, one round trip. If the statement fails, the transaction is aborted
+    /// The append's own transaction without tracking: BEGIN, the announcement (`horizon.rs`),
+    /// the append statement and COMMIT are sent together, one round trip. If the statement fails, the transaction is aborted
     /// and the COMMIT rolls it back; if its checks refuse the batch, it inserted nothing and the
     /// COMMIT ends an empty transaction.
     ///
@@ -723,19 +779,32 @@ impl PostgresStore {
         plan: &Plan<'_>,
         context: &str,
     ) -> Result<Option<u64>> {
+        let announce = client
+            .prepare_cached(&self.sql.announce)
+            .await
+            .map_err(pg_error(context))?;
         let append = client
             .prepare_cached(&self.sql.append)
             .await
             .map_err(pg_error(context))?;
         let params = plan.params();
-        let (begun, appended, committed) = tokio::join!(
+        let (begun, announced, appended, committed) = tokio::join!(
             client.batch_execute("BEGIN"),
+            client.execute(&announce, &[]),
             client.query_one(&append, &params),
             client.batch_execute("COMMIT"),
         );
-        let row = match (begun, appended) {
-            (Ok(()), Ok(row)) => row,
-            (_, Err(error)) => {
+        let row = match (begun, announced, appended) {
+            (Ok(()), Ok(_), Ok(row)) => row,
+            // A failed announcement aborts the transaction; it is the cause to report.
+            (Ok(()), Err(error), _) => {
+                return Err(Error::backend(
+                    BACKEND,
+                    format!("{context}: announcing the appender"),
+                    error,
+                ));
+            }
+            (_, _, Err(error)) => {
                 return Err(match self.refusal(error, context) {
                     Refusal::VersionTaken(cause) => {
                         self.version_taken(&***client, plan, cause).await
@@ -744,8 +813,8 @@ impl PostgresStore {
                 });
             }
             // A failed BEGIN with a statement that worked: it ran on its own and may have
-            // committed. (The connection failing fails all three instead.)
-            (Err(error), Ok(_)) => return Err(in_doubt(context)(error)),
+            // committed. (The connection failing fails all of them instead.)
+            (Err(error), _, Ok(_)) => return Err(in_doubt(context)(error)),
         };
         let appended = Appended::read(&row, context)?;
         if !appended.passed {
@@ -1109,6 +1178,11 @@ impl EventStore for PostgresStore {
                 .await
         }
         .map_err(pg_error(&context))?;
+        drop(client);
+        if (rows.len() as i64) < limit {
+            // Caught up with the horizon: say so if an open appender is holding it back.
+            self.watch_horizon().await;
+        }
         rows.iter().map(rows::event).collect()
     }
 

@@ -5,6 +5,7 @@
 
 use tokio_postgres::Transaction;
 
+use super::horizon::{self, MAX_XID};
 use super::{BACKEND, POSITION_SHIFT, pg_error};
 use crate::error::{Error, Result};
 
@@ -88,14 +89,17 @@ impl Names {
                 });
             }
         }
+        let tickets = self.tickets();
         if self.events == self.snapshots
             || self.events == self.tracking
             || self.snapshots == self.tracking
+            || tickets == self.snapshots
+            || tickets == self.tracking
         {
             return Err(Error::Config {
                 backend: BACKEND,
                 message: format!(
-                    "the events, snapshots and tracking tables need three different names, got `{}`, `{}` and `{}`",
+                    "the events, snapshots and tracking tables need three different names, none of them `{tickets}` (the events table's tickets), got `{}`, `{}` and `{}`",
                     self.events, self.snapshots, self.tracking
                 ),
             });
@@ -113,6 +117,12 @@ impl Names {
     pub(super) fn stream_version_constraint(&self) -> String {
         format!("{}_pkey", self.events)
     }
+
+    /// The table [`PostgresStore::append_in`](super::PostgresStore::append_in) inserts a row
+    /// into (and deletes it again) to take a transaction id of its own: `<events>_tickets`.
+    pub(super) fn tickets(&self) -> String {
+        format!("{}_tickets", self.events)
+    }
 }
 
 /// One schema migration: applied once, in order, inside the migration transaction.
@@ -123,14 +133,21 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Append new ones; never edit an applied one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "events, snapshots and tracking tables",
-    sql: migration_1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "events, snapshots and tracking tables",
+        sql: migration_1,
+    },
+    Migration {
+        version: 2,
+        description: "tickets table: append_in takes a transaction id after announcing itself",
+        sql: migration_2,
+    },
+];
 
 /// The schema version this build creates and expects.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 fn migration_1(names: &Names) -> String {
     let events = names.table(&names.events);
@@ -170,8 +187,15 @@ fn migration_1(names: &Names) -> String {
     )
 }
 
+fn migration_2(names: &Names) -> String {
+    // Unlogged and without an index: a row lives only inside the subtransaction that inserts it
+    // (see `horizon.rs`), so nothing here needs to survive a crash.
+    let tickets = names.table(&names.tickets());
+    format!("CREATE UNLOGGED TABLE IF NOT EXISTS {tickets} (pid int4 NOT NULL);")
+}
+
 /// FNV-1a, 32 bits: a hash that is the same in every build, for the advisory lock key.
-fn stable_hash(text: &str) -> i32 {
+pub(super) fn stable_hash(text: &str) -> i32 {
     let mut hash: u32 = 0x811c_9dc5;
     for byte in text.bytes() {
         hash ^= u32::from(byte);
@@ -241,7 +265,12 @@ pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
     }
     // The migrations record versions, not table names: make sure the configured tables exist
     // (they don't if this schema was created with other table names).
-    for table in [&names.events, &names.snapshots, &names.tracking] {
+    for table in [
+        &names.events,
+        &names.snapshots,
+        &names.tracking,
+        &names.tickets(),
+    ] {
         let row = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&names.table(table)])
             .await
@@ -305,6 +334,19 @@ pub(super) struct Sql {
     /// back: whether the checks passed, how many events were inserted, the last position, and
     /// the versions the streams were at when the statement checked them.
     pub(super) append: String,
+    /// The same inside a caller's transaction ([`PostgresStore::append_in`]): positions come
+    /// from the transaction id of the current subtransaction, taken by inserting a ticket row.
+    ///
+    /// [`PostgresStore::append_in`]: super::PostgresStore::append_in
+    pub(super) append_in: String,
+    /// Deletes the ticket rows [`Sql::append_in`] inserted on this connection.
+    pub(super) delete_tickets: String,
+    /// Announces an appender of this store, before its transaction takes an id (`horizon.rs`).
+    pub(super) announce: String,
+    /// `→ horizon, committed events at or above it` ([`super::HorizonStatus`]).
+    pub(super) horizon_status: String,
+    /// `→ the oldest open appender of this store` ([`super::OpenAppender`]).
+    pub(super) oldest_appender: String,
     /// `$1 uuid[]` → each stream's current version, in argument order.
     pub(super) stream_versions: String,
     /// `$1 tracker, $2 position` → 1 row written if the position moved forward, else 0.
@@ -343,29 +385,24 @@ impl Sql {
         let events = names.table(&names.events);
         let snapshots = names.table(&names.snapshots);
         let tracking = names.table(&names.tracking);
-        // The greatest transaction id whose positions fit in a positive int8.
-        let max_xid = (1_i64 << (63 - POSITION_SHIFT)) - 2;
-        // Every transaction with an id below the snapshot's xmin has finished, so the rows below
-        // this bound are final: no transaction can still commit a row there. When no transaction
-        // id can still be shifted into a position, every stored position is below the bound.
-        let horizon = format!(
-            "(SELECT CASE WHEN h.xmin <= {max_xid} THEN h.xmin << {POSITION_SHIFT} \
-                          ELSE 9223372036854775807 END \
-              FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS xmin) AS h)"
+        let max_xid = MAX_XID;
+        // No appender of this store can still commit a row below this position (`horizon.rs`).
+        let horizon = horizon::horizon_sql(names);
+        let tickets = names.table(&names.tickets());
+        // The append statement, with the transaction id its positions come from. Its own
+        // transaction: the top-level id, taken after the announcement. A caller's transaction:
+        // the current subtransaction's id, which a ticket row's `xmin` shows, widened to 64 bits
+        // from the top-level id (a subtransaction's id is above its parent's).
+        let own_xid = "SELECT pg_current_xact_id()::text::int8 AS xid";
+        let subtransaction_xid = "SELECT top.xid + ((ticket.xmin32 - (top.xid & 4294967295) + 4294967296) % 4294967296) AS xid \
+             FROM (SELECT pg_current_xact_id()::text::int8 AS xid) AS top, ticket";
+        let ticket = format!(
+            "ticket AS (INSERT INTO {tickets} (pid) VALUES (pg_backend_pid()) \
+                        RETURNING xmin::text::int8 AS xmin32), "
         );
-        let versions = format!(
-            "ARRAY(SELECT coalesce((SELECT max(e.version) FROM {events} AS e WHERE e.stream_id = u.id), 0) \
-                   FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n)"
-        );
-        Self {
-            // Checks and insert in one statement, so that an append is BEGIN, this, COMMIT,
-            // sent together. `x` takes the transaction id (once: the CTE is volatile); `slot`
-            // finds where this transaction's positions continue (after events an earlier
-            // `append_in` wrote in it); `ok` has a row only if every stream is at its expected
-            // version, the transaction id fits in a position and the events fit after `first`.
-            // A writer racing past the check hits the (stream_id, version) primary key.
-            append: format!(
-                "WITH x AS (SELECT pg_current_xact_id()::text::int8 AS xid), \
+        let append = |ticket: &str, xid: &str| -> String {
+            format!(
+                "WITH {ticket}x AS ({xid}), \
                  slot AS ( \
                     SELECT x.xid, \
                            coalesce((SELECT max(e.position) FROM {events} AS e \
@@ -397,7 +434,25 @@ impl Sql {
                         (SELECT coalesce(max(position), 0) FROM inserted), \
                         ARRAY(SELECT current.actual FROM current ORDER BY current.n)",
                 slots = 1_i64 << POSITION_SHIFT,
-            ),
+            )
+        };
+        let versions = format!(
+            "ARRAY(SELECT coalesce((SELECT max(e.version) FROM {events} AS e WHERE e.stream_id = u.id), 0) \
+                   FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n)"
+        );
+        Self {
+            // Checks and insert in one statement, so that an append is BEGIN, the announcement,
+            // this, COMMIT, sent together. `x` takes the transaction id; `slot` finds where
+            // positions under that id continue (after events written under it before); `ok`
+            // has a row only if every stream is at its expected
+            // version, the transaction id fits in a position and the events fit after `first`.
+            // A writer racing past the check hits the (stream_id, version) primary key.
+            append: append("", own_xid),
+            append_in: append(&ticket, subtransaction_xid),
+            delete_tickets: format!("DELETE FROM {tickets} WHERE pid = pg_backend_pid()"),
+            announce: horizon::announce_sql(names),
+            horizon_status: horizon::status_sql(names, &events),
+            oldest_appender: horizon::oldest_appender_sql(names),
             stream_versions: format!("SELECT {versions}"),
             upsert_tracking: format!(
                 "INSERT INTO {tracking} AS t (tracker, position) VALUES ($1::text, $2::int8) \
