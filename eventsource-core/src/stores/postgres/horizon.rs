@@ -15,32 +15,32 @@
 //! concurrent; the lock is released when the transaction ends, after it has left the server's
 //! list of running transactions.
 //!
-//! A log read computes, in the same statement as the rows it returns and over one consistent
-//! read of `pg_locks`:
+//! A log read is two statements sent together (one round trip). The first reads `pg_locks` once
+//! (a consistent view) and keeps, in a session setting, the next transaction id at that moment
+//! `n`, the smallest id held by an announced appender `a`, and the ids held by running
+//! transactions that have *not* announced themselves `U`. The second statement takes its
+//! snapshot after that, reads the rows, and bounds them by
 //!
 //! ```text
-//! horizon = min( xmax of the statement's snapshot,                    -- ids not handed out yet
-//!                every transaction id held by an announced appender,  -- appenders still open
-//!                every id the snapshot saw running, unless it belongs -- finished since the
-//!                  to a transaction that is still running and has not --   snapshot, or about
-//!                  announced itself )                                 --   to be announced
+//! horizon = min( n, a, every id its snapshot sees running that is not in U )
 //! ```
 //!
-//! Why that is enough: a row below the horizon was written under a transaction id `x`. Either
-//! `x` had finished when the statement's snapshot was taken (so the read sees its rows), or `x`
-//! was running and, when `pg_locks` was read, belonged to a transaction that had not announced
-//! itself. Such a transaction can only append *after* announcing, and then its positions come
-//! from a transaction id taken after the announcement, which is at least the snapshot's `xmax`:
-//! above any horizon computed before. [`PostgresStore::append`](super::PostgresStore) announces
-//! in its own transaction before its first statement. [`PostgresStore::append_in`] runs in a
-//! caller's transaction that may already hold an id (it wrote to its own tables first), so it
-//! announces and then takes a fresh id from a subtransaction (a savepoint that inserts one row
-//! into the store's `…_tickets` table) and numbers its events from that.
+//! Why no follower can skip: take a row below the horizon, written under id `x < n`, so `x` was
+//! handed out before `pg_locks` was read. If `x` finished before the second statement's
+//! snapshot, the read sees its rows. Otherwise `x` is still running: if it is a top-level id it
+//! is in `U` (an announced holder would give `a ≤ x`, an unseen holder would leave `x` out of
+//! `U` and bound the horizon by it), so its transaction had not announced itself, and ids it
+//! numbers events from are taken *after* it announces: at least `n`. If `x` is a
+//! subtransaction's id, its parent announced before taking it and holds a smaller id, which
+//! bounds the horizon. [`PostgresStore::append`](super::PostgresStore) announces in its own
+//! transaction before its first statement; [`PostgresStore::append_in`] runs in a caller's
+//! transaction that may already hold an id (it wrote to its own tables first), so it announces
+//! and then numbers its events from a fresh subtransaction id (its savepoint inserts one row
+//! into the store's `…_tickets` table, whose `xmin` is that id).
 //!
-//! PostgreSQL releases a transaction's regular locks (its transaction-id lock among them) before
-//! its advisory locks, so `pg_locks` never shows a finished announced appender's id as held by
-//! a transaction that did not announce. The status check `pg_xact_status(x) = 'in progress'`
-//! makes the rule hold without relying on that order.
+//! Because the snapshot is taken after `pg_locks` is read, a transaction that finished while the
+//! read ran never holds it back: an acknowledged append is readable by the next read, unless an
+//! appender of this store that started before it is still open.
 //!
 //! [`PostgresStore::append_in`]: super::PostgresStore::append_in
 
@@ -84,36 +84,58 @@ pub(super) fn announce_sql(names: &Names) -> String {
     )
 }
 
-/// A scalar subquery: the first position a follower must not be handed yet (`i64::MAX` once no
-/// transaction id can be shifted into a position any more).
-pub(super) fn horizon_sql(names: &Names) -> String {
+/// The session setting that carries what [`observe_sql`] saw to [`horizon_sql`].
+const SETTING: &str = "eventsource.horizon";
+
+/// The first of a log read's two statements: reads `pg_locks` once and keeps
+/// `n:a:u1,u2,…` in a session setting (see the module docs); `a` is `n` when no appender is
+/// open. Returns nothing the caller needs.
+pub(super) fn observe_sql(names: &Names) -> String {
     let announced = announced_by(names, "l");
-    // A 32-bit xid as seen in pg_locks, widened to the 64-bit id nearest the snapshot's xmax
-    // (running transactions are always within 2^31 of it).
-    let widen = "lim.xmax + (((own.xid32 - (lim.xmax & 4294967295) + 2147483648) % 4294967296 \
+    // A 32-bit xid as pg_locks shows it, widened to the 64-bit id nearest `n` (running
+    // transactions are always within 2^31 of it).
+    let widen = "lim.n + (((own.xid32 - (lim.n & 4294967295) + 2147483648) % 4294967296 \
                  + 4294967296) % 4294967296 - 2147483648)";
     format!(
-        "(WITH lim AS (SELECT pg_catalog.pg_current_snapshot() AS snap, \
-                             pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::int8 AS xmax), \
-               locks AS MATERIALIZED ( \
-                  SELECT l.locktype, l.mode, l.granted, l.virtualtransaction, \
-                         l.transactionid::text::int8 AS xid32, ({announced}) AS announcement \
-                  FROM pg_catalog.pg_locks AS l), \
-               announced AS (SELECT virtualtransaction FROM locks WHERE announcement), \
-               own AS (SELECT xid32, virtualtransaction, \
-                              virtualtransaction IN (SELECT virtualtransaction FROM announced) AS announced \
-                       FROM locks \
-                       WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted), \
+        "WITH lim AS (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::int8 AS n), \
+              locks AS MATERIALIZED ( \
+                 SELECT l.locktype, l.mode, l.granted, l.virtualtransaction, \
+                        l.transactionid::text::int8 AS xid32, ({announced}) AS announcement \
+                 FROM pg_catalog.pg_locks AS l), \
+              own AS ( \
+                 SELECT xid32, virtualtransaction IN \
+                          (SELECT virtualtransaction FROM locks WHERE announcement) AS announced \
+                 FROM locks \
+                 WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted) \
+         SELECT pg_catalog.set_config('{SETTING}', \
+                  lim.n::text || ':' || \
+                  coalesce((SELECT min({widen}) FROM own WHERE own.announced), lim.n)::text || ':' || \
+                  coalesce((SELECT string_agg(own.xid32::text, ',') FROM own WHERE NOT own.announced), ''), \
+                  false) \
+         FROM lim"
+    )
+}
+
+/// A scalar subquery for the second statement: the first position a follower must not be
+/// handed yet (`i64::MAX` once no transaction id can be shifted into a position any more).
+/// Without what [`observe_sql`] saw (a statement sent on its own), it falls back to the whole
+/// cluster's oldest running transaction, which is safe but held back by everything.
+pub(super) fn horizon_sql() -> String {
+    format!(
+        "(WITH seen AS (SELECT string_to_array(current_setting('{SETTING}', true), ':') AS p), \
+               v AS (SELECT p[1]::int8 AS n, p[2]::int8 AS a, \
+                            coalesce(string_to_array(nullif(p[3], ''), ',')::int8[], '{{}}') AS u \
+                     FROM seen WHERE cardinality(p) = 3), \
+               now AS (SELECT pg_catalog.pg_current_snapshot() AS snap), \
                bounds AS ( \
-                  SELECT lim.xmax AS xid FROM lim \
+                  SELECT v.n AS xid FROM v \
+                  UNION ALL SELECT v.a FROM v \
                   UNION ALL \
-                  SELECT {widen} FROM lim, own WHERE own.announced \
+                  SELECT x.xid::text::int8 FROM v, now, pg_catalog.pg_snapshot_xip(now.snap) AS x(xid) \
+                  WHERE NOT ((x.xid::text::int8 & 4294967295) = ANY (v.u)) \
                   UNION ALL \
-                  SELECT x.xid::text::int8 FROM lim, pg_catalog.pg_snapshot_xip(lim.snap) AS x(xid) \
-                  WHERE NOT EXISTS (SELECT 1 FROM own \
-                                    WHERE NOT own.announced \
-                                      AND own.xid32 = (x.xid::text::int8 & 4294967295)) \
-                     OR pg_catalog.pg_xact_status(x.xid) IS DISTINCT FROM 'in progress') \
+                  SELECT pg_catalog.pg_snapshot_xmin(now.snap)::text::int8 FROM now \
+                  WHERE NOT EXISTS (SELECT 1 FROM v)) \
           SELECT CASE WHEN min(bounds.xid) <= {MAX_XID} THEN min(bounds.xid) << {POSITION_SHIFT} \
                       ELSE 9223372036854775807 END \
           FROM bounds)"
@@ -137,8 +159,8 @@ pub(super) fn oldest_appender_sql(names: &Names) -> String {
 }
 
 /// `→ horizon, committed events at or above it`.
-pub(super) fn status_sql(names: &Names, events: &str) -> String {
-    let horizon = horizon_sql(names);
+pub(super) fn status_sql(events: &str) -> String {
+    let horizon = horizon_sql();
     format!(
         "SELECT h.bound, (SELECT count(*) FROM {events} AS e WHERE e.position >= h.bound) \
          FROM (SELECT {horizon} AS bound) AS h"
@@ -245,14 +267,12 @@ impl PostgresStore {
     pub async fn horizon(&self) -> Result<HorizonStatus> {
         let context = "reading the log's horizon";
         let client = self.client(context).await?;
-        let statement = client
-            .prepare_cached(&self.sql.horizon_status)
-            .await
-            .map_err(pg_error(context))?;
-        let row = client
-            .query_one(&statement, &[])
-            .await
-            .map_err(pg_error(context))?;
+        let rows = self
+            .below_horizon(&client, &self.sql.horizon_status, &[], context)
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::backend(BACKEND, context, "the status query returned no row"))?;
         let bound: i64 = row.try_get(0).map_err(pg_error(context))?;
         let waiting: i64 = row.try_get(1).map_err(pg_error(context))?;
         let oldest_appender = self.oldest_appender(&client).await?;
@@ -296,6 +316,31 @@ impl PostgresStore {
             state: row.try_get(3).map_err(pg_error(context))?,
             query: row.try_get(4).map_err(pg_error(context))?,
         }))
+    }
+
+    /// Runs `sql`, whose conditions use [`horizon_sql`], right after [`observe_sql`]: both sent
+    /// together, one round trip.
+    pub(super) async fn below_horizon(
+        &self,
+        client: &deadpool_postgres::Object,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        context: &str,
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let observe = client
+            .prepare_cached(&self.sql.observe_horizon)
+            .await
+            .map_err(pg_error(context))?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(pg_error(context))?;
+        let (observed, rows) = tokio::join!(
+            client.execute(&observe, &[]),
+            client.query(&statement, params)
+        );
+        observed.map_err(pg_error(format!("{context}: reading pg_locks")))?;
+        rows.map_err(pg_error(context))
     }
 
     /// Called when a follower has read everything below the horizon: at most once per

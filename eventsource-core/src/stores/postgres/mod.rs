@@ -1163,21 +1163,17 @@ impl EventStore for PostgresStore {
         let context = format!("reading the log after position {after}");
         let client = self.client(&context).await?;
         let rows = if query.names.is_empty() {
-            let statement = client
-                .prepare_cached(&self.sql.read_log)
-                .await
-                .map_err(pg_error(&context))?;
-            client.query(&statement, &[&after, &limit]).await
+            self.below_horizon(&client, &self.sql.read_log, &[&after, &limit], &context)
+                .await?
         } else {
-            let statement = client
-                .prepare_cached(&self.sql.read_log_names)
-                .await
-                .map_err(pg_error(&context))?;
-            client
-                .query(&statement, &[&after, &limit, &query.names])
-                .await
-        }
-        .map_err(pg_error(&context))?;
+            self.below_horizon(
+                &client,
+                &self.sql.read_log_names,
+                &[&after, &limit, &query.names],
+                &context,
+            )
+            .await?
+        };
         drop(client);
         if (rows.len() as i64) < limit {
             // Caught up with the horizon: say so if an open appender is holding it back.
@@ -1187,8 +1183,16 @@ impl EventStore for PostgresStore {
     }
 
     async fn last_position(&self) -> Result<u64> {
-        self.query_count(&self.sql.last_position, &[], "the last log position")
-            .await
+        let what = "the last log position";
+        let context = format!("reading {what}");
+        let client = self.client(&context).await?;
+        let rows = self
+            .below_horizon(&client, &self.sql.last_position, &[], &context)
+            .await?;
+        let row = rows.first().ok_or_else(|| {
+            Error::backend(BACKEND, context.as_str(), "the query returned no row")
+        })?;
+        rows::count(row, what)
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {

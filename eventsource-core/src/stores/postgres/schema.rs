@@ -343,6 +343,8 @@ pub(super) struct Sql {
     pub(super) delete_tickets: String,
     /// Announces an appender of this store, before its transaction takes an id (`horizon.rs`).
     pub(super) announce: String,
+    /// Reads `pg_locks` for the statement sent right after it (`horizon.rs`).
+    pub(super) observe_horizon: String,
     /// `→ horizon, committed events at or above it` ([`super::HorizonStatus`]).
     pub(super) horizon_status: String,
     /// `→ the oldest open appender of this store` ([`super::OpenAppender`]).
@@ -387,7 +389,7 @@ impl Sql {
         let tracking = names.table(&names.tracking);
         let max_xid = MAX_XID;
         // No appender of this store can still commit a row below this position (`horizon.rs`).
-        let horizon = horizon::horizon_sql(names);
+        let horizon = horizon::horizon_sql();
         let tickets = names.table(&names.tickets());
         // The append statement, with the transaction id its positions come from. Its own
         // transaction: the top-level id, taken after the announcement. A caller's transaction:
@@ -451,7 +453,8 @@ impl Sql {
             append_in: append(&ticket, subtransaction_xid),
             delete_tickets: format!("DELETE FROM {tickets} WHERE pid = pg_backend_pid()"),
             announce: horizon::announce_sql(names),
-            horizon_status: horizon::status_sql(names, &events),
+            horizon_status: horizon::status_sql(&events),
+            observe_horizon: horizon::observe_sql(names),
             oldest_appender: horizon::oldest_appender_sql(names),
             stream_versions: format!("SELECT {versions}"),
             upsert_tracking: format!(
