@@ -122,6 +122,13 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
     /// state, so it may be called more than once; it runs inside the command's context, so
     /// commands it runs share the correlation id.
     ///
+    /// The returned future may borrow the state, but nothing else from outside the closure:
+    /// move owned values in (clone an `Arc` of a service per call). To borrow services, use a
+    /// [`unit_of_work`](Self::unit_of_work), whose closure may borrow anything that outlives
+    /// the repository. A decision built by a helper function must name its signature
+    /// (`-> impl for<'a> FnMut(&'a A) -> BoxFuture<'a, Result<T, E>>`); a closure passed
+    /// directly needs nothing.
+    ///
     /// ```
     /// use eventsource_core::prelude::*;
     /// use serde::{Deserialize, Serialize};
