@@ -212,7 +212,7 @@ impl Default for TransferLimits {
     /// 10,000.00 per transfer, answered in 1 ms.
     fn default() -> Self {
         Self {
-            per_transfer: 10_000_00,
+            per_transfer: 1_000_000, // cents: 10,000.00
             latency: Duration::from_millis(1),
         }
     }
