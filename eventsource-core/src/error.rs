@@ -211,6 +211,22 @@ pub enum Error {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// A unit of work was asked to load a stream as one aggregate type after loading it as
+    /// another.
+    #[error(
+        "stream {stream} is already loaded as {loaded_as} in this unit of work; it can't be loaded as {requested} too"
+    )]
+    StreamLoadedAsAnotherType {
+        /// The stream.
+        stream: Uuid,
+        /// The type it was loaded as first.
+        loaded_as: &'static str,
+        /// The type asked for now.
+        requested: &'static str,
+    },
+    /// A command context's metadata key or stored value was refused.
+    #[error(transparent)]
+    Metadata(#[from] crate::application::context::MetadataError),
     /// A store was configured with something it can't use (a bad table name, URL, …).
     #[error("invalid {backend} store configuration: {message}")]
     Config {

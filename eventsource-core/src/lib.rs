@@ -64,7 +64,8 @@
 //!
 //! ## Layers
 //! - [`domain`]: [`Event`], [`Aggregate`], [`Apply`], ids.
-//! - [`application`]: the [`Repository`].
+//! - [`application`]: the [`Repository`], the [`CommandContext`] stored with every event,
+//!   retries with [`Backoff`], and the [`UnitOfWork`] across aggregate types.
 //! - [`persistence`]: the stored records, [`Codec`]s and the [`EventStore`] contract.
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
@@ -83,7 +84,10 @@ pub mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use application::context::{CommandContext, MetadataError};
 pub use application::repository::{CommandError, Loaded, Recorded, Repository};
+pub use application::retry::{Backoff, RetryPolicy};
+pub use application::unit_of_work::{Handle, UnitOfWork, Work};
 pub use domain::aggregate::{Aggregate, Apply, SnapshotSettings, Snapshotted};
 pub use domain::event::{Event, EventEnum, IntoEvents, UpcastFn};
 pub use domain::id::{id_from_name, new_id};
@@ -101,6 +105,8 @@ pub use stores::postgres::PostgresStore;
 pub use stores::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 pub use async_trait::async_trait;
+/// The boxed future an async decision returns: `|state| Box::pin(async move { … })`.
+pub use futures_util::future::BoxFuture;
 pub use uuid::Uuid;
 
 /// `#[derive(Event)]`: see [`Event`].
@@ -118,8 +124,8 @@ pub mod prelude {
     #[cfg(feature = "sqlite")]
     pub use crate::SqliteStore;
     pub use crate::{
-        Aggregate, Apply, CommandError, Event, EventEnum, EventStore, IntoEvents, Json, Loaded,
-        MemoryStore, Repository, UpcastError, Uuid,
+        Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventEnum, EventStore,
+        IntoEvents, Json, Loaded, MemoryStore, Repository, UnitOfWork, UpcastError, Uuid,
     };
 }
 

@@ -6,8 +6,10 @@
 //! - version 2 `{"amount": 12, "currency": "EUR"}`: a function step added the currency;
 //! - version 3 `{"cents": 1200, "currency": "EUR"}`: a typed step (`From<DepositedV2>`) moved to cents.
 
+use std::time::Duration;
+
+use eventsource_core::Codec;
 use eventsource_core::prelude::*;
-use eventsource_core::{Error, Loaded};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -151,6 +153,14 @@ pub enum BankError {
     /// A transfer to the same account.
     #[error("an account cannot transfer money to itself")]
     SameAccount,
+    /// A transfer above what the limits service allows for the sending account.
+    #[error("a transfer of {} is over this account's limit of {}", cents(*requested), cents(*limit))]
+    OverLimit {
+        /// The limit in cents.
+        limit: u64,
+        /// The amount asked for in cents.
+        requested: u64,
+    },
 }
 
 /// Formats cents as `12.34`.
@@ -188,35 +198,106 @@ impl BankAccount {
 /// A transfer's failure: refused by the domain, or by the store.
 pub type TransferError = CommandError<BankError>;
 
-/// Moves money between two accounts in one atomic append: both streams change, or neither.
-/// Retries on a version conflict, like [`Repository::execute`].
-pub async fn transfer<S: EventStore>(
-    accounts: &Repository<BankAccount, S>,
+/// The limits service a transfer asks before it decides (in a real bank, a remote call to a
+/// risk system): how much an account may send in one transfer.
+#[derive(Debug, Clone)]
+pub struct TransferLimits {
+    /// The limit for every account, in cents.
+    pub per_transfer: u64,
+    /// How long the simulated remote call takes.
+    pub latency: Duration,
+}
+
+impl Default for TransferLimits {
+    /// 10,000.00 per transfer, answered in 1 ms.
+    fn default() -> Self {
+        Self {
+            per_transfer: 1_000_000, // cents: 10,000.00
+            latency: Duration::from_millis(1),
+        }
+    }
+}
+
+impl TransferLimits {
+    /// The most `account` may send in one transfer, in cents.
+    pub async fn limit_for(&self, account: Uuid) -> u64 {
+        let _ = account;
+        tokio::time::sleep(self.latency).await;
+        self.per_transfer
+    }
+}
+
+/// A transfer that was saved: both accounts after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfer {
+    /// The sending account's balance after the transfer, in cents.
+    pub sender_balance: u64,
+    /// The sending account's version after the transfer.
+    pub sender_version: u64,
+    /// The receiving account's balance after the transfer, in cents.
+    pub receiver_balance: u64,
+    /// The receiving account's version after the transfer.
+    pub receiver_version: u64,
+}
+
+impl BankAccount {
+    /// Decides the sending half of a transfer: refuses an overdraft and an amount over `limit`.
+    pub fn send(&self, to: Uuid, cents: u64, limit: u64) -> Result<TransferSent, BankError> {
+        if cents > limit {
+            return Err(BankError::OverLimit {
+                limit,
+                requested: cents,
+            });
+        }
+        let withdrawal = self.withdraw(cents)?;
+        Ok(TransferSent {
+            to,
+            cents: withdrawal.cents,
+        })
+    }
+}
+
+/// Moves money between two accounts as one unit of work: both streams change in one atomic
+/// append, or neither does. The decision awaits the limits service; on a version conflict (a
+/// concurrent command moved either account) the whole unit runs again on fresh state, with the
+/// repository's attempts and backoff.
+pub async fn transfer<S: EventStore, C: Codec>(
+    accounts: &Repository<BankAccount, S, C>,
+    limits: &TransferLimits,
     from: Uuid,
     to: Uuid,
     cents: u64,
-) -> Result<(Loaded<BankAccount>, Loaded<BankAccount>), TransferError> {
+) -> Result<Transfer, TransferError> {
     if from == to {
         return Err(CommandError::Rejected(BankError::SameAccount));
     }
-    const ATTEMPTS: u32 = 5;
-    for attempt in 1..=ATTEMPTS {
-        let mut sender = accounts.get(from).await?;
-        let mut receiver = accounts.get(to).await?;
-        let withdrawal = sender.withdraw(cents).map_err(CommandError::Rejected)?;
-        sender.record(TransferSent {
-            to,
-            cents: withdrawal.cents,
-        });
-        receiver.record(TransferReceived { from, cents });
-        match accounts.save(&mut [&mut sender, &mut receiver]).await {
-            Ok(_) => return Ok((sender, receiver)),
-            Err(error) if error.is_conflict() && attempt < ATTEMPTS => continue,
-            Err(error) => return Err(CommandError::Store(error)),
-        }
-    }
-    Err(CommandError::Store(Error::TooManyConflicts {
-        stream: from,
-        attempts: ATTEMPTS,
-    }))
+    accounts
+        .unit_of_work()
+        .run(|work| {
+            Box::pin(async move {
+                let sender = work.load::<BankAccount>(from).await?;
+                let receiver = work.load::<BankAccount>(to).await?;
+                let limit = limits.limit_for(from).await;
+                let sent = work[sender]
+                    .send(to, cents, limit)
+                    .map_err(CommandError::Rejected)?;
+                work.record(sender, sent);
+                work.record(receiver, TransferReceived { from, cents });
+                let after = |account: &Loaded<BankAccount>| {
+                    (
+                        account.balance,
+                        account.version() + account.pending().len() as u64,
+                    )
+                };
+                let (sender_balance, sender_version) = after(&work[sender]);
+                let (receiver_balance, receiver_version) = after(&work[receiver]);
+                Ok(Transfer {
+                    sender_balance,
+                    sender_version,
+                    receiver_balance,
+                    receiver_version,
+                })
+            })
+        })
+        .await
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use eventsource_core::prelude::*;
 use eventsource_core::{AppendBatch, DecodeError, Error, NewEvent, StreamRange, registry};
 use eventsource_examples::bank::{
-    self, BankAccount, BankAccountEvent, BankError, Deposited, Opened,
+    self, BankAccount, BankAccountEvent, BankError, Deposited, Opened, TransferLimits,
 };
 
 type Accounts = Repository<BankAccount, Arc<MemoryStore>>;
@@ -113,8 +113,20 @@ async fn a_transfer_is_atomic_across_two_accounts() {
     let bob = accounts.create(opened("Bob")).await.unwrap();
     accounts.execute(ada, |a| a.deposit(50_00)).await.unwrap();
 
-    let (sender, receiver) = bank::transfer(&accounts, ada, bob, 20_00).await.unwrap();
-    assert_eq!((sender.balance, receiver.balance), (30_00, 20_00));
+    let limits = TransferLimits::default();
+    let transfer = bank::transfer(&accounts, &limits, ada, bob, 20_00)
+        .await
+        .unwrap();
+    assert_eq!(
+        (transfer.sender_balance, transfer.receiver_balance),
+        (30_00, 20_00)
+    );
+    assert_eq!((transfer.sender_version, transfer.receiver_version), (3, 2));
+    // Both halves were one append: they sit next to each other in the log.
+    let sent = accounts.history(ada).await.unwrap().pop().unwrap();
+    let received = accounts.history(bob).await.unwrap().pop().unwrap();
+    assert!(matches!(sent.event, BankAccountEvent::TransferSent(_)));
+    assert_eq!(sent.correlation_id(), received.correlation_id());
 
     // A stale save of both streams fails as a whole: neither stream changes.
     let mut stale_ada = accounts.get(ada).await.unwrap();
@@ -140,9 +152,22 @@ async fn a_transfer_is_atomic_across_two_accounts() {
         "Ada's half was not written"
     );
     assert!(matches!(
-        bank::transfer(&accounts, ada, bob, 1_000_00).await,
+        bank::transfer(&accounts, &limits, ada, bob, 1_000_00).await,
         Err(CommandError::Rejected(BankError::InsufficientFunds { .. }))
     ));
+    // The limits service is asked before deciding: over the limit is refused, nothing written.
+    let strict = TransferLimits {
+        per_transfer: 5_00,
+        ..TransferLimits::default()
+    };
+    assert!(matches!(
+        bank::transfer(&accounts, &strict, ada, bob, 10_00).await,
+        Err(CommandError::Rejected(BankError::OverLimit {
+            limit: 5_00,
+            requested: 10_00
+        }))
+    ));
+    assert_eq!(accounts.get(ada).await.unwrap().balance, 30_00);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

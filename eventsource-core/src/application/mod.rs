@@ -1,6 +1,10 @@
 //! The application layer: the repository that replays, decides and appends, with its snapshots
-//! and cache.
+//! and cache; the command context stored with every event; retries with backoff; and units of
+//! work that save aggregates of several types in one atomic append.
 
 mod cache;
+pub mod context;
 pub mod repository;
+pub mod retry;
 mod snapshot;
+pub mod unit_of_work;

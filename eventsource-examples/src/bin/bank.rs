@@ -14,8 +14,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use eventsource_core::prelude::*;
-use eventsource_core::{AppendBatch, Error, NewEvent, id_from_name};
-use eventsource_examples::bank::{self, BankAccount, BankAccountEvent, BankError, Opened, cents};
+use eventsource_core::{AppendBatch, Error, NewEvent, Recorded, id_from_name};
+use eventsource_examples::bank::{
+    self, BankAccount, BankAccountEvent, BankError, Opened, TransferLimits, cents,
+};
 use eventsource_examples::open_store;
 use futures_util::TryStreamExt;
 
@@ -86,31 +88,51 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
     //    name (UUID v5), so every run finds the same streams.
-    let ada = open_or_find(&accounts, "ada", "Ada Lovelace").await?;
-    let bob = open_or_find(&accounts, "bob", "Bob Babbage").await?;
+    //    A clerk opens them: one request, so both share one correlation id.
+    let (ada, bob) = CommandContext::new()
+        .with_actor("clerk")
+        .scope(async {
+            let ada = open_or_find(&accounts, "ada", "Ada Lovelace").await?;
+            let bob = open_or_find(&accounts, "bob", "Bob Babbage").await?;
+            Ok::<_, Error>((ada, bob))
+        })
+        .await?;
 
     // 2. Deposit: `execute` replays the account, decides, and appends with the version it saw.
-    let after = accounts.execute(ada, |acct| acct.deposit(100_00)).await?;
+    //    Each request runs in a command context (who acts, which request it belongs to): every
+    //    event it writes carries it as metadata.
+    let as_ada = CommandContext::new()
+        .with_actor("ada")
+        .with("channel", "demo")?;
+    let after = as_ada
+        .clone()
+        .scope(accounts.execute(ada, |acct| acct.deposit(100_00)))
+        .await?;
     say!(
         "Ada deposits 100.00          -> balance {} (version {})",
         cents(after.balance),
         after.version()
     );
 
-    // 3. A transfer changes two aggregates: both appends commit in one transaction, or neither.
-    let (sender, receiver) = bank::transfer(&accounts, ada, bob, 25_00).await?;
+    // 3. A transfer changes two aggregates as one unit of work: both appends commit in one
+    //    transaction, or neither. Its decision awaits a (simulated) limits service first.
+    let limits = TransferLimits::default();
+    let transfer = as_ada
+        .scope(bank::transfer(&accounts, &limits, ada, bob, 25_00))
+        .await?;
     say!(
         "Ada sends Bob 25.00          -> Ada {} (v{}), Bob {} (v{}), saved atomically",
-        cents(sender.balance),
-        sender.version(),
-        cents(receiver.balance),
-        receiver.version()
+        cents(transfer.sender_balance),
+        transfer.sender_version,
+        cents(transfer.receiver_balance),
+        transfer.receiver_version
     );
 
     // 4. The domain refuses an overdraft; nothing is written.
+    let as_bob = CommandContext::new().with_actor("bob");
     let before = accounts.get(bob).await?;
-    match accounts
-        .execute(bob, |acct| acct.withdraw(1_000_000_00))
+    match as_bob
+        .scope(accounts.execute(bob, |acct| acct.withdraw(1_000_000_00)))
         .await
     {
         Err(CommandError::Rejected(refusal @ BankError::InsufficientFunds { .. })) => {
@@ -127,15 +149,16 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_unchanged(before.version(), unchanged.version())?;
 
-    // 5. History: every event of Ada's account, decoded.
-    say!("\nAda's history:");
+    // 5. History: every event of Ada's account, decoded, with the context it was written in.
+    say!("\nAda's history (correlation id, actor):");
     let history = accounts.history(ada).await?;
     for recorded in history.iter().rev().take(8).rev() {
         say!(
-            "  v{:<3} position {:<6} {}",
+            "  v{:<3} position {:<6} {:<44} {}",
             recorded.version,
             recorded.position,
-            describe(&recorded.event)
+            describe(&recorded.event),
+            written_by(recorded)
         );
     }
     if history.len() > 8 {
@@ -189,6 +212,16 @@ async fn open_or_find(accounts: &Accounts, key: &str, owner: &str) -> Result<Uui
         Err(error) => return Err(error),
     }
     Ok(id)
+}
+
+/// "correlation <id> by <actor>", or what is missing (events written before commands had a
+/// context carry none).
+fn written_by(recorded: &Recorded<BankAccountEvent>) -> String {
+    let correlation = recorded
+        .correlation_id()
+        .map_or_else(|| "(none)".to_owned(), |id| id.to_string());
+    let actor = recorded.actor().unwrap_or("(no actor)");
+    format!("correlation {correlation} by {actor}")
 }
 
 fn assert_unchanged(before: u64, after: u64) -> Result<(), String> {

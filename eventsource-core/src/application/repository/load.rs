@@ -1,0 +1,243 @@
+//! Loading: rebuilding an aggregate's state from the best starting point (a cached state, a
+//! snapshot, or nothing) and the events after it; time travel; history; decoding stored events.
+//!
+//! The functions at the bottom take the store, codec and (optional) cache as arguments, so a
+//! [`UnitOfWork`](crate::UnitOfWork) loads exactly as a repository does.
+
+use std::ops::ControlFlow;
+
+use futures_util::TryStreamExt;
+use uuid::Uuid;
+
+use super::{Loaded, Recorded, Repository};
+use crate::application::cache::StateCache;
+use crate::application::snapshot::{self, Found};
+use crate::domain::aggregate::Aggregate;
+use crate::domain::event::EventEnum;
+use crate::error::{Error, Result};
+use crate::persistence::codec::Codec;
+use crate::persistence::record::{StoredEvent, StreamRange};
+use crate::persistence::store::EventStore;
+
+impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
+    /// Loads the aggregate's current state by replaying its stream.
+    ///
+    /// Fails with [`Error::NotFound`] if the stream is empty.
+    #[tracing::instrument(level = "debug", skip(self), fields(aggregate = A::NAME))]
+    pub async fn get(&self, id: Uuid) -> Result<Loaded<A>> {
+        let loaded = self.load(id, None).await?;
+        if loaded.version == 0 {
+            return Err(Error::NotFound {
+                aggregate: A::NAME,
+                stream: id,
+            });
+        }
+        Ok(loaded)
+    }
+
+    /// Loads the aggregate's state as it was at `version` (time travel).
+    ///
+    /// Starts from the newest usable snapshot at or below `version`, or from the cached state if
+    /// that is at or below `version` and newer, and applies the events up to `version`. The
+    /// cache is left as it is. Fails with [`Error::VersionNotFound`] if the stream has not
+    /// reached `version` (or `version` is 0).
+    pub async fn get_at(&self, id: Uuid, version: u64) -> Result<Loaded<A>> {
+        if version == 0 {
+            let latest = self.store.stream_version(id).await?;
+            if latest == 0 {
+                return Err(Error::NotFound {
+                    aggregate: A::NAME,
+                    stream: id,
+                });
+            }
+            return Err(Error::VersionNotFound {
+                aggregate: A::NAME,
+                stream: id,
+                requested: version,
+                latest,
+            });
+        }
+        let loaded = self.load(id, Some(version)).await?;
+        if loaded.version == 0 {
+            return Err(Error::NotFound {
+                aggregate: A::NAME,
+                stream: id,
+            });
+        }
+        if loaded.version < version {
+            return Err(Error::VersionNotFound {
+                aggregate: A::NAME,
+                stream: id,
+                requested: version,
+                latest: loaded.version,
+            });
+        }
+        Ok(loaded)
+    }
+
+    /// The aggregate's decoded events with their versions, positions, times and metadata (the
+    /// [`CommandContext`](crate::CommandContext) each was written in: see
+    /// [`Recorded::correlation_id`] and [`Recorded::actor`]).
+    pub async fn history(&self, id: Uuid) -> Result<Vec<Recorded<A::Event>>> {
+        let mut events = self.store.read_stream(id, StreamRange::all());
+        let mut history = Vec::new();
+        while let Some(stored) = events.try_next().await? {
+            let event = self.decode(&stored)?;
+            history.push(Recorded {
+                event,
+                version: stored.version,
+                position: stored.position,
+                stored_schema_version: stored.schema_version,
+                metadata: stored.metadata,
+                recorded_at: stored.recorded_at,
+            });
+        }
+        Ok(history)
+    }
+
+    /// Decodes a stored event of this aggregate, naming the record on failure.
+    pub fn decode(&self, stored: &StoredEvent) -> Result<A::Event> {
+        decode::<A, C>(&self.codec, stored)
+    }
+
+    /// Loads the state at `upto` (the latest with `None`), through the cache.
+    pub(super) async fn load(&self, id: Uuid, upto: Option<u64>) -> Result<Loaded<A>> {
+        load(&self.store, &self.codec, self.cache.as_deref(), id, upto).await
+    }
+}
+
+/// Decodes a stored event of `A`, naming the record on failure.
+pub(crate) fn decode<A: Aggregate, C: Codec>(codec: &C, stored: &StoredEvent) -> Result<A::Event> {
+    A::Event::decode(codec, &stored.name, stored.schema_version, &stored.payload).map_err(
+        |source| Error::Decode {
+            stream: stored.stream_id,
+            version: stored.version,
+            event: stored.name.clone(),
+            schema_version: stored.schema_version,
+            source,
+        },
+    )
+}
+
+/// Loads the state at `upto` (the latest with `None`): from the best starting point (the
+/// cache, a snapshot, or nothing), then the events after it. A stream with no events loads as
+/// the empty state at version 0.
+pub(crate) async fn load<A, S, C>(
+    store: &S,
+    codec: &C,
+    cache: Option<&dyn StateCache<A>>,
+    id: Uuid,
+    upto: Option<u64>,
+) -> Result<Loaded<A>>
+where
+    A: Aggregate,
+    S: EventStore,
+    C: Codec,
+{
+    let cached = cache
+        .and_then(|cache| cache.get(id))
+        .filter(|(version, _)| upto.is_none_or(|upto| *version <= upto));
+    // With the latest state cached, the cache is the best start. For time travel a snapshot
+    // between the cached version and `upto` is better, so look for one too.
+    let found = match (&cached, upto) {
+        (Some(_), None) => Found::Nothing,
+        (Some((version, _)), Some(upto)) if *version == upto => Found::Nothing,
+        _ => snapshot::find::<A, S, C>(store, codec, id, upto).await,
+    };
+    let mut rebuild_snapshot = false;
+    let mut from_snapshot = false;
+    let (version, state) = match (found, cached) {
+        (Found::Usable { version, .. }, Some(cached)) if cached.0 > version => cached,
+        (Found::Usable { version, state }, _) => {
+            from_snapshot = true;
+            (version, state)
+        }
+        (Found::Unusable, cached) => {
+            rebuild_snapshot = upto.is_none();
+            cached.unwrap_or_default()
+        }
+        (Found::Nothing, cached) => cached.unwrap_or_default(),
+    };
+    let mut loaded = Loaded::at(id, version, state);
+    if !fold(store, codec, &mut loaded, upto, from_snapshot).await? {
+        tracing::warn!(
+            aggregate = A::NAME, stream = %id, snapshot_version = version,
+            "the snapshot is ahead of the stream (events restored from an older backup?); ignoring it and replaying from the events"
+        );
+        snapshot::disown::<A, S>(store, id, version).await;
+        loaded = Loaded::empty(id);
+        rebuild_snapshot = upto.is_none();
+        fold(store, codec, &mut loaded, upto, false).await?;
+    }
+    if upto.is_none() && loaded.version > 0 {
+        if let Some(cache) = cache {
+            cache.put(id, loaded.version, &loaded.state);
+        }
+        if rebuild_snapshot {
+            snapshot::write_best_effort(store, codec, id, loaded.version, &loaded.state).await;
+        }
+    }
+    Ok(loaded)
+}
+
+/// Applies the stream's events after `loaded.version` (up to `upto`) to `loaded`.
+///
+/// With `check_start` (the state came from a snapshot) it also reads the event at
+/// `loaded.version` itself, to make sure the stream really reached the snapshot's version,
+/// and returns `false` without applying anything if it didn't.
+async fn fold<A, S, C>(
+    store: &S,
+    codec: &C,
+    loaded: &mut Loaded<A>,
+    upto: Option<u64>,
+    mut check_start: bool,
+) -> Result<bool>
+where
+    A: Aggregate,
+    S: EventStore,
+    C: Codec,
+{
+    let first = if check_start {
+        loaded.version
+    } else {
+        loaded.version + 1
+    };
+    if upto.is_some_and(|upto| first > upto) {
+        return Ok(true);
+    }
+    let mut range = StreamRange::all().from(first);
+    if let Some(upto) = upto {
+        range = range.to(upto);
+    }
+    let id = loaded.id;
+    let mut matched = true;
+    store
+        .visit_stream(id, range, &mut |stored| {
+            if check_start {
+                // The event at the snapshot's own version: the stream must have reached it.
+                if stored.version != loaded.version {
+                    matched = false;
+                    return Ok(ControlFlow::Break(()));
+                }
+                check_start = false;
+                return Ok(ControlFlow::Continue(()));
+            }
+            if stored.version != loaded.version + 1 {
+                return Err(Error::Corrupt {
+                    stream: id,
+                    version: stored.version,
+                    message: format!(
+                        "expected version {} next, the store returned {}",
+                        loaded.version + 1,
+                        stored.version
+                    ),
+                });
+            }
+            let event = decode::<A, C>(codec, stored)?;
+            loaded.state.apply_event(&event);
+            loaded.version = stored.version;
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+    Ok(matched && !check_start)
+}

@@ -1,0 +1,415 @@
+//! Units of work: load aggregates of any types, decide (awaiting services if need be), and save
+//! all their new events in one atomic append, retrying the whole unit on a version conflict.
+//!
+//! # Snapshots and caches
+//!
+//! A unit of work loads from snapshots like a repository does, and after it saves, takes a
+//! snapshot of each aggregate whose stream crossed a multiple of its derive's
+//! `snapshot_every` (a repository's [`snapshot_every`](crate::Repository::snapshot_every)
+//! override does not apply here). It bypasses repositories' caches: it neither reads nor
+//! writes them. That can't make a cache wrong: a cached entry is a state the stream really had,
+//! so after a unit of work appends, the entry is merely behind and the repository's next load
+//! reads the events after it.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Index;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::BoxFuture;
+use uuid::Uuid;
+
+use super::context::CommandContext;
+use super::repository::load::load;
+use super::repository::{CommandError, Loaded, encode};
+use super::retry::{Backoff, RetryPolicy};
+use super::snapshot;
+use crate::domain::aggregate::Aggregate;
+use crate::domain::event::IntoEvents;
+use crate::error::{Error, Result};
+use crate::persistence::codec::{Codec, Json};
+use crate::persistence::record::{AppendBatch, Metadata, StreamAppend};
+use crate::persistence::store::EventStore;
+
+/// Runs a closure that loads aggregates of any types and records events on them, then appends
+/// all the events in one atomic [`EventStore::append`]: every stream changes, or none does.
+///
+/// On a version conflict (another writer moved one of the streams) nothing of the attempt is
+/// written; the unit waits its [`Backoff`] and runs the closure again on fresh state, up to its
+/// attempts, then fails with [`Error::TooManyConflicts`]. The closure may therefore run more
+/// than once. It runs inside the [`CommandContext`] of the unit, and every event carries that
+/// context as metadata. See the module docs for snapshots and caches.
+///
+/// Get one from a repository ([`Repository::unit_of_work`](crate::Repository::unit_of_work),
+/// which shares its store, codec and retry policy) or with [`UnitOfWork::new`].
+///
+/// ```
+/// use eventsource_core::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+/// struct Ordered { customer: Uuid, cents: u64 }
+/// #[derive(Aggregate, Default, Debug)]
+/// #[aggregate(events(Ordered))]
+/// struct Order { cents: u64 }
+/// impl Apply<Ordered> for Order {
+///     fn apply(&mut self, e: &Ordered) { self.cents = e.cents; }
+/// }
+///
+/// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+/// struct Spent { cents: u64 }
+/// #[derive(Aggregate, Default, Debug)]
+/// #[aggregate(events(Spent))]
+/// struct Customer { spent: u64 }
+/// impl Apply<Spent> for Customer {
+///     fn apply(&mut self, e: &Spent) { self.spent += e.cents; }
+/// }
+///
+/// #[derive(Debug)]
+/// struct OverBudget;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let (customer, order) = (Uuid::now_v7(), Uuid::now_v7());
+/// UnitOfWork::new(&store)
+///     .run(|work| Box::pin(async move {
+///         let buyer = work.load_or_default::<Customer>(customer).await?;
+///         let placed = work.load_or_default::<Order>(order).await?;
+///         if work[buyer].spent + 30 > 100 {
+///             return Err(CommandError::Rejected(OverBudget));
+///         }
+///         work.record(buyer, Spent { cents: 30 });
+///         work.record(placed, Ordered { customer, cents: 30 });
+///         Ok(())
+///     }))
+///     .await
+///     .unwrap();
+/// assert_eq!(store.stream_version(customer).await?, 1);   // both streams, one append
+/// assert_eq!(store.stream_version(order).await?, 1);
+/// # Ok::<_, eventsource_core::Error>(()) }).unwrap();
+/// ```
+pub struct UnitOfWork<'r, S, C = Json> {
+    store: &'r S,
+    codec: &'r C,
+    retry: RetryPolicy,
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for UnitOfWork<'_, S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnitOfWork")
+            .field("store", &self.store)
+            .field("codec", &self.codec)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl<'r, S: EventStore> UnitOfWork<'r, S, Json> {
+    /// A unit of work over `store` with JSON payloads and the default [`RetryPolicy`].
+    pub fn new(store: &'r S) -> Self {
+        Self::with_codec(store, &Json)
+    }
+}
+
+impl<'r, S: EventStore, C: Codec> UnitOfWork<'r, S, C> {
+    /// A unit of work over `store`, encoding payloads with `codec`.
+    pub fn with_codec(store: &'r S, codec: &'r C) -> Self {
+        Self {
+            store,
+            codec,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// How many times the unit is tried before it gives up on conflicts (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.retry = self.retry.with_max_attempts(attempts);
+        self
+    }
+
+    /// How long the unit waits before retrying after a conflict.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.retry = self.retry.with_backoff(backoff);
+        self
+    }
+
+    /// Sets attempts and backoff at once.
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs the unit: calls `body` with a fresh [`Work`], then appends every event it recorded
+    /// in one atomic append, each stream expecting the version it was loaded at. Returns what
+    /// `body` returned.
+    ///
+    /// `body` returns `Err(CommandError::Rejected(_))` to refuse (nothing is written; `?` on a
+    /// load's [`Error`] gives `CommandError::Store`). Its future is boxed so that it can borrow
+    /// the work: `|work| Box::pin(async move { … })`.
+    pub async fn run<T, E, F>(&self, mut body: F) -> Result<T, CommandError<E>>
+    where
+        F: for<'w> FnMut(&'w mut Work<'r, S, C>) -> BoxFuture<'w, Result<T, CommandError<E>>>,
+    {
+        let context = CommandContext::for_command();
+        let metadata = context.to_metadata();
+        let mut attempt = 1;
+        loop {
+            let mut work = Work::new(self.store, self.codec);
+            let value = context.clone().enter(body(&mut work)).await?;
+            match work.commit(&metadata).await {
+                Ok(()) => return Ok(value),
+                Err(error) => {
+                    self.retry.after_failure(attempt, error).await?;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The aggregates one attempt of a [`UnitOfWork`] loaded, and the events recorded on them.
+///
+/// [`load`](Self::load) and [`load_or_default`](Self::load_or_default) return a [`Handle`];
+/// read the aggregate with `work[handle]` (a [`Loaded`]) and record events with
+/// [`record`](Self::record).
+pub struct Work<'r, S, C = Json> {
+    store: &'r S,
+    codec: &'r C,
+    serial: u64,
+    slots: Vec<Box<dyn Slot<S, C>>>,
+}
+
+impl<S, C> fmt::Debug for Work<'_, S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for slot in &self.slots {
+            list.entry(&format_args!(
+                "{} {} at version {} (+{} pending)",
+                slot.aggregate(),
+                slot.stream(),
+                slot.version(),
+                slot.pending_len()
+            ));
+        }
+        list.finish()
+    }
+}
+
+/// Which aggregate of a [`Work`] to read or record on: returned by [`Work::load`]. Cheap to
+/// copy; only valid in the attempt of the unit that loaded it.
+pub struct Handle<A> {
+    slot: usize,
+    serial: u64,
+    stream: Uuid,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Handle<A> {
+    /// The aggregate's id (its stream id).
+    pub fn id(&self) -> Uuid {
+        self.stream
+    }
+}
+
+impl<A> Clone for Handle<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for Handle<A> {}
+
+impl<A: Aggregate> fmt::Debug for Handle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Handle<{}>({})", A::NAME, self.stream)
+    }
+}
+
+/// Serial numbers of works, so a handle from another work (or attempt) is never mistaken for
+/// one of this work's.
+static WORKS: AtomicU64 = AtomicU64::new(1);
+
+impl<'r, S: EventStore, C: Codec> Work<'r, S, C> {
+    fn new(store: &'r S, codec: &'r C) -> Self {
+        Self {
+            store,
+            codec,
+            serial: WORKS.fetch_add(1, Ordering::Relaxed),
+            slots: Vec::new(),
+        }
+    }
+
+    /// Loads an aggregate of type `A` (from its newest usable snapshot and the events after
+    /// it). Fails with [`Error::NotFound`] if its stream has no events. Loading the same id
+    /// again returns the same handle.
+    pub async fn load<A: Aggregate>(&mut self, id: Uuid) -> Result<Handle<A>> {
+        let handle = self.load_or_default::<A>(id).await?;
+        if self[handle].version() == 0 && self[handle].pending().is_empty() {
+            return Err(Error::NotFound {
+                aggregate: A::NAME,
+                stream: id,
+            });
+        }
+        Ok(handle)
+    }
+
+    /// Loads an aggregate of type `A`, or its empty state at version 0 if its stream has no
+    /// events: saving it then appends with "the stream must not exist" (create-or-execute).
+    pub async fn load_or_default<A: Aggregate>(&mut self, id: Uuid) -> Result<Handle<A>> {
+        if let Some(slot) = self.slots.iter().position(|slot| slot.stream() == id) {
+            if self.slots[slot].as_any().is::<Loaded<A>>() {
+                return Ok(self.handle(slot, id));
+            }
+            return Err(Error::StreamLoadedAsAnotherType {
+                stream: id,
+                loaded_as: self.slots[slot].aggregate(),
+                requested: A::NAME,
+            });
+        }
+        let loaded = load::<A, S, C>(self.store, self.codec, None, id, None).await?;
+        self.slots.push(Box::new(loaded));
+        Ok(self.handle(self.slots.len() - 1, id))
+    }
+
+    fn handle<A>(&self, slot: usize, stream: Uuid) -> Handle<A> {
+        Handle {
+            slot,
+            serial: self.serial,
+            stream,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// The loaded aggregate, or `None` if the handle comes from another work.
+    pub fn get<A: Aggregate>(&self, handle: Handle<A>) -> Option<&Loaded<A>> {
+        if handle.serial != self.serial {
+            return None;
+        }
+        self.slots
+            .get(handle.slot)
+            .and_then(|slot| slot.as_any().downcast_ref())
+    }
+
+    /// Applies events to the aggregate's state and queues them for the unit's append.
+    ///
+    /// # Panics
+    ///
+    /// If the handle comes from another work (for example an earlier attempt of the unit),
+    /// like indexing a slice out of bounds: handles are only valid in the attempt that loaded
+    /// them.
+    pub fn record<A: Aggregate>(&mut self, handle: Handle<A>, events: impl IntoEvents<A::Event>) {
+        self.loaded_mut(handle).record(events);
+    }
+
+    fn loaded_mut<A: Aggregate>(&mut self, handle: Handle<A>) -> &mut Loaded<A> {
+        let slot = (handle.serial == self.serial)
+            .then(|| self.slots.get_mut(handle.slot))
+            .flatten()
+            .and_then(|slot| slot.as_any_mut().downcast_mut());
+        match slot {
+            Some(loaded) => loaded,
+            None => foreign_handle(A::NAME, handle.stream),
+        }
+    }
+
+    /// Appends every pending event in one batch; on success marks them saved and takes the
+    /// snapshots due.
+    async fn commit(&mut self, metadata: &Metadata) -> Result<()> {
+        let mut batch = AppendBatch::default();
+        for slot in &self.slots {
+            if let Some(append) = slot.append(self.codec, metadata)? {
+                batch.streams.push(append);
+            }
+        }
+        if batch.streams.is_empty() {
+            return Ok(());
+        }
+        self.store.append(batch).await?;
+        for slot in &mut self.slots {
+            slot.saved(self.store, self.codec).await;
+        }
+        Ok(())
+    }
+}
+
+impl<A: Aggregate, S: EventStore, C: Codec> Index<Handle<A>> for Work<'_, S, C> {
+    type Output = Loaded<A>;
+
+    /// # Panics
+    ///
+    /// If the handle comes from another work; see [`Work::record`].
+    fn index(&self, handle: Handle<A>) -> &Loaded<A> {
+        match self.get(handle) {
+            Some(loaded) => loaded,
+            None => foreign_handle(A::NAME, handle.stream),
+        }
+    }
+}
+
+#[cold]
+#[track_caller]
+fn foreign_handle(aggregate: &str, stream: Uuid) -> ! {
+    panic!(
+        "the handle of {aggregate} {stream} belongs to another unit of work (or an earlier attempt of this one); load the aggregate in this work"
+    )
+}
+
+/// A loaded aggregate of some type, as the work keeps it.
+trait Slot<S, C>: Send + Sync {
+    fn stream(&self) -> Uuid;
+    fn aggregate(&self) -> &'static str;
+    fn version(&self) -> u64;
+    fn pending_len(&self) -> usize;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// The append of the pending events, if any.
+    fn append(&self, codec: &C, metadata: &Metadata) -> Result<Option<StreamAppend>>;
+    /// After a successful append: marks the events saved, and snapshots if the derive's policy
+    /// says so.
+    fn saved<'a>(&'a mut self, store: &'a S, codec: &'a C) -> BoxFuture<'a, ()>;
+}
+
+impl<A: Aggregate, S: EventStore, C: Codec> Slot<S, C> for Loaded<A> {
+    fn stream(&self) -> Uuid {
+        self.id
+    }
+    fn aggregate(&self) -> &'static str {
+        A::NAME
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn append(&self, codec: &C, metadata: &Metadata) -> Result<Option<StreamAppend>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(StreamAppend {
+            stream_id: self.id,
+            expected_version: self.version,
+            events: encode::<A, C>(codec, &self.pending, metadata)?,
+        }))
+    }
+    fn saved<'a>(&'a mut self, store: &'a S, codec: &'a C) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if self.pending.is_empty() {
+                return;
+            }
+            let before = self.mark_saved();
+            if let Some(every) = A::SNAPSHOTS.and_then(|settings| settings.every)
+                && snapshot::crosses(before, self.version, every)
+            {
+                snapshot::write_best_effort(store, codec, self.id, self.version, &self.state).await;
+            }
+        })
+    }
+}
