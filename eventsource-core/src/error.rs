@@ -5,6 +5,8 @@
 
 use uuid::Uuid;
 
+use crate::persistence::position::Position;
+
 /// A result with this crate's [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
@@ -143,9 +145,9 @@ pub enum Error {
         /// The processor's tracking name.
         tracker: String,
         /// The position offered.
-        position: u64,
+        position: Position,
         /// The position already recorded.
-        recorded: u64,
+        recorded: Position,
     },
     /// No events are stored for this aggregate.
     #[error("{aggregate} {stream} not found: its stream has no events")]
@@ -235,7 +237,33 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
-    /// The storage backend failed (connection lost, disk full, database locked, …).
+    /// The connection failed while the store was committing: the append may or may not have
+    /// been written. Read the stream to find out, or retry with the same expected version,
+    /// which either succeeds or reports a [`Conflict`](Error::Conflict) if it was written.
+    #[error(
+        "{backend} store lost its connection while {context}; the outcome is unknown (it may have been written): {source}"
+    )]
+    OutcomeUnknown {
+        /// The store backend.
+        backend: &'static str,
+        /// What the store was doing.
+        context: String,
+        /// The driver's error.
+        source: BoxError,
+    },
+    /// The store could not take the operation now (another process held the database lock
+    /// past the busy timeout, the server refused a serialization or deadlock race). Nothing
+    /// was written; trying again later may succeed.
+    #[error("{backend} store is busy while {context}; nothing was written, try again: {source}")]
+    Busy {
+        /// The store backend.
+        backend: &'static str,
+        /// What the store was doing.
+        context: String,
+        /// The driver's error.
+        source: BoxError,
+    },
+    /// The storage backend failed (connection lost, disk full, …).
     #[error("{backend} store failed while {context}: {source}")]
     Backend {
         /// The store backend.
@@ -251,6 +279,49 @@ impl Error {
     /// Whether this is an optimistic-concurrency conflict (a retry with fresh state may succeed).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether trying the same operation again may succeed: a version conflict (decide again
+    /// on fresh state), a busy store, or an append whose outcome is unknown (a retry with the
+    /// same expected version either succeeds or turns into a conflict). Not for bad input,
+    /// corrupt data, configuration errors or other backend failures.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict { .. } | Error::Busy { .. } | Error::OutcomeUnknown { .. }
+        )
+    }
+
+    /// Whether the failed write may nevertheless have been stored ([`Error::OutcomeUnknown`]).
+    /// Every other error from an append means nothing of it was written.
+    pub fn may_have_happened(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown { .. })
+    }
+
+    /// An append whose outcome is unknown, keeping the driver's error as the source.
+    pub fn outcome_unknown(
+        backend: &'static str,
+        context: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::OutcomeUnknown {
+            backend,
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A busy store, keeping the driver's error as the source.
+    pub fn busy(
+        backend: &'static str,
+        context: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Busy {
+            backend,
+            context: context.into(),
+            source: source.into(),
+        }
     }
 
     /// A backend failure, keeping the driver's error as the source.

@@ -93,9 +93,10 @@ pub use domain::event::{Event, EventEnum, IntoEvents, UpcastFn};
 pub use domain::id::{id_from_name, new_id};
 pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
 pub use persistence::codec::{Codec, Json};
+pub use persistence::position::Position;
 pub use persistence::record::{
-    AppendBatch, LogQuery, Metadata, NewEvent, Snapshot, StoredEvent, StreamAppend, StreamRange,
-    Tracking,
+    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, Snapshot, StoredEvent, StreamAppend,
+    StreamRange, Tracking, legacy_event_id,
 };
 pub use persistence::store::{EventStore, EventStream, StreamVisitor};
 pub use stores::memory::MemoryStore;

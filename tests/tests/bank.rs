@@ -27,6 +27,7 @@ fn opened(owner: &str) -> Opened {
 
 fn raw(name: &str, schema_version: u32, payload: &str) -> NewEvent {
     NewEvent {
+        id: Uuid::now_v7(),
         name: name.into(),
         schema_version,
         payload: payload.as_bytes().to_vec(),

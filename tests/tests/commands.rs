@@ -179,6 +179,7 @@ async fn the_context_is_set_once_and_every_event_carries_it() {
             .into_iter()
             .map(|r| eventsource_core::Recorded {
                 event: (),
+                id: r.id,
                 version: r.version,
                 position: r.position,
                 stored_schema_version: r.stored_schema_version,
@@ -190,6 +191,7 @@ async fn the_context_is_set_once_and_every_event_carries_it() {
             .into_iter()
             .map(|r| eventsource_core::Recorded {
                 event: (),
+                id: r.id,
                 version: r.version,
                 position: r.position,
                 stored_schema_version: r.stored_schema_version,

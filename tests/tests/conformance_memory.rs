@@ -31,8 +31,8 @@ async fn the_suite_reports_a_broken_store() {
 mod broken {
     //! A store that drops metadata: everything else delegates to the memory store.
     use eventsource_core::{
-        AppendBatch, EventStore, EventStream, LogQuery, MemoryStore, Result, Snapshot, StoredEvent,
-        StreamRange, Uuid,
+        AppendBatch, EventStore, EventStream, LogPage, LogQuery, MemoryStore, Position, Result,
+        Snapshot, StreamRange, Uuid,
     };
 
     #[derive(Debug, Default)]
@@ -40,7 +40,7 @@ mod broken {
 
     #[eventsource_core::async_trait]
     impl EventStore for ForgetfulStore {
-        async fn append(&self, mut batch: AppendBatch) -> Result<u64> {
+        async fn append(&self, mut batch: AppendBatch) -> Result<Position> {
             for stream in &mut batch.streams {
                 for event in &mut stream.events {
                     event.metadata.clear();
@@ -54,10 +54,10 @@ mod broken {
         async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
             self.0.stream_version(stream_id).await
         }
-        async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>> {
+        async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
             self.0.read_log(query).await
         }
-        async fn last_position(&self) -> Result<u64> {
+        async fn last_position(&self) -> Result<Position> {
             self.0.last_position().await
         }
         async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
@@ -70,7 +70,7 @@ mod broken {
         ) -> Result<Option<Snapshot>> {
             self.0.load_snapshot(stream_id, at).await
         }
-        async fn tracking_position(&self, tracker: &str) -> Result<u64> {
+        async fn tracking_position(&self, tracker: &str) -> Result<Position> {
             self.0.tracking_position(tracker).await
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use eventsource_core::stores::postgres::tokio_postgres::{self, Client, NoTls};
 use eventsource_core::stores::postgres::{OpenAppender, PostgresStore};
-use eventsource_core::{AppendBatch, EventStore, LogQuery, Uuid};
+use eventsource_core::{AppendBatch, EventStore, LogQuery, Position, Uuid};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
 mod support;
@@ -30,7 +30,7 @@ async fn connect(database: Option<&str>, application_name: &str) -> Client {
 }
 
 /// Appends one event to a new stream and returns the position the store acknowledged.
-async fn append_one(store: &PostgresStore) -> (Uuid, u64) {
+async fn append_one(store: &PostgresStore) -> (Uuid, Position) {
     let id = Uuid::now_v7();
     let position = store
         .append(AppendBatch::single(id, 0, events_for(id, 1, 1)))
@@ -87,9 +87,9 @@ async fn unrelated_transactions_do_not_hold_the_log_back() {
 
     for round in 0..3 {
         let (id, position) = append_one(&store).await;
-        let page = store.read_log(LogQuery::after(0, 100)).await.unwrap();
+        let page = store.read_log(LogQuery::from_start(100)).await.unwrap();
         assert_eq!(
-            page.last().map(|e| (e.stream_id, e.position)),
+            page.events.last().map(|e| (e.stream_id, e.position)),
             Some((id, position)),
             "round {round}: the acknowledged append is readable at once"
         );
@@ -104,7 +104,7 @@ async fn unrelated_transactions_do_not_hold_the_log_back() {
     // The other store's own follower does wait for its appender.
     assert!(
         other_store
-            .read_log(LogQuery::after(0, 10))
+            .read_log(LogQuery::from_start(10))
             .await
             .unwrap()
             .is_empty()
@@ -117,7 +117,7 @@ async fn unrelated_transactions_do_not_hold_the_log_back() {
     other_tx.commit().await.unwrap();
     assert_eq!(
         other_store
-            .read_log(LogQuery::after(0, 10))
+            .read_log(LogQuery::from_start(10))
             .await
             .unwrap()
             .len(),
@@ -161,13 +161,12 @@ async fn an_open_appender_holds_the_log_back_and_is_named() {
     }
     assert!(later.iter().all(|(_, position)| *position > held_last));
 
+    let waiting = store.read_log(LogQuery::after(before, 100)).await.unwrap();
+    assert!(waiting.is_empty(), "the follower passed an open appender");
     assert!(
-        store
-            .read_log(LogQuery::after(before, 100))
-            .await
-            .unwrap()
-            .is_empty(),
-        "the follower passed an open appender"
+        waiting.next < held_last,
+        "the next read starts past an open appender: {} >= {held_last}",
+        waiting.next
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     let status = store.horizon().await.unwrap();
@@ -187,11 +186,18 @@ async fn an_open_appender_holds_the_log_back_and_is_named() {
     assert!(transaction_age.is_some_and(|age| age >= Duration::from_millis(20)));
     assert!(status.lag() >= Duration::from_millis(20));
     assert_eq!(status.events_waiting, 4, "{status:?}");
-    assert!(status.readable_below <= held_last && status.readable_below > before);
+    assert!(
+        status.readable_below <= held_last && status.readable_below > before,
+        "{status:?}"
+    );
 
     held_tx.commit().await.unwrap();
-    let page = store.read_log(LogQuery::after(before, 100)).await.unwrap();
-    let streams: Vec<Uuid> = page.iter().map(|e| e.stream_id).collect();
+    // A follower reading on from where its empty page said sees everything.
+    let page = store
+        .read_log(LogQuery::after(waiting.next, 100))
+        .await
+        .unwrap();
+    let streams: Vec<Uuid> = page.events.iter().map(|e| e.stream_id).collect();
     let mut expected = vec![held_id; 3];
     expected.extend(later.iter().map(|(id, _)| *id));
     assert_eq!(
@@ -237,10 +243,12 @@ async fn append_in_after_the_callers_own_writes_is_never_skipped() {
 
     // Later transactions commit; the follower reads them and moves on.
     let (_, first) = append_one(&store).await;
-    assert!(first >> 20 > u64::try_from(callers_xid).unwrap());
-    let page = store.read_log(LogQuery::after(0, 100)).await.unwrap();
+    assert!(first.get() >> 20 > u64::try_from(callers_xid).unwrap());
+    let page = store.read_log(LogQuery::from_start(100)).await.unwrap();
     assert_eq!(page.len(), 1, "the caller has not announced itself yet");
-    let mut after = page[0].position;
+    assert_eq!(page.events[0].position, first);
+    assert!(page.next >= first);
+    let mut after = page.next;
 
     let id = Uuid::now_v7();
     let last = store
@@ -249,22 +257,28 @@ async fn append_in_after_the_callers_own_writes_is_never_skipped() {
         .unwrap();
     assert!(last > after, "numbered after everything a follower passed");
     let (_, second) = append_one(&store).await;
+    let waiting = store.read_log(LogQuery::after(after, 100)).await.unwrap();
+    assert!(waiting.is_empty());
     assert!(
-        store
-            .read_log(LogQuery::after(after, 100))
-            .await
-            .unwrap()
-            .is_empty()
+        waiting.next < last,
+        "the next read starts past the caller's events: {} >= {last}",
+        waiting.next
     );
+    after = waiting.next;
     tx.commit().await.unwrap();
 
     let page = store.read_log(LogQuery::after(after, 100)).await.unwrap();
-    let seen: Vec<(Uuid, u64)> = page.iter().map(|e| (e.stream_id, e.version)).collect();
+    let seen: Vec<(Uuid, u64)> = page
+        .events
+        .iter()
+        .map(|e| (e.stream_id, e.version))
+        .collect();
     assert_eq!(seen[..2], [(id, 1), (id, 2)]);
     assert_eq!(page.len(), 3);
-    assert_eq!(page[1].position, last);
-    assert_eq!(page[2].position, second);
-    after = page[2].position;
+    assert_eq!(page.events[1].position, last);
+    assert_eq!(page.events[2].position, second);
+    assert!(page.next >= second);
+    after = page.next;
     assert!(
         store
             .read_log(LogQuery::after(after, 100))
@@ -324,12 +338,12 @@ async fn a_long_open_appender_is_named_in_a_warning() {
         .unwrap();
 
     // Young: a check finds nothing to report.
-    store.read_log(LogQuery::after(0, 10)).await.unwrap();
+    store.read_log(LogQuery::from_start(10)).await.unwrap();
     assert!(warnings.0.lock().unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(350)).await;
     // Older than the threshold, and a check is due again.
     for _ in 0..3 {
-        store.read_log(LogQuery::after(0, 10)).await.unwrap();
+        store.read_log(LogQuery::from_start(10)).await.unwrap();
     }
     let seen = warnings.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "one warning per threshold: {seen:?}");

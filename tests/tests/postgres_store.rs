@@ -18,8 +18,8 @@ use eventsource_core::stores::postgres::tokio_postgres::{self, NoTls};
 use eventsource_core::stores::postgres::{PostgresOptions, PostgresStore};
 use eventsource_core::testing::conformance;
 use eventsource_core::{
-    AppendBatch, Error, EventStore, LogQuery, NewEvent, Snapshot, StoredEvent, StreamAppend,
-    StreamRange, Tracking, Uuid,
+    AppendBatch, Error, EventStore, LogQuery, NewEvent, Position, Snapshot, StoredEvent,
+    StreamAppend, StreamRange, Tracking, Uuid, legacy_event_id,
 };
 use futures_util::TryStreamExt;
 
@@ -103,8 +103,9 @@ async fn migrations_are_idempotent_and_race_free() {
     server.finish().await;
 }
 
-/// A schema written by the previous release (version 1, no tickets table) is migrated on
-/// connect: its events read as before and `append_in` works.
+/// A schema written by the first release (version 1: no tickets table, no event ids, no
+/// categories) is migrated on connect: its events read as before, with no category and a stable
+/// id derived from their stream and version, and `append_in` works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_schema_is_upgraded_on_connect() {
     let Some(mut server) = Server::start().await else {
@@ -115,15 +116,23 @@ async fn a_version_1_schema_is_upgraded_on_connect() {
     let schema = store.schema().to_owned();
     let id = Uuid::now_v7();
     store
-        .append(AppendBatch::single(id, 0, events_for(id, 1, 3)))
+        .append(AppendBatch::single_in(
+            "Counter",
+            id,
+            0,
+            events_for(id, 1, 3),
+        ))
         .await
         .unwrap();
     let before = read_all(&store).await;
+    assert!(before.iter().all(|e| e.category == "Counter"), "{before:?}");
     // Back to what version 1 created.
     server
         .admin
         .batch_execute(&format!(
             "DROP TABLE \"{schema}\".events_tickets; \
+             DROP INDEX \"{schema}\".events_by_category; \
+             ALTER TABLE \"{schema}\".events DROP COLUMN event_id, DROP COLUMN category; \
              DELETE FROM \"{schema}\".eventsource_migrations WHERE version > 1"
         ))
         .await
@@ -142,23 +151,37 @@ async fn a_version_1_schema_is_upgraded_on_connect() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2]);
-    assert_eq!(
-        read_all(&upgraded).await,
-        before,
-        "the old events read as before"
-    );
+    assert_eq!(versions, vec![1, 2, 3]);
+    // Version 1 stored neither ids nor categories: the old events read as before, without a
+    // category and with the id derived from their stream and version.
+    let expected: Vec<StoredEvent> = before
+        .iter()
+        .map(|e| StoredEvent {
+            id: legacy_event_id(e.stream_id, e.version),
+            category: String::new(),
+            ..e.clone()
+        })
+        .collect();
+    let old = read_all(&upgraded).await;
+    assert_eq!(old, expected, "the old events read as before");
+    assert_eq!(read_all(&upgraded).await, old, "the same ids on every read");
+    let ids: HashSet<Uuid> = old.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), old.len(), "each old event has its own id");
     let (mut raw, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
     tokio::spawn(connection);
     let mut tx = raw.transaction().await.unwrap();
+    let new = events_for(id, 4, 1);
+    let new_id = new[0].id;
     let last = upgraded
-        .append_in(&mut tx, AppendBatch::single(id, 3, events_for(id, 4, 1)))
+        .append_in(&mut tx, AppendBatch::single_in("Counter", id, 3, new))
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let log = read_all(&upgraded).await;
     assert_eq!(log.len(), 4);
+    assert_eq!(log[..3], old[..], "the old events are untouched");
     assert_eq!((log[3].version, log[3].position), (4, last));
+    assert_eq!((log[3].id, log[3].category.as_str()), (new_id, "Counter"));
     server.finish().await;
 }
 
@@ -296,12 +319,21 @@ async fn a_pool_timeout_is_a_typed_backend_error() {
     let outcome = store
         .append(AppendBatch::single(id, 0, events_for(id, 1, 1)))
         .await;
+    // Every connection stayed busy for the whole wait: a busy store, and nothing was written.
     match outcome {
-        Err(Error::Backend {
-            backend: "postgres",
-            context,
-            ..
-        }) => assert!(context.contains("pooled connection"), "{context}"),
+        Err(
+            ref error @ Error::Busy {
+                backend: "postgres",
+                ref context,
+                ..
+            },
+        ) => {
+            assert!(context.contains("pooled connection"), "{context}");
+            assert!(
+                error.is_retryable() && !error.may_have_happened(),
+                "{error:?}"
+            );
+        }
         other => panic!("expected a pool timeout, got {other:?}"),
     }
     drop(held);
@@ -326,7 +358,7 @@ async fn a_version_race_past_the_check_is_a_conflict_and_writes_nothing() {
         None,
         Some(Tracking {
             tracker: "racer".into(),
-            position: 1,
+            position: Position::new(1),
         }),
     ] {
         let (contested, other) = (Uuid::now_v7(), Uuid::now_v7());
@@ -355,11 +387,13 @@ async fn a_version_race_past_the_check_is_a_conflict_and_writes_nothing() {
                         streams: vec![
                             StreamAppend {
                                 stream_id: other,
+                                category: String::new(),
                                 expected_version: 0,
                                 events: events_for(other, 1, 2),
                             },
                             StreamAppend {
                                 stream_id: contested,
+                                category: String::new(),
                                 expected_version: 0,
                                 events: events_for(contested, 1, 1),
                             },
@@ -404,7 +438,10 @@ async fn a_version_race_past_the_check_is_a_conflict_and_writes_nothing() {
         // tracking position.
         assert_eq!(store.stream_version(other).await.unwrap(), 0);
         assert_eq!(read_all(&store).await.len(), logged + 1);
-        assert_eq!(store.tracking_position("racer").await.unwrap(), 0);
+        assert_eq!(
+            store.tracking_position("racer").await.unwrap(),
+            Position::START
+        );
     }
     server.finish().await;
 }
@@ -494,7 +531,7 @@ async fn corrupt_rows_are_typed_errors_not_panics() {
         matches!(&read, Err(Error::Corrupt { stream, version: 2, message }) if *stream == id && message.contains("metadata")),
         "{read:?}"
     );
-    let log = store.read_log(LogQuery::after(0, 10)).await;
+    let log = store.read_log(LogQuery::from_start(10)).await;
     assert!(
         matches!(log, Err(Error::Corrupt { version: 2, .. })),
         "{log:?}"
@@ -579,15 +616,16 @@ async fn snapshots_and_tracking() {
             .is_some()
     );
 
-    let batch = |position| AppendBatch {
+    let batch = |position: u64| AppendBatch {
         streams: vec![StreamAppend {
             stream_id: Uuid::now_v7(),
+            category: String::new(),
             expected_version: 0,
             events: events_for(id, 1, 1),
         }],
         tracking: Some(Tracking {
             tracker: "projector".into(),
-            position,
+            position: Position::new(position),
         }),
     };
     store.append(batch(10)).await.unwrap();
@@ -597,15 +635,18 @@ async fn snapshots_and_tracking() {
         matches!(
             &again,
             Err(Error::TrackingConflict {
-                position: 10,
-                recorded: 10,
+                position,
+                recorded,
                 ..
-            })
+            }) if (position.get(), recorded.get()) == (10, 10)
         ),
         "{again:?}"
     );
     assert_eq!(read_all(&store).await.len(), before, "nothing written");
-    assert_eq!(store.tracking_position("projector").await.unwrap(), 10);
+    assert_eq!(
+        store.tracking_position("projector").await.unwrap(),
+        Position::new(10)
+    );
     let too_big = store.append(batch(u64::MAX)).await;
     assert!(matches!(too_big, Err(Error::Backend { .. })), "{too_big:?}");
     server.finish().await;
@@ -659,12 +700,13 @@ async fn follower_sees_every_event_once_under_eight_writers() {
                     let expected = versions[&stream];
                     batch.streams.push(StreamAppend {
                         stream_id: stream,
+                        category: String::new(),
                         expected_version: expected,
                         events: events_for(stream, expected + 1, count as u64),
                     });
                 }
                 let position = store.append(batch.clone()).await.expect("append");
-                acknowledged.fetch_max(position, Ordering::SeqCst);
+                acknowledged.fetch_max(position.get(), Ordering::SeqCst);
                 for append in &batch.streams {
                     *versions.get_mut(&append.stream_id).unwrap() += append.events.len() as u64;
                 }
@@ -684,21 +726,23 @@ async fn follower_sees_every_event_once_under_eight_writers() {
         let acknowledged = acknowledged.clone();
         tokio::spawn(async move {
             let mut seen: Vec<StoredEvent> = Vec::with_capacity(TOTAL);
-            let mut after = 0;
+            let mut after = Position::START;
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 let page = store
                     .read_log(LogQuery::after(after, 17))
                     .await
                     .expect("follower read");
-                if let Some(last) = page.last() {
-                    after = last.position;
+                if let Some(last) = page.events.last() {
+                    assert!(page.next >= last.position, "{page:?}");
                 }
+                assert!(page.next >= after, "the next read goes back: {page:?}");
+                after = page.next;
                 let empty = page.is_empty();
                 seen.extend(page);
                 if empty {
                     let target = acknowledged.load(Ordering::SeqCst);
-                    if done.load(Ordering::SeqCst) == WRITERS && after >= target {
+                    if done.load(Ordering::SeqCst) == WRITERS && after.get() >= target {
                         break;
                     }
                     assert!(
@@ -800,16 +844,23 @@ async fn follower_waits_for_a_transaction_held_open() {
             page.is_empty(),
             "the follower passed an open transaction: {page:?}"
         );
+        assert!(
+            page.next < held_last,
+            "the next read starts past an open transaction: {page:?}"
+        );
+        after = page.next;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(store.last_position().await.unwrap(), after);
+    assert_eq!(store.last_position().await.unwrap(), log[1].position);
 
     held_tx.commit().await.unwrap();
     let mut seen = Vec::new();
     loop {
         let page = store.read_log(LogQuery::after(after, 4)).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.position;
+        if page.is_empty() {
+            break;
+        }
+        after = page.next;
         seen.extend(page);
     }
     assert_eq!(seen.len(), 3 + 5 * 2, "every event once");
@@ -876,6 +927,8 @@ async fn killed_connections_surface_as_errors_and_the_pool_recovers() {
                         }
                     }
                     Err(error) => {
+                        let (expected, in_doubt) = (version, error.may_have_happened());
+                        let failed = errors.len();
                         errors.push(error);
                         // The outcome may be unknown (a failed COMMIT): resynchronise.
                         loop {
@@ -887,6 +940,13 @@ async fn killed_connections_surface_as_errors_and_the_pool_recovers() {
                                 Err(error) => errors.push(error),
                             }
                         }
+                        // Only an error whose outcome is unknown may have written anything.
+                        assert!(
+                            in_doubt || version == expected,
+                            "stream {stream} moved from {expected} to {version} after an \
+                             append that failed with {:?}",
+                            errors[failed]
+                        );
                     }
                 }
             }
@@ -914,6 +974,7 @@ async fn killed_connections_surface_as_errors_and_the_pool_recovers() {
     }
 
     let mut all_errors = 0;
+    let mut in_doubt = 0;
     let mut checked = 0;
     let mut acknowledged_payloads = Vec::new();
     let mut stored_total = 0;
@@ -926,12 +987,19 @@ async fn killed_connections_surface_as_errors_and_the_pool_recovers() {
                     Error::Backend {
                         backend: "postgres",
                         ..
+                    } | Error::OutcomeUnknown {
+                        backend: "postgres",
+                        ..
+                    } | Error::Busy {
+                        backend: "postgres",
+                        ..
                     } | Error::Conflict { .. }
                 ),
                 "an untyped failure: {error:?}"
             );
         }
         all_errors += errors.len();
+        in_doubt += errors.iter().filter(|e| e.may_have_happened()).count();
         // The pool recovered: a fresh append succeeds.
         let next = store
             .append(AppendBatch::single(
@@ -941,7 +1009,7 @@ async fn killed_connections_surface_as_errors_and_the_pool_recovers() {
             ))
             .await
             .expect("append after the kills");
-        assert!(next > 0);
+        assert!(next > Position::START);
         // Every acknowledged event is in its stream, at its version, byte for byte.
         let stored: Vec<StoredEvent> = store
             .read_stream(stream, StreamRange::all())
@@ -977,7 +1045,7 @@ async fn killed_connections_surface_as_errors_and_the_pool_recovers() {
         );
     }
     println!(
-        "killed {killed} connections; {all_errors} typed errors surfaced; {checked} acknowledged events all stored"
+        "killed {killed} connections; {all_errors} typed errors surfaced ({in_doubt} with an unknown outcome); {checked} acknowledged events all stored"
     );
     assert!(killed > 0, "no connection was killed");
     assert!(all_errors > 0, "killing connections surfaced no error");
@@ -1045,6 +1113,7 @@ async fn store_throughput(store: &PostgresStore, writers: usize, per_writer: usi
                 for i in 0..per_writer {
                     let events = (0..BENCH_BATCH)
                         .map(|_| NewEvent {
+                            id: Uuid::now_v7(),
                             name: "Benchmarked".into(),
                             schema_version: 1,
                             payload: payload.clone(),

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 use eventsource_core::prelude::*;
 use eventsource_core::stores::postgres::tokio_postgres::{self, NoTls};
 use eventsource_core::{
-    AppendBatch, Error, LogQuery, Snapshot, SnapshotSettings, Snapshotted, SqliteStore,
-    StoredEvent, StreamRange,
+    AppendBatch, Error, LogPage, LogQuery, Position, Snapshot, SnapshotSettings, Snapshotted,
+    SqliteStore, StreamRange,
 };
 use serde::{Deserialize, Serialize};
 
@@ -405,7 +405,7 @@ struct NoSnapshotWrites(MemoryStore);
 
 #[eventsource_core::async_trait]
 impl EventStore for NoSnapshotWrites {
-    async fn append(&self, batch: AppendBatch) -> eventsource_core::Result<u64> {
+    async fn append(&self, batch: AppendBatch) -> eventsource_core::Result<Position> {
         self.0.append(batch).await
     }
     fn read_stream(&self, id: Uuid, range: StreamRange) -> eventsource_core::EventStream<'_> {
@@ -414,10 +414,10 @@ impl EventStore for NoSnapshotWrites {
     async fn stream_version(&self, id: Uuid) -> eventsource_core::Result<u64> {
         self.0.stream_version(id).await
     }
-    async fn read_log(&self, query: LogQuery) -> eventsource_core::Result<Vec<StoredEvent>> {
+    async fn read_log(&self, query: LogQuery) -> eventsource_core::Result<LogPage> {
         self.0.read_log(query).await
     }
-    async fn last_position(&self) -> eventsource_core::Result<u64> {
+    async fn last_position(&self) -> eventsource_core::Result<Position> {
         self.0.last_position().await
     }
     async fn save_snapshot(&self, _: Snapshot) -> eventsource_core::Result<()> {
@@ -434,7 +434,7 @@ impl EventStore for NoSnapshotWrites {
     ) -> eventsource_core::Result<Option<Snapshot>> {
         self.0.load_snapshot(id, at).await
     }
-    async fn tracking_position(&self, tracker: &str) -> eventsource_core::Result<u64> {
+    async fn tracking_position(&self, tracker: &str) -> eventsource_core::Result<Position> {
         self.0.tracking_position(tracker).await
     }
 }

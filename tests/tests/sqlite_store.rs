@@ -7,18 +7,14 @@ use std::time::Duration;
 
 use eventsource_core::testing::conformance;
 use eventsource_core::{
-    AppendBatch, Error, EventStore, LogQuery, NewEvent, SqliteOptions, SqliteStore, StreamRange,
-    Synchronous, Uuid,
+    AppendBatch, Error, EventStore, LogQuery, NewEvent, Position, SqliteOptions, SqliteStore,
+    StreamRange, Synchronous, Uuid,
 };
 use futures_util::{StreamExt, TryStreamExt};
 
 fn event(name: &str, payload: &str) -> NewEvent {
-    NewEvent {
-        name: name.into(),
-        schema_version: 1,
-        payload: payload.as_bytes().to_vec(),
-        metadata: [("user".to_owned(), "ada".to_owned())].into(),
-    }
+    NewEvent::new(name, 1, payload.as_bytes())
+        .with_metadata([("user".to_owned(), "ada".to_owned())].into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -265,7 +261,7 @@ async fn a_corrupt_file_is_a_typed_error() {
                 .await;
             let error = read.unwrap_err();
             assert!(matches!(error, Error::Backend { .. }), "{error:?}");
-            assert!(store.read_log(LogQuery::after(0, 1000)).await.is_err());
+            assert!(store.read_log(LogQuery::from_start(1000)).await.is_err());
         }
     }
 }
@@ -299,7 +295,7 @@ async fn a_database_locked_past_the_busy_timeout_is_a_typed_error() {
     assert!(
         matches!(
             error,
-            Error::Backend {
+            Error::Busy {
                 backend: "sqlite",
                 ..
             }
@@ -307,6 +303,10 @@ async fn a_database_locked_past_the_busy_timeout_is_a_typed_error() {
         "{error:?}"
     );
     assert!(error.to_string().contains("busy timeout"), "{error}");
+    assert!(
+        error.is_retryable() && !error.may_have_happened(),
+        "{error:?}"
+    );
     other.execute_batch("ROLLBACK").unwrap();
 
     // Once the lock is gone the store works again, and the failed append wrote nothing.
@@ -381,7 +381,10 @@ async fn malformed_rows_are_typed_errors() {
         [],
     )
     .unwrap();
-    let error = store.read_log(LogQuery::after(3, 10)).await.unwrap_err();
+    let error = store
+        .read_log(LogQuery::after(Position::new(3), 10))
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("not-a-uuid"), "{error}");
     assert!(error.to_string().contains("position 4"), "{error}");
 
@@ -392,7 +395,10 @@ async fn malformed_rows_are_typed_errors() {
         [other.to_string()],
     )
     .unwrap();
-    let error = store.read_log(LogQuery::after(4, 10)).await.unwrap_err();
+    let error = store
+        .read_log(LogQuery::after(Position::new(4), 10))
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("negative"), "{error}");
     let error = store.stream_version(other).await.unwrap_err();
     assert!(matches!(error, Error::Backend { .. }), "{error:?}");
@@ -403,7 +409,10 @@ async fn malformed_rows_are_typed_errors() {
         [Uuid::now_v7().to_string()],
     )
     .unwrap();
-    let error = store.read_log(LogQuery::after(5, 10)).await.unwrap_err();
+    let error = store
+        .read_log(LogQuery::after(Position::new(5), 10))
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("schema_version"), "{error}");
 }
 

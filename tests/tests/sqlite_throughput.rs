@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use eventsource_core::{
-    AppendBatch, EventStore, LogQuery, NewEvent, SqliteOptions, StreamRange, Synchronous, Uuid,
+    AppendBatch, EventStore, LogQuery, NewEvent, Position, SqliteOptions, StreamRange, Synchronous,
+    Uuid,
 };
 use futures_util::TryStreamExt;
 
@@ -15,12 +16,7 @@ const PAYLOAD: &[u8] = br#"{"amount":1250,"currency":"EUR","memo":"coffee beans"
 
 fn events(n: usize) -> Vec<NewEvent> {
     (0..n)
-        .map(|_| NewEvent {
-            name: "Deposited".into(),
-            schema_version: 1,
-            payload: PAYLOAD.to_vec(),
-            metadata: Default::default(),
-        })
+        .map(|_| NewEvent::new("Deposited", 1, PAYLOAD))
         .collect()
 }
 
@@ -135,12 +131,14 @@ async fn sqlite_throughput() {
 
     for page in [1_000usize, 10_000] {
         let started = Instant::now();
-        let mut after = 0;
+        let mut after = Position::START;
         let mut count = 0u64;
         loop {
             let events = store.read_log(LogQuery::after(after, page)).await.unwrap();
-            let Some(last) = events.last() else { break };
-            after = last.position;
+            if events.is_empty() {
+                break;
+            }
+            after = events.next;
             count += events.len() as u64;
         }
         assert_eq!(count, EVENTS);

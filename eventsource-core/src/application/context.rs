@@ -36,7 +36,8 @@ pub const CORRELATION_ID: &str = "correlation_id";
 pub const CAUSATION_ID: &str = "causation_id";
 /// The metadata key of the actor.
 pub const ACTOR: &str = "actor";
-/// Reserved for the id of an event itself, so that no free key takes it.
+/// Reserved: an event's own id is a field of its own ([`StoredEvent::id`](crate::StoredEvent::id),
+/// [`Recorded::id`](crate::Recorded::id)); no free key may pose as it in metadata.
 pub const EVENT_ID: &str = "event_id";
 /// The keys a free key can't use.
 pub const RESERVED: &[&str] = &[CORRELATION_ID, CAUSATION_ID, ACTOR, EVENT_ID];
@@ -137,6 +138,29 @@ impl CommandContext {
     /// An empty context: nothing set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The context for commands that an event causes (a process reacting to it): the event is
+    /// the cause ([`causation_id`](Self::causation_id) is its id) and its correlation id
+    /// carries on (the event's own id when it was written without one). Actor and free keys
+    /// are not carried over: set them for whoever acts now.
+    ///
+    /// ```
+    /// use eventsource_core::{CommandContext, Metadata, Uuid};
+    ///
+    /// let (cause, request) = (Uuid::now_v7(), Uuid::now_v7());
+    /// let metadata = Metadata::from([("correlation_id".to_owned(), request.to_string())]);
+    /// let context = CommandContext::caused_by(cause, &metadata);
+    /// assert_eq!((context.causation_id(), context.correlation_id()), (Some(cause), Some(request)));
+    /// ```
+    pub fn caused_by(event_id: Uuid, metadata: &Metadata) -> Self {
+        let correlation = metadata
+            .get(CORRELATION_ID)
+            .and_then(|value| Uuid::parse_str(value).ok())
+            .unwrap_or(event_id);
+        Self::new()
+            .with_causation_id(event_id)
+            .with_correlation_id(correlation)
     }
 
     /// The context of the enclosing [`scope`](Self::scope), if any.
@@ -301,6 +325,26 @@ fn validate_key(key: &str) -> Result<(), MetadataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_causes_with_its_id_and_passes_its_correlation_on() {
+        let (cause, request) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut metadata = CommandContext::new()
+            .with_correlation_id(request)
+            .with_actor("ada")
+            .to_metadata();
+        let caused = CommandContext::caused_by(cause, &metadata);
+        assert_eq!(caused.causation_id(), Some(cause));
+        assert_eq!(caused.correlation_id(), Some(request));
+        assert_eq!(caused.actor(), None, "the actor is not carried over");
+        metadata.clear();
+        let first = CommandContext::caused_by(cause, &metadata);
+        assert_eq!(
+            first.correlation_id(),
+            Some(cause),
+            "a first event starts the correlation"
+        );
+    }
 
     #[test]
     fn bad_free_keys_are_typed_errors() {

@@ -395,6 +395,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Slot<S, C> for Loaded<A> {
         }
         Ok(Some(StreamAppend {
             stream_id: self.id,
+            category: A::NAME.to_owned(),
             expected_version: self.version,
             events: encode::<A, C>(codec, &self.pending, metadata)?,
         }))

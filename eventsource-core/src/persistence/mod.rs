@@ -1,5 +1,6 @@
 //! Persistence: the stored record, codecs and the store contract.
 
 pub mod codec;
+pub mod position;
 pub mod record;
 pub mod store;

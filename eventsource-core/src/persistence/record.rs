@@ -5,12 +5,17 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use super::position::Position;
+
 /// Free-form key/value metadata stored beside an event (correlation id, causation id, user, …).
 pub type Metadata = BTreeMap<String, String>;
 
 /// An encoded event, ready to be appended to a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
+    /// The event's own id, unique across the store: a later event names it as its cause
+    /// (`causation_id`). The repository gives each event a time-ordered UUID v7.
+    pub id: Uuid,
     /// The event's stored name.
     pub name: String,
     /// The schema version the payload was encoded at.
@@ -21,11 +26,33 @@ pub struct NewEvent {
     pub metadata: Metadata,
 }
 
+impl NewEvent {
+    /// An event with a fresh id (UUID v7) and no metadata.
+    pub fn new(name: impl Into<String>, schema_version: u32, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            schema_version,
+            payload: payload.into(),
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// The same event with `metadata`.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
 /// Events to append to one stream, with the version the writer expects the stream to be at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamAppend {
     /// The stream (aggregate id).
     pub stream_id: Uuid,
+    /// The stream's category: the aggregate type's name (`BankAccount`), stored with each event
+    /// so the log can be filtered by it. Empty for a stream without one.
+    pub category: String,
     /// The stream's version the writer saw: `0` for a stream that must not exist yet.
     /// The first appended event gets version `expected_version + 1`.
     pub expected_version: u64,
@@ -40,7 +67,7 @@ pub struct Tracking {
     /// The processor's name.
     pub tracker: String,
     /// The upstream position just processed. Must be greater than the recorded one.
-    pub position: u64,
+    pub position: Position,
 }
 
 /// One atomic append: events for any number of streams, and optionally a tracking record.
@@ -54,16 +81,36 @@ pub struct AppendBatch {
 }
 
 impl AppendBatch {
-    /// A batch for one stream.
+    /// A batch for one stream without a category.
     pub fn single(stream_id: Uuid, expected_version: u64, events: Vec<NewEvent>) -> Self {
+        Self::single_in("", stream_id, expected_version, events)
+    }
+
+    /// A batch for one stream of `category` (the aggregate type's name).
+    pub fn single_in(
+        category: impl Into<String>,
+        stream_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Self {
         Self {
             streams: vec![StreamAppend {
                 stream_id,
+                category: category.into(),
                 expected_version,
                 events,
             }],
             tracking: None,
         }
+    }
+
+    /// The same batch, also recording `tracker` at `position` in the same transaction.
+    pub fn tracked(mut self, tracker: impl Into<String>, position: Position) -> Self {
+        self.tracking = Some(Tracking {
+            tracker: tracker.into(),
+            position,
+        });
+        self
     }
 
     /// How many events the batch holds.
@@ -75,8 +122,14 @@ impl AppendBatch {
 /// An event as a store returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
+    /// The event's own id. Events stored before ids existed (an upgraded store) get a stable id
+    /// derived from their stream and version ([`legacy_event_id`]).
+    pub id: Uuid,
     /// The stream (aggregate id).
     pub stream_id: Uuid,
+    /// The stream's category (the aggregate type's name); empty if it was appended without one
+    /// or before categories were stored.
+    pub category: String,
     /// The event's version within its stream, from 1, without gaps.
     pub version: u64,
     /// The event's stored name.
@@ -89,8 +142,14 @@ pub struct StoredEvent {
     pub metadata: Metadata,
     /// When the store recorded the event.
     pub recorded_at: SystemTime,
-    /// The event's position in the store's global log (the notification log), from 1.
-    pub position: u64,
+    /// The event's position in the store's global log (the notification log).
+    pub position: Position,
+}
+
+/// The id of an event stored before events had ids of their own: a UUID v5 of its version in
+/// the namespace of its stream id, the same on every read and in every store.
+pub fn legacy_event_id(stream_id: Uuid, version: u64) -> Uuid {
+    Uuid::new_v5(&stream_id, &version.to_be_bytes())
 }
 
 /// A snapshot of an aggregate's state at a version.
@@ -180,25 +239,54 @@ impl Default for StreamRange {
     }
 }
 
-/// Which part of the global log to read.
+/// Which part of the global log to read: events after a position, optionally only those of some
+/// categories (aggregate types) and event names.
+///
+/// ```
+/// use eventsource_core::{LogQuery, Position};
+///
+/// let everything = LogQuery::from_start(1000);
+/// let accounts = LogQuery::after(Position::new(42), 100)
+///     .categories(["BankAccount"])
+///     .names(["Deposited", "Withdrawn"]);
+/// # let _ = (everything, accounts);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogQuery {
-    /// Read events with a position strictly greater than this (0 reads from the start).
-    pub after: u64,
+    /// Read events with a position strictly greater than this.
+    pub after: Position,
     /// Read at most this many events.
     pub limit: usize,
-    /// Only events with one of these names (empty: all events).
+    /// Only events of one of these categories (empty: every category).
+    pub categories: Vec<String>,
+    /// Only events with one of these names (empty: every name).
     pub names: Vec<String>,
 }
 
 impl LogQuery {
     /// Up to `limit` events after `position`.
-    pub fn after(position: u64, limit: usize) -> Self {
+    pub fn after(position: Position, limit: usize) -> Self {
         Self {
             after: position,
             limit,
+            categories: Vec::new(),
             names: Vec::new(),
         }
+    }
+
+    /// Up to `limit` events from the beginning of the log.
+    pub fn from_start(limit: usize) -> Self {
+        Self::after(Position::START, limit)
+    }
+
+    /// Only events of one of these categories (aggregate type names).
+    pub fn categories<I, S>(mut self, categories: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.categories = categories.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Only events with one of these names.
@@ -209,5 +297,45 @@ impl LogQuery {
     {
         self.names = names.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Whether `event` passes the category and name filters (not the position).
+    pub fn matches(&self, event: &StoredEvent) -> bool {
+        (self.categories.is_empty() || self.categories.contains(&event.category))
+            && (self.names.is_empty() || self.names.contains(&event.name))
+    }
+}
+
+/// A page of the global log, and where the next read starts.
+///
+/// `next` is at least the position of the last event in the page. When the page is not full, the
+/// store has looked at everything a follower may read so far, and `next` is the last position it
+/// passed, matching or not: a filtered follower that reads with `after = page.next` never looks
+/// at the events it skipped again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The events, in position order.
+    pub events: Vec<StoredEvent>,
+    /// Pass this as [`LogQuery::after`] to read on.
+    pub next: Position,
+}
+
+impl LogPage {
+    /// No events.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// How many events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+}
+
+impl IntoIterator for LogPage {
+    type Item = StoredEvent;
+    type IntoIter = std::vec::IntoIter<StoredEvent>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.events.into_iter()
     }
 }

@@ -6,7 +6,8 @@ use futures_core::stream::BoxStream;
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
-use super::record::{AppendBatch, LogQuery, Snapshot, StoredEvent, StreamRange};
+use super::position::Position;
+use super::record::{AppendBatch, LogPage, LogQuery, Snapshot, StoredEvent, StreamRange};
 use crate::error::Result;
 
 /// A stream of stored events, read lazily (a store need not hold a whole stream in memory).
@@ -33,10 +34,16 @@ pub trait EventStore: Send + Sync {
     /// Returns the global position of the last event written (or the current last position if
     /// the batch held no events).
     ///
+    /// Each event is stored with its id and its stream's category. A failure that leaves the
+    /// outcome unknown (the connection dropped while committing) is [`Error::OutcomeUnknown`];
+    /// a store too busy to take the append now is [`Error::Busy`], with nothing written.
+    ///
     /// [`Error::Conflict`]: crate::Error::Conflict
     /// [`Error::DuplicateStreamInBatch`]: crate::Error::DuplicateStreamInBatch
     /// [`Error::TrackingConflict`]: crate::Error::TrackingConflict
-    async fn append(&self, batch: AppendBatch) -> Result<u64>;
+    /// [`Error::OutcomeUnknown`]: crate::Error::OutcomeUnknown
+    /// [`Error::Busy`]: crate::Error::Busy
+    async fn append(&self, batch: AppendBatch) -> Result<Position>;
 
     /// Reads a stream's events in `range`, oldest first unless the range says backwards. An
     /// unknown stream reads empty.
@@ -64,13 +71,14 @@ pub trait EventStore: Send + Sync {
     /// The stream's current version (0 for an unknown stream).
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64>;
 
-    /// Reads the global log: events with `position > query.after`, in position order, at most
-    /// `query.limit`. A follower that pages with the last position it saw never skips an event,
-    /// even one committed late by a concurrent writer.
-    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>>;
+    /// Reads the global log: events with `position > query.after` of the query's categories
+    /// and names, in position order, at most `query.limit`, and where the next read starts
+    /// ([`LogPage::next`]). A follower that pages with `after = page.next` never skips an event,
+    /// even one committed late by a concurrent writer, and never reads an event twice.
+    async fn read_log(&self, query: LogQuery) -> Result<LogPage>;
 
     /// The position of the newest event a follower can read (0 for an empty store).
-    async fn last_position(&self) -> Result<u64>;
+    async fn last_position(&self) -> Result<Position>;
 
     /// Saves a snapshot (replacing one at the same stream and version).
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()>;
@@ -83,12 +91,12 @@ pub trait EventStore: Send + Sync {
     ) -> Result<Option<Snapshot>>;
 
     /// The last position recorded for a tracker (0 if it has none).
-    async fn tracking_position(&self, tracker: &str) -> Result<u64>;
+    async fn tracking_position(&self, tracker: &str) -> Result<Position>;
 }
 
 #[async_trait::async_trait]
 impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
-    async fn append(&self, batch: AppendBatch) -> Result<u64> {
+    async fn append(&self, batch: AppendBatch) -> Result<Position> {
         (**self).append(batch).await
     }
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
@@ -105,10 +113,10 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
         (**self).stream_version(stream_id).await
     }
-    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>> {
+    async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
         (**self).read_log(query).await
     }
-    async fn last_position(&self) -> Result<u64> {
+    async fn last_position(&self) -> Result<Position> {
         (**self).last_position().await
     }
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
@@ -121,7 +129,7 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     ) -> Result<Option<Snapshot>> {
         (**self).load_snapshot(stream_id, at_or_below).await
     }
-    async fn tracking_position(&self, tracker: &str) -> Result<u64> {
+    async fn tracking_position(&self, tracker: &str) -> Result<Position> {
         (**self).tracking_position(tracker).await
     }
 }

@@ -7,7 +7,10 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::persistence::record::{AppendBatch, LogQuery, Snapshot, StoredEvent, StreamRange};
+use crate::persistence::position::Position;
+use crate::persistence::record::{
+    AppendBatch, LogPage, LogQuery, Snapshot, StoredEvent, StreamRange,
+};
 use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
 
 /// How many events a stream read copies out per lock acquisition.
@@ -22,8 +25,8 @@ const READ_CHUNK: usize = 1024;
 ///
 /// let store = MemoryStore::new();
 /// let id = uuid::Uuid::now_v7();
-/// let event = NewEvent { name: "Opened".into(), schema_version: 1, payload: b"{}".to_vec(), metadata: Default::default() };
-/// store.append(AppendBatch::single(id, 0, vec![event])).await.unwrap();
+/// let event = NewEvent::new("Opened", 1, b"{}".to_vec());
+/// store.append(AppendBatch::single_in("Account", id, 0, vec![event])).await.unwrap();
 /// let events: Vec<_> = store.read_stream(id, StreamRange::all()).try_collect().await.unwrap();
 /// assert_eq!(events[0].version, 1);
 /// # });
@@ -43,7 +46,7 @@ struct Inner {
     /// For each stream, the log indexes of its events in version order.
     streams: HashMap<Uuid, Vec<usize>>,
     snapshots: HashMap<Uuid, BTreeMap<u64, Snapshot>>,
-    tracking: HashMap<String, u64>,
+    tracking: HashMap<String, Position>,
 }
 
 impl MemoryStore {
@@ -117,7 +120,7 @@ impl Inner {
 
 #[async_trait::async_trait]
 impl EventStore for MemoryStore {
-    async fn append(&self, batch: AppendBatch) -> Result<u64> {
+    async fn append(&self, batch: AppendBatch) -> Result<Position> {
         let mut inner = self.write();
         let mut seen = HashSet::with_capacity(batch.streams.len());
         for append in &batch.streams {
@@ -136,7 +139,11 @@ impl EventStore for MemoryStore {
             }
         }
         if let Some(tracking) = &batch.tracking {
-            let recorded = inner.tracking.get(&tracking.tracker).copied().unwrap_or(0);
+            let recorded = inner
+                .tracking
+                .get(&tracking.tracker)
+                .copied()
+                .unwrap_or(Position::START);
             if tracking.position <= recorded {
                 return Err(Error::TrackingConflict {
                     tracker: tracking.tracker.clone(),
@@ -150,14 +157,16 @@ impl EventStore for MemoryStore {
             for (offset, event) in append.events.into_iter().enumerate() {
                 let index = inner.log.len();
                 inner.log.push(StoredEvent {
+                    id: event.id,
                     stream_id: append.stream_id,
+                    category: append.category.clone(),
                     version: append.expected_version + offset as u64 + 1,
                     name: event.name,
                     schema_version: event.schema_version,
                     payload: event.payload,
                     metadata: event.metadata,
                     recorded_at: now,
-                    position: index as u64 + 1,
+                    position: Position::new(index as u64 + 1),
                 });
                 inner
                     .streams
@@ -169,7 +178,7 @@ impl EventStore for MemoryStore {
         if let Some(tracking) = batch.tracking {
             inner.tracking.insert(tracking.tracker, tracking.position);
         }
-        Ok(inner.log.len() as u64)
+        Ok(Position::new(inner.log.len() as u64))
     }
 
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
@@ -232,22 +241,28 @@ impl EventStore for MemoryStore {
         Ok(self.read().version(&stream_id))
     }
 
-    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>> {
+    async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
         let inner = self.read();
-        let start = usize::try_from(query.after)
+        let start = usize::try_from(query.after.get())
             .unwrap_or(usize::MAX)
             .min(inner.log.len());
-        let events = inner.log[start..]
-            .iter()
-            .filter(|e| query.names.is_empty() || query.names.contains(&e.name))
-            .take(query.limit)
-            .cloned()
-            .collect();
-        Ok(events)
+        let mut events = Vec::new();
+        // The last position looked at: the whole rest of the log unless the page fills first.
+        let mut next = query.after.max(Position::new(start as u64));
+        for event in &inner.log[start..] {
+            if events.len() == query.limit {
+                break;
+            }
+            next = event.position;
+            if query.matches(event) {
+                events.push(event.clone());
+            }
+        }
+        Ok(LogPage { events, next })
     }
 
-    async fn last_position(&self) -> Result<u64> {
-        Ok(self.read().log.len() as u64)
+    async fn last_position(&self) -> Result<Position> {
+        Ok(Position::new(self.read().log.len() as u64))
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
@@ -276,7 +291,12 @@ impl EventStore for MemoryStore {
         Ok(found.map(|(_, s)| s.clone()))
     }
 
-    async fn tracking_position(&self, tracker: &str) -> Result<u64> {
-        Ok(self.read().tracking.get(tracker).copied().unwrap_or(0))
+    async fn tracking_position(&self, tracker: &str) -> Result<Position> {
+        Ok(self
+            .read()
+            .tracking
+            .get(tracker)
+            .copied()
+            .unwrap_or(Position::START))
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eventsource_core::{Aggregate, EventStore, Loaded, LogQuery, Repository, Uuid, new_id};
+use eventsource_core::{
+    Aggregate, EventStore, Loaded, LogQuery, Position, Repository, Uuid, new_id,
+};
 
 use super::account::Balance;
 use super::figure::Figure;
@@ -411,16 +413,18 @@ async fn w4(
     rss::reset_peak();
     let page = usize::try_from(sizes.w4_page.max(1)).unwrap_or(usize::MAX);
     let start = Instant::now();
-    let (mut after, mut read) = (0_u64, 0_u64);
+    let (mut after, mut read) = (Position::START, 0_u64);
     let mut cents = 0_u64;
     loop {
         let events = accounts
             .store()
             .read_log(LogQuery::after(after, page))
             .await?;
-        let Some(last) = events.last() else { break };
-        after = last.position;
-        for stored in &events {
+        if events.is_empty() {
+            break;
+        }
+        after = events.next;
+        for stored in &events.events {
             if let BankAccountEvent::Deposited(deposit) = accounts.decode(stored)? {
                 cents += deposit.cents;
             }

@@ -254,6 +254,7 @@ async fn legacy_account(accounts: &Accounts) -> Result<(), Box<dyn std::error::E
     say!("\nCarol's account was written by an older release:");
     if accounts.store().stream_version(id).await? == 0 {
         let record = |name: &str, schema_version: u32, payload: &str| NewEvent {
+            id: Uuid::now_v7(),
             name: name.into(),
             schema_version,
             payload: payload.as_bytes().to_vec(),

@@ -101,12 +101,8 @@ impl Server {
 }
 
 pub(crate) fn event(name: &str, payload: String) -> NewEvent {
-    NewEvent {
-        name: name.into(),
-        schema_version: 1,
-        payload: payload.into_bytes(),
-        metadata: BTreeMap::from([("writer".to_string(), "test".to_string())]),
-    }
+    NewEvent::new(name, 1, payload.into_bytes())
+        .with_metadata(BTreeMap::from([("writer".to_string(), "test".to_string())]))
 }
 
 /// `count` events whose payloads name their stream and version, for checksums.
@@ -118,9 +114,10 @@ pub(crate) fn events_for(stream: Uuid, from_version: u64, count: u64) -> Vec<New
 
 pub(crate) async fn read_all(store: &PostgresStore) -> Vec<StoredEvent> {
     store
-        .read_log(LogQuery::after(0, usize::MAX))
+        .read_log(LogQuery::from_start(usize::MAX))
         .await
         .expect("read the whole log")
+        .events
 }
 
 pub(crate) fn assert_strictly_increasing(events: &[StoredEvent]) {

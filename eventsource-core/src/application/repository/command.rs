@@ -18,6 +18,7 @@ use crate::domain::event::{EventEnum, IntoEvents};
 use crate::domain::id::new_id;
 use crate::error::{Error, Result};
 use crate::persistence::codec::Codec;
+use crate::persistence::position::Position;
 use crate::persistence::record::{AppendBatch, Metadata, NewEvent, StreamAppend};
 use crate::persistence::store::EventStore;
 
@@ -295,7 +296,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
     /// none (for example a transfer between two accounts). Returns the last global position.
     /// The events carry the current [`CommandContext`]. For aggregates of different types, use
     /// a [`unit_of_work`](Self::unit_of_work).
-    pub async fn save(&self, aggregates: &mut [&mut Loaded<A>]) -> Result<u64> {
+    pub async fn save(&self, aggregates: &mut [&mut Loaded<A>]) -> Result<Position> {
         let metadata = CommandContext::for_command().to_metadata();
         self.save_with(aggregates, &metadata).await
     }
@@ -304,7 +305,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         &self,
         aggregates: &mut [&mut Loaded<A>],
         metadata: &Metadata,
-    ) -> Result<u64> {
+    ) -> Result<Position> {
         let mut batch = AppendBatch::default();
         for loaded in aggregates.iter() {
             if loaded.pending.is_empty() {
@@ -312,6 +313,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
             }
             batch.streams.push(StreamAppend {
                 stream_id: loaded.id,
+                category: A::NAME.to_owned(),
                 expected_version: loaded.version,
                 events: encode::<A, C>(&self.codec, &loaded.pending, metadata)?,
             });
@@ -360,7 +362,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
     }
 }
 
-/// Encodes events of `A` for appending, each with `metadata`.
+/// Encodes events of `A` for appending, each with a fresh id (UUID v7) and `metadata`.
 pub(crate) fn encode<A: Aggregate, C: Codec>(
     codec: &C,
     events: &[A::Event],
@@ -374,6 +376,7 @@ pub(crate) fn encode<A: Aggregate, C: Codec>(
                 source,
             })?;
             Ok(NewEvent {
+                id: Uuid::now_v7(),
                 name: event.name().to_owned(),
                 schema_version: event.schema_version(),
                 payload,

@@ -85,6 +85,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
             let event = self.decode(&stored)?;
             history.push(Recorded {
                 event,
+                id: stored.id,
                 version: stored.version,
                 position: stored.position,
                 stored_schema_version: stored.schema_version,

@@ -6,6 +6,8 @@ use std::ops::Deref;
 
 use uuid::Uuid;
 
+use crate::persistence::position::Position;
+
 use crate::application::context::{
     ACTOR, CAUSATION_ID, CORRELATION_ID, CommandContext, MetadataError,
 };
@@ -99,10 +101,12 @@ impl<A: Aggregate> Deref for Loaded<A> {
 pub struct Recorded<E> {
     /// The event.
     pub event: E,
+    /// The event's own id: what a later event names as its cause.
+    pub id: Uuid,
     /// Its version in the stream.
     pub version: u64,
     /// Its position in the global log.
-    pub position: u64,
+    pub position: Position,
     /// The schema version it was stored at (before upcasting).
     pub stored_schema_version: u32,
     /// Its metadata.

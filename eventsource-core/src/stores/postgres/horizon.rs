@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 use super::schema::{Names, stable_hash};
 use super::{BACKEND, POSITION_SHIFT, PostgresStore, pg_error};
 use crate::error::{Error, Result};
+use crate::persistence::position::Position;
 
 /// First key of the advisory lock an appender takes to announce itself (`"ESAP"` in ASCII); the
 /// second is a hash of the schema and events table, so stores in different schemas (and the
@@ -173,7 +174,7 @@ pub(super) fn status_sql(events: &str) -> String {
 pub struct HorizonStatus {
     /// Followers are handed events below this position; events at or above it wait until the
     /// appenders that may still commit below them have finished.
-    pub readable_below: u64,
+    pub readable_below: Position,
     /// Committed events at or above [`readable_below`](Self::readable_below): what followers
     /// can't see yet.
     pub events_waiting: u64,
@@ -284,7 +285,9 @@ impl PostgresStore {
             )
         };
         Ok(HorizonStatus {
-            readable_below: u64::try_from(bound).map_err(|_| invalid("horizon", bound))?,
+            readable_below: Position::new(
+                u64::try_from(bound).map_err(|_| invalid("horizon", bound))?,
+            ),
             events_waiting: u64::try_from(waiting).map_err(|_| invalid("a count of", waiting))?,
             oldest_appender,
         })

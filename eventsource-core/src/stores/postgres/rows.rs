@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::{BACKEND, pg_error};
 use crate::error::{Error, Result};
-use crate::persistence::record::{Metadata, Snapshot, StoredEvent};
+use crate::persistence::position::Position;
+use crate::persistence::record::{Metadata, Snapshot, StoredEvent, legacy_event_id};
 
 /// Reads column `index` of `row`, naming the column and what was read if it fails.
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
@@ -29,10 +30,15 @@ fn corrupt(stream: Uuid, version: u64, message: String) -> Error {
 }
 
 /// A row of `stream_id, version, name, schema_version, payload, metadata::text, recorded_at,
-/// position` as a [`StoredEvent`].
+/// position, event_id, category` as a [`StoredEvent`].
 pub(super) fn event(row: &Row) -> Result<StoredEvent> {
-    let stream_id: Uuid = column(row, 0, "stream_id", &|| "an event".into())?;
-    let raw_version: i64 = column(row, 1, "version", &|| {
+    event_at(row, 0)
+}
+
+/// The same columns starting at column `at` (after columns of the query's own).
+pub(super) fn event_at(row: &Row, at: usize) -> Result<StoredEvent> {
+    let stream_id: Uuid = column(row, at, "stream_id", &|| "an event".into())?;
+    let raw_version: i64 = column(row, at + 1, "version", &|| {
         format!("an event of stream {stream_id}")
     })?;
     let version = u64::try_from(raw_version)
@@ -46,8 +52,8 @@ pub(super) fn event(row: &Row) -> Result<StoredEvent> {
             )
         })?;
     let what = || format!("the event at version {version} of stream {stream_id}");
-    let name: String = column(row, 2, "name", &what)?;
-    let raw_schema_version: i64 = column(row, 3, "schema_version", &what)?;
+    let name: String = column(row, at + 2, "name", &what)?;
+    let raw_schema_version: i64 = column(row, at + 3, "schema_version", &what)?;
     let schema_version = u32::try_from(raw_schema_version).map_err(|_| {
         corrupt(
             stream_id,
@@ -57,8 +63,8 @@ pub(super) fn event(row: &Row) -> Result<StoredEvent> {
             ),
         )
     })?;
-    let payload: Vec<u8> = column(row, 4, "payload", &what)?;
-    let metadata_text: String = column(row, 5, "metadata", &what)?;
+    let payload: Vec<u8> = column(row, at + 4, "payload", &what)?;
+    let metadata_text: String = column(row, at + 5, "metadata", &what)?;
     let metadata: Metadata = serde_json::from_str(&metadata_text).map_err(|e| {
         corrupt(
             stream_id,
@@ -68,8 +74,8 @@ pub(super) fn event(row: &Row) -> Result<StoredEvent> {
             ),
         )
     })?;
-    let recorded_at: SystemTime = column(row, 6, "recorded_at", &what)?;
-    let raw_position: i64 = column(row, 7, "position", &what)?;
+    let recorded_at: SystemTime = column(row, at + 6, "recorded_at", &what)?;
+    let raw_position: i64 = column(row, at + 7, "position", &what)?;
     let position = u64::try_from(raw_position)
         .ok()
         .filter(|p| *p >= 1)
@@ -80,15 +86,20 @@ pub(super) fn event(row: &Row) -> Result<StoredEvent> {
                 format!("event `{name}` has position {raw_position}; positions start at 1"),
             )
         })?;
+    // NULL for an event stored before events had ids: a stable id derived from its place.
+    let id: Option<Uuid> = column(row, at + 8, "event_id", &what)?;
+    let category: String = column(row, at + 9, "category", &what)?;
     Ok(StoredEvent {
+        id: id.unwrap_or_else(|| legacy_event_id(stream_id, version)),
         stream_id,
+        category,
         version,
         name,
         schema_version,
         payload,
         metadata,
         recorded_at,
-        position,
+        position: Position::new(position),
     })
 }
 

@@ -8,6 +8,7 @@ use tokio_postgres::Transaction;
 use super::horizon::{self, MAX_XID};
 use super::{BACKEND, POSITION_SHIFT, pg_error};
 use crate::error::{Error, Result};
+use crate::stores::sql::{identifier, migration};
 
 /// The longest schema name PostgreSQL keeps without truncating (`NAMEDATALEN - 1`).
 const MAX_SCHEMA_NAME: usize = 63;
@@ -23,39 +24,16 @@ const MIGRATIONS_TABLE: &str = "eventsource_migrations";
 /// second key is a hash of the schema name, so stores in different schemas migrate in parallel.
 const MIGRATION_LOCK_CLASS: i32 = 0x4553_5243;
 
-/// Checks `name` against the rules for an unquoted PostgreSQL identifier: an ASCII letter or `_`,
-/// then ASCII letters, digits or `_`, at most `max` bytes.
+/// Checks `name` against PostgreSQL's rules for an unquoted identifier (letters, digits and
+/// `_`, not starting with a digit or `pg_`), at most `max` bytes.
 pub(super) fn validate_identifier(what: &str, name: &str, max: usize) -> Result<()> {
-    let config = |message: String| Error::Config {
+    let rules = identifier::Rules {
         backend: BACKEND,
-        message,
+        max_len: max,
+        reserved_prefix: "pg_",
+        engine: "PostgreSQL",
     };
-    let mut chars = name.chars();
-    let Some(first) = chars.next() else {
-        return Err(config(format!("the {what} name is empty")));
-    };
-    if !(first.is_ascii_alphabetic() || first == '_') {
-        return Err(config(format!(
-            "the {what} name `{name}` must start with an ASCII letter or `_`"
-        )));
-    }
-    if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
-        return Err(config(format!(
-            "the {what} name `{name}` contains `{bad}`; use ASCII letters, digits and `_` only"
-        )));
-    }
-    if name.len() > max {
-        return Err(config(format!(
-            "the {what} name `{name}` is {} bytes long; at most {max} are allowed",
-            name.len()
-        )));
-    }
-    if name.starts_with("pg_") {
-        return Err(config(format!(
-            "the {what} name `{name}` starts with `pg_`, which PostgreSQL reserves"
-        )));
-    }
-    Ok(())
+    identifier::check(rules, what, name)
 }
 
 /// Quotes a validated identifier.
@@ -125,12 +103,9 @@ impl Names {
     }
 }
 
-/// One schema migration: applied once, in order, inside the migration transaction.
-struct Migration {
-    version: i32,
-    description: &'static str,
-    sql: fn(&Names) -> String,
-}
+/// One schema migration of this store's tables (see [`crate::stores::sql::migration`]),
+/// applied once, in order, inside the migration transaction.
+type Migration = migration::Migration<Names>;
 
 /// Every migration, oldest first. Append new ones; never edit an applied one.
 const MIGRATIONS: &[Migration] = &[
@@ -144,10 +119,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "tickets table: append_in takes a transaction id after announcing itself",
         sql: migration_2,
     },
+    Migration {
+        version: 3,
+        description: "event ids and categories, and the index for category-filtered log reads",
+        sql: migration_3,
+    },
 ];
 
 /// The schema version this build creates and expects.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 fn migration_1(names: &Names) -> String {
     let events = names.table(&names.events);
@@ -192,6 +172,19 @@ fn migration_2(names: &Names) -> String {
     // (see `horizon.rs`), so nothing here needs to survive a crash.
     let tickets = names.table(&names.tickets());
     format!("CREATE UNLOGGED TABLE IF NOT EXISTS {tickets} (pid int4 NOT NULL);")
+}
+
+fn migration_3(names: &Names) -> String {
+    let events = names.table(&names.events);
+    let by_category = quote(&format!("{}_by_category", names.events));
+    // Adding a nullable column and one with a constant default rewrites no rows: existing
+    // events read NULL (no id; a stable one is derived on read) and '' (no category). Building
+    // the index holds writes back while it runs.
+    format!(
+        "ALTER TABLE {events} ADD COLUMN IF NOT EXISTS event_id uuid; \
+         ALTER TABLE {events} ADD COLUMN IF NOT EXISTS category text NOT NULL DEFAULT ''; \
+         CREATE INDEX IF NOT EXISTS {by_category} ON {events} (category, position);"
+    )
 }
 
 /// FNV-1a, 32 bits: a hash that is the same in every build, for the advisory lock key.
@@ -239,16 +232,13 @@ pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
     let applied: i32 = row
         .try_get(0)
         .map_err(pg_error("reading the applied schema version"))?;
-    if applied > SCHEMA_VERSION {
-        return Err(Error::Config {
-            backend: BACKEND,
-            message: format!(
-                "schema `{}` is at version {applied}, newer than the version {SCHEMA_VERSION} this build knows; upgrade eventsource",
-                names.schema
-            ),
-        });
-    }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > applied) {
+    let pending = migration::pending(
+        MIGRATIONS,
+        i64::from(applied),
+        BACKEND,
+        &format!("schema `{}`", names.schema),
+    )?;
+    for migration in pending {
         let context = format!(
             "applying migration {} ({}) to schema `{}`",
             migration.version, migration.description, names.schema
@@ -257,7 +247,7 @@ pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
             .await
             .map_err(pg_error(context.clone()))?;
         tx.execute(
-            &format!("INSERT INTO {migrations} (version, description) VALUES ($1, $2)"),
+            &format!("INSERT INTO {migrations} (version, description) VALUES ($1::int8::int4, $2)"),
             &[&migration.version, &migration.description],
         )
         .await
@@ -330,7 +320,8 @@ pub(super) struct Sql {
     /// The whole append in one statement (see [`Sql::render`]). Parameters: the events as
     /// parallel arrays `$1 stream_id uuid[], $2 version int8[], $3 name text[],
     /// $4 schema_version int8[], $5 payload bytea[], $6 metadata text[]`, `$7` their count,
-    /// and every stream of the batch with its expected version, `$8 uuid[], $9 int8[]`. One row
+    /// every stream of the batch with its expected version, `$8 uuid[], $9 int8[]`, and
+    /// `$10 event_id uuid[], $11 category text[]`, again one per event. One row
     /// back: whether the checks passed, how many events were inserted, the last position, and
     /// the versions the streams were at when the statement checked them.
     pub(super) append: String,
@@ -361,10 +352,11 @@ pub(super) struct Sql {
     pub(super) read_stream_forwards: String,
     /// `$1 stream, $2 from, $3 to, $4 limit` → events newest first.
     pub(super) read_stream_backwards: String,
-    /// `$1 after, $2 limit` → log events below the visibility horizon.
-    pub(super) read_log: String,
-    /// `$1 after, $2 limit, $3 names` → the same, only events with one of the names.
-    pub(super) read_log_names: String,
+    /// `$1 after, $2 limit, $3 categories, $4 names` → the greatest position below the
+    /// horizon, then the log events below it (their columns after that one; no event columns
+    /// in the single row of an empty page). One statement per combination of filters (none,
+    /// names, categories, both), so each uses its index.
+    pub(super) read_log: [String; 4],
     /// → the greatest position below the visibility horizon (0 if none).
     pub(super) last_position: String,
     /// `$1..$6` → saves a snapshot, replacing one at the same stream and version.
@@ -376,8 +368,8 @@ pub(super) struct Sql {
 }
 
 /// The columns of a stored event, in the order [`super::rows::event`] reads them.
-const EVENT_COLUMNS: &str =
-    "stream_id, version, name, schema_version, payload, metadata::text, recorded_at, position";
+const EVENT_COLUMNS: &str = "stream_id, version, name, schema_version, payload, metadata::text, \
+     recorded_at, position, event_id, category";
 
 /// The columns of a snapshot, in the order [`super::rows::snapshot`] reads them.
 const SNAPSHOT_COLUMNS: &str = "stream_id, version, aggregate, fingerprint, state, recorded_at";
@@ -424,12 +416,12 @@ impl Sql {
                       AND slot.first + $7::int8 <= {slots} \
                       AND NOT EXISTS (SELECT 1 FROM current WHERE current.actual <> current.expected)), \
                  inserted AS ( \
-                    INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, position) \
+                    INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, position, event_id, category) \
                     SELECT t.stream_id, t.version, t.name, t.schema_version, t.payload, t.metadata::jsonb, \
-                           (ok.xid << {POSITION_SHIFT}) | (ok.first + t.n - 1) \
+                           (ok.xid << {POSITION_SHIFT}) | (ok.first + t.n - 1), t.event_id, t.category \
                     FROM ok, \
-                         unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bytea[], $6::text[]) \
-                         WITH ORDINALITY AS t(stream_id, version, name, schema_version, payload, metadata, n) \
+                         unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bytea[], $6::text[], $10::uuid[], $11::text[]) \
+                         WITH ORDINALITY AS t(stream_id, version, name, schema_version, payload, metadata, event_id, category, n) \
                     RETURNING position) \
                  SELECT EXISTS (SELECT 1 FROM ok), \
                         (SELECT count(*) FROM inserted), \
@@ -438,6 +430,57 @@ impl Sql {
                 slots = 1_i64 << POSITION_SHIFT,
             )
         };
+        // The rows of one page. Without a category filter: the position index, in order. With
+        // one: for each category its own range scan of the (category, position) index, at
+        // most a page each, merged; so a filtered read touches only matching categories' rows,
+        // whatever the planner's statistics say.
+        let scans = [
+            format!(
+                "SELECT e.* FROM {events} AS e, h \
+                 WHERE e.position > $1::int8 AND e.position < h.bound \
+                 ORDER BY e.position ASC LIMIT $2::int8"
+            ),
+            format!(
+                "SELECT e.* FROM {events} AS e, h \
+                 WHERE e.position > $1::int8 AND e.position < h.bound AND e.name = ANY($4::text[]) \
+                 ORDER BY e.position ASC LIMIT $2::int8"
+            ),
+            format!(
+                "SELECT e.* FROM h, unnest($3::text[]) AS c(category), LATERAL ( \
+                    SELECT * FROM {events} AS x \
+                    WHERE x.category = c.category AND x.position > $1::int8 AND x.position < h.bound \
+                    ORDER BY x.position ASC LIMIT $2::int8) AS e \
+                 ORDER BY e.position ASC LIMIT $2::int8"
+            ),
+            format!(
+                "SELECT e.* FROM h, unnest($3::text[]) AS c(category), LATERAL ( \
+                    SELECT * FROM {events} AS x \
+                    WHERE x.category = c.category AND x.position > $1::int8 AND x.position < h.bound \
+                      AND x.name = ANY($4::text[]) \
+                    ORDER BY x.position ASC LIMIT $2::int8) AS e \
+                 ORDER BY e.position ASC LIMIT $2::int8"
+            ),
+        ];
+        // `h` takes the horizon once; the first column is the greatest position below it, which
+        // is where the next read starts when this page is not full (a filtered follower never
+        // rescans what it passed).
+        let columns = EVENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("page.{}", c.trim_end_matches("::text")))
+            .collect::<Vec<_>>()
+            .join(", ")
+            .replace("page.metadata", "page.metadata::text");
+        let read_log = scans.map(|scan| {
+            format!(
+                "WITH h AS MATERIALIZED (SELECT {horizon} AS bound, \
+                                            $3::text[] AS categories, $4::text[] AS names), \
+                 page AS ({scan}) \
+                 SELECT (SELECT coalesce(max(e.position), 0) FROM {events} AS e, h WHERE e.position < h.bound), \
+                        {columns} \
+                 FROM (SELECT 1) AS one LEFT JOIN page ON true \
+                 ORDER BY page.position ASC"
+            )
+        });
         let versions = format!(
             "ARRAY(SELECT coalesce((SELECT max(e.version) FROM {events} AS e WHERE e.stream_id = u.id), 0) \
                    FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n)"
@@ -476,16 +519,7 @@ impl Sql {
                  WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
                  ORDER BY version DESC LIMIT $4::int8"
             ),
-            read_log: format!(
-                "SELECT {EVENT_COLUMNS} FROM {events} \
-                 WHERE position > $1::int8 AND position < {horizon} \
-                 ORDER BY position ASC LIMIT $2::int8"
-            ),
-            read_log_names: format!(
-                "SELECT {EVENT_COLUMNS} FROM {events} \
-                 WHERE position > $1::int8 AND position < {horizon} AND name = ANY($3::text[]) \
-                 ORDER BY position ASC LIMIT $2::int8"
-            ),
+            read_log,
             last_position: format!(
                 "SELECT coalesce(max(position), 0) FROM {events} WHERE position < {horizon}"
             ),
@@ -557,6 +591,12 @@ mod tests {
             ..names
         };
         assert!(matches!(names.validate(), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn migrations_are_in_sequence_and_the_schema_version_is_the_last() {
+        migration::assert_sequence(MIGRATIONS);
+        assert_eq!(i64::from(SCHEMA_VERSION), migration::latest(MIGRATIONS));
     }
 
     #[test]

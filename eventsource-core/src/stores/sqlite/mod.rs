@@ -9,15 +9,11 @@
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! let store = SqliteStore::open(dir.join("bank.db")).await?;      // or SqliteStore::in_memory()
 //! let id = uuid::Uuid::now_v7();
-//! let opened = NewEvent {
-//!     name: "Opened".into(),
-//!     schema_version: 1,
-//!     payload: br#"{"owner":"Ada"}"#.to_vec(),
-//!     metadata: Default::default(),
-//! };
-//! store.append(AppendBatch::single(id, 0, vec![opened])).await?;
+//! let opened = NewEvent::new("Opened", 1, br#"{"owner":"Ada"}"#.to_vec());
+//! store.append(AppendBatch::single_in("Account", id, 0, vec![opened.clone()])).await?;
 //! let events: Vec<_> = store.read_stream(id, StreamRange::all()).try_collect().await?;
 //! assert_eq!((events[0].version, events[0].name.as_str()), (1, "Opened"));
+//! assert_eq!((events[0].id, events[0].category.as_str()), (opened.id, "Account"));
 //! # drop(store); std::fs::remove_dir_all(&dir).unwrap();
 //! # Ok::<_, eventsource_core::Error>(()) }).unwrap();
 //! ```
@@ -66,8 +62,9 @@ use uuid::Uuid;
 pub use options::{SqliteOptions, Synchronous};
 
 use crate::error::{CodecError, Error, Result};
+use crate::persistence::position::Position;
 use crate::persistence::record::{
-    AppendBatch, LogQuery, Metadata, Snapshot, StoredEvent, StreamRange,
+    AppendBatch, LogPage, LogQuery, Metadata, Snapshot, StoredEvent, StreamRange,
 };
 use crate::persistence::store::{EventStore, EventStream};
 use options::Location;
@@ -278,9 +275,15 @@ fn describe(options: &SqliteOptions) -> String {
 fn sqlite_error(e: rusqlite::Error, doing: String, timeout: std::time::Duration) -> Error {
     use rusqlite::ErrorCode;
     let hint = match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
-            " (another connection held the database lock for longer than the busy timeout of {timeout:?})"
-        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            return Error::busy(
+                BACKEND,
+                format!(
+                    "{doing} (another connection held the database lock for longer than the busy timeout of {timeout:?})"
+                ),
+                e,
+            );
+        }
         Some(ErrorCode::NotADatabase) => " (the file is not an SQLite database)".to_owned(),
         Some(ErrorCode::DatabaseCorrupt) => " (the database file is corrupt)".to_owned(),
         _ => String::new(),
@@ -320,7 +323,7 @@ impl Shared {
         result
     }
 
-    fn append(&self, batch: AppendBatch) -> Result<u64> {
+    fn append(&self, batch: AppendBatch) -> Result<Position> {
         let mut seen = std::collections::HashSet::with_capacity(batch.streams.len());
         for append in &batch.streams {
             if !seen.insert(append.stream_id) {
@@ -330,7 +333,7 @@ impl Shared {
             }
         }
         let tracking_position = match &batch.tracking {
-            Some(t) => Some(i64::try_from(t.position).map_err(|_| {
+            Some(t) => Some(i64::try_from(t.position.get()).map_err(|_| {
                 Error::backend(
                     BACKEND,
                     format!(
@@ -401,7 +404,7 @@ impl Shared {
                 return Err(Error::TrackingConflict {
                     tracker: tracking.tracker.clone(),
                     position: tracking.position,
-                    recorded: u64::try_from(recorded).unwrap_or(0),
+                    recorded: Position::new(u64::try_from(recorded).unwrap_or(0)),
                 });
             }
             tx.prepare_cached(&sql.save_tracking)
@@ -429,6 +432,8 @@ impl Shared {
                             event.payload,
                             metadata,
                             now,
+                            event.id.as_bytes(),
+                            append.category,
                         ])
                         .map_err(self.failed(format_args!(
                             "inserting event `{}` at version {version} of stream {stream}",
@@ -446,7 +451,7 @@ impl Shared {
                 .map_err(self.failed("reading the last position"))?
         };
         tx.commit().map_err(self.failed("committing an append"))?;
-        Ok(u64::try_from(last).unwrap_or(0))
+        Ok(Position::new(u64::try_from(last).unwrap_or(0)))
     }
 
     /// Reads up to `limit` events of a stream with versions in `lo..=hi`.
@@ -509,45 +514,62 @@ impl Shared {
         })
     }
 
-    fn read_log(&self, query: &LogQuery) -> Result<Vec<StoredEvent>> {
+    fn read_log(&self, query: &LogQuery) -> Result<LogPage> {
         if query.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(LogPage {
+                events: Vec::new(),
+                next: query.after,
+            });
         }
+        let json = |values: &[String], what: &str| -> Result<Option<String>> {
+            if values.is_empty() {
+                return Ok(None);
+            }
+            serde_json::to_string(values)
+                .map(Some)
+                .map_err(|e| Error::Encode {
+                    what: format!("the log query's {what}"),
+                    source: CodecError::new("json", e),
+                })
+        };
+        let categories = json(&query.categories, "categories")?;
+        let names = json(&query.names, "event names")?;
+        let variant = usize::from(names.is_some()) + 2 * usize::from(categories.is_some());
         self.read(|conn| {
             let doing = || format!("reading the log after position {}", query.after);
-            let after = clamp(query.after);
+            let after = clamp(query.after.get());
             let limit = clamp(query.limit as u64);
+            // One read transaction: the page and the last position come from one snapshot.
+            let tx = conn
+                .unchecked_transaction()
+                .map_err(self.failed(Lazy(&doing)))?;
             let mut events = Vec::with_capacity(query.limit.min(1 << 16));
-            let mut push = |row: &rusqlite::Row<'_>| -> Result<()> {
-                events.push(rows::log_event(row)?);
-                Ok(())
-            };
-            if query.names.is_empty() {
-                let mut statement = conn
-                    .prepare_cached(&self.sql.read_log)
+            {
+                let mut statement = tx
+                    .prepare_cached(&self.sql.read_log[variant])
                     .map_err(self.failed(Lazy(&doing)))?;
+                let all: [&dyn rusqlite::ToSql; 4] = [&after, &limit, &categories, &names];
+                let count = statement.parameter_count();
                 let mut rows = statement
-                    .query(params![after, limit])
+                    .query(&all[..count])
                     .map_err(self.failed(Lazy(&doing)))?;
                 while let Some(row) = rows.next().map_err(self.failed(Lazy(&doing)))? {
-                    push(row)?;
-                }
-            } else {
-                let names = serde_json::to_string(&query.names).map_err(|e| Error::Encode {
-                    what: "the log query's event names".into(),
-                    source: CodecError::new("json", e),
-                })?;
-                let mut statement = conn
-                    .prepare_cached(&self.sql.read_log_named)
-                    .map_err(self.failed(Lazy(&doing)))?;
-                let mut rows = statement
-                    .query(params![after, limit, names])
-                    .map_err(self.failed(Lazy(&doing)))?;
-                while let Some(row) = rows.next().map_err(self.failed(Lazy(&doing)))? {
-                    push(row)?;
+                    events.push(rows::log_event(row)?);
                 }
             }
-            Ok(events)
+            let next = match events.last() {
+                Some(last) if events.len() == query.limit => last.position,
+                // Not a full page: everything up to the end of the log was looked at.
+                _ => {
+                    let last: i64 = tx
+                        .prepare_cached(&self.sql.last_position)
+                        .and_then(|mut s| s.query_row([], |row| row.get(0)))
+                        .map_err(self.failed(Lazy(&doing)))?;
+                    let last = non_negative(last, || "the last position".into())?;
+                    query.after.max(Position::new(last))
+                }
+            };
+            Ok(LogPage { events, next })
         })
     }
 
@@ -730,7 +752,7 @@ impl StreamRead {
 
 #[async_trait::async_trait]
 impl EventStore for SqliteStore {
-    async fn append(&self, batch: AppendBatch) -> Result<u64> {
+    async fn append(&self, batch: AppendBatch) -> Result<Position> {
         if batch.streams.is_empty() && batch.tracking.is_none() {
             return self.last_position().await;
         }
@@ -759,17 +781,17 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn read_log(&self, query: LogQuery) -> Result<Vec<StoredEvent>> {
+    async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
         self.run(move |shared| shared.read_log(&query)).await
     }
 
-    async fn last_position(&self) -> Result<u64> {
+    async fn last_position(&self) -> Result<Position> {
         self.run(|shared| {
             let doing = "reading the last position";
             let position = shared
                 .query_integer(&shared.sql.last_position, None, doing)?
                 .unwrap_or(0);
-            non_negative(position, || doing.to_owned())
+            non_negative(position, || doing.to_owned()).map(Position::new)
         })
         .await
     }
@@ -846,14 +868,14 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn tracking_position(&self, tracker: &str) -> Result<u64> {
+    async fn tracking_position(&self, tracker: &str) -> Result<Position> {
         let tracker = tracker.to_owned();
         self.run(move |shared| {
             let doing = format!("reading the tracking position of `{tracker}`");
             let position = shared
                 .query_integer(&shared.sql.tracking_position, Some(&tracker), &doing)?
                 .unwrap_or(0);
-            non_negative(position, || doing)
+            non_negative(position, || doing).map(Position::new)
         })
         .await
     }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::stores::sql::identifier;
 
 use super::{BACKEND, SqliteStore};
 
@@ -98,28 +99,17 @@ impl TableNames {
     }
 }
 
-/// The longest table name accepted (the migrations table appends `_migrations`).
-const MAX_IDENTIFIER: usize = 63;
+/// SQLite's rules for the store's table names: plain identifiers, so they can be put into SQL
+/// unquoted; 63 bytes at most (the migrations table appends `_migrations`).
+const TABLE_NAMES: identifier::Rules = identifier::Rules {
+    backend: BACKEND,
+    max_len: 63,
+    reserved_prefix: "sqlite_",
+    engine: "SQLite",
+};
 
-/// A table name must be a plain SQL identifier, so it can be put into SQL unquoted and unescaped.
 fn validate_identifier(role: &str, name: &str) -> Result<()> {
-    let rule = "a table name must start with an ASCII letter or `_`, continue with ASCII letters, digits or `_`, and be at most 63 characters";
-    let mut chars = name.chars();
-    let valid_start = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    let valid_rest = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_start || !valid_rest || name.len() > MAX_IDENTIFIER {
-        return Err(config(format!(
-            "invalid {role} table name {name:?}: {rule}"
-        )));
-    }
-    if name.len() >= 7 && name[..7].eq_ignore_ascii_case("sqlite_") {
-        return Err(config(format!(
-            "invalid {role} table name {name:?}: names starting with `sqlite_` are reserved by SQLite"
-        )));
-    }
-    Ok(())
+    identifier::check(TABLE_NAMES, &format!("{role} table"), name)
 }
 
 fn config(message: String) -> Error {

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::BACKEND;
 use crate::error::{Error, Result};
-use crate::persistence::record::{Metadata, Snapshot, StoredEvent};
+use crate::persistence::position::Position;
+use crate::persistence::record::{Metadata, Snapshot, StoredEvent, legacy_event_id};
 
 /// What was wrong with a row, as the source of an [`Error::Backend`].
 #[derive(Debug, thiserror::Error)]
@@ -176,10 +177,13 @@ pub(super) fn stream_event(row: &Row<'_>, stream_id: Uuid) -> Result<StoredEvent
     let at = At::Stream(stream_id);
     let version_raw = integer(row, 1, "version", at, None)?;
     let key = Some(version_raw);
+    let version = unsigned(row, 1, "version", at, key)?;
     Ok(StoredEvent {
+        id: event_id(row, 7, stream_id, version, at, key)?,
         stream_id,
-        version: unsigned(row, 1, "version", at, key)?,
-        position: unsigned(row, 0, "position", at, key)?,
+        category: text(row, 8, "category", at, key)?,
+        version,
+        position: Position::new(unsigned(row, 0, "position", at, key)?),
         name: text(row, 2, "name", at, key)?,
         schema_version: schema_version(row, 3, at, key)?,
         payload: bytes(row, 4, "payload", at, key)?,
@@ -188,8 +192,33 @@ pub(super) fn stream_event(row: &Row<'_>, stream_id: Uuid) -> Result<StoredEvent
     })
 }
 
+/// The `event_id` column: 16 bytes, or NULL for an event stored before events had ids.
+fn event_id(
+    row: &Row<'_>,
+    index: usize,
+    stream_id: Uuid,
+    version: u64,
+    at: At,
+    key: Option<i64>,
+) -> Result<Uuid> {
+    match row.get_ref(index).map_err(column_error(at, key))? {
+        ValueRef::Null => Ok(legacy_event_id(stream_id, version)),
+        ValueRef::Blob(b) => {
+            Uuid::from_slice(b).map_err(|e| bad(at, key, format!("column `event_id`: {e}")))
+        }
+        other => Err(bad(
+            at,
+            key,
+            format!(
+                "column `event_id` holds {}, not a 16-byte UUID",
+                describe(other)
+            ),
+        )),
+    }
+}
+
 /// A row of `position, stream_id, version, name, schema_version, payload, metadata,
-/// recorded_at` from the log.
+/// recorded_at, event_id, category` from the log.
 pub(super) fn log_event(row: &Row<'_>) -> Result<StoredEvent> {
     let at = At::Log;
     let key = Some(integer(row, 0, "position", at, None)?);
@@ -215,10 +244,13 @@ pub(super) fn log_event(row: &Row<'_>) -> Result<StoredEvent> {
             ));
         }
     };
+    let version = unsigned(row, 2, "version", at, key)?;
     Ok(StoredEvent {
+        id: event_id(row, 8, stream_id, version, at, key)?,
         stream_id,
-        position: unsigned(row, 0, "position", at, key)?,
-        version: unsigned(row, 2, "version", at, key)?,
+        category: text(row, 9, "category", at, key)?,
+        position: Position::new(unsigned(row, 0, "position", at, key)?),
+        version,
         name: text(row, 3, "name", at, key)?,
         schema_version: schema_version(row, 4, at, key)?,
         payload: bytes(row, 5, "payload", at, key)?,

@@ -9,7 +9,9 @@
 //!        name TEXT, schema_version INTEGER,
 //!        payload BLOB,            -- the encoded event (JSON by default: `CAST(payload AS TEXT)`)
 //!        metadata TEXT,           -- a JSON object of strings, NULL when empty
-//!        recorded_at INTEGER)     -- microseconds since the Unix epoch (UTC)
+//!        recorded_at INTEGER,     -- microseconds since the Unix epoch (UTC)
+//!        event_id BLOB,           -- the event's own id, 16 bytes (NULL: stored before ids)
+//!        category TEXT)           -- the aggregate type; index (category, position)
 //! snapshots(stream_id, version, aggregate, fingerprint, state BLOB, recorded_at)
 //! tracking(tracker TEXT PRIMARY KEY, position INTEGER)
 //! events_migrations(version INTEGER PRIMARY KEY, description TEXT, applied_at INTEGER)
@@ -20,26 +22,24 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::options::TableNames;
 use super::{BACKEND, micros_now};
 use crate::error::{Error, Result};
+use crate::stores::sql::migration;
 
-/// One schema migration: the version it brings the schema to and the SQL that does it.
-struct Migration {
-    version: i64,
-    description: &'static str,
-    sql: fn(&TableNames) -> String,
-}
+/// One schema migration of this store's tables (see [`crate::stores::sql::migration`]).
+type Migration = migration::Migration<TableNames>;
 
 /// Every migration, in order. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "events, snapshots and tracking tables",
-    sql: |t| {
-        let TableNames {
-            events,
-            snapshots,
-            tracking,
-        } = t;
-        format!(
-            "CREATE TABLE IF NOT EXISTS {events} (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "events, snapshots and tracking tables",
+        sql: |t| {
+            let TableNames {
+                events,
+                snapshots,
+                tracking,
+            } = t;
+            format!(
+                "CREATE TABLE IF NOT EXISTS {events} (
                 position INTEGER PRIMARY KEY AUTOINCREMENT,
                 stream_id TEXT NOT NULL,
                 version INTEGER NOT NULL,
@@ -63,13 +63,28 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 tracker TEXT PRIMARY KEY NOT NULL,
                 position INTEGER NOT NULL
             ) WITHOUT ROWID;"
-        )
+            )
+        },
     },
-}];
+    Migration {
+        version: 2,
+        description: "event ids and categories, and the index for category-filtered log reads",
+        sql: |t| {
+            let events = &t.events;
+            // Adding columns rewrites nothing: existing rows read NULL (no id: a stable one is
+            // derived on read) and '' (no category).
+            format!(
+                "ALTER TABLE {events} ADD COLUMN event_id BLOB;
+                 ALTER TABLE {events} ADD COLUMN category TEXT NOT NULL DEFAULT '';
+                 CREATE INDEX IF NOT EXISTS {events}_by_category ON {events} (category, position);"
+            )
+        },
+    },
+];
 
 /// The schema version this build creates.
 pub(super) fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+    migration::latest(MIGRATIONS)
 }
 
 /// Brings the schema up to date. Idempotent: a migration that has run is recorded and skipped.
@@ -100,16 +115,13 @@ pub(super) fn migrate(conn: &mut Connection, tables: &TableNames) -> Result<i64>
         )
         .map_err(failed("reading the schema version"))?;
     let latest = latest_version();
-    if current > latest {
-        return Err(Error::Config {
-            backend: BACKEND,
-            message: format!(
-                "the database's `{}` tables are at schema version {current}, but this build of eventsource knows versions up to {latest}; upgrade eventsource to open it",
-                tables.events
-            ),
-        });
-    }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    let pending = migration::pending(
+        MIGRATIONS,
+        current,
+        BACKEND,
+        &format!("the database's `{}` tables", tables.events),
+    )?;
+    for migration in pending {
         tx.execute_batch(&(migration.sql)(tables))
             .map_err(failed(&format!(
                 "running schema migration {} ({})",
@@ -135,8 +147,9 @@ pub(super) struct Sql {
     pub(super) stream_version: String,
     pub(super) read_stream_forwards: String,
     pub(super) read_stream_backwards: String,
-    pub(super) read_log: String,
-    pub(super) read_log_named: String,
+    /// `?1 after, ?2 limit, ?3 categories (JSON array or NULL), ?4 names (JSON array or
+    /// NULL)`: one statement per combination of filters, so each can use its index.
+    pub(super) read_log: [String; 4],
     pub(super) last_position: String,
     pub(super) save_snapshot: String,
     pub(super) load_snapshot: String,
@@ -151,14 +164,24 @@ impl Sql {
             snapshots,
             tracking,
         } = tables;
-        let stream_columns =
-            "position, version, name, schema_version, payload, metadata, recorded_at";
-        let log_columns =
-            "position, stream_id, version, name, schema_version, payload, metadata, recorded_at";
+        let stream_columns = "position, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
+        let log_columns = "position, stream_id, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
+        let filters = [
+            "",
+            "AND name IN (SELECT value FROM json_each(?4))",
+            "AND category IN (SELECT value FROM json_each(?3))",
+            "AND category IN (SELECT value FROM json_each(?3)) AND name IN (SELECT value FROM json_each(?4))",
+        ];
+        let read_log = filters.map(|filter| {
+            format!(
+                "SELECT {log_columns} FROM {events} WHERE position > ?1 {filter} \
+                 ORDER BY position LIMIT ?2"
+            )
+        });
         Self {
             insert_event: format!(
-                "INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, recorded_at, event_id, category)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ),
             stream_version: format!(
                 "SELECT COALESCE(MAX(version), 0) FROM {events} WHERE stream_id = ?1"
@@ -173,14 +196,7 @@ impl Sql {
                  WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
                  ORDER BY version DESC LIMIT ?4"
             ),
-            read_log: format!(
-                "SELECT {log_columns} FROM {events} WHERE position > ?1 ORDER BY position LIMIT ?2"
-            ),
-            read_log_named: format!(
-                "SELECT {log_columns} FROM {events}
-                 WHERE position > ?1 AND name IN (SELECT value FROM json_each(?3))
-                 ORDER BY position LIMIT ?2"
-            ),
+            read_log,
             last_position: format!("SELECT COALESCE(MAX(position), 0) FROM {events}"),
             save_snapshot: format!(
                 "INSERT OR REPLACE INTO {snapshots} (stream_id, version, aggregate, fingerprint, state, recorded_at)
@@ -196,5 +212,16 @@ impl Sql {
                  ON CONFLICT (tracker) DO UPDATE SET position = excluded.position"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_sequence() {
+        migration::assert_sequence(MIGRATIONS);
+        assert_eq!(latest_version(), 2);
     }
 }

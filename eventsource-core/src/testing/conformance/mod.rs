@@ -47,7 +47,8 @@
 //! (name, schema version, payload, metadata); empty appends; unknown streams; version conflicts
 //! naming the stream and the expected and actual versions; batches holding a conflict or the same
 //! stream twice writing nothing; atomic multi-stream appends; version ranges; the global log
-//! (increasing positions, paging, last position, reading past the end, filtering by name);
+//! (increasing positions, paging, last position, reading past the end, filtering by name and
+//! by category, and where the next read starts); event ids and categories;
 //! concurrent writers on distinct streams and on one stream; a follower paging the log while
 //! writers commit; snapshots; tracking records written atomically with the events; 1 MiB
 //! payloads; unicode names and payloads.
@@ -314,6 +315,12 @@ check_table! {
         "last_position is 0 when empty and the newest position after; reading past the end is empty",
     log_filters_by_event_name:
         "a name filter returns only events with those exact names (case, unicode), in order, and pages",
+    events_keep_their_ids_and_categories:
+        "every event reads back with the id it was appended with and its stream's category, from the stream and the log",
+    log_filters_by_category:
+        "a category filter, alone or with names, returns exactly the events of those categories at any page size",
+    filtered_reads_start_after_what_they_passed:
+        "a filtered page that is not full says the next read starts after everything passed, so nothing is read twice",
     concurrent_writers_on_distinct_streams:
         "4 tasks x 200 appends on their own streams: nothing lost, nothing duplicated, each once in the log",
     concurrent_writers_on_one_stream:

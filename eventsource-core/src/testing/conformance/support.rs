@@ -7,8 +7,9 @@ use futures_util::TryStreamExt;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::persistence::position::Position;
 use crate::persistence::record::{
-    AppendBatch, LogQuery, Metadata, NewEvent, StoredEvent, StreamAppend, StreamRange,
+    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, StoredEvent, StreamAppend, StreamRange,
 };
 use crate::persistence::store::EventStore;
 
@@ -50,14 +51,12 @@ impl<T> Context<T> for Result<T, Error> {
     }
 }
 
-/// An event with a JSON-ish payload and no metadata.
+/// The category the checks' streams are appended with, unless a check says otherwise.
+pub(super) const CATEGORY: &str = "ConformanceCheck";
+
+/// An event with a fresh id, a JSON-ish payload and no metadata.
 pub(super) fn event(name: &str, payload: impl Into<Vec<u8>>) -> NewEvent {
-    NewEvent {
-        name: name.to_owned(),
-        schema_version: 1,
-        payload: payload.into(),
-        metadata: Metadata::new(),
-    }
+    NewEvent::new(name, 1, payload)
 }
 
 /// `n` events named `name` whose payloads say which `tag` and index they are.
@@ -82,6 +81,7 @@ pub(super) fn batch(streams: Vec<(Uuid, u64, Vec<NewEvent>)>) -> AppendBatch {
             .into_iter()
             .map(|(stream_id, expected_version, events)| StreamAppend {
                 stream_id,
+                category: CATEGORY.to_owned(),
                 expected_version,
                 events,
             })
@@ -96,10 +96,10 @@ pub(super) async fn append<S: EventStore + ?Sized>(
     stream: Uuid,
     expected: u64,
     events: Vec<NewEvent>,
-) -> Outcome<u64> {
+) -> Outcome<Position> {
     let n = events.len();
     store
-        .append(AppendBatch::single(stream, expected, events))
+        .append(AppendBatch::single_in(CATEGORY, stream, expected, events))
         .await
         .context(format_args!(
             "appending {n} event(s) to stream {stream} at expected version {expected}"
@@ -145,7 +145,7 @@ pub(super) async fn visit<S: EventStore + ?Sized>(
 /// After a refused append: the log still ends at `last_position` and holds `events` events.
 pub(super) async fn ensure_nothing_written<S: EventStore + ?Sized>(
     store: &S,
-    last_position: u64,
+    last_position: Position,
     events: usize,
     after: &str,
 ) -> Outcome<()> {
@@ -168,30 +168,25 @@ pub(super) async fn read_whole_log<S: EventStore + ?Sized>(
     page: usize,
 ) -> Outcome<Vec<StoredEvent>> {
     let mut all = Vec::new();
-    let mut after = 0;
+    let mut after = Position::START;
     loop {
-        let events = store
+        let read = store
             .read_log(LogQuery::after(after, page))
             .await
             .context(format_args!(
                 "reading the log after position {after}, limit {page}"
             ))?;
-        check_page(&events, after, page, "reading the log")?;
-        let Some(last) = events.last() else {
+        check_page(&read, after, page, "reading the log")?;
+        if read.is_empty() {
             return Ok(all);
-        };
-        after = last.position;
-        all.extend(events);
+        }
+        after = read.next;
+        all.extend(read.events);
     }
 }
 
-/// Checks that a page of the log is after `after`, strictly increasing, and within `limit`.
-pub(super) fn check_page(events: &[StoredEvent], after: u64, limit: usize, doing: &str) -> Outcome {
-    ensure!(
-        events.len() <= limit,
-        "{doing} after position {after} with limit {limit} returned {} events",
-        events.len()
-    );
+/// Checks that events are after `after` and their positions strictly increase.
+pub(super) fn check_positions(events: &[StoredEvent], after: Position, doing: &str) -> Outcome {
     let mut previous = after;
     for e in events {
         ensure!(
@@ -204,6 +199,38 @@ pub(super) fn check_page(events: &[StoredEvent], after: u64, limit: usize, doing
         previous = e.position;
     }
     Ok(())
+}
+
+/// Checks that a page of the log is after `after`, strictly increasing, within `limit`, and
+/// that its `next` is where the page ends: the last event's position for a full page, at
+/// least that otherwise, and never before `after`.
+pub(super) fn check_page(page: &LogPage, after: Position, limit: usize, doing: &str) -> Outcome {
+    let events = &page.events;
+    ensure!(
+        events.len() <= limit,
+        "{doing} after position {after} with limit {limit} returned {} events",
+        events.len()
+    );
+    ensure!(
+        page.next >= after,
+        "{doing} after position {after}: the page says the next read starts after {}, before where this one started",
+        page.next
+    );
+    match events.last() {
+        Some(last) if events.len() == limit => ensure_eq!(
+            page.next,
+            last.position,
+            "{doing} after position {after}: `next` of a full page"
+        ),
+        Some(last) => ensure!(
+            page.next >= last.position,
+            "{doing} after position {after}: `next` ({}) is before the page's last event ({})",
+            page.next,
+            last.position
+        ),
+        None => {}
+    }
+    check_positions(events, after, doing)
 }
 
 /// What an appended event must read back as.
@@ -237,6 +264,7 @@ pub(super) fn compare(actual: &[StoredEvent], expected: &[Expected], doing: &str
             e.stream, e.version
         );
         ensure_eq!(a.stream_id, e.stream, "{at}: stream id");
+        ensure_eq!(a.id, e.event.id, "{at}: event id");
         ensure_eq!(a.version, e.version, "{at}: version");
         ensure_eq!(a.name, e.event.name, "{at}: event name");
         ensure_eq!(
