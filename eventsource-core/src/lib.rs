@@ -87,6 +87,7 @@ pub mod testing;
 pub use application::context::{CommandContext, MetadataError};
 pub use application::repository::{CommandError, Loaded, Recorded, Repository};
 pub use application::retry::{Backoff, RetryPolicy};
+pub use application::subscription::Subscription;
 pub use application::unit_of_work::{Handle, UnitOfWork, Work};
 pub use domain::aggregate::{Aggregate, Apply, SnapshotSettings, Snapshotted};
 pub use domain::event::{Event, EventEnum, IntoEvents, UpcastFn};
@@ -99,6 +100,7 @@ pub use persistence::record::{
     StreamRange, Tracking, legacy_event_id,
 };
 pub use persistence::store::{EventStore, EventStream, StreamVisitor};
+pub use persistence::wake::{CommitSignal, WakeUps};
 pub use stores::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use stores::postgres::PostgresStore;

@@ -1,10 +1,12 @@
 //! The application layer: the repository that replays, decides and appends, with its snapshots
-//! and cache; the command context stored with every event; retries with backoff; and units of
-//! work that save aggregates of several types in one atomic append.
+//! and cache; the command context stored with every event; retries with backoff; units of
+//! work that save aggregates of several types in one atomic append; and subscriptions that
+//! follow the log as it grows.
 
 mod cache;
 pub mod context;
 pub mod repository;
 pub mod retry;
 mod snapshot;
+pub mod subscription;
 pub mod unit_of_work;

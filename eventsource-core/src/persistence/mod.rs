@@ -4,3 +4,4 @@ pub mod codec;
 pub mod position;
 pub mod record;
 pub mod store;
+pub mod wake;

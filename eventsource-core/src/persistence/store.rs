@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::position::Position;
 use super::record::{AppendBatch, LogPage, LogQuery, Snapshot, StoredEvent, StreamRange};
+use super::wake::WakeUps;
 use crate::error::Result;
 
 /// A stream of stored events, read lazily (a store need not hold a whole stream in memory).
@@ -92,6 +93,12 @@ pub trait EventStore: Send + Sync {
 
     /// The last position recorded for a tracker (0 if it has none).
     async fn tracking_position(&self, tracker: &str) -> Result<Position>;
+
+    /// Wake-ups after this store's commits, for readers waiting for new events (see
+    /// [`WakeUps`]). The default sends none, and readers poll.
+    fn wake_ups(&self) -> WakeUps {
+        WakeUps::none()
+    }
 }
 
 #[async_trait::async_trait]
@@ -131,5 +138,53 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     }
     async fn tracking_position(&self, tracker: &str) -> Result<Position> {
         (**self).tracking_position(tracker).await
+    }
+    fn wake_ups(&self) -> WakeUps {
+        (**self).wake_ups()
+    }
+}
+
+/// A borrowed store is a store: two repositories (or a repository and a subscription) can share
+/// one without an `Arc`.
+#[async_trait::async_trait]
+impl<S: EventStore + ?Sized> EventStore for &S {
+    async fn append(&self, batch: AppendBatch) -> Result<Position> {
+        (**self).append(batch).await
+    }
+    fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
+        (**self).read_stream(stream_id, range)
+    }
+    async fn visit_stream(
+        &self,
+        stream_id: Uuid,
+        range: StreamRange,
+        visit: &mut StreamVisitor<'_>,
+    ) -> Result<()> {
+        (**self).visit_stream(stream_id, range, visit).await
+    }
+    async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
+        (**self).stream_version(stream_id).await
+    }
+    async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
+        (**self).read_log(query).await
+    }
+    async fn last_position(&self) -> Result<Position> {
+        (**self).last_position().await
+    }
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        (**self).save_snapshot(snapshot).await
+    }
+    async fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>> {
+        (**self).load_snapshot(stream_id, at_or_below).await
+    }
+    async fn tracking_position(&self, tracker: &str) -> Result<Position> {
+        (**self).tracking_position(tracker).await
+    }
+    fn wake_ups(&self) -> WakeUps {
+        (**self).wake_ups()
     }
 }

@@ -12,6 +12,7 @@ use crate::persistence::record::{
     AppendBatch, LogPage, LogQuery, Snapshot, StoredEvent, StreamRange,
 };
 use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
+use crate::persistence::wake::{CommitSignal, WakeUps};
 
 /// How many events a stream read copies out per lock acquisition.
 const READ_CHUNK: usize = 1024;
@@ -37,6 +38,8 @@ const READ_CHUNK: usize = 1024;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
+    /// Wakes subscriptions after each append.
+    commits: CommitSignal,
 }
 
 #[derive(Debug, Default)]
@@ -178,7 +181,10 @@ impl EventStore for MemoryStore {
         if let Some(tracking) = batch.tracking {
             inner.tracking.insert(tracking.tracker, tracking.position);
         }
-        Ok(Position::new(inner.log.len() as u64))
+        let last = Position::new(inner.log.len() as u64);
+        drop(inner);
+        self.commits.notify();
+        Ok(last)
     }
 
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
@@ -289,6 +295,10 @@ impl EventStore for MemoryStore {
             None => snapshots.iter().next_back(),
         };
         Ok(found.map(|(_, s)| s.clone()))
+    }
+
+    fn wake_ups(&self) -> WakeUps {
+        self.commits.wake_ups()
     }
 
     async fn tracking_position(&self, tracker: &str) -> Result<Position> {

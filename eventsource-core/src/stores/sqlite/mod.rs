@@ -67,6 +67,7 @@ use crate::persistence::record::{
     AppendBatch, LogPage, LogQuery, Metadata, Snapshot, StoredEvent, StreamRange,
 };
 use crate::persistence::store::{EventStore, EventStream};
+use crate::persistence::wake::{CommitSignal, WakeUps};
 use options::Location;
 use rows::BadRow;
 use schema::Sql;
@@ -85,6 +86,9 @@ const READ_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
+    /// Wakes this process's subscriptions after each append through this store (and its
+    /// clones). Appends by other processes to the same file are found by polling.
+    commits: Arc<CommitSignal>,
 }
 
 struct Shared {
@@ -155,6 +159,7 @@ impl SqliteStore {
         .await?;
         Ok(Self {
             shared: Arc::new(shared),
+            commits: Arc::new(CommitSignal::new()),
         })
     }
 
@@ -756,7 +761,13 @@ impl EventStore for SqliteStore {
         if batch.streams.is_empty() && batch.tracking.is_none() {
             return self.last_position().await;
         }
-        self.run(move |shared| shared.append(batch)).await
+        let last = self.run(move |shared| shared.append(batch)).await?;
+        self.commits.notify();
+        Ok(last)
+    }
+
+    fn wake_ups(&self) -> WakeUps {
+        self.commits.wake_ups()
     }
 
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
