@@ -32,7 +32,8 @@ impl CommitSignal {
 
     /// Wakes every reader waiting on this store's [`WakeUps`].
     pub fn notify(&self) {
-        self.sender.send_modify(|commits| *commits = commits.wrapping_add(1));
+        self.sender
+            .send_modify(|commits| *commits = commits.wrapping_add(1));
     }
 
     /// A receiver for a reader.
@@ -107,9 +108,15 @@ mod tests {
         assert!(wake.is_live());
         wake.mark_seen();
         signal.notify(); // between the read and the wait
-        assert!(wake.wait(Duration::from_secs(3600)).await, "woken, not timed out");
+        assert!(
+            wake.wait(Duration::from_secs(3600)).await,
+            "woken, not timed out"
+        );
         wake.mark_seen();
-        assert!(!wake.wait(Duration::from_millis(10)).await, "nothing new: times out");
+        assert!(
+            !wake.wait(Duration::from_millis(10)).await,
+            "nothing new: times out"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -124,6 +131,9 @@ mod tests {
         drop(signal);
         orphan.mark_seen();
         assert!(!orphan.wait(Duration::from_millis(5)).await);
-        assert!(!orphan.is_live(), "a dropped store's wake-ups turn into polling");
+        assert!(
+            !orphan.is_live(),
+            "a dropped store's wake-ups turn into polling"
+        );
     }
 }

@@ -48,10 +48,10 @@
 //! naming the stream and the expected and actual versions; batches holding a conflict or the same
 //! stream twice writing nothing; atomic multi-stream appends; version ranges; the global log
 //! (increasing positions, paging, last position, reading past the end, filtering by name and
-//! by category, and where the next read starts); event ids and categories;
-//! concurrent writers on distinct streams and on one stream; a follower paging the log while
-//! writers commit; snapshots; tracking records written atomically with the events; 1 MiB
-//! payloads; unicode names and payloads.
+//! by category, and where the next read starts); event ids and categories; concurrent writers
+//! on distinct streams and on one stream; a follower paging the log while writers commit; a
+//! subscription following commits; snapshots; tracking records written atomically with the
+//! events; 1 MiB payloads; unicode names and payloads.
 //!
 //! Positions must be strictly increasing in log order but may have gaps, so the suite never
 //! assumes `position == count`. Recorded times may be stored at any precision down to a
@@ -327,6 +327,8 @@ check_table! {
         "tasks racing on one stream: the successes are contiguous, every loser gets a Conflict",
     follower_never_skips_concurrent_commits:
         "a follower paging the log while writers commit sees exactly the final log",
+    subscription_follows_commits:
+        "a subscription catches up, then hands over every event concurrent writers commit, once, in log order",
     snapshots_save_and_load:
         "snapshots save and load byte for byte: latest, at or below a version, none for an unknown stream",
     tracking_is_written_with_the_append:

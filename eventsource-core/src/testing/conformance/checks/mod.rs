@@ -7,6 +7,7 @@ mod log;
 mod payloads;
 mod snapshots;
 mod streams;
+mod subscriptions;
 mod tracking;
 
 use payloads::all_bytes;
@@ -20,6 +21,7 @@ pub use log::*;
 pub use payloads::*;
 pub use snapshots::*;
 pub use streams::*;
+pub use subscriptions::*;
 pub use tracking::*;
 
 use super::support::Outcome;
