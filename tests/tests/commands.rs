@@ -7,16 +7,17 @@
 //! Without a reachable server the PostgreSQL part prints why and is skipped, unless `CI=true`.
 //! The server may be busy with other tests: nothing here assumes it is idle.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventsource_core::prelude::*;
-use eventsource_core::stores::postgres::tokio_postgres::{self, NoTls};
-use eventsource_core::{Backoff, Error, SqliteStore, StreamRange, application::context};
+use eventsource_core::{Backoff, Error, StreamRange, application::context};
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
+
+mod support;
+use support::stores::{Store, on_every_store};
 use tokio::sync::Barrier;
 
 // ---------------------------------------------------------------------------------------------
@@ -78,7 +79,6 @@ struct OverLimit {
     limit: u64,
 }
 
-type Store = Arc<dyn EventStore>;
 type Customers = Repository<Customer, Store>;
 
 fn customers(store: &Store) -> Customers {
@@ -120,7 +120,7 @@ async fn stored_versions(store: &Store, id: Uuid) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_context_is_set_once_and_every_event_carries_it() {
-    on_every_store(|name, store| async move {
+    on_every_store("commands", |name, store| async move {
         let customers = customers(&store);
         let orders = Repository::<Order, _>::new(store.clone());
         let request = Uuid::now_v7();
@@ -281,7 +281,7 @@ fn a_free_key_cannot_take_a_reserved_name_or_be_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_decision_awaits_a_service_and_retries_on_conflict() {
-    on_every_store(|name, store| async move {
+    on_every_store("commands", |name, store| async move {
         let customers = Arc::new(customers(&store).max_attempts(20));
         let id = customers
             .create(Joined { name: "Bob".into() })
@@ -357,7 +357,7 @@ impl std::fmt::Display for OverLimit {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_creators_on_one_new_id_make_one_stream_and_lose_no_command() {
-    on_every_store(|name, store| async move {
+    on_every_store("commands", |name, store| async move {
         let customers = Arc::new(customers(&store));
         let id = eventsource_core::id_from_name("customers", &format!("{name}-{}", Uuid::now_v7()));
         let barrier = Arc::new(Barrier::new(2));
@@ -431,7 +431,7 @@ async fn two_creators_on_one_new_id_make_one_stream_and_lose_no_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unit_of_work_with_a_stale_aggregate_writes_nothing_then_retries() {
-    on_every_store(|name, store| async move {
+    on_every_store("commands", |name, store| async move {
         let customers = customers(&store).backoff(Backoff::none());
         let customer = customers
             .create(Joined { name: "Di".into() })
@@ -545,7 +545,7 @@ async fn a_unit_of_work_with_a_stale_aggregate_writes_nothing_then_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_are_configurable_and_exhausting_them_is_too_many_conflicts() {
-    on_every_store(|name, store| async move {
+    on_every_store("commands", |name, store| async move {
         let customers = customers(&store)
             .max_attempts(3)
             .backoff(Backoff::exponential(
@@ -627,65 +627,3 @@ async fn attempts_are_configurable_and_exhausting_them_is_too_many_conflicts() {
 
 // ---------------------------------------------------------------------------------------------
 // Running a scenario on every store
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn pg_url() -> String {
-    std::env::var("EVENTSOURCE_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// Runs `scenario` on a fresh memory store, a fresh SQLite file and a fresh PostgreSQL schema
-/// (skipped with a message when the server is unreachable, except under `CI=true`).
-async fn on_every_store<F, Fut>(scenario: F)
-where
-    F: Fn(&'static str, Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    scenario("memory", Arc::new(MemoryStore::new())).await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("commands.db"))
-        .await
-        .unwrap();
-    scenario("sqlite", Arc::new(sqlite)).await;
-
-    let url = pg_url();
-    let connect = tokio_postgres::connect(&url, NoTls);
-    let admin = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            client
-        }
-        failed => {
-            let reason = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timed out after 10 s".into(),
-            };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("PostgreSQL at {url} is unreachable ({reason}); CI=true requires it");
-            }
-            eprintln!(
-                "skipping the PostgreSQL part: {url} is unreachable ({reason}); set EVENTSOURCE_POSTGRES_URL"
-            );
-            return;
-        }
-    };
-    let schema = format!(
-        "es_commands_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let store = PostgresStore::options(url)
-        .schema(schema.clone())
-        .connect()
-        .await
-        .unwrap();
-    scenario("postgres", Arc::new(store)).await;
-    admin
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-        .unwrap();
-}

@@ -9,18 +9,18 @@
 //! added to the total): seeing the marker in a loaded state proves the load started from that
 //! snapshot, not from the first event.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use eventsource_core::prelude::*;
-use eventsource_core::stores::postgres::tokio_postgres::{self, NoTls};
 use eventsource_core::{
     AppendBatch, Error, LogPage, LogQuery, Position, Snapshot, SnapshotSettings, Snapshotted,
-    SqliteStore, StreamRange,
+    StreamRange,
 };
 use serde::{Deserialize, Serialize};
+
+mod support;
+use support::stores::{Store, on_every_store};
 
 // ---------------------------------------------------------------------------------------------
 // The domain
@@ -101,8 +101,6 @@ impl Apply<Added> for Plain {
     }
 }
 
-type Store = Arc<dyn EventStore>;
-
 fn add(n: u64) -> impl FnMut(&Tally) -> Result<Added, std::convert::Infallible> {
     move |_| Ok(Added { n })
 }
@@ -164,68 +162,6 @@ async fn decoded_snapshot(store: &Store, id: Uuid, at: Option<u64>) -> Option<(u
 // ---------------------------------------------------------------------------------------------
 // Running a scenario on every store
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn pg_url() -> String {
-    std::env::var("EVENTSOURCE_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// Runs `scenario` on a fresh memory store, a fresh SQLite file and a fresh PostgreSQL schema
-/// (skipped with a message when the server is unreachable, except under `CI=true`).
-async fn on_every_store<F, Fut>(scenario: F)
-where
-    F: Fn(&'static str, Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    scenario("memory", Arc::new(MemoryStore::new())).await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("snapshots.db"))
-        .await
-        .unwrap();
-    scenario("sqlite", Arc::new(sqlite)).await;
-
-    let url = pg_url();
-    let connect = tokio_postgres::connect(&url, NoTls);
-    let admin = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            client
-        }
-        failed => {
-            let reason = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timed out after 10 s".into(),
-            };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("PostgreSQL at {url} is unreachable ({reason}); CI=true requires it");
-            }
-            eprintln!(
-                "skipping the PostgreSQL part: {url} is unreachable ({reason}); set EVENTSOURCE_POSTGRES_URL"
-            );
-            return;
-        }
-    };
-    let schema = format!(
-        "es_snapshots_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let store = PostgresStore::options(url)
-        .schema(schema.clone())
-        .connect()
-        .await
-        .unwrap();
-    scenario("postgres", Arc::new(store)).await;
-    admin
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-        .unwrap();
-}
-
 // ---------------------------------------------------------------------------------------------
 // The derive's side
 
@@ -250,7 +186,7 @@ fn the_derive_sets_the_snapshot_policy_and_fingerprint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_takes_snapshots_and_loads_start_from_them() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         let repo = Repository::<Tally, _>::new(store.clone());
         assert_eq!(repo.snapshot_policy().map(|n| n.get()), Some(10));
         let id = repo.create(Added { n: 1 }).await.unwrap();
@@ -300,7 +236,7 @@ async fn the_policy_takes_snapshots_and_loads_start_from_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_an_older_shape_is_ignored_and_rebuilt() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         let id = stream_of(&store, 30).await;
         // The aggregate before `count` was added snapshots the stream.
         let old = Repository::<TallyBefore, _>::new(store.clone());
@@ -338,7 +274,7 @@ async fn a_snapshot_of_an_older_shape_is_ignored_and_rebuilt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_snapshot_falls_back_to_replay() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         let id = stream_of(&store, 12).await;
         let mut garbage = marked(id, 10, 0);
         garbage.state = b"{\"total\": not json".to_vec();
@@ -361,7 +297,7 @@ async fn an_undecodable_snapshot_falls_back_to_replay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_at_starts_from_the_newest_snapshot_at_or_below_the_version() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         let id = stream_of(&store, 12).await;
         store.save_snapshot(marked(id, 5, 1000)).await.unwrap();
         store.save_snapshot(marked(id, 10, 2000)).await.unwrap();
@@ -460,7 +396,7 @@ async fn a_failed_snapshot_write_does_not_fail_the_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_entry_behind_the_store_is_fast_forwarded() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         let cached = Repository::<Tally, _>::new(store.clone())
             .snapshot_every(0)
             .with_cache(16);
@@ -506,7 +442,7 @@ async fn a_cache_entry_behind_the_store_is_fast_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_is_bounded_and_works_with_snapshots() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         let repo = Repository::<Tally, _>::new(store.clone()).with_cache(2);
         let ids = [
             stream_of(&store, 3).await,
@@ -553,7 +489,7 @@ async fn the_cache_is_bounded_and_works_with_snapshots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commands_on_one_cached_aggregate_all_land() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         // Two "processes", each with its own cache, four tasks each.
         let repos: Vec<_> = (0..2)
             .map(|_| {
@@ -682,7 +618,7 @@ fn snapshot_code_is_hygienic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_ahead_of_the_stream_is_disowned() {
-    on_every_store(|store_name, store| async move {
+    on_every_store("snapshots", |store_name, store| async move {
         // The events were restored from an older backup; the snapshots were not.
         let id = stream_of(&store, 5).await;
         store.save_snapshot(marked(id, 8, 1000)).await.unwrap();

@@ -101,90 +101,58 @@ pub trait EventStore: Send + Sync {
     }
 }
 
-#[async_trait::async_trait]
-impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
-    async fn append(&self, batch: AppendBatch) -> Result<Position> {
-        (**self).append(batch).await
-    }
-    fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
-        (**self).read_stream(stream_id, range)
-    }
-    async fn visit_stream(
-        &self,
-        stream_id: Uuid,
-        range: StreamRange,
-        visit: &mut StreamVisitor<'_>,
-    ) -> Result<()> {
-        (**self).visit_stream(stream_id, range, visit).await
-    }
-    async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
-        (**self).stream_version(stream_id).await
-    }
-    async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
-        (**self).read_log(query).await
-    }
-    async fn last_position(&self) -> Result<Position> {
-        (**self).last_position().await
-    }
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        (**self).save_snapshot(snapshot).await
-    }
-    async fn load_snapshot(
-        &self,
-        stream_id: Uuid,
-        at_or_below: Option<u64>,
-    ) -> Result<Option<Snapshot>> {
-        (**self).load_snapshot(stream_id, at_or_below).await
-    }
-    async fn tracking_position(&self, tracker: &str) -> Result<Position> {
-        (**self).tracking_position(tracker).await
-    }
-    fn wake_ups(&self) -> WakeUps {
-        (**self).wake_ups()
-    }
+/// Implements [`EventStore`] for a pointer type by handing every call to the store it points at.
+macro_rules! forward_event_store {
+    ($(#[$doc:meta])* $pointer:ty) => {
+        $(#[$doc])*
+        #[async_trait::async_trait]
+        impl<S: EventStore + ?Sized> EventStore for $pointer {
+        async fn append(&self, batch: AppendBatch) -> Result<Position> {
+            (**self).append(batch).await
+        }
+        fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
+            (**self).read_stream(stream_id, range)
+        }
+        async fn visit_stream(
+            &self,
+            stream_id: Uuid,
+            range: StreamRange,
+            visit: &mut StreamVisitor<'_>,
+        ) -> Result<()> {
+            (**self).visit_stream(stream_id, range, visit).await
+        }
+        async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
+            (**self).stream_version(stream_id).await
+        }
+        async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
+            (**self).read_log(query).await
+        }
+        async fn last_position(&self) -> Result<Position> {
+            (**self).last_position().await
+        }
+        async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+            (**self).save_snapshot(snapshot).await
+        }
+        async fn load_snapshot(
+            &self,
+            stream_id: Uuid,
+            at_or_below: Option<u64>,
+        ) -> Result<Option<Snapshot>> {
+            (**self).load_snapshot(stream_id, at_or_below).await
+        }
+        async fn tracking_position(&self, tracker: &str) -> Result<Position> {
+            (**self).tracking_position(tracker).await
+        }
+        fn wake_ups(&self) -> WakeUps {
+            (**self).wake_ups()
+        }
+        }
+    };
 }
 
-/// A borrowed store is a store: two repositories (or a repository and a subscription) can share
-/// one without an `Arc`.
-#[async_trait::async_trait]
-impl<S: EventStore + ?Sized> EventStore for &S {
-    async fn append(&self, batch: AppendBatch) -> Result<Position> {
-        (**self).append(batch).await
-    }
-    fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
-        (**self).read_stream(stream_id, range)
-    }
-    async fn visit_stream(
-        &self,
-        stream_id: Uuid,
-        range: StreamRange,
-        visit: &mut StreamVisitor<'_>,
-    ) -> Result<()> {
-        (**self).visit_stream(stream_id, range, visit).await
-    }
-    async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
-        (**self).stream_version(stream_id).await
-    }
-    async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
-        (**self).read_log(query).await
-    }
-    async fn last_position(&self) -> Result<Position> {
-        (**self).last_position().await
-    }
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        (**self).save_snapshot(snapshot).await
-    }
-    async fn load_snapshot(
-        &self,
-        stream_id: Uuid,
-        at_or_below: Option<u64>,
-    ) -> Result<Option<Snapshot>> {
-        (**self).load_snapshot(stream_id, at_or_below).await
-    }
-    async fn tracking_position(&self, tracker: &str) -> Result<Position> {
-        (**self).tracking_position(tracker).await
-    }
-    fn wake_ups(&self) -> WakeUps {
-        (**self).wake_ups()
-    }
-}
+forward_event_store!(std::sync::Arc<S>);
+forward_event_store!(
+    /// A borrowed store is a store: two repositories (or a repository and a subscription) can
+    /// share one without an `Arc`.
+    &S
+);
