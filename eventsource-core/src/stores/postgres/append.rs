@@ -84,8 +84,8 @@ impl PostgresStore {
     }
 
     /// In `tx`, a savepoint of the caller's transaction: the announcement, the append statement
-    /// that takes the subtransaction's id from a ticket row, the ticket's deletion and the
-    /// tracking upsert, one after the other.
+    /// that takes the subtransaction's id from a ticket row, the ticket's deletion, the
+    /// tracking upsert and the `NOTIFY`, one after the other.
     async fn write_in(
         &self,
         tx: &Transaction<'_>,
@@ -134,12 +134,18 @@ impl PostgresStore {
                 ));
             }
         }
+        // Inside the savepoint: a rollback to it, or of the caller's transaction, drops it.
+        if let Some(notify) = &self.sql.notify {
+            tx.batch_execute(notify).await.map_err(pg_error(format!(
+                "{context}: sending the commit notification"
+            )))?;
+        }
         Ok(appended.last_position(plan)?)
     }
 
     /// The append's own transaction when it records a tracking position: BEGIN, then the
-    /// announcement, the append statement and the tracking upsert together, then COMMIT or
-    /// ROLLBACK.
+    /// announcement, the append statement, the tracking upsert and the `NOTIFY` together, then
+    /// COMMIT or ROLLBACK.
     pub(super) async fn write_tracked(
         &self,
         client: &mut deadpool_postgres::Object,
@@ -163,10 +169,11 @@ impl PostgresStore {
         // Dropping the transaction (an error below, or a cancelled append) rolls it back.
         let tx = client.transaction().await.map_err(pg_error(context))?;
         let tracking_params: [&(dyn ToSql + Sync); 2] = [&tracker, &position];
-        let (announced, appended, written) = tokio::join!(
+        let (announced, appended, written, notified) = tokio::join!(
             tx.execute(&announce, &[]),
             tx.query_one(&append, &params),
             tx.execute(&upsert, &tracking_params),
+            self.notify(&*tx),
         );
         let refusal = match (announced, appended) {
             (Err(error), _) => Refusal::Error(Error::backend(
@@ -191,6 +198,15 @@ impl PostgresStore {
                             Refusal::Error(self.tracking_conflict(&*tx, tracker, offered).await)
                         }
                         Ok(_) => {
+                            // A failed NOTIFY aborted the transaction: COMMIT would roll back.
+                            if let Err(error) = notified {
+                                let _ = tx.rollback().await;
+                                return Err(Error::backend(
+                                    BACKEND,
+                                    format!("{context}: sending the commit notification"),
+                                    error,
+                                ));
+                            }
                             let last = appended.last_position(plan)?;
                             tx.commit().await.map_err(in_doubt(context))?;
                             return Ok(last);
@@ -209,7 +225,8 @@ impl PostgresStore {
     }
 
     /// The append's own transaction without tracking: BEGIN, the announcement (`horizon.rs`),
-    /// the append statement and COMMIT are sent together, one round trip. If the statement fails, the transaction is aborted
+    /// the append statement, the `NOTIFY` (`listen.rs`) and COMMIT are sent together, one
+    /// round trip. If the statement fails, the transaction is aborted
     /// and the COMMIT rolls it back; if its checks refuse the batch, it inserted nothing and the
     /// COMMIT ends an empty transaction.
     ///
@@ -230,10 +247,11 @@ impl PostgresStore {
             .await
             .map_err(pg_error(context))?;
         let params = plan.params();
-        let (begun, announced, appended, committed) = tokio::join!(
+        let (begun, announced, appended, notified, committed) = tokio::join!(
             client.batch_execute("BEGIN"),
             client.execute(&announce, &[]),
             client.query_one(&append, &params),
+            self.notify(&***client),
             client.batch_execute("COMMIT"),
         );
         let row = match (begun, announced, appended) {
@@ -262,8 +280,27 @@ impl PostgresStore {
         if !appended.passed {
             return Err(rejected(plan, &appended.versions, Scope::Own));
         }
+        // A failed NOTIFY aborted the transaction and the COMMIT rolled it back (PostgreSQL
+        // answers COMMIT in an aborted transaction with ROLLBACK, not an error).
+        if let Err(error) = notified {
+            return Err(Error::backend(
+                BACKEND,
+                format!("{context}: sending the commit notification"),
+                error,
+            ));
+        }
         committed.map_err(in_doubt(context))?;
         appended.last_position(plan)
+    }
+
+    /// `NOTIFY` on the store's channel (`listen.rs`), delivered when the transaction commits;
+    /// nothing when the store doesn't notify. Sends its message on the first poll, so it keeps
+    /// its place in a pipeline.
+    async fn notify<C: GenericClient>(&self, client: &C) -> Result<(), tokio_postgres::Error> {
+        match &self.sql.notify {
+            Some(notify) => client.batch_execute(notify).await,
+            None => Ok(()),
+        }
     }
 
     /// Tells a version race (a unique violation on `(stream_id, version)`) from other failures.

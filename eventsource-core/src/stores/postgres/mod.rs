@@ -98,6 +98,46 @@
 //! Stream reads ([`EventStore::read_stream`]) and [`EventStore::stream_version`] read committed
 //! rows directly and are not held back.
 //!
+//! # Wake-ups
+//!
+//! A [`Subscription`](crate::Subscription) that has caught up waits for a wake-up, or at most its
+//! poll interval, before it reads the log again. Every append (all three paths:
+//! [`EventStore::append`] with or without a tracking record, and [`PostgresStore::append_in`]
+//! inside its savepoint) sends `NOTIFY` on a channel named for the store
+//! ([`PostgresStore::notify_channel`]) inside its transaction: PostgreSQL delivers it when the
+//! transaction commits, to every listening session. It is part of the same pipeline as the
+//! append, so it adds no round trip. The notification carries nothing; readers always read
+//! the log, so a lost, late or spurious wake-up costs latency or a read, never an event.
+//!
+//! - **Who listens.** The first [`EventStore::wake_ups`] call inside a tokio runtime (what a
+//!   `Subscription` does when it is created) starts one background task per store, shared by
+//!   its clones, on a connection of its own (not from the pool; the pool's config with
+//!   `application_name` set to `<yours>-listener`, or `eventsource-listener` if the config sets
+//!   none). It runs `LISTEN` and wakes the store's readers on each notification. It stops when
+//!   the last clone of the store is dropped. Outside a runtime `wake_ups` returns none: readers
+//!   poll. This process's own appends also wake its readers directly once their `COMMIT` is
+//!   acknowledged.
+//! - **When the connection drops** (a server restart, `pg_terminate_backend`, a network
+//!   failure), the listener wakes the readers once so they re-read, logs a `tracing` warning,
+//!   and reconnects with backoff (250 ms doubling to 30 s). While it is down, readers see other
+//!   processes' commits after their poll interval. Right after each reconnect's `LISTEN`
+//!   succeeds it wakes them again, since commits made meanwhile were not heard. A network path
+//!   that dies silently is only noticed by TCP keepalives: set `keepalives_idle` in the URL if
+//!   that matters to you.
+//! - **An appender that rolls back** sends nothing: `NOTIFY` inside a transaction or a savepoint
+//!   that rolls back is dropped. Readers it held back (see above: the log doesn't move past an
+//!   open appender) were woken by the commits behind it, read, and found nothing past it; they
+//!   catch up at the next commit's wake-up or their next poll. Likewise, a wake-up can reach a
+//!   reader a moment before the server has released the committing transaction's locks; that
+//!   read comes up short and the next wake-up or poll completes it.
+//! - **The cost.** PostgreSQL adds a committing transaction's notifications to one queue under
+//!   a lock shared by the whole cluster, so appenders that notify take turns for that step of
+//!   their commit. It shows under many concurrent small appends (see `BENCHMARKS.md`). If the
+//!   queue fills (8 GB by default; a session that listens and then stays in one transaction
+//!   keeps it from draining), commits that notify fail. [`PostgresOptions::notify`]`(false)`
+//!   turns the `NOTIFY` and the listener off: readers then hear only this process's own appends
+//!   and see the rest after their poll interval.
+//!
 //! # Failures
 //!
 //! Connection failures, pool timeouts and SQL errors are [`Error::Backend`] with what the store
@@ -116,6 +156,7 @@
 //! [`EventStore::last_position`]: crate::EventStore::last_position
 //! [`EventStore::read_stream`]: crate::EventStore::read_stream
 //! [`EventStore::stream_version`]: crate::EventStore::stream_version
+//! [`EventStore::wake_ups`]: crate::EventStore::wake_ups
 //! [`Error::Conflict`]: crate::Error::Conflict
 //! [`Error::TrackingConflict`]: crate::Error::TrackingConflict
 //! [`Error::Backend`]: crate::Error::Backend
@@ -124,6 +165,7 @@
 
 mod append;
 pub mod horizon;
+mod listen;
 mod options;
 mod plan;
 mod read;
@@ -144,6 +186,7 @@ pub use schema::SCHEMA_VERSION;
 pub use tokio_postgres;
 
 use horizon::HorizonWatch;
+use listen::Wake;
 use schema::{Names, Sql};
 
 use crate::error::{Error, Result};
@@ -196,6 +239,7 @@ pub struct PostgresStore {
     names: Arc<Names>,
     sql: Arc<Sql>,
     watch: Arc<HorizonWatch>,
+    wake: Arc<Wake>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -222,6 +266,19 @@ impl PostgresStore {
     /// The schema holding the store's tables.
     pub fn schema(&self) -> &str {
         &self.names.schema
+    }
+
+    /// The channel this store's appends `NOTIFY` on (`es_` and eight hex digits, named for
+    /// its schema and events table), or `None` with
+    /// [`PostgresOptions::notify(false)`](PostgresOptions::notify). A program of your own can
+    /// `LISTEN` on it to learn that events may have committed; a notification carries no
+    /// payload.
+    pub fn notify_channel(&self) -> Option<&str> {
+        self.sql
+            .notify
+            .as_deref()
+            .and_then(|sql| sql.strip_prefix("NOTIFY \""))
+            .and_then(|quoted| quoted.strip_suffix('"'))
     }
 
     /// The connection pool, for queries of your own (read models, diagnostics).

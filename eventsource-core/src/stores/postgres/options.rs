@@ -8,6 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::horizon::HorizonWatch;
+use super::listen::{self, ListenTarget, Wake};
 use super::schema::{Names, Sql};
 use super::{BACKEND, PostgresStore};
 use crate::error::{Error, Result};
@@ -39,6 +40,7 @@ pub struct PostgresOptions {
     wait_timeout: Duration,
     connect_timeout: Duration,
     appender_warning: Duration,
+    notify: bool,
 }
 
 impl fmt::Debug for PostgresOptions {
@@ -58,6 +60,7 @@ impl fmt::Debug for PostgresOptions {
             .field("wait_timeout", &self.wait_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("appender_warning", &self.appender_warning)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -89,6 +92,7 @@ impl PostgresOptions {
             wait_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             appender_warning: Duration::from_secs(30),
+            notify: true,
         }
     }
 
@@ -145,6 +149,21 @@ impl PostgresOptions {
         self
     }
 
+    /// Whether appends send a `NOTIFY` so that subscriptions in every process wake up as soon
+    /// as events commit (default `true`). See [wake-ups](super#wake-ups).
+    ///
+    /// The cost: PostgreSQL puts a transaction that sent `NOTIFY` into its notification queue
+    /// while committing, under one lock for the whole database cluster, so committing appends
+    /// take turns for that step. It is short, but under many concurrent small appends it is
+    /// measurable (see `BENCHMARKS.md`), and if the queue fills up (a listening session that
+    /// stays in one transaction keeps it from draining) commits that notify fail. With `false`,
+    /// appends send nothing and start no listener: subscriptions in this process still wake on
+    /// this process's own appends, and see everyone else's after their poll interval.
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
     /// Connects, creating or migrating the schema.
     ///
     /// Fails with [`Error::Config`] for a bad URL, name or pool size, or a schema created by a
@@ -174,6 +193,10 @@ impl PostgresOptions {
             .get_connect_timeout()
             .copied()
             .unwrap_or(self.connect_timeout);
+        let listen = self.notify.then(|| {
+            let channel = listen::channel(&self.names.schema, &self.names.events);
+            ListenTarget::new(config.clone(), channel)
+        });
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -195,7 +218,11 @@ impl PostgresOptions {
             })?;
         let store = PostgresStore {
             pool,
-            sql: Arc::new(Sql::render(&self.names)),
+            sql: Arc::new(Sql::render(
+                &self.names,
+                listen.as_ref().map(|target| target.channel.as_str()),
+            )),
+            wake: Arc::new(Wake::new(listen)),
             names: Arc::new(self.names),
             watch: Arc::new(HorizonWatch::new(self.appender_warning)),
         };

@@ -359,6 +359,9 @@ pub(super) struct Sql {
     pub(super) read_log: [String; 4],
     /// → the greatest position below the visibility horizon (0 if none).
     pub(super) last_position: String,
+    /// `NOTIFY "<channel>"`, sent inside every append's transaction (`listen.rs`); `None` when
+    /// the store doesn't notify.
+    pub(super) notify: Option<String>,
     /// `$1..$6` → saves a snapshot, replacing one at the same stream and version.
     pub(super) save_snapshot: String,
     /// `$1 stream` → its newest snapshot.
@@ -375,7 +378,7 @@ const EVENT_COLUMNS: &str = "stream_id, version, name, schema_version, payload, 
 const SNAPSHOT_COLUMNS: &str = "stream_id, version, aggregate, fingerprint, state, recorded_at";
 
 impl Sql {
-    pub(super) fn render(names: &Names) -> Self {
+    pub(super) fn render(names: &Names, channel: Option<&str>) -> Self {
         let events = names.table(&names.events);
         let snapshots = names.table(&names.snapshots);
         let tracking = names.table(&names.tracking);
@@ -523,6 +526,7 @@ impl Sql {
             last_position: format!(
                 "SELECT coalesce(max(position), 0) FROM {events} WHERE position < {horizon}"
             ),
+            notify: channel.map(|channel| format!("NOTIFY {}", quote(channel))),
             save_snapshot: format!(
                 "INSERT INTO {snapshots} ({SNAPSHOT_COLUMNS}) \
                  VALUES ($1::uuid, $2::int8, $3::text, $4::int8, $5::bytea, $6::timestamptz) \

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::persistence::position::Position;
 use crate::persistence::record::{AppendBatch, LogPage, LogQuery, Snapshot, StreamRange};
 use crate::persistence::store::{EventStore, EventStream};
+use crate::persistence::wake::WakeUps;
 
 #[async_trait::async_trait]
 impl EventStore for PostgresStore {
@@ -40,6 +41,11 @@ impl EventStore for PostgresStore {
             None => self.write_pipelined(&client, &plan, &context).await?,
         };
         drop(client);
+        // Committed: wake this process's readers now, without waiting for the notification to
+        // come back from the server (it may still wake readers in other processes).
+        if last.is_some() {
+            self.wake.committed();
+        }
         match last {
             Some(position) => Ok(position),
             None => self.last_position().await,
@@ -205,5 +211,12 @@ impl EventStore for PostgresStore {
             Some(row) => rows::count(&row, &what).map(Position::new),
             None => Ok(Position::START),
         }
+    }
+
+    /// Wake-ups from the store's `NOTIFY` channel, heard by one listener per store (shared by
+    /// its clones) on a connection of its own, started here on the first call inside a tokio
+    /// runtime; outside one, none. See [wake-ups](super#wake-ups).
+    fn wake_ups(&self) -> WakeUps {
+        self.wake.wake_ups()
     }
 }
