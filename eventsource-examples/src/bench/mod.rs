@@ -233,6 +233,19 @@ pub enum StoreSpec {
     Postgres(String),
 }
 
+/// The environment variable that turns the PostgreSQL store's `NOTIFY` off for a run
+/// (`EVENTSOURCE_BENCH_NOTIFY=off`), to measure what wake-ups cost appends.
+pub const NOTIFY_VAR: &str = "EVENTSOURCE_BENCH_NOTIFY";
+
+/// Whether the PostgreSQL store sends `NOTIFY` on each append: yes unless [`NOTIFY_VAR`] is
+/// `off` (or `0`, `false`).
+pub fn postgres_notify() -> bool {
+    !matches!(
+        std::env::var(NOTIFY_VAR).as_deref(),
+        Ok("off" | "0" | "false")
+    )
+}
+
 /// The PostgreSQL URL when `--store postgres` names none.
 pub fn default_postgres_url() -> String {
     std::env::var("EVENTSOURCE_POSTGRES_URL")
@@ -364,7 +377,10 @@ impl BenchStore {
         }
         let schema = format!("bench_{}", std::process::id());
         let raw = raw::RawPostgres::connect(url, &schema).await?;
-        let store = match PostgresOptions::new(url).schema(&schema).connect().await {
+        let options = PostgresOptions::new(url)
+            .schema(&schema)
+            .notify(postgres_notify());
+        let store = match options.connect().await {
             Ok(store) => store,
             Err(error) => {
                 let _ = raw.drop_schema().await;

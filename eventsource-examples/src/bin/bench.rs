@@ -9,6 +9,9 @@
 //!
 //! Without `--store` it runs memory, sqlite and postgres (skipping PostgreSQL with a message when
 //! the server is unreachable). Run with `--help` for the size flags. Results: see `BENCHMARKS.md`.
+//!
+//! `EVENTSOURCE_BENCH_NOTIFY=off` runs the PostgreSQL store with `PostgresOptions::notify(false)`
+//! (appends send no `NOTIFY`), to compare what wake-ups cost.
 
 use std::process::ExitCode;
 
@@ -37,6 +40,7 @@ STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, de
        postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_<pid> it drops after),
        a sqlite://FILE that does not exist yet, or a postgres:// URL. Repeat or separate with
        commas; default: memory,sqlite,postgres (postgres skipped if unreachable).
+       EVENTSOURCE_BENCH_NOTIFY=off: postgres appends send no NOTIFY (wake-ups off).
 --json         one JSON object per figure on stdout (the table then goes to stderr)
 --quick        tiny sizes, for a smoke run
 --only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5)
