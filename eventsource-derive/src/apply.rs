@@ -8,11 +8,11 @@ use crate::ast::{AggregateModel, span_of};
 use crate::snapshot;
 
 pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
-    let krate = &model.krate;
-    let ident = &model.ident;
-    let name = &model.name;
-    let enum_ident = &model.event_enum;
-    let arms = model.events.iter().map(|e| {
+    let krate = &model.listing.krate;
+    let ident = &model.listing.ident;
+    let name = &model.listing.name;
+    let enum_ident = &model.listing.event_enum;
+    let arms = model.listing.events.iter().map(|e| {
         let (variant, path) = (&e.variant, &e.path);
         // Spanned on the listed event: a missing `Apply<E>` impl is reported there, with the
         // `#[diagnostic::on_unimplemented]` message of `Apply` naming the impl to write.

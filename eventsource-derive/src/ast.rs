@@ -35,23 +35,73 @@ pub(crate) struct EventModel {
     pub(crate) shape: eventsource_schema::Shape,
 }
 
-/// One event listed in `#[aggregate(events(...))]`.
+/// One event listed in `events(...)`.
 pub(crate) struct EventRef {
     pub(crate) path: syn::Path,
     /// The enum variant: the path's last segment.
     pub(crate) variant: syn::Ident,
 }
 
-/// A `#[derive(Aggregate)]` input.
-pub(crate) struct AggregateModel {
+/// Which derive lists the events, and how its messages speak of it.
+pub(crate) struct Kind {
+    /// The derive's name: `Aggregate`.
+    pub(crate) derive: &'static str,
+    /// Its attribute: `aggregate`.
+    pub(crate) attr: &'static str,
+    /// What the struct holds, for "goes on a struct that holds …".
+    pub(crate) holds: &'static str,
+    /// What the events are to it, for "list the event types …".
+    pub(crate) lists: &'static str,
+    /// What it does with stored events, for "could not tell them apart when …".
+    pub(crate) reads: &'static str,
+    /// Commands build values of its event enum (an aggregate's): the enum gets `From` and
+    /// `IntoEvents` per event and derives `Debug` and `Clone`. A projection's enum is only
+    /// decoded, so it asks nothing more of the event types.
+    pub(crate) built_by_commands: bool,
+}
+
+pub(crate) const AGGREGATE: Kind = Kind {
+    derive: "Aggregate",
+    attr: attr::AGGREGATE,
+    holds: "the aggregate's state",
+    lists: "this aggregate records",
+    reads: "replaying",
+    built_by_commands: true,
+};
+
+pub(crate) const PROJECTION: Kind = Kind {
+    derive: "Projection",
+    attr: attr::PROJECTION,
+    holds: "the read model its handlers update",
+    lists: "this projection handles (of any aggregates)",
+    reads: "reading the log",
+    built_by_commands: false,
+};
+
+/// What an aggregate and a projection share: a concrete struct with a stored name that lists
+/// its events, decoded through a generated enum.
+pub(crate) struct Listing {
+    pub(crate) kind: &'static Kind,
     pub(crate) ident: syn::Ident,
     pub(crate) vis: syn::Visibility,
     pub(crate) krate: syn::Path,
     pub(crate) name: String,
     pub(crate) event_enum: syn::Ident,
     pub(crate) events: Vec<EventRef>,
+}
+
+/// A `#[derive(Aggregate)]` input.
+pub(crate) struct AggregateModel {
+    pub(crate) listing: Listing,
     /// `Some` with `#[aggregate(snapshot)]` or `#[aggregate(snapshot_every = N)]`.
     pub(crate) snapshot: Option<SnapshotModel>,
+}
+
+/// A `#[derive(Projection)]` input.
+pub(crate) struct ProjectionModel {
+    pub(crate) listing: Listing,
+    /// What the store hands the handlers: `context = Type`, or `()`.
+    pub(crate) context: syn::Type,
 }
 
 /// How an aggregate keeps snapshots.
@@ -130,19 +180,41 @@ impl EventModel {
     }
 }
 
-impl AggregateModel {
-    pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
-        refuse_generics(cx, input, "Aggregate");
+impl Listing {
+    /// Checks the input is a concrete struct: run before parsing the attribute, so that a
+    /// misplaced derive is reported first.
+    fn check_item(cx: &Ctxt, input: &syn::DeriveInput, kind: &Kind) {
+        refuse_generics(cx, input, kind.derive);
         if !matches!(input.data, syn::Data::Struct(_)) {
             cx.error_spanned_by(
                 &input.ident,
-                "`#[derive(Aggregate)]` goes on a struct that holds the aggregate's state",
+                format!(
+                    "`#[derive({})]` goes on a struct that holds {}",
+                    kind.derive, kind.holds
+                ),
             );
         }
-        let attrs = attr::parse_aggregate_attrs(cx, &input.attrs);
+    }
+
+    /// The shared part of an aggregate's or a projection's input. `event_enum` overrides the
+    /// default `{Type}Event`.
+    fn from_input(
+        cx: &Ctxt,
+        input: &syn::DeriveInput,
+        kind: &'static Kind,
+        attrs: attr::ListingAttr,
+        event_enum: Option<Spanned<syn::Ident>>,
+    ) -> Self {
+        let derive = kind.derive;
         let events = match attrs.events {
             Some(list) if list.value.is_empty() => {
-                cx.syn_error(syn::Error::new(list.span, "`events()` is empty: list the event types this aggregate records, e.g. `events(Opened, Deposited)`"));
+                cx.syn_error(syn::Error::new(
+                    list.span,
+                    format!(
+                        "`events()` is empty: list the event types {}, e.g. `events(Opened, Deposited)`",
+                        kind.lists
+                    ),
+                ));
                 Vec::new()
             }
             Some(list) => list
@@ -156,15 +228,36 @@ impl AggregateModel {
             None => {
                 cx.error_spanned_by(
                     &input.ident,
-                    "`#[derive(Aggregate)]` needs the aggregate's events: add `#[aggregate(events(FirstEvent, SecondEvent, ...))]`",
+                    format!(
+                        "`#[derive({derive})]` needs the {}'s events: add `#[{}(events(FirstEvent, SecondEvent, ...))]`",
+                        kind.attr, kind.attr
+                    ),
                 );
                 Vec::new()
             }
         };
-        let event_enum = attrs.event_enum.map_or_else(
-            || syn::Ident::new(&format!("{}Event", input.ident), input.ident.span()),
-            |e| e.value,
-        );
+        Listing {
+            kind,
+            ident: input.ident.clone(),
+            vis: input.vis.clone(),
+            krate: attrs.krate.map_or_else(default_crate, |k| k.value),
+            name: attrs
+                .name
+                .map_or_else(|| input.ident.to_string(), |n| n.value),
+            event_enum: event_enum.map_or_else(
+                || syn::Ident::new(&format!("{}Event", input.ident), input.ident.span()),
+                |e| e.value,
+            ),
+            events,
+        }
+    }
+}
+
+impl AggregateModel {
+    pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        Listing::check_item(cx, input, &AGGREGATE);
+        let attrs = attr::parse_aggregate_attrs(cx, &input.attrs);
+        let listing = Listing::from_input(cx, input, &AGGREGATE, attrs.listing, attrs.event_enum);
         let snapshot_version = attrs.snapshot_version.as_ref().map_or(1, |v| v.value);
         let snapshot = match (&attrs.snapshot, &attrs.snapshot_every) {
             (None, None) => {
@@ -178,19 +271,23 @@ impl AggregateModel {
             }
             (_, every) => Some(SnapshotModel {
                 every: every.as_ref().map(|e| e.value),
-                fingerprint: crate::snapshot::fingerprint(input, &events, snapshot_version),
+                fingerprint: crate::snapshot::fingerprint(input, &listing.events, snapshot_version),
             }),
         };
-        AggregateModel {
-            snapshot,
-            ident: input.ident.clone(),
-            vis: input.vis.clone(),
-            krate: attrs.krate.map_or_else(default_crate, |k| k.value),
-            name: attrs
-                .name
-                .map_or_else(|| input.ident.to_string(), |n| n.value),
-            event_enum,
-            events,
+        AggregateModel { listing, snapshot }
+    }
+}
+
+impl ProjectionModel {
+    pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        Listing::check_item(cx, input, &PROJECTION);
+        let attrs = attr::parse_projection_attrs(cx, &input.attrs);
+        let listing = Listing::from_input(cx, input, &PROJECTION, attrs.listing, None);
+        ProjectionModel {
+            listing,
+            context: attrs
+                .context
+                .map_or_else(|| syn::parse_quote!(()), |c| c.value),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::ctxt::Ctxt;
 
 pub(crate) const EVENT: &str = "event";
 pub(crate) const AGGREGATE: &str = "aggregate";
+pub(crate) const PROJECTION: &str = "projection";
 
 pub(crate) const NAME: &str = "name";
 pub(crate) const VERSION: &str = "version";
@@ -24,6 +25,7 @@ pub(crate) const EVENT_ENUM: &str = "event_enum";
 pub(crate) const SNAPSHOT: &str = "snapshot";
 pub(crate) const SNAPSHOT_EVERY: &str = "snapshot_every";
 pub(crate) const SNAPSHOT_VERSION: &str = "snapshot_version";
+pub(crate) const CONTEXT: &str = "context";
 
 const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, CRATE];
 const UPCAST_KEYS: &[&str] = &[FROM, WITH];
@@ -36,6 +38,7 @@ const AGGREGATE_KEYS: &[&str] = &[
     SNAPSHOT_VERSION,
     CRATE,
 ];
+const PROJECTION_KEYS: &[&str] = &[EVENTS, NAME, CONTEXT, CRATE];
 
 /// A parsed value with the span of the tokens it came from.
 #[derive(Clone)]
@@ -99,11 +102,16 @@ pub(crate) struct UpcastStep {
     pub(crate) with: syn::Path,
 }
 
-/// `#[aggregate(...)]`.
-#[derive(Default)]
-pub(crate) struct AggregateAttr {
+/// The keys `#[aggregate(...)]` and `#[projection(...)]` share: what lists events.
+pub(crate) struct ListingAttr {
     pub(crate) events: Option<Spanned<Vec<syn::Path>>>,
     pub(crate) name: Option<Spanned<String>>,
+    pub(crate) krate: Option<Spanned<syn::Path>>,
+}
+
+/// `#[aggregate(...)]`.
+pub(crate) struct AggregateAttr {
+    pub(crate) listing: ListingAttr,
     pub(crate) event_enum: Option<Spanned<syn::Ident>>,
     /// `snapshot`: the state is snapshotted (on request or by the repository's policy).
     pub(crate) snapshot: Option<Spanned<()>>,
@@ -112,7 +120,64 @@ pub(crate) struct AggregateAttr {
     pub(crate) snapshot_version: Option<Spanned<u32>>,
     /// `snapshot_every = N` (N >= 1): snapshot when a save crosses a multiple of N events.
     pub(crate) snapshot_every: Option<Spanned<u64>>,
-    pub(crate) krate: Option<Spanned<syn::Path>>,
+}
+
+/// `#[projection(...)]`.
+pub(crate) struct ProjectionAttr {
+    pub(crate) listing: ListingAttr,
+    /// `context = Type`: what the store hands the handlers.
+    pub(crate) context: Option<Spanned<syn::Type>>,
+}
+
+/// Reads the shared keys (`events(...)`, `name`, `crate`) of one listing attribute.
+struct ListingKeys<'c> {
+    cx: &'c Ctxt,
+    events: Once<'c, Vec<syn::Path>>,
+    name: Once<'c, String>,
+    krate: Once<'c, syn::Path>,
+}
+
+impl<'c> ListingKeys<'c> {
+    fn new(cx: &'c Ctxt, attr: &'static str) -> Self {
+        ListingKeys {
+            cx,
+            events: Once::new(cx, attr, EVENTS),
+            name: Once::new(cx, attr, NAME),
+            krate: Once::new(cx, attr, CRATE),
+        }
+    }
+
+    /// Reads `key` if it is a shared one; `false` leaves it to the caller.
+    fn parse(&mut self, key: &str, meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
+        match key {
+            EVENTS => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let list = Punctuated::<syn::Path, Token![,]>::parse_terminated(&content)?;
+                self.events
+                    .set(meta.path.span(), list.into_iter().collect());
+            }
+            NAME => {
+                if let Some(lit) = parse_name(self.cx, meta)? {
+                    self.name.set(meta.path.span(), lit);
+                }
+            }
+            CRATE => {
+                let path = parse_crate(meta)?;
+                self.krate.set(meta.path.span(), path);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn get(self) -> ListingAttr {
+        ListingAttr {
+            events: self.events.get(),
+            name: self.name.get(),
+            krate: self.krate.get(),
+        }
+    }
 }
 
 pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAttr {
@@ -162,26 +227,12 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
 }
 
 pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> AggregateAttr {
-    let mut events = Once::new(cx, AGGREGATE, EVENTS);
-    let mut name = Once::new(cx, AGGREGATE, NAME);
     let mut event_enum = Once::new(cx, AGGREGATE, EVENT_ENUM);
     let mut snapshot = Once::new(cx, AGGREGATE, SNAPSHOT);
     let mut snapshot_every = Once::new(cx, AGGREGATE, SNAPSHOT_EVERY);
     let mut snapshot_version = Once::new(cx, AGGREGATE, SNAPSHOT_VERSION);
-    let mut krate = Once::new(cx, AGGREGATE, CRATE);
-    for_each_key(cx, attrs, AGGREGATE, |key, meta| {
+    let listing = parse_listing(cx, attrs, AGGREGATE, |key, meta| {
         match key {
-            EVENTS => {
-                let content;
-                syn::parenthesized!(content in meta.input);
-                let list = Punctuated::<syn::Path, Token![,]>::parse_terminated(&content)?;
-                events.set(meta.path.span(), list.into_iter().collect());
-            }
-            NAME => {
-                if let Some(lit) = parse_name(cx, meta)? {
-                    name.set(meta.path.span(), lit);
-                }
-            }
             EVENT_ENUM => {
                 let ident: syn::Ident = meta.value()?.parse()?;
                 event_enum.set(ident.span(), ident);
@@ -206,23 +257,52 @@ pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Aggr
                     snapshot_version.set(meta.path.span(), version.value);
                 }
             }
-            CRATE => {
-                let path = parse_crate(meta)?;
-                krate.set(meta.path.span(), path);
-            }
             _ => unknown_key(cx, meta, AGGREGATE, AGGREGATE_KEYS)?,
         }
         Ok(())
     });
     AggregateAttr {
-        events: events.get(),
-        name: name.get(),
+        listing,
         event_enum: event_enum.get(),
         snapshot: snapshot.get(),
         snapshot_every: snapshot_every.get(),
         snapshot_version: snapshot_version.get(),
-        krate: krate.get(),
     }
+}
+
+pub(crate) fn parse_projection_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> ProjectionAttr {
+    let mut context = Once::new(cx, PROJECTION, CONTEXT);
+    let listing = parse_listing(cx, attrs, PROJECTION, |key, meta| match key {
+        CONTEXT => {
+            let ty: syn::Type = meta.value()?.parse()?;
+            context.set(meta.path.span(), ty);
+            Ok(())
+        }
+        _ => unknown_key(cx, meta, PROJECTION, PROJECTION_KEYS),
+    });
+    ProjectionAttr {
+        listing,
+        context: context.get(),
+    }
+}
+
+/// Reads every key of the `#[attr(...)]` attributes: the shared listing keys here, the others
+/// with `rest`.
+fn parse_listing(
+    cx: &Ctxt,
+    attrs: &[syn::Attribute],
+    attr: &'static str,
+    mut rest: impl FnMut(&str, &ParseNestedMeta<'_>) -> syn::Result<()>,
+) -> ListingAttr {
+    let mut listing = ListingKeys::new(cx, attr);
+    for_each_key(cx, attrs, attr, |key, meta| {
+        if listing.parse(key, meta)? {
+            Ok(())
+        } else {
+            rest(key, meta)
+        }
+    });
+    listing.get()
 }
 
 fn parse_snapshot_every(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<u64>> {
@@ -450,5 +530,7 @@ mod tests {
             Some(SNAPSHOT_EVERY)
         );
         assert_eq!(closest("snapshots", AGGREGATE_KEYS), Some(SNAPSHOT));
+        assert_eq!(closest("contxt", PROJECTION_KEYS), Some(CONTEXT));
+        assert_eq!(closest("event", PROJECTION_KEYS), Some(EVENTS));
     }
 }

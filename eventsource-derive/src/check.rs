@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use quote::ToTokens;
 
-use crate::ast::{AggregateModel, Chain, EventModel};
+use crate::ast::{Chain, EventModel, Listing};
 use crate::ctxt::Ctxt;
 
 /// Checks an event's upcaster chain covers every older version exactly once. A chain with a
@@ -90,8 +90,9 @@ pub(crate) fn event(cx: &Ctxt, model: &mut EventModel) {
     }
 }
 
-/// Checks an aggregate's event list names each type once and gives distinct enum variants.
-pub(crate) fn aggregate(cx: &Ctxt, model: &mut AggregateModel) {
+/// Checks an aggregate's or a projection's event list names each type once and gives distinct
+/// enum variants. A rejected entry is dropped, so the generated code has no error of its own.
+pub(crate) fn listing(cx: &Ctxt, model: &mut Listing) {
     let mut by_path = BTreeMap::new();
     let mut by_variant = BTreeMap::new();
     let mut keep = Vec::with_capacity(model.events.len());

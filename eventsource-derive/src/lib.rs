@@ -4,7 +4,7 @@
 //!
 //! The macros are a pipeline of small stages: [`attr`](crate) parses one attribute at a time,
 //! `ast` builds the model, `check` runs the cross-cutting checks, and one module generates each
-//! thing (`event`, `upcast`, `event_enum`, `apply`, `snapshot`, `register`). Every error is collected and
+//! thing (`event`, `upcast`, `event_enum`, `apply`, `snapshot`, `project`, `register`). Every error is collected and
 //! reported at once, on the tokens that caused it; after an error, stand-in impls are emitted so
 //! one mistake doesn't cascade into many.
 
@@ -22,6 +22,7 @@ mod ctxt;
 mod event;
 mod event_enum;
 mod lock;
+mod project;
 mod register;
 mod shape;
 mod snapshot;
@@ -105,32 +106,87 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// another shape is ignored and rebuilt from the events.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
-    let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    let cx = ctxt::Ctxt::new();
-    let mut model = ast::AggregateModel::from_input(&cx, &input);
-    check::aggregate(&cx, &mut model);
-    match cx.check() {
-        Ok(()) => {
-            let event_enum = event_enum::expand(&model);
-            let apply = apply::expand(&model);
-            let registration = register::aggregate(&model);
+    derive_listing(
+        input,
+        ast::AggregateModel::from_input,
+        |model| &mut model.listing,
+        |model| {
+            let apply = apply::expand(model);
+            let registration = register::aggregate(model);
             quote! {
-                #event_enum
                 #apply
                 const _: () = { #registration };
             }
-            .into()
+        },
+        |model| {
+            let listing = &model.listing;
+            apply::fallback(&listing.ident, &listing.event_enum, &listing.krate)
+        },
+    )
+}
+
+/// Derives `eventsource_core::Projection`: the event enum (`{Type}Event`) with a variant per
+/// listed event and decode dispatch by stored name, and `project`, which hands each event to
+/// your `Handle<E, C>` impl as a `Recorded<E>`.
+///
+/// ```text
+/// #[projection(
+///     events(Opened, Deposited, Withdrawn),   // required: the events handled, of any aggregates
+///     name = "balances",                      // its tracking name in the store; default: the type's name
+///     context = SqliteWork,                   // what the store hands the handlers; default `()`
+///     crate = "my_reexport::eventsource_core",
+/// )]
+/// ```
+///
+/// Checked while compiling: each listed type is an `Event` with a `Handle<E, C>` impl on the
+/// projection for the declared context `C`; no two events share a stored name or a variant
+/// name. The event enum derives nothing, so the events need no more than `Event`. See
+/// `eventsource_core::Projection` for a runnable example.
+#[proc_macro_derive(Projection, attributes(projection))]
+pub fn derive_projection(input: TokenStream) -> TokenStream {
+    derive_listing(
+        input,
+        ast::ProjectionModel::from_input,
+        |model| &mut model.listing,
+        project::expand,
+        project::fallback,
+    )
+}
+
+/// The pipeline of the derives that list events (`Aggregate`, `Projection`): the model, the
+/// checks, then the event enum and `expand`'s trait impls; after an error, the errors with an
+/// empty enum and `stand_in`'s impls (when a stand-in fits the input) so nothing cascades.
+fn derive_listing<M>(
+    input: TokenStream,
+    from_input: fn(&ctxt::Ctxt, &syn::DeriveInput) -> M,
+    listing: fn(&mut M) -> &mut ast::Listing,
+    expand: fn(&M) -> proc_macro2::TokenStream,
+    stand_in: fn(&M) -> proc_macro2::TokenStream,
+) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    let cx = ctxt::Ctxt::new();
+    let mut model = from_input(&cx, &input);
+    check::listing(&cx, listing(&mut model));
+    let result = cx.check();
+    let listing = &*listing(&mut model);
+    match result {
+        Ok(()) => {
+            let event_enum = event_enum::expand(listing);
+            let impls = expand(&model);
+            quote!(#event_enum #impls).into()
         }
         Err(errors) => {
             let errors = errors.to_compile_error();
-            let event_enum = event_enum::fallback(&model.vis, &model.event_enum, &model.krate);
-            let apply = match (&input.data, input.generics.params.is_empty()) {
-                (syn::Data::Struct(_), true) => {
-                    apply::fallback(&model.ident, &model.event_enum, &model.krate)
-                }
-                _ => proc_macro2::TokenStream::new(),
+            let event_enum = event_enum::fallback(listing);
+            // A generic type or an enum can't take the stand-in impl without more errors.
+            let fits =
+                matches!(input.data, syn::Data::Struct(_)) && input.generics.params.is_empty();
+            let impls = if fits {
+                stand_in(&model)
+            } else {
+                proc_macro2::TokenStream::new()
             };
-            quote!(#errors #event_enum #apply).into()
+            quote!(#errors #event_enum #impls).into()
         }
     }
 }

@@ -29,9 +29,9 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
 }
 
 pub(crate) fn aggregate(model: &AggregateModel) -> TokenStream {
-    let krate = &model.krate;
-    let ident = &model.ident;
-    let events = model.events.iter().map(|e| {
+    let krate = &model.listing.krate;
+    let ident = &model.listing.ident;
+    let events = model.listing.events.iter().map(|e| {
         let path = &e.path;
         quote!((<#path as #krate::Event>::NAME, <#path as #krate::Event>::VERSION))
     });

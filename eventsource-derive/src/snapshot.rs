@@ -44,7 +44,7 @@ pub(crate) fn impl_items(model: &AggregateModel) -> TokenStream {
     let Some(snapshot) = &model.snapshot else {
         return TokenStream::new();
     };
-    let krate = &model.krate;
+    let krate = &model.listing.krate;
     let private = quote!(#krate::__private);
     let fingerprint = snapshot.fingerprint;
     let every = match snapshot.every {
@@ -81,8 +81,8 @@ pub(crate) fn marker(model: &AggregateModel) -> TokenStream {
     if model.snapshot.is_none() {
         return TokenStream::new();
     }
-    let krate = &model.krate;
-    let ident = &model.ident;
+    let krate = &model.listing.krate;
+    let ident = &model.listing.ident;
     quote_spanned! {ident.span()=>
         #[automatically_derived]
         impl #krate::Snapshotted for #ident {}
