@@ -120,6 +120,10 @@ pub use eventsource_derive::Event;
 #[cfg(feature = "derive")]
 pub use eventsource_derive::Aggregate;
 
+/// `#[derive(Projection)]`: see [`Projection`].
+#[cfg(feature = "derive")]
+pub use eventsource_derive::Projection;
+
 /// Everything a domain module needs: `use eventsource_core::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "postgres")]
@@ -162,6 +166,35 @@ pub mod __private {
             i += 1;
         }
         true
+    }
+
+    /// Splits a decoded record into its event and the rest, which `Recorded::map` puts a
+    /// variant's payload back into (the projection derive's dispatch). Every field is named,
+    /// so a field added to `Recorded` is carried over or fails to compile here.
+    pub fn split_recorded<E>(recorded: crate::Recorded<E>) -> (E, crate::Recorded<()>) {
+        let crate::Recorded {
+            event,
+            id,
+            stream_id,
+            category,
+            version,
+            position,
+            stored_schema_version,
+            metadata,
+            recorded_at,
+        } = recorded;
+        let rest = crate::Recorded {
+            event: (),
+            id,
+            stream_id,
+            category,
+            version,
+            position,
+            stored_schema_version,
+            metadata,
+            recorded_at,
+        };
+        (event, rest)
     }
 
     /// Requires the event payload bounds at the span of the user's struct.
