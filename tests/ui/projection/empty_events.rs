@@ -1,0 +1,20 @@
+use eventsource_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+struct Opened {
+    owner: String,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+struct Deposited {
+    cents: u64,
+}
+
+#[derive(Projection, Default)]
+#[projection(events())]
+struct Balances {
+    accounts: u64,
+}
+
+fn main() {}
