@@ -3,7 +3,10 @@
 #![deny(warnings, unused_qualifications, missing_docs)]
 #![allow(non_camel_case_types)]
 
-use eventsource_core::{Aggregate as _, Apply, EventEnum as _, Json, UpcastError};
+use eventsource_core::projection::{Handle, HandlerError};
+use eventsource_core::{
+    Aggregate as _, Apply, EventEnum as _, Json, Position, Recorded, StoredEvent, UpcastError, Uuid,
+};
 use serde::{Deserialize, Serialize};
 
 // Shadow everything generated code might name unqualified.
@@ -86,6 +89,40 @@ impl Apply<Archived> for Document {
     }
 }
 
+/// A projection over both events, with a context of its own.
+#[derive(eventsource_core::Projection, Default, Debug)]
+#[projection(events(Renamed, Archived), context = Changes)]
+pub struct Titles {
+    titles: ::std::vec::Vec<::std::string::String>,
+}
+
+/// The projection's context.
+#[derive(Default, Debug)]
+pub struct Changes(u32);
+
+impl Handle<Renamed, Changes> for Titles {
+    async fn handle(
+        &mut self,
+        event: &Recorded<Renamed>,
+        changes: &mut Changes,
+    ) -> ::core::result::Result<(), HandlerError> {
+        self.titles.push(event.event.name.clone());
+        changes.0 += 1;
+        ::core::result::Result::Ok(())
+    }
+}
+
+impl Handle<Archived, Changes> for Titles {
+    async fn handle(
+        &mut self,
+        _: &Recorded<Archived>,
+        changes: &mut Changes,
+    ) -> ::core::result::Result<(), HandlerError> {
+        changes.0 += 1;
+        ::core::result::Result::Ok(())
+    }
+}
+
 #[test]
 fn generated_code_is_hygienic() {
     let event = DocumentEvent::decode(&Json, "Renamed", 1, br#"{"name":"draft"}"#).unwrap();
@@ -94,4 +131,31 @@ fn generated_code_is_hygienic() {
     document.apply_event(&DocumentEvent::Archived(Archived));
     assert_eq!(document.name, "draft");
     assert!(document.archived);
+}
+
+#[tokio::test]
+async fn projection_code_is_hygienic() {
+    use eventsource_core::Projection as _;
+    assert_eq!(TitlesEvent::NAMES, ["Renamed", "Archived"]);
+    let stored = StoredEvent {
+        id: Uuid::nil(),
+        stream_id: Uuid::nil(),
+        category: "Document".into(),
+        version: 1,
+        name: "Renamed".into(),
+        schema_version: 1,
+        payload: br#"{"name":"draft"}"#.to_vec(),
+        metadata: Default::default(),
+        recorded_at: ::std::time::SystemTime::UNIX_EPOCH,
+        position: Position::START,
+    };
+    let event =
+        TitlesEvent::decode(&Json, &stored.name, stored.schema_version, &stored.payload).unwrap();
+    let (mut titles, mut changes) = (Titles::default(), Changes::default());
+    titles
+        .project(Recorded::new(event, stored), &mut changes)
+        .await
+        .unwrap();
+    assert_eq!(titles.titles, ["draft"]);
+    assert_eq!(changes.0, 1);
 }
