@@ -85,6 +85,8 @@ pub mod stores;
 pub mod testing;
 
 pub use application::context::{CommandContext, MetadataError};
+pub use application::projection;
+pub use application::projection::{HandlerError, Projection, Projector};
 pub use application::repository::{CommandError, Loaded, Recorded, Repository};
 pub use application::retry::{Backoff, RetryPolicy};
 pub use application::subscription::Subscription;
@@ -130,9 +132,11 @@ pub mod prelude {
     pub use crate::PostgresStore;
     #[cfg(feature = "sqlite")]
     pub use crate::SqliteStore;
+    pub use crate::projection::Handle;
     pub use crate::{
         Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventEnum, EventStore,
-        IntoEvents, Json, Loaded, MemoryStore, Repository, UnitOfWork, UpcastError, Uuid,
+        HandlerError, IntoEvents, Json, Loaded, MemoryStore, Projection, Projector, Recorded,
+        Repository, UnitOfWork, UpcastError, Uuid,
     };
 }
 

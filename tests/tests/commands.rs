@@ -175,30 +175,8 @@ async fn the_context_is_set_once_and_every_event_carries_it() {
         let placed = orders.history(order).await.unwrap();
         assert_eq!(placed.len(), 1, "{name}");
         // Event histories of two types can't chain directly; compare the metadata parts.
-        let placed: Vec<_> = placed
-            .into_iter()
-            .map(|r| eventsource_core::Recorded {
-                event: (),
-                id: r.id,
-                version: r.version,
-                position: r.position,
-                stored_schema_version: r.stored_schema_version,
-                metadata: r.metadata,
-                recorded_at: r.recorded_at,
-            })
-            .collect();
-        let history: Vec<_> = history
-            .into_iter()
-            .map(|r| eventsource_core::Recorded {
-                event: (),
-                id: r.id,
-                version: r.version,
-                position: r.position,
-                stored_schema_version: r.stored_schema_version,
-                metadata: r.metadata,
-                recorded_at: r.recorded_at,
-            })
-            .collect();
+        let placed: Vec<_> = placed.into_iter().map(|r| r.without_event()).collect();
+        let history: Vec<_> = history.into_iter().map(|r| r.without_event()).collect();
         for recorded in history.iter().chain(&placed) {
             assert_eq!(recorded.correlation_id(), Some(request), "{name}");
             assert_eq!(recorded.causation_id(), Some(cause), "{name}");

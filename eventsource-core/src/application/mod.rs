@@ -5,6 +5,7 @@
 
 mod cache;
 pub mod context;
+pub mod projection;
 pub mod repository;
 pub mod retry;
 mod snapshot;

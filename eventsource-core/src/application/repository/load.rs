@@ -83,15 +83,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         let mut history = Vec::new();
         while let Some(stored) = events.try_next().await? {
             let event = self.decode(&stored)?;
-            history.push(Recorded {
-                event,
-                id: stored.id,
-                version: stored.version,
-                position: stored.position,
-                stored_schema_version: stored.schema_version,
-                metadata: stored.metadata,
-                recorded_at: stored.recorded_at,
-            });
+            history.push(Recorded::new(event, stored));
         }
         Ok(history)
     }

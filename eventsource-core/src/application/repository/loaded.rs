@@ -14,7 +14,7 @@ use crate::application::context::{
 use crate::domain::aggregate::Aggregate;
 use crate::domain::event::IntoEvents;
 use crate::error::Error;
-use crate::persistence::record::Metadata;
+use crate::persistence::record::{Metadata, StoredEvent};
 
 /// An aggregate loaded from its stream: its id, its version, its state, and the events recorded
 /// on it since loading that are not saved yet.
@@ -96,13 +96,18 @@ impl<A: Aggregate> Deref for Loaded<A> {
     }
 }
 
-/// A decoded event of an aggregate's stream, with where and when it was stored.
+/// A decoded event with where and when it was stored: what an aggregate's history lists and
+/// what a projection's handlers receive.
 #[derive(Debug, Clone)]
 pub struct Recorded<E> {
     /// The event.
     pub event: E,
     /// The event's own id: what a later event names as its cause.
     pub id: Uuid,
+    /// Its stream (the aggregate's id).
+    pub stream_id: Uuid,
+    /// Its stream's category (the aggregate type's name; empty if stored without one).
+    pub category: String,
     /// Its version in the stream.
     pub version: u64,
     /// Its position in the global log.
@@ -116,6 +121,41 @@ pub struct Recorded<E> {
 }
 
 impl<E> Recorded<E> {
+    /// `event` with the record of `stored` (which it was decoded from).
+    pub fn new(event: E, stored: StoredEvent) -> Self {
+        Self {
+            event,
+            id: stored.id,
+            stream_id: stored.stream_id,
+            category: stored.category,
+            version: stored.version,
+            position: stored.position,
+            stored_schema_version: stored.schema_version,
+            metadata: stored.metadata,
+            recorded_at: stored.recorded_at,
+        }
+    }
+
+    /// The same record around another event (a variant taken out of an event enum).
+    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Recorded<F> {
+        Recorded {
+            event: f(self.event),
+            id: self.id,
+            stream_id: self.stream_id,
+            category: self.category,
+            version: self.version,
+            position: self.position,
+            stored_schema_version: self.stored_schema_version,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        }
+    }
+
+    /// The record without its event: for comparing the records of different event types.
+    pub fn without_event(self) -> Recorded<()> {
+        self.map(|_| ())
+    }
+
     /// The correlation id the event was written with ([`CORRELATION_ID`] in its metadata), or
     /// `None` if it has none or it isn't a UUID (see [`context`](Self::context) for the error).
     pub fn correlation_id(&self) -> Option<Uuid> {

@@ -29,7 +29,7 @@ impl From<Error> for Refusal {
 }
 
 /// A failure after which the append may or may not have committed.
-fn in_doubt(context: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+pub(super) fn in_doubt(context: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |error| Error::outcome_unknown(BACKEND, format!("committing ({context})"), error)
 }
 

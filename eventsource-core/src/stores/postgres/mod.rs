@@ -168,6 +168,7 @@ pub mod horizon;
 mod listen;
 mod options;
 mod plan;
+mod projection;
 mod read;
 mod rows;
 mod schema;
@@ -182,6 +183,7 @@ pub use deadpool_postgres;
 pub use horizon::{HorizonStatus, OpenAppender};
 pub use options::PostgresOptions;
 pub use plan::BatchTooLarge;
+pub use projection::PostgresWork;
 pub use schema::SCHEMA_VERSION;
 pub use tokio_postgres;
 

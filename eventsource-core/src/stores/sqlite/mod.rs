@@ -46,6 +46,7 @@
 //! whether it decodes is the repository's concern.
 
 mod options;
+mod projection;
 mod rows;
 mod schema;
 
@@ -60,6 +61,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use options::{SqliteOptions, Synchronous};
+pub use projection::SqliteWork;
 
 use crate::error::{CodecError, Error, Result};
 use crate::persistence::position::Position;

@@ -1,0 +1,104 @@
+//! Projections: read models built from the log. A projection lists the events it handles
+//! (of any aggregate types) once, with `#[derive(Projection)]`; the derive writes the decoding
+//! enum and the dispatch to one [`Handle<E, C>`] impl per event, and a missing impl is a compile
+//! error that names it. A [`Projector`] runs it: it follows the log with a
+//! [`Subscription`](crate::Subscription), hands each batch of events to the handlers inside
+//! the context `C` the store gives them, and records how far it got.
+//!
+//! Where the read model lives decides the guarantee:
+//!
+//! | context `C` | read model | tracking | after a crash |
+//! |---|---|---|---|
+//! | [`PostgresWork`](crate::stores::postgres::PostgresWork) | tables in the store's PostgreSQL database | in the same transaction as the handlers' writes | resumes right after the last committed event: **exactly once** |
+//! | [`SqliteWork`](crate::stores::sqlite::SqliteWork) | tables in the store's SQLite file | in the same transaction | **exactly once** |
+//! | `()` | in memory, or anywhere else | none kept by the projector | in memory: rebuilt from the log at start; elsewhere: keep your own position beside your data and start the projector there; **at least once** since the last position you kept |
+
+mod context;
+mod runner;
+
+use std::future::Future;
+
+pub use context::ProjectionContext;
+pub use runner::{ErrorPolicy, ProjectionError, ProjectionStatus, Projector, RunningProjection};
+
+use crate::application::repository::Recorded;
+use crate::domain::event::EventEnum;
+
+/// What a handler returns when it can't handle an event: any error (`?` converts a driver's
+/// error). The projector reports it as a [`ProjectionError`] naming the event.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A read model built from events: what `#[derive(Projection)]` implements.
+///
+/// ```
+/// use eventsource_core::prelude::*;
+/// use eventsource_core::projection::{Handle, HandlerError, Projector};
+/// use serde::{Deserialize, Serialize};
+/// use std::collections::HashMap;
+///
+/// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+/// struct Deposited { cents: u64 }
+///
+/// #[derive(Aggregate, Default, Debug)]
+/// #[aggregate(events(Deposited))]
+/// struct Account { cents: u64 }
+/// impl Apply<Deposited> for Account {
+///     fn apply(&mut self, e: &Deposited) { self.cents += e.cents; }
+/// }
+///
+/// // An in-memory read model: every account's balance.
+/// #[derive(Projection, Default)]
+/// #[projection(name = "balances", events(Deposited))]
+/// struct Balances { cents: HashMap<Uuid, u64> }
+///
+/// impl Handle<Deposited> for Balances {
+///     async fn handle(&mut self, e: &Recorded<Deposited>, _: &mut ()) -> Result<(), HandlerError> {
+///         *self.cents.entry(e.stream_id).or_default() += e.event.cents;
+///         Ok(())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let store = std::sync::Arc::new(MemoryStore::new());
+/// let accounts = Repository::<Account, _>::new(store.clone());
+/// let id = accounts.create(Deposited { cents: 500 }).await?;
+///
+/// let mut balances = Projector::new(store.clone(), Balances::default());
+/// balances.catch_up().await?;
+/// assert_eq!(balances.projection().cents[&id], 500);
+/// # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+pub trait Projection: Send + 'static {
+    /// The projection's name: its tracking record's name in the store. Unique per store.
+    const NAME: &'static str;
+    /// The events it handles, decoded (the enum the derive writes).
+    type Event: EventEnum;
+    /// What the store hands its handlers: its transaction for a read model in the store's
+    /// database, `()` for one elsewhere.
+    type Context: Send;
+
+    /// Hands `event` to its handler (the derive writes the dispatch).
+    fn project(
+        &mut self,
+        event: Recorded<Self::Event>,
+        cx: &mut Self::Context,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Handling one event type `E` with the projection's context `C`: one impl per event a
+/// projection lists.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` lists the event `{E}` but does not implement `Handle<{E}, {C}>`",
+    label = "`{Self}` needs a `Handle<{E}, {C}>` impl to project this event",
+    note = "every event in `#[projection(events(...))]` needs a handler for the projection's context `{C}` (set with `context = ...`; `()` by default); add:\n    impl Handle<{E}, {C}> for {Self} {{\n        async fn handle(&mut self, event: &Recorded<{E}>, cx: &mut {C}) -> Result<(), HandlerError> {{\n            /* update the read model */\n            Ok(())\n        }}\n    }}"
+)]
+pub trait Handle<E, C = ()> {
+    /// Updates the read model with `event` (`event.event` is the event, the rest says where
+    /// and when it was stored). Writes through `cx` commit together with the projection's
+    /// tracking position.
+    fn handle(
+        &mut self,
+        event: &Recorded<E>,
+        cx: &mut C,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}

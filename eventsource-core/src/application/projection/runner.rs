@@ -1,0 +1,444 @@
+//! The projector: follows the log, hands each batch of events to a projection's handlers in
+//! the store's context, commits the batch with the tracking position, and applies an error
+//! policy; run to catch up (tests, rebuilds) or as a tokio task (live).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::context::ProjectionContext;
+use super::{HandlerError, Projection};
+use crate::application::repository::Recorded;
+use crate::application::retry::Backoff;
+use crate::application::subscription::Subscription;
+use crate::domain::event::EventEnum;
+use crate::error::{Error, Result};
+use crate::persistence::codec::Json;
+use crate::persistence::position::Position;
+use crate::persistence::record::{LogQuery, StoredEvent};
+use crate::persistence::store::EventStore;
+
+/// What a projector does when a handler fails.
+#[derive(Debug, Clone)]
+pub enum ErrorPolicy {
+    /// Stop at once. The tracking position stays on the event before the failing one.
+    Stop,
+    /// Try the failing batch again, waiting with the backoff between tries; after `attempts`
+    /// tries in all, stop as [`ErrorPolicy::Stop`] does.
+    Retry {
+        /// Tries in all, the first included (at least 1).
+        attempts: u32,
+        /// The wait before each retry.
+        backoff: Backoff,
+    },
+}
+
+impl Default for ErrorPolicy {
+    /// Three tries, 100 ms to 5 s apart, then stop.
+    fn default() -> Self {
+        ErrorPolicy::Retry {
+            attempts: 3,
+            backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Why a projector stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// A handler refused an event; the tracking position is on the event before it.
+    #[error(
+        "projection `{projection}` stopped at event `{event}` (stream {stream}, version {version}, position {position}): {source}"
+    )]
+    Handler {
+        /// The projection's name.
+        projection: &'static str,
+        /// The failing event's name.
+        event: String,
+        /// Its stream.
+        stream: uuid::Uuid,
+        /// Its version in the stream.
+        version: u64,
+        /// Its position in the log.
+        position: Position,
+        /// What the handler said.
+        source: HandlerError,
+    },
+    /// Reading, decoding or committing failed (a decode error names the record).
+    #[error("projection `{projection}`: {source}")]
+    Store {
+        /// The projection's name.
+        projection: &'static str,
+        /// The store's error.
+        source: Error,
+    },
+    /// The projection's task panicked or was cancelled.
+    #[error("projection `{projection}`'s task ended abnormally: {message}")]
+    Task {
+        /// The projection's name.
+        projection: &'static str,
+        /// What the runtime said.
+        message: String,
+    },
+}
+
+/// Where a running projection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    /// Everything up to here is processed (and committed, for a transactional context).
+    pub position: Position,
+    /// Whether it is still running (`false` once stopped, by a call or an error).
+    pub running: bool,
+    /// Why it stopped, if an error stopped it.
+    pub error: Option<String>,
+}
+
+/// Runs a projection `P` over the log of store `S`.
+///
+/// [`catch_up`](Self::catch_up) processes everything there is and returns (tests, rebuilds,
+/// in-memory read models at start); [`spawn`](Self::spawn) keeps following the log on a tokio
+/// task. Each batch of events (up to [`page_size`](Self::page_size)) is handed to the handlers
+/// inside one context `P::Context` and committed with the projector's tracking position; see
+/// the [module docs](super) for what each context guarantees.
+#[derive(Debug)]
+pub struct Projector<P: Projection, S> {
+    store: S,
+    projection: P,
+    position: Option<Position>,
+    page: usize,
+    poll: Duration,
+    policy: ErrorPolicy,
+}
+
+impl<P, S> Projector<P, S>
+where
+    P: Projection,
+    S: EventStore + Clone + Send + Sync + 'static,
+    P::Context: ProjectionContext<S>,
+{
+    /// A projector for `projection` over `store`, resuming from the tracking position the
+    /// context keeps (the start, for `()`).
+    pub fn new(store: S, projection: P) -> Self {
+        Self {
+            store,
+            projection,
+            position: None,
+            page: 500,
+            poll: Duration::from_secs(1),
+            policy: ErrorPolicy::default(),
+        }
+    }
+
+    /// Starts after `position` instead: for a read model elsewhere that keeps its own position.
+    pub fn starting_after(mut self, position: Position) -> Self {
+        self.position = Some(position);
+        self
+    }
+
+    /// At most this many events per batch (one context, one commit; default 500, at least 1).
+    pub fn page_size(mut self, events: usize) -> Self {
+        self.page = events.max(1);
+        self
+    }
+
+    /// How long a live projector waits for a wake-up before reading again (default 1 s).
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// What to do when a handler fails (default: three tries, then stop).
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The projection (an in-memory read model is read here).
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// The projection, taken out.
+    pub fn into_projection(self) -> P {
+        self.projection
+    }
+
+    /// Everything up to this position is processed (`None` before the first run).
+    pub fn position(&self) -> Option<Position> {
+        self.position
+    }
+
+    /// Processes every event there is now, then returns the position it reached.
+    pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
+        let mut subscription = self.subscribe().await?;
+        loop {
+            let events = subscription
+                .try_next_batch()
+                .await
+                .map_err(|source| self.store_error(source))?;
+            let read_to = subscription.position();
+            if events.is_empty() {
+                self.position = Some(read_to);
+                return Ok(read_to);
+            }
+            self.process(events, read_to).await?;
+        }
+    }
+
+    /// Runs on a tokio task, following the log until [`RunningProjection::stop`] or an error.
+    pub fn spawn(self) -> RunningProjection<P, S> {
+        let (status, watch) = watch::channel(ProjectionStatus {
+            position: self.position.unwrap_or(Position::START),
+            running: true,
+            error: None,
+        });
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(self.run(status, Arc::clone(&stop)));
+        RunningProjection { watch, stop, task }
+    }
+
+    async fn run(
+        mut self,
+        status: watch::Sender<ProjectionStatus>,
+        stop: Arc<Notify>,
+    ) -> (Self, Result<(), ProjectionError>) {
+        let outcome = self.follow(&status, &stop).await;
+        let position = self.position.unwrap_or(Position::START);
+        status.send_replace(ProjectionStatus {
+            position,
+            running: false,
+            error: outcome.as_ref().err().map(ToString::to_string),
+        });
+        (self, outcome)
+    }
+
+    async fn follow(
+        &mut self,
+        status: &watch::Sender<ProjectionStatus>,
+        stop: &Notify,
+    ) -> Result<(), ProjectionError> {
+        let mut subscription = self.subscribe().await?;
+        let position = subscription.position();
+        status.send_modify(|s| s.position = position);
+        loop {
+            let events = tokio::select! {
+                biased;
+                () = stop.notified() => return Ok(()),
+                events = subscription.next_batch() => events.map_err(|e| self.store_error(e))?,
+            };
+            let read_to = subscription.position();
+            self.process(events, read_to).await?;
+            status.send_modify(|s| s.position = read_to);
+        }
+    }
+
+    async fn subscribe(&mut self) -> Result<Subscription<S>, ProjectionError> {
+        let start = match self.position {
+            Some(position) => position,
+            None => P::Context::resume_position(&self.store, P::NAME)
+                .await
+                .map_err(|source| self.store_error(source))?,
+        };
+        self.position = Some(start);
+        let query = LogQuery::after(start, self.page).names(P::Event::NAMES.iter().copied());
+        Ok(Subscription::new(self.store.clone(), query).poll_interval(self.poll))
+    }
+
+    /// One batch: decode, hand to the handlers in one context, commit with `read_to`; on a
+    /// handler error, the error policy.
+    async fn process(
+        &mut self,
+        events: Vec<StoredEvent>,
+        read_to: Position,
+    ) -> Result<(), ProjectionError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut cx = P::Context::begin(&self.store, P::NAME)
+                .await
+                .map_err(|source| self.store_error(source))?;
+            match self.handle_all(&events, &mut cx).await {
+                Ok(()) => {
+                    cx.commit(&self.store, P::NAME, read_to)
+                        .await
+                        .map_err(|source| self.store_error(source))?;
+                    self.position = Some(read_to);
+                    return Ok(());
+                }
+                Err(Failure::Store(source)) => {
+                    cx.rollback().await;
+                    return Err(self.store_error(source));
+                }
+                Err(Failure::Handler { index, source }) => {
+                    cx.rollback().await;
+                    let retry = match &self.policy {
+                        ErrorPolicy::Retry { attempts, backoff } if tries < (*attempts).max(1) => {
+                            Some(backoff.delay(tries))
+                        }
+                        _ => None,
+                    };
+                    match retry {
+                        Some(delay) => {
+                            tracing::warn!(
+                                projection = P::NAME, position = %events[index].position,
+                                error = %source, tries, "a handler failed; trying the batch again"
+                            );
+                            tokio::time::sleep(delay).await;
+                        }
+                        None => return Err(self.stop_before(&events, index, source).await),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops at `events[failed]`: commits the events before it (so the tracking position is on
+    /// the event before the failing one) and reports it.
+    async fn stop_before(
+        &mut self,
+        events: &[StoredEvent],
+        failed: usize,
+        source: HandlerError,
+    ) -> ProjectionError {
+        let before = &events[..failed];
+        if let Some(last) = before.last() {
+            let outcome = async {
+                let mut cx = P::Context::begin(&self.store, P::NAME).await?;
+                match self.handle_all(before, &mut cx).await {
+                    Ok(()) => cx.commit(&self.store, P::NAME, last.position).await,
+                    Err(failure) => {
+                        cx.rollback().await;
+                        Err(match failure {
+                            Failure::Store(error) => error,
+                            // A handler that fails differently the second time: report the
+                            // first failure; nothing of this batch is committed.
+                            Failure::Handler { .. } => return Ok(()),
+                        })
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(()) => self.position = Some(last.position),
+                Err(error) => return self.store_error(error),
+            }
+        }
+        let event = &events[failed];
+        tracing::error!(
+            projection = P::NAME, position = %event.position, stream = %event.stream_id,
+            version = event.version, event = %event.name, error = %source,
+            "a handler failed; the projection stops"
+        );
+        ProjectionError::Handler {
+            projection: P::NAME,
+            event: event.name.clone(),
+            stream: event.stream_id,
+            version: event.version,
+            position: event.position,
+            source,
+        }
+    }
+
+    async fn handle_all(
+        &mut self,
+        events: &[StoredEvent],
+        cx: &mut P::Context,
+    ) -> Result<(), Failure> {
+        for (index, stored) in events.iter().enumerate() {
+            let event =
+                P::Event::decode(&Json, &stored.name, stored.schema_version, &stored.payload)
+                    .map_err(|source| {
+                        Failure::Store(Error::Decode {
+                            stream: stored.stream_id,
+                            version: stored.version,
+                            event: stored.name.clone(),
+                            schema_version: stored.schema_version,
+                            source,
+                        })
+                    })?;
+            self.projection
+                .project(Recorded::new(event, stored.clone()), cx)
+                .await
+                .map_err(|source| Failure::Handler { index, source })?;
+        }
+        Ok(())
+    }
+
+    fn store_error(&self, source: Error) -> ProjectionError {
+        ProjectionError::Store {
+            projection: P::NAME,
+            source,
+        }
+    }
+}
+
+/// Why a batch failed.
+enum Failure {
+    Store(Error),
+    Handler { index: usize, source: HandlerError },
+}
+
+/// A projector running on a tokio task.
+#[derive(Debug)]
+pub struct RunningProjection<P: Projection, S> {
+    watch: watch::Receiver<ProjectionStatus>,
+    stop: Arc<Notify>,
+    task: JoinHandle<(Projector<P, S>, Result<(), ProjectionError>)>,
+}
+
+impl<P: Projection, S> RunningProjection<P, S> {
+    /// Where it stands now.
+    pub fn status(&self) -> ProjectionStatus {
+        self.watch.borrow().clone()
+    }
+
+    /// Waits until everything up to `position` is processed (read-your-writes: pass the
+    /// position an append or a command returned), at most `timeout`. `Ok(false)` if the time
+    /// ran out; an error if the projection stopped before reaching it.
+    pub async fn wait_for(
+        &mut self,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<bool, ProjectionError> {
+        let reached = tokio::time::timeout(
+            timeout,
+            self.watch
+                .wait_for(|status| status.position >= position || !status.running),
+        )
+        .await
+        .map(|status| status.map(|status| status.clone()));
+        match reached {
+            Err(_) => Ok(false),
+            Ok(Ok(status)) if status.position >= position => Ok(true),
+            Ok(Ok(status)) => Err(ProjectionError::Task {
+                projection: P::NAME,
+                message: status
+                    .error
+                    .unwrap_or_else(|| "it stopped before reaching the position".into()),
+            }),
+            Ok(Err(_)) => Err(ProjectionError::Task {
+                projection: P::NAME,
+                message: "its task is gone".into(),
+            }),
+        }
+    }
+
+    /// Stops after the batch in hand, and returns the projector (with its in-memory read model)
+    /// and what ended it: `Ok` for this call, the error if one had stopped it already.
+    pub async fn stop(self) -> (Option<Projector<P, S>>, Result<(), ProjectionError>) {
+        self.stop.notify_one();
+        match self.task.await {
+            Ok((projector, outcome)) => (Some(projector), outcome),
+            Err(join) => (
+                None,
+                Err(ProjectionError::Task {
+                    projection: P::NAME,
+                    message: join.to_string(),
+                }),
+            ),
+        }
+    }
+}
