@@ -1,8 +1,9 @@
-//! Shared code for the example programs: the bank domain, opening a store from a URL, and the
-//! benchmark's workloads.
+//! Shared code for the example programs: the bank domain and its read model, opening a store
+//! from a URL, and the benchmark's workloads.
 
 pub mod bank;
 pub mod bench;
+pub mod statements;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use eventsource_core::prelude::*;
 use eventsource_core::{AppendBatch, Error, NewEvent, Recorded, id_from_name};
@@ -19,6 +20,7 @@ use eventsource_examples::bank::{
     self, BankAccount, BankAccountEvent, BankError, Opened, TransferLimits, cents,
 };
 use eventsource_examples::open_store;
+use eventsource_examples::statements::Statements;
 use futures_util::TryStreamExt;
 
 /// `println!` that stops quietly when stdout is closed (`bank | head`) instead of panicking.
@@ -85,6 +87,12 @@ fn store_url() -> Result<String, String> {
 async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     say!("eventsource bank demo — store: {url}\n");
     let accounts: Accounts = Repository::new(open_store(url).await?);
+
+    // 0. The read side: a projection follows the log live and keeps every account's balance
+    //    and statement (an in-memory read model, rebuilt from the log at each start).
+    let mut statements = Projector::new(Arc::clone(accounts.store()), Statements::default())
+        .poll_interval(Duration::from_secs(1))
+        .spawn();
 
     // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
     //    name (UUID v5), so every run finds the same streams.
@@ -177,6 +185,35 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
 
     // 7. Legacy data: events stored by an older release, at schema versions 1 and 2.
     legacy_account(&accounts).await?;
+
+    // 8. Read your writes on the read side: wait until the projection has processed everything
+    //    written above, then print from the read model (not from the aggregates).
+    let written = accounts.store().last_position().await?;
+    if !statements
+        .wait_for(written, Duration::from_secs(10))
+        .await?
+    {
+        return Err("the statements projection did not catch up within 10 s".into());
+    }
+    let (projector, outcome) = statements.stop().await;
+    outcome?;
+    let statements = projector
+        .ok_or("the statements projection ended without its read model")?
+        .into_projection();
+    say!("\nFrom the read model (a projection of the log, caught up to position {written}):");
+    for statement in statements.accounts.values() {
+        say!(
+            "  {:<16} balance {:>10}",
+            statement.owner,
+            cents(statement.balance)
+        );
+    }
+    if let Some(ada) = statements.accounts.get(&ada) {
+        say!("Ada's statement:");
+        for line in ada.lines.iter().rev().take(5).rev() {
+            say!("  {line}");
+        }
+    }
 
     say!("\nRun the demo again: it continues from the stored events.");
     if let Some(file) = url.strip_prefix("sqlite://") {
