@@ -65,8 +65,12 @@
 //! ## Layers
 //! - [`domain`]: [`Event`], [`Aggregate`], [`Apply`], ids.
 //! - [`application`]: the [`Repository`], the [`CommandContext`] stored with every event,
-//!   retries with [`Backoff`], and the [`UnitOfWork`] across aggregate types.
-//! - [`persistence`]: the stored records, [`Codec`]s and the [`EventStore`] contract.
+//!   retries with [`Backoff`], the [`UnitOfWork`] across aggregate types; and the read side:
+//!   a [`Subscription`] follows the log as it grows, a [`Projection`] run by a [`Projector`]
+//!   keeps a read model (exactly once when it lives in the store's database; see
+//!   [`projection`]).
+//! - [`persistence`]: the stored records, [`Position`]s and [`LogPage`]s of the global log,
+//!   [`Codec`]s, the [`EventStore`] contract and the [`WakeUps`] stores send readers.
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
 #![forbid(unsafe_code)]
