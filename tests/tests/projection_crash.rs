@@ -1,0 +1,164 @@
+//! A projector killed with SIGKILL in the middle of its work, in a child process, and then
+//! restarted: the read model ends equal to a rebuild from zero and no event was applied twice
+//! (each event id is recorded under a unique key, so a second application fails the run).
+//!
+//! The child is this test binary run again with `ES_CRASH_CHILD` set: it runs the projector
+//! with a handler slowed down so the kill lands while batches are being written.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use eventsource_core::prelude::*;
+use eventsource_core::stores::sqlite::SqliteWork;
+use eventsource_core::{AppendBatch, NewEvent, Position, SqliteStore};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[event(name = "CrashCounted")]
+struct Counted {
+    n: i64,
+}
+
+/// Sums every `Counted` into a table, recording each event id once.
+#[derive(Projection, Debug)]
+#[projection(name = "crash_sums", events(Counted), context = SqliteWork)]
+struct Sums {
+    /// How long each event takes (the child is slow, so the kill lands mid-batch).
+    delay: Duration,
+}
+
+impl Handle<Counted, SqliteWork> for Sums {
+    async fn handle(
+        &mut self,
+        e: &Recorded<Counted>,
+        work: &mut SqliteWork,
+    ) -> Result<(), HandlerError> {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        let connection = work.connection();
+        connection.execute(
+            "INSERT INTO applied (event) VALUES (?1)",
+            [e.id.to_string()],
+        )?;
+        connection.execute(
+            "INSERT INTO sums (stream, total) VALUES (?1, ?2) \
+             ON CONFLICT (stream) DO UPDATE SET total = total + excluded.total",
+            rusqlite::params![e.stream_id.to_string(), e.event.n],
+        )?;
+        Ok(())
+    }
+}
+
+const STREAMS: usize = 20;
+const PER_STREAM: usize = 100;
+
+/// The child: runs the projector until killed. Not a test of its own: the test below runs it
+/// in a child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of a_projector_killed_mid_batch_resumes_with_nothing_applied_twice"]
+async fn child_runs_the_projector_until_killed() {
+    let path = std::env::var("ES_CRASH_CHILD").expect("ES_CRASH_CHILD names the database");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let mut projector = Projector::new(
+        store,
+        Sums {
+            delay: Duration::from_millis(2),
+        },
+    )
+    .page_size(25);
+    projector.catch_up().await.expect("the child's run");
+    // If it finishes before the kill, the parent notices: the kill must land mid-run.
+    eprintln!("the child finished before it was killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_killed_mid_batch_resumes_with_nothing_applied_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE sums (stream TEXT PRIMARY KEY, total INTEGER NOT NULL);
+         CREATE TABLE applied (event TEXT PRIMARY KEY);",
+    )
+    .unwrap();
+    let mut expected_total = 0;
+    for _ in 0..STREAMS {
+        let stream = Uuid::now_v7();
+        let events = (1..=PER_STREAM as i64)
+            .map(|n| {
+                expected_total += n;
+                NewEvent::new("CrashCounted", 1, format!("{{\"n\":{n}}}"))
+            })
+            .collect();
+        store
+            .append(AppendBatch::single_in("Counter", stream, 0, events))
+            .await
+            .unwrap();
+    }
+    let last = store.last_position().await.unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_runs_the_projector_until_killed",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("ES_CRASH_CHILD", &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    // Wait until it has committed some batches, then kill it without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let position = store.tracking_position("crash_sums").await.unwrap();
+        if position > Position::START {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child committed nothing within 60 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL the child");
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the child was killed, not finished: {status:?}"
+    );
+    let at_kill = store.tracking_position("crash_sums").await.unwrap();
+    assert!(at_kill < last, "the kill landed before the end");
+
+    // Restarted here: it resumes after the last committed batch.
+    let mut projector = Projector::new(
+        store.clone(),
+        Sums {
+            delay: Duration::ZERO,
+        },
+    );
+    let reached = projector
+        .catch_up()
+        .await
+        .expect("the restarted run (a unique key fails on a repeat)");
+    assert_eq!(reached, last);
+    let applied: i64 = conn
+        .query_row("SELECT count(*) FROM applied", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        applied as usize,
+        STREAMS * PER_STREAM,
+        "every event exactly once"
+    );
+    let total: i64 = conn
+        .query_row("SELECT sum(total) FROM sums", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(total, expected_total, "the same as a rebuild from zero");
+}
