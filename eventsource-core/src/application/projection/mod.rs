@@ -12,14 +12,28 @@
 //! | [`PostgresWork`](crate::stores::postgres::PostgresWork) | tables in the store's PostgreSQL database | in the same transaction as the handlers' writes | resumes right after the last committed event: **exactly once** |
 //! | [`SqliteWork`](crate::stores::sqlite::SqliteWork) | tables in the store's SQLite file | in the same transaction | **exactly once** |
 //! | `()` | in memory, or anywhere else | none kept by the projector | in memory: rebuilt from the log at start; elsewhere: keep your own position beside your data and start the projector there; **at least once** since the last position you kept |
+//!
+//! A read model in the store's database is shared by every process that runs its projector, so
+//! those run **one at a time**: a projector takes the projection's claim before it processes
+//! anything (see [`ProjectionContext`]), and the others wait on standby
+//! ([`ProjectionRole::Standby`]) until it stops or dies, then one of them takes over from the
+//! recorded tracking position.
+//!
+//! | context `C` | claim | a crashed holder is replaced |
+//! |---|---|---|
+//! | [`PostgresWork`](crate::stores::postgres::PostgresWork) | a session advisory lock on a connection of its own | as soon as the server sees its connection end |
+//! | [`SqliteWork`](crate::stores::sqlite::SqliteWork) | a lease row in the file, renewed while it runs | once its lease expires |
+//! | `()` | none: each process has its own read model | — |
 
 mod context;
 mod runner;
 
 use std::future::Future;
 
-pub use context::ProjectionContext;
-pub use runner::{ErrorPolicy, ProjectionError, ProjectionStatus, Projector, RunningProjection};
+pub use context::{ProjectionContext, Standby};
+pub use runner::{
+    ErrorPolicy, ProjectionError, ProjectionRole, ProjectionStatus, Projector, RunningProjection,
+};
 
 use crate::application::repository::Recorded;
 use crate::domain::event::EventEnum;

@@ -1,14 +1,16 @@
 //! The projector: follows the log, hands each batch of events to a projection's handlers in
 //! the store's context, commits the batch with the tracking position, and applies an error
-//! policy; run to catch up (tests, rebuilds) or as a tokio task (live).
+//! policy; run to catch up (tests, rebuilds) or as a tokio task (live). It processes only while
+//! it holds the projection's claim (see [`ProjectionContext`]), and waits on standby otherwise.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::context::ProjectionContext;
+use super::context::{ProjectionContext, Standby};
 use super::{HandlerError, Projection};
 use crate::application::repository::Recorded;
 use crate::application::retry::Backoff;
@@ -85,13 +87,31 @@ pub enum ProjectionError {
     },
 }
 
+/// What a projector is doing about the projection's claim (see [`ProjectionContext`]): only
+/// the active runner of a projection processes events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionRole {
+    /// Trying to take the claim; it doesn't know yet whether another runner holds it.
+    Claiming,
+    /// Another runner holds the claim: this one waits, trying again every
+    /// [`standby_interval`](Projector::standby_interval), and takes over when it is free.
+    Standby,
+    /// It holds the claim and processes events.
+    Active,
+    /// It stopped (by a call or an error) and holds no claim.
+    Stopped,
+}
+
 /// Where a running projection stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectionStatus {
-    /// Everything up to here is processed (and committed, for a transactional context).
+    /// Everything up to here is processed (and committed, for a transactional context). On
+    /// standby, what this runner last processed; the active runner may be further on.
     pub position: Position,
     /// Whether it is still running (`false` once stopped, by a call or an error).
     pub running: bool,
+    /// Whether it is the projection's active runner or waits on standby.
+    pub role: ProjectionRole,
     /// Why it stopped, if an error stopped it.
     pub error: Option<String>,
 }
@@ -103,13 +123,21 @@ pub struct ProjectionStatus {
 /// task. Each batch of events (up to [`page_size`](Self::page_size)) is handed to the handlers
 /// inside one context `P::Context` and committed with the projector's tracking position; see
 /// the [module docs](super) for what each context guarantees.
+///
+/// Of the projectors of one projection on one shared database (in this process or others),
+/// only the one holding the projection's claim processes events; the others wait on standby
+/// and take over when it stops or dies, starting from the tracking position it recorded. See
+/// [`ProjectionContext`] for what each store claims with.
 #[derive(Debug)]
 pub struct Projector<P: Projection, S> {
     store: S,
     projection: P,
     position: Option<Position>,
+    /// Set by [`Projector::starting_after`]: the first claim keeps `position` as it is.
+    explicit_start: bool,
     page: usize,
     poll: Duration,
+    standby_poll: Duration,
     policy: ErrorPolicy,
 }
 
@@ -126,8 +154,10 @@ where
             store,
             projection,
             position: None,
+            explicit_start: false,
             page: 500,
             poll: Duration::from_secs(1),
+            standby_poll: Duration::from_millis(500),
             policy: ErrorPolicy::default(),
         }
     }
@@ -135,6 +165,7 @@ where
     /// Starts after `position` instead: for a read model elsewhere that keeps its own position.
     pub fn starting_after(mut self, position: Position) -> Self {
         self.position = Some(position);
+        self.explicit_start = true;
         self
     }
 
@@ -147,6 +178,14 @@ where
     /// How long a live projector waits for a wake-up before reading again (default 1 s).
     pub fn poll_interval(mut self, poll: Duration) -> Self {
         self.poll = poll;
+        self
+    }
+
+    /// How often a projector on standby tries to take the projection's claim (default 500 ms):
+    /// the longest a takeover waits after the active runner let go. A runner that loses its
+    /// claim also waits this long before it tries to take it again, so a standby goes first.
+    pub fn standby_interval(mut self, interval: Duration) -> Self {
+        self.standby_poll = interval;
         self
     }
 
@@ -171,9 +210,22 @@ where
         self.position
     }
 
-    /// Processes every event there is now, then returns the position it reached.
+    /// Processes every event there is now, then returns the position it reached. It takes the
+    /// projection's claim first (waiting while another runner holds it) and gives it up when
+    /// done.
     pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
-        let mut subscription = self.subscribe().await?;
+        let standby = self.standby(None);
+        let claim = P::Context::claim(&self.store, P::NAME, &standby)
+            .await
+            .map_err(|source| self.store_error(source))?;
+        let outcome = self.catch_up_claimed().await;
+        P::Context::release(claim, &self.store).await;
+        outcome
+    }
+
+    async fn catch_up_claimed(&mut self) -> Result<Position, ProjectionError> {
+        self.resume().await?;
+        let mut subscription = self.subscribe();
         loop {
             let events = subscription
                 .try_next_batch()
@@ -189,12 +241,16 @@ where
     }
 
     /// Runs on a tokio task, following the log until [`RunningProjection::stop`] or an error.
+    /// It takes the projection's claim first, waiting on standby while another runner holds
+    /// it, and goes back to standby if it loses the claim.
     pub fn spawn(self) -> RunningProjection<P, S> {
         let (status, watch) = watch::channel(ProjectionStatus {
             position: self.position.unwrap_or(Position::START),
             running: true,
+            role: ProjectionRole::Claiming,
             error: None,
         });
+        let status = Arc::new(status);
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(self.run(status, Arc::clone(&stop)));
         RunningProjection { watch, stop, task }
@@ -202,7 +258,7 @@ where
 
     async fn run(
         mut self,
-        status: watch::Sender<ProjectionStatus>,
+        status: Arc<watch::Sender<ProjectionStatus>>,
         stop: Arc<Notify>,
     ) -> (Self, Result<(), ProjectionError>) {
         let outcome = self.follow(&status, &stop).await;
@@ -210,41 +266,132 @@ where
         status.send_replace(ProjectionStatus {
             position,
             running: false,
+            role: ProjectionRole::Stopped,
             error: outcome.as_ref().err().map(ToString::to_string),
         });
         (self, outcome)
     }
 
+    /// Takes the claim (on standby while another runner holds it), processes while it holds
+    /// it, and starts over when it loses it.
     async fn follow(
         &mut self,
-        status: &watch::Sender<ProjectionStatus>,
+        status: &Arc<watch::Sender<ProjectionStatus>>,
         stop: &Notify,
     ) -> Result<(), ProjectionError> {
-        let mut subscription = self.subscribe().await?;
+        loop {
+            let standby = self.standby(Some(Arc::clone(status)));
+            let claimed = tokio::select! {
+                biased;
+                () = stop.notified() => return Ok(()),
+                claimed = P::Context::claim(&self.store, P::NAME, &standby) => claimed,
+            };
+            let mut claim = claimed.map_err(|source| self.store_error(source))?;
+            tracing::info!(
+                projection = P::NAME,
+                "this runner holds the projection's claim and is active"
+            );
+            status.send_modify(|s| s.role = ProjectionRole::Active);
+            let outcome = self.follow_claimed(&mut claim, status, stop).await;
+            P::Context::release(claim, &self.store).await;
+            match outcome? {
+                Ended::Stopped => return Ok(()),
+                Ended::Lost => {
+                    status.send_modify(|s| s.role = ProjectionRole::Claiming);
+                    // A runner that lost its claim may be the one in trouble (its connection,
+                    // its clock): the standbys get one interval to take over first.
+                    tokio::select! {
+                        biased;
+                        () = stop.notified() => return Ok(()),
+                        () = tokio::time::sleep(self.standby_poll) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn follow_claimed(
+        &mut self,
+        claim: &mut <P::Context as ProjectionContext<S>>::Claim,
+        status: &watch::Sender<ProjectionStatus>,
+        stop: &Notify,
+    ) -> Result<Ended, ProjectionError> {
+        self.resume().await?;
+        let mut subscription = self.subscribe();
         let position = subscription.position();
         status.send_modify(|s| s.position = position);
         loop {
             let events = tokio::select! {
                 biased;
-                () = stop.notified() => return Ok(()),
+                () = stop.notified() => return Ok(Ended::Stopped),
+                () = P::Context::claim_lost(claim) => {
+                    tracing::warn!(
+                        projection = P::NAME,
+                        "this runner lost the projection's claim; it goes back to standby"
+                    );
+                    return Ok(Ended::Lost);
+                }
                 events = subscription.next_batch() => events.map_err(|e| self.store_error(e))?,
             };
             let read_to = subscription.position();
-            self.process(events, read_to).await?;
+            match self.process(events, read_to).await {
+                Ok(()) => {}
+                Err(ProjectionError::Store {
+                    source: Error::TrackingConflict { recorded, .. },
+                    ..
+                }) => {
+                    // Another runner recorded a later position: it was active meanwhile.
+                    tracing::warn!(
+                        projection = P::NAME, %recorded,
+                        "another runner moved the projection on; this one claims it again"
+                    );
+                    return Ok(Ended::Lost);
+                }
+                Err(error) => return Err(error),
+            }
             status.send_modify(|s| s.position = read_to);
         }
     }
 
-    async fn subscribe(&mut self) -> Result<Subscription<S>, ProjectionError> {
-        let start = match self.position {
-            Some(position) => position,
-            None => P::Context::resume_position(&self.store, P::NAME)
-                .await
-                .map_err(|source| self.store_error(source))?,
-        };
-        self.position = Some(start);
+    /// What a claim is told while another runner holds it: log once at `info`, and show
+    /// [`ProjectionRole::Standby`] in `status` (if running on a task).
+    fn standby(&self, status: Option<Arc<watch::Sender<ProjectionStatus>>>) -> Standby {
+        let logged = AtomicBool::new(false);
+        Standby::new(P::NAME, self.standby_poll, move || {
+            if !logged.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    projection = P::NAME,
+                    "another runner of this projection is active; this one waits on standby and takes over when it stops"
+                );
+            }
+            if let Some(status) = &status {
+                status.send_if_modified(|s| {
+                    let changed = s.role != ProjectionRole::Standby;
+                    s.role = ProjectionRole::Standby;
+                    changed
+                });
+            }
+        })
+    }
+
+    /// Once the claim is held: where to start. The recorded tracking position (the previous
+    /// active runner moved it), or this projector's own if it is further on (an in-memory read
+    /// model's), or the one given to [`starting_after`](Self::starting_after) on the first run.
+    async fn resume(&mut self) -> Result<(), ProjectionError> {
+        if std::mem::take(&mut self.explicit_start) && self.position.is_some() {
+            return Ok(());
+        }
+        let recorded = P::Context::resume_position(&self.store, P::NAME)
+            .await
+            .map_err(|source| self.store_error(source))?;
+        self.position = Some(self.position.map_or(recorded, |own| own.max(recorded)));
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Subscription<S> {
+        let start = self.position.unwrap_or(Position::START);
         let query = LogQuery::after(start, self.page).names(P::Event::NAMES.iter().copied());
-        Ok(Subscription::new(self.store.clone(), query).poll_interval(self.poll))
+        Subscription::new(self.store.clone(), query).poll_interval(self.poll)
     }
 
     /// One batch: decode, hand to the handlers in one context, commit with `read_to`; on a
@@ -373,6 +520,14 @@ where
             source,
         }
     }
+}
+
+/// Why a run under one claim ended without an error.
+enum Ended {
+    /// [`RunningProjection::stop`] was called.
+    Stopped,
+    /// The claim was lost, or another runner moved the projection on.
+    Lost,
 }
 
 /// Why a batch failed.

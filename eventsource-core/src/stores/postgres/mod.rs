@@ -138,6 +138,18 @@
 //!   turns the `NOTIFY` and the listener off: readers then hear only this process's own appends
 //!   and see the rest after their poll interval.
 //!
+//! # One active runner per projection
+//!
+//! A projector with [`PostgresWork`] takes its projection's [`PostgresClaim`] before it
+//! processes anything: a session-level advisory lock ([`PostgresStore::projection_lock`]) on a
+//! connection of its own (the pool's config with `application_name` set to `<yours>-projector`,
+//! or `eventsource-projector`). Other projectors of the same projection on the same database,
+//! in any process, wait on standby and try again every
+//! [`Projector::standby_interval`](crate::Projector::standby_interval); when the holder stops,
+//! crashes or its connection is killed, the server releases the lock and one of them takes over
+//! from the recorded tracking position. A holder whose connection ends goes back to standby.
+//! Each running projector uses one such connection beside the pool.
+//!
 //! # Failures
 //!
 //! Connection failures, pool timeouts and SQL errors are [`Error::Backend`] with what the store
@@ -164,6 +176,7 @@
 //! [`Error::Config`]: crate::Error::Config
 
 mod append;
+mod claim;
 pub mod horizon;
 mod listen;
 mod options;
@@ -179,6 +192,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
+pub use claim::PostgresClaim;
 pub use deadpool_postgres;
 pub use horizon::{HorizonStatus, OpenAppender};
 pub use options::PostgresOptions;
@@ -242,6 +256,8 @@ pub struct PostgresStore {
     sql: Arc<Sql>,
     watch: Arc<HorizonWatch>,
     wake: Arc<Wake>,
+    /// The config of projection claim connections (see [`PostgresClaim`]).
+    claim_config: Arc<tokio_postgres::Config>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -281,6 +297,14 @@ impl PostgresStore {
             .as_deref()
             .and_then(|sql| sql.strip_prefix("NOTIFY \""))
             .and_then(|quoted| quoted.strip_suffix('"'))
+    }
+
+    /// The advisory lock keys `(class, key)` that the active runner of projection `tracker`
+    /// holds on this store (see [`PostgresClaim`]): in `pg_locks`, `locktype = 'advisory'`,
+    /// `objsubid = 2`, `classid` and `objid` the two keys as unsigned 32-bit numbers. Find the
+    /// active runner's session with it (its `pid`, then `pg_stat_activity`).
+    pub fn projection_lock(&self, tracker: &str) -> (i32, i32) {
+        (claim::CLAIM_CLASS, claim::claim_key(&self.names, tracker))
     }
 
     /// The connection pool, for queries of your own (read models, diagnostics).

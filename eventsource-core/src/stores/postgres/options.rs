@@ -7,6 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+use super::claim;
 use super::horizon::HorizonWatch;
 use super::listen::{self, ListenTarget, Wake};
 use super::schema::{Names, Sql};
@@ -197,6 +198,7 @@ impl PostgresOptions {
             let channel = listen::channel(&self.names.schema, &self.names.events);
             ListenTarget::new(config.clone(), channel)
         });
+        let claim_config = Arc::new(claim::claim_config(config.clone()));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -225,6 +227,7 @@ impl PostgresOptions {
             wake: Arc::new(Wake::new(listen)),
             names: Arc::new(self.names),
             watch: Arc::new(HorizonWatch::new(self.appender_warning)),
+            claim_config,
         };
         store.migrate().await?;
         Ok(store)

@@ -7,8 +7,9 @@ use std::fmt;
 use deadpool_postgres::Object;
 
 use super::append::in_doubt;
+use super::claim::PostgresClaim;
 use super::{BACKEND, PostgresStore, pg_error};
-use crate::application::projection::ProjectionContext;
+use crate::application::projection::{ProjectionContext, Standby};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
 use crate::persistence::store::EventStore;
@@ -18,6 +19,9 @@ use crate::persistence::store::EventStore;
 /// [`client`](Self::client); the projector commits those writes and the projection's tracking
 /// position together, so after a crash it resumes right after the last committed event
 /// (exactly once).
+///
+/// Its projector is the projection's only active runner on the database: it holds a
+/// [`PostgresClaim`] while it runs, and others wait on standby.
 ///
 /// A batch that ends without a commit or rollback (a cancelled task) closes its connection
 /// instead of handing it back to the pool, so the server rolls it back.
@@ -57,6 +61,24 @@ impl Drop for PostgresWork {
 }
 
 impl ProjectionContext<PostgresStore> for PostgresWork {
+    type Claim = PostgresClaim;
+
+    async fn claim(
+        store: &PostgresStore,
+        tracker: &str,
+        standby: &Standby,
+    ) -> Result<PostgresClaim> {
+        PostgresClaim::take(store, tracker, standby).await
+    }
+
+    async fn claim_lost(claim: &mut PostgresClaim) {
+        claim.lost().await;
+    }
+
+    async fn release(claim: PostgresClaim, _: &PostgresStore) {
+        claim.release().await;
+    }
+
     async fn resume_position(store: &PostgresStore, tracker: &str) -> Result<Position> {
         store.tracking_position(tracker).await
     }

@@ -36,6 +36,11 @@
 //! - **Reads.** A stream is read in chunks of at most 1024 events (or 8 MiB of payloads), the
 //!   next chunk fetched while the caller consumes the current one, so replaying a stream of any
 //!   length holds a bounded amount of memory.
+//! - **One active runner per projection.** A projector with [`SqliteWork`] takes its
+//!   projection's [`SqliteClaim`] first: a lease row in `<events>_projection_leases`, renewed
+//!   every [`RENEW_EVERY`] while it runs. Projectors of the same projection on the same file,
+//!   in any process, wait on standby; one takes over when the holder stops (it deletes the
+//!   row) or, after a crash, once its lease has expired ([`LEASE`], 10 s).
 //! - **Async.** SQLite calls block, so each runs on Tokio's blocking thread pool
 //!   ([`tokio::task::spawn_blocking`]); the store must be used inside a Tokio runtime (outside
 //!   one, every call fails with a typed error).
@@ -45,6 +50,7 @@
 //! stream and version or the log position, never a panic. A payload is returned as stored;
 //! whether it decodes is the repository's concern.
 
+mod claim;
 mod options;
 mod projection;
 mod rows;
@@ -60,6 +66,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub use claim::{LEASE, RENEW_EVERY, SqliteClaim};
 pub use options::{SqliteOptions, Synchronous};
 pub use projection::SqliteWork;
 

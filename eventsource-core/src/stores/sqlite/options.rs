@@ -77,13 +77,20 @@ impl TableNames {
         format!("{}_migrations", self.events)
     }
 
+    /// The table of projection claims (see [`SqliteClaim`](super::SqliteClaim)).
+    pub(super) fn leases(&self) -> String {
+        format!("{}_projection_leases", self.events)
+    }
+
     fn validate(&self) -> Result<()> {
         let migrations = self.migrations();
+        let leases = self.leases();
         let all = [
             ("events", self.events.as_str()),
             ("snapshots", self.snapshots.as_str()),
             ("tracking", self.tracking.as_str()),
             ("migrations", migrations.as_str()),
+            ("projection leases", leases.as_str()),
         ];
         for (role, name) in all {
             validate_identifier(role, name)?;

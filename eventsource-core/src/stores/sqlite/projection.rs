@@ -6,9 +6,10 @@ use std::fmt;
 
 use rusqlite::{Connection, params};
 
+use super::claim::SqliteClaim;
 use super::options::Location;
 use super::{BACKEND, SqliteStore, open_connection, sqlite_error};
-use crate::application::projection::ProjectionContext;
+use crate::application::projection::{ProjectionContext, Standby};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
 use crate::persistence::store::EventStore;
@@ -23,6 +24,8 @@ use crate::persistence::store::EventStore;
 /// (up to the busy timeout) until it commits: keep handlers quick, or the batches small
 /// ([`Projector::page_size`](crate::Projector::page_size)). Handlers run on the async runtime's
 /// thread and call SQLite synchronously; don't hold the connection across an `.await`.
+/// Its projector is the projection's only active runner on the file: it holds a
+/// [`SqliteClaim`] (a lease) while it runs, and others wait on standby.
 /// An in-memory SQLite store has no file to share: it can't take such projections.
 ///
 /// This type exposes `rusqlite` in the public API, only for this purpose.
@@ -53,6 +56,20 @@ impl SqliteWork {
 }
 
 impl ProjectionContext<SqliteStore> for SqliteWork {
+    type Claim = SqliteClaim;
+
+    async fn claim(store: &SqliteStore, tracker: &str, standby: &Standby) -> Result<SqliteClaim> {
+        SqliteClaim::take(store, tracker, standby).await
+    }
+
+    async fn claim_lost(claim: &mut SqliteClaim) {
+        claim.lost().await;
+    }
+
+    async fn release(claim: SqliteClaim, store: &SqliteStore) {
+        claim.release(store).await;
+    }
+
     async fn resume_position(store: &SqliteStore, tracker: &str) -> Result<Position> {
         store.tracking_position(tracker).await
     }

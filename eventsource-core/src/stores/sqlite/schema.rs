@@ -15,6 +15,9 @@
 //! snapshots(stream_id, version, aggregate, fingerprint, state BLOB, recorded_at)
 //! tracking(tracker TEXT PRIMARY KEY, position INTEGER)
 //! events_migrations(version INTEGER PRIMARY KEY, description TEXT, applied_at INTEGER)
+//! events_projection_leases(tracker TEXT PRIMARY KEY,  -- a projection's active runner
+//!        holder TEXT,             -- `<process id>:<uuid>` of the runner holding it
+//!        expires_at INTEGER)      -- microseconds since the Unix epoch; renewed while it runs
 //! ```
 
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -77,6 +80,20 @@ const MIGRATIONS: &[Migration] = &[
                 "ALTER TABLE {events} ADD COLUMN event_id BLOB;
                  ALTER TABLE {events} ADD COLUMN category TEXT NOT NULL DEFAULT '';
                  CREATE INDEX IF NOT EXISTS {events}_by_category ON {events} (category, position);"
+            )
+        },
+    },
+    Migration {
+        version: 3,
+        description: "projection leases: one active runner per projection",
+        sql: |t| {
+            let leases = t.leases();
+            format!(
+                "CREATE TABLE IF NOT EXISTS {leases} (
+                    tracker TEXT PRIMARY KEY NOT NULL,
+                    holder TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL
+                ) WITHOUT ROWID;"
             )
         },
     },
@@ -155,6 +172,13 @@ pub(super) struct Sql {
     pub(super) load_snapshot: String,
     pub(super) tracking_position: String,
     pub(super) save_tracking: String,
+    /// `?1 tracker, ?2 holder, ?3 expires_at, ?4 now`: takes the lease if it is free, expired
+    /// or already this holder's (1 row changed), else changes nothing.
+    pub(super) take_lease: String,
+    /// `?1 tracker, ?2 holder, ?3 expires_at`: 0 rows if the holder lost it.
+    pub(super) renew_lease: String,
+    /// `?1 tracker, ?2 holder`.
+    pub(super) release_lease: String,
 }
 
 impl Sql {
@@ -164,6 +188,7 @@ impl Sql {
             snapshots,
             tracking,
         } = tables;
+        let leases = tables.leases();
         let stream_columns = "position, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
         let log_columns = "position, stream_id, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
         let filters = [
@@ -211,6 +236,16 @@ impl Sql {
                 "INSERT INTO {tracking} (tracker, position) VALUES (?1, ?2)
                  ON CONFLICT (tracker) DO UPDATE SET position = excluded.position"
             ),
+            take_lease: format!(
+                "INSERT INTO {leases} (tracker, holder, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tracker) DO UPDATE
+                 SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE {leases}.holder = excluded.holder OR {leases}.expires_at <= ?4"
+            ),
+            renew_lease: format!(
+                "UPDATE {leases} SET expires_at = ?3 WHERE tracker = ?1 AND holder = ?2"
+            ),
+            release_lease: format!("DELETE FROM {leases} WHERE tracker = ?1 AND holder = ?2"),
         }
     }
 }
@@ -222,6 +257,6 @@ mod tests {
     #[test]
     fn migrations_are_in_sequence() {
         migration::assert_sequence(MIGRATIONS);
-        assert_eq!(latest_version(), 2);
+        assert_eq!(latest_version(), 3);
     }
 }
