@@ -466,7 +466,9 @@ impl Sql {
         ];
         // `h` takes the horizon once; the first column is the greatest position below it, which
         // is where the next read starts when this page is not full (a filtered follower never
-        // rescans what it passed).
+        // rescans what it passed). It is one backward step of the position index: written as
+        // `max(e.position) FROM events, h` (a join), PostgreSQL aggregated every row below the
+        // horizon, a full index scan per page (250 ms a page at 1,000,000 events).
         let columns = EVENT_COLUMNS
             .split(", ")
             .map(|c| format!("page.{}", c.trim_end_matches("::text")))
@@ -478,7 +480,9 @@ impl Sql {
                 "WITH h AS MATERIALIZED (SELECT {horizon} AS bound, \
                                             $3::text[] AS categories, $4::text[] AS names), \
                  page AS ({scan}) \
-                 SELECT (SELECT coalesce(max(e.position), 0) FROM {events} AS e, h WHERE e.position < h.bound), \
+                 SELECT coalesce((SELECT e.position FROM {events} AS e \
+                                  WHERE e.position < (SELECT h.bound FROM h) \
+                                  ORDER BY e.position DESC LIMIT 1), 0), \
                         {columns} \
                  FROM (SELECT 1) AS one LEFT JOIN page ON true \
                  ORDER BY page.position ASC"
