@@ -87,6 +87,9 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
         ("W4", "default"),
         ("W5", "distinct"),
         ("W5", "same"),
+        ("W6", "default"),
+        ("W6", "log-read"),
+        ("W7", "default"),
     ];
     if raw {
         expected.extend([
@@ -119,6 +122,21 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
         .expect("a W3-large figure");
     assert!(large["rss_growth_kib"].as_u64().is_some(), "{large}");
     assert!(large["anon_growth_kib"].as_u64().is_some(), "{large}");
+    // W6 reports its ratio to W4's read of the same log; W7 its latency quantiles.
+    let catch_up = figures
+        .iter()
+        .find(|f| f["workload"] == "W6" && f["variant"] == "default")
+        .expect("a W6 figure");
+    assert!(catch_up["ratio_to_w4"].as_f64().is_some(), "{catch_up}");
+    assert!(catch_up["events"].as_u64() >= Some(2_000), "{catch_up}");
+    let live = figures
+        .iter()
+        .find(|f| f["workload"] == "W7")
+        .expect("a W7 figure");
+    for key in ["p50_us", "p99_us", "max_us"] {
+        assert!(live[key].as_f64().is_some(), "`{key}` missing in {live}");
+    }
+    assert_eq!(live["events"], 200, "{live}");
 }
 
 #[test]

@@ -11,12 +11,16 @@
 //! - **W4** read the whole global log in pages, decoding every event;
 //! - **W5** concurrent writers on distinct aggregates, then on one aggregate (conflicts counted,
 //!   none lost);
+//! - **W6** a projection catching up from zero over the whole log, beside W4's read of the same
+//!   log (issue 11; it runs right after W4, on the log W1–W4 wrote, topped up);
+//! - **W7** a live projection: latency from an append's commit to its handler (see [`read_side`]);
 //!
 //! and, for SQLite and PostgreSQL, the raw engine in the same run (see [`raw`]).
 
 pub mod account;
 pub mod figure;
 pub mod raw;
+pub mod read_side;
 pub mod rss;
 pub mod workloads;
 
@@ -48,20 +52,26 @@ pub enum Workload {
     W4,
     /// Concurrent writers.
     W5,
+    /// A projection catching up from zero, beside W4's read.
+    W6,
+    /// A live projection's latency, append to handler.
+    W7,
 }
 
 impl Workload {
-    /// Every workload, in run order.
-    pub const ALL: [Workload; 6] = [
+    /// Every workload, in run order (W6 runs right after W4, on the log it read).
+    pub const ALL: [Workload; 8] = [
         Workload::W1,
         Workload::W2,
         Workload::W3,
         Workload::W3Large,
         Workload::W4,
+        Workload::W6,
         Workload::W5,
+        Workload::W7,
     ];
 
-    /// The name in the table and the JSON (`W1` … `W5`, `W3-large`).
+    /// The name in the table and the JSON (`W1` … `W7`, `W3-large`).
     pub fn label(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
@@ -70,6 +80,8 @@ impl Workload {
             Workload::W3Large => "W3-large",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
+            Workload::W6 => "W6",
+            Workload::W7 => "W7",
         }
     }
 
@@ -107,6 +119,12 @@ pub struct Sizes {
     pub w5_writers: u64,
     /// W5: commands per writer.
     pub w5_commands: u64,
+    /// W6: the log is topped up to at least this many events before the projection catches up.
+    pub w6_events: u64,
+    /// W7: events appended (one per append) while the projection runs.
+    pub w7_events: u64,
+    /// W7: microseconds between appends (as far as the store keeps up).
+    pub w7_interval_us: u64,
     /// Raw engine: single-row transactions.
     pub raw_single: u64,
     /// Events per append when the bench writes a long stream (W3, W3-large, W4 top-up).
@@ -132,6 +150,9 @@ impl Sizes {
             w4_page: 1_000,
             w5_writers: 4,
             w5_commands: 250,
+            w6_events: 1_000_000,
+            w7_events: 10_000,
+            w7_interval_us: 1_000,
             raw_single: 2_000,
             write_batch: 10_000,
             snapshot_every: 100,
@@ -153,6 +174,9 @@ impl Sizes {
             w4_page: 100,
             w5_writers: 4,
             w5_commands: 10,
+            w6_events: 2_000,
+            w7_events: 200,
+            w7_interval_us: 1_000,
             raw_single: 100,
             write_batch: 1_000,
             snapshot_every: 100,

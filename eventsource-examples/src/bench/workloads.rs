@@ -12,7 +12,7 @@ use eventsource_core::{
 use super::account::Balance;
 use super::figure::Figure;
 use super::raw::RawRow;
-use super::{BenchResult, BenchStore, Report, Sizes, Workload, rss};
+use super::{BenchResult, BenchStore, Report, Sizes, Workload, read_side, rss};
 use crate::bank::{BankAccount, BankAccountEvent, Deposited, Opened};
 
 /// The repository the bench drives.
@@ -21,21 +21,21 @@ pub type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
 /// Every deposit is one euro.
 const DEPOSIT_CENTS: u64 = 100;
 
-fn opened() -> Opened {
+pub(super) fn opened() -> Opened {
     Opened {
         owner: "Bench".into(),
         currency: "EUR".into(),
     }
 }
 
-fn deposited() -> Deposited {
+pub(super) fn deposited() -> Deposited {
     Deposited {
         cents: DEPOSIT_CENTS,
         currency: "EUR".into(),
     }
 }
 
-fn check(what: &str, actual: u64, expected: u64) -> BenchResult<()> {
+pub(super) fn check(what: &str, actual: u64, expected: u64) -> BenchResult<()> {
     if actual == expected {
         Ok(())
     } else {
@@ -146,7 +146,7 @@ pub async fn run(
         logged += sizes.w3_large_events.max(1);
     }
     if wanted(Workload::W4) {
-        w4(name, &accounts, sizes, logged, report).await?;
+        logged = w4(name, &accounts, sizes, logged, report).await?;
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
             let page = usize::try_from(sizes.w4_page).unwrap_or(usize::MAX);
@@ -157,8 +157,14 @@ pub async fn run(
             }
         }
     }
+    if wanted(Workload::W6) {
+        read_side::w6(name, &accounts, sizes, logged, report).await?;
+    }
     if wanted(Workload::W5) {
         w5(name, &store, sizes, report).await?;
+    }
+    if wanted(Workload::W7) {
+        read_side::w7(name, &store, sizes, report).await?;
     }
     Ok(())
 }
@@ -298,7 +304,11 @@ async fn w2(
 }
 
 /// Writes one account of `events` events (`Opened` + deposits) in appends of `batch` events.
-async fn write_stream(accounts: &Accounts, events: u64, batch: u64) -> BenchResult<Uuid> {
+pub(super) async fn write_stream(
+    accounts: &Accounts,
+    events: u64,
+    batch: u64,
+) -> BenchResult<Uuid> {
     let mut account: Loaded<BankAccount> = accounts.create_with_id(new_id(), opened()).await?;
     let mut left = events.saturating_sub(1);
     while left > 0 {
@@ -395,14 +405,14 @@ async fn w3_large(
     Ok(())
 }
 
-/// W4: reads the whole global log in pages, decoding every event.
+/// W4: reads the whole global log in pages, decoding every event. Returns the events in the log.
 async fn w4(
     store: &str,
     accounts: &Accounts,
     sizes: &Sizes,
     logged: u64,
     report: &mut Report,
-) -> BenchResult<()> {
+) -> BenchResult<u64> {
     // Top the log up to the configured size with 100-event accounts.
     let mut logged = logged;
     while logged < sizes.w4_events {
@@ -411,31 +421,57 @@ async fn w4(
         logged += n;
     }
     rss::reset_peak();
-    let page = usize::try_from(sizes.w4_page.max(1)).unwrap_or(usize::MAX);
+    let read = read_log(accounts, sizes.w4_page).await?;
+    check("W4 events read", read.events, logged)?;
+    report.push(
+        Figure::new(store, "W4", "default", read.events, read.seconds).with("page", sizes.w4_page),
+    );
+    Ok(logged)
+}
+
+/// What one read of the whole log found.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LogRead {
+    /// Events read.
+    pub events: u64,
+    /// `Opened` events among them (one per account).
+    pub opened: u64,
+    /// The deposits' sum.
+    pub cents: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// W4's read: the whole global log in pages of `page`, decoding every event.
+pub(super) async fn read_log(accounts: &Accounts, page: u64) -> BenchResult<LogRead> {
+    let page = usize::try_from(page.max(1)).unwrap_or(usize::MAX);
     let start = Instant::now();
-    let (mut after, mut read) = (Position::START, 0_u64);
-    let mut cents = 0_u64;
+    let (mut after, mut events) = (Position::START, 0_u64);
+    let (mut opened, mut cents) = (0_u64, 0_u64);
     loop {
-        let events = accounts
+        let batch = accounts
             .store()
             .read_log(LogQuery::after(after, page))
             .await?;
-        if events.is_empty() {
+        if batch.is_empty() {
             break;
         }
-        after = events.next;
-        for stored in &events.events {
-            if let BankAccountEvent::Deposited(deposit) = accounts.decode(stored)? {
-                cents += deposit.cents;
+        after = batch.next;
+        for stored in &batch.events {
+            match accounts.decode(stored)? {
+                BankAccountEvent::Deposited(deposit) => cents += deposit.cents,
+                BankAccountEvent::Opened(_) => opened += 1,
+                _ => {}
             }
-            read += 1;
+            events += 1;
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
-    check("W4 events read", read, logged)?;
-    std::hint::black_box(cents);
-    report.push(Figure::new(store, "W4", "default", read, seconds).with("page", sizes.w4_page));
-    Ok(())
+    Ok(LogRead {
+        events,
+        opened,
+        cents,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// One deposit through load–decide–save, retrying on conflicts and counting them.

@@ -1,4 +1,4 @@
-//! The benchmark: the standard workloads (W1–W5, W3-large) on every store, beside the raw
+//! The benchmark: the standard workloads (W1–W7, W3-large) on every store, beside the raw
 //! engine in the same run. Build it in release:
 //!
 //! ```text
@@ -43,7 +43,7 @@ STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, de
        EVENTSOURCE_BENCH_NOTIFY=off: postgres appends send no NOTIFY (wake-ups off).
 --json         one JSON object per figure on stdout (the table then goes to stderr)
 --quick        tiny sizes, for a smoke run
---only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5)
+--only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5,W6,W7)
 
 size flags (defaults in brackets; --quick sets small ones, later flags override):
 --w1-commands N [10000]   --w1-default-commands N [1000, then grown by batched appends]
@@ -51,6 +51,9 @@ size flags (defaults in brackets; --quick sets small ones, later flags override)
 --w3-events N [10000]     --w3-runs N [20]          --w3-large-events N [1000000]
 --w4-events N [100000]    --w4-page N [1000]
 --w5-writers N [4]        --w5-commands N [250, per writer]
+--w6-events N [1000000, the log W6's projection catches up over, from zero]
+--w7-events N [10000, appended one by one while W7's projector runs]
+--w7-interval-us N [1000, between W7's appends]
 --raw-single N [2000]     --write-batch N [10000, events per append when writing long streams]
 --snapshot-every N [100, W1 snapshots]           --cache-capacity N [1000, W1 cache]";
 
@@ -117,6 +120,9 @@ fn parse_args() -> Result<Args, String> {
             "--w4-page" => sizes.w4_page = number(&mut iter)?.max(1),
             "--w5-writers" => sizes.w5_writers = number(&mut iter)?.max(1),
             "--w5-commands" => sizes.w5_commands = number(&mut iter)?,
+            "--w6-events" => sizes.w6_events = number(&mut iter)?,
+            "--w7-events" => sizes.w7_events = number(&mut iter)?.max(1),
+            "--w7-interval-us" => sizes.w7_interval_us = number(&mut iter)?.max(1),
             "--raw-single" => sizes.raw_single = number(&mut iter)?,
             "--write-batch" => sizes.write_batch = number(&mut iter)?.max(1),
             "--snapshot-every" => sizes.snapshot_every = number(&mut iter)?.max(1),
