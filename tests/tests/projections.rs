@@ -109,6 +109,72 @@ impl Handle<Deposited> for MemoryBalances {
     }
 }
 
+/// Counts its events, waiting before each for a permit: a projection that can be held back.
+#[derive(Projection, Debug)]
+#[projection(name = "gated", events(Deposited))]
+struct Gated {
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Handle<Deposited> for Gated {
+    async fn handle(&mut self, _: &Recorded<Deposited>, _: &mut ()) -> Result<(), HandlerError> {
+        self.gate.acquire().await?.forget();
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_projection_says_how_many_events_it_is_behind() {
+    let store = Arc::new(MemoryStore::new());
+    let accounts = Repository::<Account, _>::new(Arc::clone(&store));
+    let id = accounts
+        .create(Opened {
+            owner: "Ada".into(),
+        })
+        .await
+        .unwrap();
+    for cents in 1..=10 {
+        accounts
+            .execute(id, |_| {
+                Ok::<_, std::convert::Infallible>(Deposited { cents })
+            })
+            .await
+            .unwrap();
+    }
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut running = Projector::new(
+        Arc::clone(&store),
+        Gated {
+            gate: Arc::clone(&gate),
+        },
+    )
+    .page_size(1)
+    .spawn();
+    // Held at the first deposit: all ten are behind (the `Opened` it doesn't handle is not).
+    assert_eq!(running.events_behind(100).await.unwrap(), 10);
+    assert_eq!(running.events_behind(4).await.unwrap(), 4, "capped");
+    gate.add_permits(6);
+    let sixth = accounts.history(id).await.unwrap()[6].position;
+    assert!(
+        running
+            .wait_for(sixth, Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+    assert_eq!(running.events_behind(100).await.unwrap(), 4);
+    gate.add_permits(4);
+    let last = store.last_position().await.unwrap();
+    assert!(
+        running
+            .wait_for(last, Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+    assert_eq!(running.events_behind(100).await.unwrap(), 0);
+    let (_, outcome) = running.stop().await;
+    outcome.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_live_in_memory_projection_ends_equal_to_a_rebuild() {
     let store = Arc::new(MemoryStore::new());
@@ -224,7 +290,7 @@ async fn a_live_sqlite_projection_commits_with_its_position_and_ends_equal_to_a_
     let mut running = Projector::new(store.clone(), projection)
         .page_size(64)
         .spawn();
-    let last = write(store.clone(), 40, 20).await;
+    let last = write(store.clone(), 80, 124).await; // 10,000 events from 8 writers
     assert!(
         running
             .wait_for(last, Duration::from_secs(120))
@@ -266,12 +332,41 @@ async fn a_live_sqlite_projection_commits_with_its_position_and_ends_equal_to_a_
     );
     rebuild.catch_up().await.unwrap();
     let live = sqlite_balances(&conn, "live");
-    assert_eq!(live.len(), 40);
+    assert_eq!(live.len(), 80);
     assert_eq!(live, sqlite_balances(&conn, "rebuilt"));
     let applied: i64 = conn
         .query_row("SELECT count(*) FROM live_applied", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(applied, 40 * 21, "every event once");
+    assert_eq!(applied, 10_000, "every event once");
+
+    // Rebuilt in place: cleared in the projection's own transaction, then caught up again.
+    conn.execute("UPDATE live SET cents = -1", []).unwrap(); // a read model gone wrong
+    let mut again = Projector::new(
+        store.clone(),
+        SqliteBalances {
+            table: "live",
+            poison: None,
+        },
+    );
+    let reached = again
+        .rebuild(|_, work| {
+            Box::pin(async move {
+                work.connection()
+                    .execute_batch("DELETE FROM live; DELETE FROM live_applied;")?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(reached, last);
+    assert_eq!(
+        sqlite_balances(&conn, "live"),
+        sqlite_balances(&conn, "rebuilt")
+    );
+    assert_eq!(
+        store.tracking_position("sqlite_balances").await.unwrap(),
+        last
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,6 +511,73 @@ async fn pg_balances(server: &Server, schema: &str) -> BTreeMap<Uuid, i64> {
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_postgres_projection_under_eight_writers_ends_equal_to_a_rebuild() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.store("projection_live").await;
+    let schema = store.schema().to_owned();
+    pg_tables(&server, &schema).await;
+    let projection = PgBalances {
+        schema: schema.clone(),
+        stall_at: None,
+    };
+    let mut running = Projector::new(store.clone(), projection)
+        .page_size(100)
+        .spawn();
+    let last = write(store.clone(), 80, 124).await; // 10,000 events from 8 writers
+    assert!(
+        running
+            .wait_for(last, Duration::from_secs(300))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        running.events_behind(1_000).await.unwrap(),
+        0,
+        "caught up: no lag"
+    );
+    let (_, outcome) = running.stop().await;
+    outcome.unwrap();
+    let live = pg_balances(&server, &schema).await;
+    let applied: i64 = server
+        .admin
+        .query_one(&format!("SELECT count(*) FROM \"{schema}\".applied"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 10_000, "every event exactly once");
+
+    // A rebuild from zero into the same tables ends where the live run ended.
+    let mut rebuild = Projector::new(
+        store.clone(),
+        PgBalances {
+            schema: schema.clone(),
+            stall_at: None,
+        },
+    );
+    let reached = rebuild
+        .rebuild(|p, work| {
+            let schema = p.schema.clone();
+            Box::pin(async move {
+                work.client()
+                    .batch_execute(&format!(
+                        "DELETE FROM \"{schema}\".balances; DELETE FROM \"{schema}\".applied;"
+                    ))
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(reached, last);
+    assert_eq!(pg_balances(&server, &schema).await, live);
+    assert_eq!(live.len(), 80);
+    assert!(live.values().all(|cents| *cents == (1..=124).sum::<i64>()));
+    server.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

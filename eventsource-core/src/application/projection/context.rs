@@ -68,6 +68,10 @@ pub trait ProjectionContext<S: ?Sized>: Sized + Send {
 
     /// Drops the batch's writes.
     fn rollback(self) -> impl Future<Output = ()> + Send;
+
+    /// Commits the batch's writes (a rebuild clearing the read model) and deletes the
+    /// projection's tracking record in the same transaction, so the projection starts over.
+    fn forget(self, store: &S, tracker: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// What a [`ProjectionContext::claim`] is told while it waits for another runner to let go:
@@ -145,4 +149,8 @@ impl<S: EventStore + ?Sized> ProjectionContext<S> for () {
     }
 
     async fn rollback(self) {}
+
+    async fn forget(self, _: &S, _: &str) -> Result<()> {
+        Ok(())
+    }
 }

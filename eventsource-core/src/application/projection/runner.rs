@@ -77,6 +77,14 @@ pub enum ProjectionError {
         /// The store's error.
         source: Error,
     },
+    /// A rebuild's `clear` failed; nothing was changed.
+    #[error("projection `{projection}` could not clear its read model for a rebuild: {source}")]
+    Rebuild {
+        /// The projection's name.
+        projection: &'static str,
+        /// What `clear` said.
+        source: HandlerError,
+    },
     /// The projection's task panicked or was cancelled.
     #[error("projection `{projection}`'s task ended abnormally: {message}")]
     Task {
@@ -223,6 +231,46 @@ where
         outcome
     }
 
+    /// Rebuilds the read model from the first event: takes the claim, runs `clear` in one
+    /// context (delete the read model's rows there), commits it together with the removal of
+    /// the tracking record, then catches up from the start. An in-memory read model (`()`)
+    /// is cleared by `clear` too. Run it while no other runner of this projection is active
+    /// (it waits on standby until none is).
+    pub async fn rebuild<F>(&mut self, clear: F) -> Result<Position, ProjectionError>
+    where
+        F: for<'a> FnOnce(
+            &'a mut P,
+            &'a mut P::Context,
+        ) -> futures_util::future::BoxFuture<'a, Result<(), HandlerError>>,
+    {
+        let standby = self.standby(None);
+        let claim = P::Context::claim(&self.store, P::NAME, &standby)
+            .await
+            .map_err(|source| self.store_error(source))?;
+        let outcome = async {
+            let mut cx = P::Context::begin(&self.store, P::NAME)
+                .await
+                .map_err(|source| self.store_error(source))?;
+            if let Err(source) = clear(&mut self.projection, &mut cx).await {
+                cx.rollback().await;
+                return Err(ProjectionError::Rebuild {
+                    projection: P::NAME,
+                    source,
+                });
+            }
+            cx.forget(&self.store, P::NAME)
+                .await
+                .map_err(|source| self.store_error(source))?;
+            self.position = Some(Position::START);
+            self.explicit_start = true;
+            tracing::info!(projection = P::NAME, "rebuilding from the first event");
+            self.catch_up_claimed().await
+        }
+        .await;
+        P::Context::release(claim, &self.store).await;
+        outcome
+    }
+
     async fn catch_up_claimed(&mut self) -> Result<Position, ProjectionError> {
         self.resume().await?;
         let mut subscription = self.subscribe();
@@ -252,8 +300,14 @@ where
         });
         let status = Arc::new(status);
         let stop = Arc::new(Notify::new());
+        let store = self.store.clone();
         let task = tokio::spawn(self.run(status, Arc::clone(&stop)));
-        RunningProjection { watch, stop, task }
+        RunningProjection {
+            store,
+            watch,
+            stop,
+            task,
+        }
     }
 
     async fn run(
@@ -539,6 +593,7 @@ enum Failure {
 /// A projector running on a tokio task.
 #[derive(Debug)]
 pub struct RunningProjection<P: Projection, S> {
+    store: S,
     watch: watch::Receiver<ProjectionStatus>,
     stop: Arc<Notify>,
     task: JoinHandle<(Projector<P, S>, Result<(), ProjectionError>)>,
@@ -548,6 +603,29 @@ impl<P: Projection, S> RunningProjection<P, S> {
     /// Where it stands now.
     pub fn status(&self) -> ProjectionStatus {
         self.watch.borrow().clone()
+    }
+
+    /// How many events it handles are stored after its position: its lag, counted by reading
+    /// the log's positions from there (the cost grows with the lag; at most `cap` are counted,
+    /// `Ok(cap)` meaning "at least").
+    pub async fn events_behind(&self, cap: u64) -> Result<u64>
+    where
+        S: EventStore,
+    {
+        let mut after = self.status().position;
+        let mut behind = 0;
+        while behind < cap {
+            let page = self
+                .store
+                .read_log(LogQuery::after(after, 10_000).names(P::Event::NAMES.iter().copied()))
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            behind += page.len() as u64;
+            after = page.next;
+        }
+        Ok(behind.min(cap))
     }
 
     /// Waits until everything up to `position` is processed (read-your-writes: pass the

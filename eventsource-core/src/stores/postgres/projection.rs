@@ -145,4 +145,23 @@ impl ProjectionContext<PostgresStore> for PostgresWork {
             drop(Object::take(client));
         }
     }
+
+    async fn forget(mut self, store: &PostgresStore, tracker: &str) -> Result<()> {
+        let Some(client) = self.client.take() else {
+            return Ok(());
+        };
+        let context = format!("forgetting the position of projection `{tracker}`");
+        let deleted = client
+            .execute(&store.sql.delete_tracking, &[&tracker])
+            .await
+            .map_err(pg_error(context.clone()));
+        if let Err(error) = deleted {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(error);
+        }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(in_doubt(&context))
+    }
 }

@@ -346,6 +346,8 @@ pub(super) struct Sql {
     pub(super) upsert_tracking: String,
     /// `$1 tracker` → the recorded position (no row if none).
     pub(super) tracking_position: String,
+    /// `$1 tracker` → deletes its record (a projection's rebuild).
+    pub(super) delete_tracking: String,
     /// `$1 stream` → its version (0 if unknown).
     pub(super) stream_version: String,
     /// `$1 stream, $2 from, $3 to, $4 limit` → events oldest first.
@@ -513,6 +515,7 @@ impl Sql {
                  WHERE t.position < EXCLUDED.position"
             ),
             tracking_position: format!("SELECT position FROM {tracking} WHERE tracker = $1::text"),
+            delete_tracking: format!("DELETE FROM {tracking} WHERE tracker = $1::text"),
             stream_version: format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE stream_id = $1::uuid"
             ),

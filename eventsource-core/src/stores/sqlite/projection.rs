@@ -151,4 +151,28 @@ impl ProjectionContext<SqliteStore> for SqliteWork {
             let _ = tokio::task::spawn_blocking(move || connection.execute_batch("ROLLBACK")).await;
         }
     }
+
+    async fn forget(self, store: &SqliteStore, tracker: &str) -> Result<()> {
+        let Some(connection) = self.take() else {
+            return Ok(());
+        };
+        let shared = std::sync::Arc::clone(&store.shared);
+        let tracker = tracker.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let failed = |doing: String| {
+                let timeout = shared.options.busy_timeout;
+                move |e: rusqlite::Error| sqlite_error(e, doing, timeout)
+            };
+            connection
+                .execute(&shared.sql.delete_tracking, [&tracker])
+                .map_err(failed(format!(
+                    "forgetting the position of projection `{tracker}`"
+                )))?;
+            connection.execute_batch("COMMIT").map_err(failed(format!(
+                "committing the rebuild of projection `{tracker}`"
+            )))
+        })
+        .await
+        .map_err(|e| Error::backend(BACKEND, "forgetting a projection's position", e))?
+    }
 }

@@ -172,6 +172,8 @@ pub(super) struct Sql {
     pub(super) load_snapshot: String,
     pub(super) tracking_position: String,
     pub(super) save_tracking: String,
+    /// `?1 tracker` → deletes its record (a projection's rebuild).
+    pub(super) delete_tracking: String,
     /// `?1 tracker, ?2 holder, ?3 expires_at, ?4 now`: takes the lease if it is free, expired
     /// or already this holder's (1 row changed), else changes nothing.
     pub(super) take_lease: String,
@@ -232,6 +234,7 @@ impl Sql {
                  WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1"
             ),
             tracking_position: format!("SELECT position FROM {tracking} WHERE tracker = ?1"),
+            delete_tracking: format!("DELETE FROM {tracking} WHERE tracker = ?1"),
             save_tracking: format!(
                 "INSERT INTO {tracking} (tracker, position) VALUES (?1, ?2)
                  ON CONFLICT (tracker) DO UPDATE SET position = excluded.position"
