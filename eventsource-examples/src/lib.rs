@@ -9,29 +9,60 @@ use std::sync::Arc;
 
 use eventsource_core::{EventStore, MemoryStore, Result, SqliteStore};
 
-/// Opens a store from a URL:
-/// - `memory://` — in process memory, gone on exit;
-/// - `sqlite://path/to/file.db` (or a bare file path) — the embedded default;
-/// - `postgres://user@host:port/db` — PostgreSQL (with the `postgres` feature).
-pub async fn open_store(url: &str) -> Result<Arc<dyn EventStore>> {
-    if url.starts_with("memory:") {
-        return Ok(Arc::new(MemoryStore::new()));
-    }
+/// A store opened from a URL, still as its own type: what a program needs to keep a read model
+/// in the store's database (a projection with the store's transaction as its context takes
+/// the concrete store). [`events`](Self::events) gives the same store behind the trait.
+#[derive(Debug, Clone)]
+pub enum OpenedStore {
+    /// `memory://`: in process memory, gone on exit.
+    Memory(Arc<MemoryStore>),
+    /// `sqlite://FILE` or a bare file path (or `sqlite::memory:`, which has no file).
+    Sqlite(SqliteStore),
+    /// `postgres://…`, with the `postgres` feature.
     #[cfg(feature = "postgres")]
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(
-            eventsource_core::PostgresStore::connect(url).await?,
-        ));
+    Postgres(eventsource_core::PostgresStore),
+}
+
+impl OpenedStore {
+    /// Opens a store from a URL:
+    /// - `memory://` — in process memory, gone on exit;
+    /// - `sqlite://path/to/file.db` (or a bare file path) — the embedded default;
+    /// - `postgres://user@host:port/db` — PostgreSQL (with the `postgres` feature).
+    pub async fn open(url: &str) -> Result<Self> {
+        if url.starts_with("memory:") {
+            return Ok(Self::Memory(Arc::new(MemoryStore::new())));
+        }
+        #[cfg(feature = "postgres")]
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(
+                eventsource_core::PostgresStore::connect(url).await?,
+            ));
+        }
+        #[cfg(not(feature = "postgres"))]
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(eventsource_core::Error::Config {
+                backend: "postgres",
+                message: "this program was built without the `postgres` feature".into(),
+            });
+        }
+        if url.starts_with("sqlite:") {
+            return Ok(Self::Sqlite(SqliteStore::connect(url).await?));
+        }
+        Ok(Self::Sqlite(SqliteStore::open(url).await?))
     }
-    #[cfg(not(feature = "postgres"))]
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(eventsource_core::Error::Config {
-            backend: "postgres",
-            message: "this program was built without the `postgres` feature".into(),
-        });
+
+    /// The same store behind the [`EventStore`] trait, for code that works on any store.
+    pub fn events(&self) -> Arc<dyn EventStore> {
+        match self {
+            Self::Memory(store) => Arc::clone(store) as Arc<dyn EventStore>,
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
     }
-    if url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::connect(url).await?));
-    }
-    Ok(Arc::new(SqliteStore::open(url).await?))
+}
+
+/// Opens a store from a URL (see [`OpenedStore::open`]) behind the [`EventStore`] trait.
+pub async fn open_store(url: &str) -> Result<Arc<dyn EventStore>> {
+    Ok(OpenedStore::open(url).await?.events())
 }
