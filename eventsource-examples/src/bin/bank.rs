@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_core::prelude::*;
-use eventsource_core::{AppendBatch, Error, NewEvent, Recorded, id_from_name};
+use eventsource_core::{AppendBatch, Error, NewEvent, Position, Recorded, id_from_name};
+use eventsource_examples::OpenedStore;
 use eventsource_examples::bank::{
     self, BankAccount, BankAccountEvent, BankError, Opened, TransferLimits, cents,
 };
-use eventsource_examples::open_store;
-use eventsource_examples::statements::Statements;
+use eventsource_examples::statements::ReadSide;
 use futures_util::TryStreamExt;
 
 /// `println!` that stops quietly when stdout is closed (`bank | head`) instead of panicking.
@@ -84,15 +84,16 @@ fn store_url() -> Result<String, String> {
     Ok(url.unwrap_or_else(|| DEFAULT_STORE.to_owned()))
 }
 
-async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     say!("eventsource bank demo — store: {url}\n");
-    let accounts: Accounts = Repository::new(open_store(url).await?);
+    let store = OpenedStore::open(url).await?;
+    let accounts: Accounts = Repository::new(store.events());
 
     // 0. The read side: a projection follows the log live and keeps every account's balance
-    //    and statement (an in-memory read model, rebuilt from the log at each start).
-    let mut statements = Projector::new(Arc::clone(accounts.store()), Statements::default())
-        .poll_interval(Duration::from_secs(1))
-        .spawn();
+    //    and statement. On SQLite and PostgreSQL they are tables in the store's own database,
+    //    written in the projection's transaction with its tracking position, so it resumes
+    //    where the last run stopped; on the memory store, a map rebuilt at each start.
+    let mut statements = ReadSide::start(&store).await?;
 
     // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
     //    name (UUID v5), so every run finds the same streams.
@@ -195,24 +196,33 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     {
         return Err("the statements projection did not catch up within 10 s".into());
     }
-    let (projector, outcome) = statements.stop().await;
-    outcome?;
-    let statements = projector
-        .ok_or("the statements projection ended without its read model")?
-        .into_projection();
-    say!("\nFrom the read model (a projection of the log, caught up to position {written}):");
-    for statement in statements.accounts.values() {
+    let report = statements.finish(ada, 5).await?;
+    say!(
+        "\nFrom the read model ({}), caught up to position {written}:",
+        report.kept_in
+    );
+    if report.resumed_after > Position::START {
         say!(
-            "  {:<16} balance {:>10}",
-            statement.owner,
-            cents(statement.balance)
+            "  the projection resumed after position {}, where it stopped in an earlier run, and handled {} new events",
+            report.resumed_after,
+            report.processed
+        );
+    } else {
+        say!(
+            "  the projection started from the first event and handled {} events",
+            report.processed
         );
     }
-    if let Some(ada) = statements.accounts.get(&ada) {
-        say!("Ada's statement:");
-        for line in ada.lines.iter().rev().take(5).rev() {
-            say!("  {line}");
-        }
+    for balance in &report.balances {
+        say!(
+            "  {:<16} balance {:>10}",
+            balance.owner,
+            cents(balance.cents)
+        );
+    }
+    say!("Ada's statement:");
+    for line in &report.statement {
+        say!("  {line}");
     }
 
     say!("\nRun the demo again: it continues from the stored events.");
@@ -220,6 +230,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         say!(
             "Inspect the rows with: sqlite3 {file} 'SELECT position, stream_id, version, name, schema_version, payload FROM events'"
         );
+        say!("and the read model with: sqlite3 {file} 'SELECT * FROM bank_balances'");
     }
     Ok(())
 }
@@ -286,7 +297,9 @@ fn describe(event: &BankAccountEvent) -> String {
 /// Writes (once) the records an older release would have stored — a `Deposited` at schema
 /// version 1 (whole euros, no currency) and one at version 2 — and loads them through today's
 /// code, which upcasts them to version 3 (cents).
-async fn legacy_account(accounts: &Accounts) -> Result<(), Box<dyn std::error::Error>> {
+async fn legacy_account(
+    accounts: &Accounts,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let id = id_from_name("bank-demo/accounts", "carol-legacy");
     say!("\nCarol's account was written by an older release:");
     if accounts.store().stream_version(id).await? == 0 {

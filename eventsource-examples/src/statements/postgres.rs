@@ -1,0 +1,168 @@
+//! The statements read model as two tables in the store's PostgreSQL schema, written through the
+//! projection's transaction ([`PostgresWork`]): each batch of rows commits with the projection's
+//! tracking position, so the next run resumes right after the last event this one committed.
+
+use eventsource_core::Position;
+use eventsource_core::prelude::*;
+use eventsource_core::stores::postgres::PostgresWork;
+
+use super::line::ToEntry;
+use super::{Balance, Report};
+use crate::bank::{Deposited, Opened, TransferReceived, TransferSent, Withdrawn};
+
+/// The statements projection into the store's PostgreSQL schema; it counts the events it
+/// handled in this run.
+#[derive(Projection, Debug)]
+#[projection(
+    name = "bank-statements-postgres",
+    events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived),
+    context = PostgresWork
+)]
+pub struct PostgresStatements {
+    /// `"schema".bank_balances`.
+    balances: String,
+    /// `"schema".bank_statement_lines`.
+    lines: String,
+    /// How many events it has handled in this run.
+    pub processed: u64,
+}
+
+impl<E: ToEntry> Handle<E, PostgresWork> for PostgresStatements {
+    async fn handle(
+        &mut self,
+        e: &Recorded<E>,
+        work: &mut PostgresWork,
+    ) -> Result<(), HandlerError> {
+        let db = work.client();
+        let entry = e.event.entry();
+        let counterpart: Option<String> = match entry.counterpart() {
+            Some(other) => db
+                .query_opt(
+                    &format!("SELECT owner FROM {} WHERE account = $1", self.balances),
+                    &[&other],
+                )
+                .await?
+                .map(|row| row.get(0)),
+            None => None,
+        };
+        let before: Option<i64> = db
+            .query_opt(
+                &format!("SELECT cents FROM {} WHERE account = $1", self.balances),
+                &[&e.stream_id],
+            )
+            .await?
+            .map(|row| row.get(0));
+        let balance = entry.balance_after(u64::try_from(before.unwrap_or(0))?);
+        db.execute(
+            &format!(
+                "INSERT INTO {} AS b (account, owner, cents) VALUES ($1, coalesce($2, ''), $3)
+                 ON CONFLICT (account) DO UPDATE
+                 SET cents = excluded.cents, owner = coalesce($2, b.owner)",
+                self.balances
+            ),
+            &[&e.stream_id, &entry.opened_by(), &i64::try_from(balance)?],
+        )
+        .await?;
+        let line = entry.line(e.version, counterpart.as_deref(), balance);
+        db.execute(
+            &format!(
+                "INSERT INTO {} (account, version, position, line) VALUES ($1, $2, $3, $4)",
+                self.lines
+            ),
+            &[
+                &e.stream_id,
+                &i64::try_from(e.version)?,
+                &i64::try_from(e.position.get())?,
+                &line,
+            ],
+        )
+        .await?;
+        self.processed += 1;
+        Ok(())
+    }
+}
+
+impl PostgresStatements {
+    /// Creates the read model's tables in the store's schema if they are missing, and the
+    /// projection that writes them.
+    pub async fn create_tables(store: &PostgresStore) -> Result<Self, HandlerError> {
+        let schema = store.schema();
+        let projection = Self {
+            balances: format!("\"{schema}\".bank_balances"),
+            lines: format!("\"{schema}\".bank_statement_lines"),
+            processed: 0,
+        };
+        store
+            .pool()
+            .get()
+            .await?
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                     account uuid PRIMARY KEY,
+                     owner   text NOT NULL,
+                     cents   int8 NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS {} (
+                     account  uuid NOT NULL,
+                     version  int8 NOT NULL,
+                     position int8 NOT NULL,
+                     line     text NOT NULL,
+                     PRIMARY KEY (account, version)
+                 );",
+                projection.balances, projection.lines
+            ))
+            .await?;
+        Ok(projection)
+    }
+
+    /// Reads every balance and the last `lines` lines of `account`'s statement from the tables.
+    pub async fn report(
+        &self,
+        store: &PostgresStore,
+        resumed_after: Position,
+        account: Uuid,
+        lines: usize,
+    ) -> Result<Report, HandlerError> {
+        let db = store.pool().get().await?;
+        let balances = db
+            .query(
+                &format!(
+                    "SELECT owner, cents FROM {} ORDER BY account",
+                    self.balances
+                ),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Balance {
+                    owner: row.get(0),
+                    cents: u64::try_from(row.get::<_, i64>(1))?,
+                })
+            })
+            .collect::<Result<Vec<_>, HandlerError>>()?;
+        let mut statement: Vec<String> = db
+            .query(
+                &format!(
+                    "SELECT line FROM {} WHERE account = $1 ORDER BY version DESC LIMIT $2",
+                    self.lines
+                ),
+                &[&account, &i64::try_from(lines)?],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        statement.reverse();
+        Ok(Report {
+            kept_in: format!(
+                "in the store's PostgreSQL schema `{}`, tables bank_balances and bank_statement_lines",
+                store.schema()
+            ),
+            resumed_after,
+            processed: self.processed,
+            balances,
+            statement,
+        })
+    }
+}

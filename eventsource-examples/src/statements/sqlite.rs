@@ -1,0 +1,147 @@
+//! The statements read model as two tables in the store's SQLite file, written through the
+//! projection's transaction ([`SqliteWork`]): each batch of rows commits with the projection's
+//! tracking position, so the next run resumes right after the last event this one committed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use eventsource_core::Position;
+use eventsource_core::prelude::*;
+use eventsource_core::stores::sqlite::SqliteWork;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::line::ToEntry;
+use super::{Balance, Report};
+use crate::bank::{Deposited, Opened, TransferReceived, TransferSent, Withdrawn};
+
+/// The read model's tables, created by the demo if they are missing.
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS bank_balances (
+    account TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    cents   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bank_statement_lines (
+    account  TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    line     TEXT NOT NULL,
+    PRIMARY KEY (account, version)
+);";
+
+/// The statements projection into the store's SQLite file; it counts the events it handled in
+/// this run.
+#[derive(Projection, Debug, Default)]
+#[projection(
+    name = "bank-statements-sqlite",
+    events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived),
+    context = SqliteWork
+)]
+pub struct SqliteStatements {
+    /// How many events it has handled in this run.
+    pub processed: u64,
+}
+
+impl<E: ToEntry> Handle<E, SqliteWork> for SqliteStatements {
+    async fn handle(&mut self, e: &Recorded<E>, work: &mut SqliteWork) -> Result<(), HandlerError> {
+        let db = work.connection();
+        let entry = e.event.entry();
+        let account = e.stream_id.to_string();
+        let counterpart: Option<String> = match entry.counterpart() {
+            Some(other) => db
+                .query_row(
+                    "SELECT owner FROM bank_balances WHERE account = ?1",
+                    [other.to_string()],
+                    |row| row.get(0),
+                )
+                .optional()?,
+            None => None,
+        };
+        let before: Option<i64> = db
+            .query_row(
+                "SELECT cents FROM bank_balances WHERE account = ?1",
+                [&account],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let balance = entry.balance_after(u64::try_from(before.unwrap_or(0))?);
+        db.execute(
+            "INSERT INTO bank_balances (account, owner, cents) VALUES (?1, coalesce(?2, ''), ?3)
+             ON CONFLICT (account) DO UPDATE
+             SET cents = excluded.cents, owner = coalesce(?2, bank_balances.owner)",
+            params![account, entry.opened_by(), i64::try_from(balance)?],
+        )?;
+        db.execute(
+            "INSERT INTO bank_statement_lines (account, version, position, line)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                account,
+                i64::try_from(e.version)?,
+                i64::try_from(e.position.get())?,
+                entry.line(e.version, counterpart.as_deref(), balance),
+            ],
+        )?;
+        self.processed += 1;
+        Ok(())
+    }
+}
+
+/// A connection of the demo's own to the store's file (for the tables and the report).
+fn open(store: &SqliteStore) -> Result<(Connection, &Path), HandlerError> {
+    let path = store
+        .path()
+        .ok_or("an in-memory SQLite store has no file to keep a read model in")?;
+    let db = Connection::open(path)?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    Ok((db, path))
+}
+
+/// Creates the read model's tables in the store's file if they are missing.
+pub fn create_tables(store: &SqliteStore) -> Result<(), HandlerError> {
+    open(store)?.0.execute_batch(TABLES)?;
+    Ok(())
+}
+
+impl SqliteStatements {
+    /// Reads every balance and the last `lines` lines of `account`'s statement from the tables.
+    pub fn report(
+        &self,
+        store: &SqliteStore,
+        resumed_after: Position,
+        account: Uuid,
+        lines: usize,
+    ) -> Result<Report, HandlerError> {
+        let (db, path) = open(store)?;
+        let balances = db
+            .prepare("SELECT owner, cents FROM bank_balances ORDER BY account")?
+            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)?)))?
+            .map(|row| {
+                let (owner, cents) = row?;
+                Ok(Balance {
+                    owner,
+                    cents: u64::try_from(cents)?,
+                })
+            })
+            .collect::<Result<Vec<_>, HandlerError>>()?;
+        let mut statement = db
+            .prepare(
+                "SELECT line FROM bank_statement_lines WHERE account = ?1
+                 ORDER BY version DESC LIMIT ?2",
+            )?
+            .query_map(params![account.to_string(), i64::try_from(lines)?], |row| {
+                row.get(0)
+            })?
+            .collect::<Result<Vec<String>, _>>()?;
+        statement.reverse();
+        Ok(Report {
+            kept_in: format!(
+                "in the store's SQLite file {}, tables bank_balances and bank_statement_lines",
+                path.display()
+            ),
+            resumed_after,
+            processed: self.processed,
+            balances,
+            statement,
+        })
+    }
+}
