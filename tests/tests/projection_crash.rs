@@ -1,5 +1,5 @@
 //! A projector killed with SIGKILL in the middle of its work, in a child process, and then
-//! restarted: the read model ends equal to a rebuild from zero and no event was applied twice
+//! restarted, on a SQLite file and on PostgreSQL: the read model ends equal to a rebuild from zero and no event was applied twice
 //! (each event id is recorded under a unique key, so a second application fails the run).
 //!
 //! The child is this test binary run again with `ES_CRASH_CHILD` set: it runs the projector
@@ -9,9 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eventsource_core::prelude::*;
+use eventsource_core::stores::postgres::{PostgresStore, PostgresWork};
 use eventsource_core::stores::sqlite::SqliteWork;
 use eventsource_core::{AppendBatch, NewEvent, Position, SqliteStore};
 use serde::{Deserialize, Serialize};
+
+mod support;
+use support::postgres::{Server, url};
 
 #[derive(Event, Serialize, Deserialize, Debug, Clone)]
 #[event(name = "CrashCounted")]
@@ -161,4 +165,151 @@ async fn a_projector_killed_mid_batch_resumes_with_nothing_applied_twice() {
         .query_row("SELECT sum(total) FROM sums", [], |r| r.get(0))
         .unwrap();
     assert_eq!(total, expected_total, "the same as a rebuild from zero");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same on PostgreSQL: the read model in the store's schema, context PostgresWork.
+
+/// Sums every `Counted` into the store's schema, recording each event id once.
+#[derive(Projection, Debug)]
+#[projection(name = "crash_sums_pg", events(Counted), context = PostgresWork)]
+struct PgSums {
+    schema: String,
+    delay: Duration,
+}
+
+impl Handle<Counted, PostgresWork> for PgSums {
+    async fn handle(
+        &mut self,
+        e: &Recorded<Counted>,
+        work: &mut PostgresWork,
+    ) -> Result<(), HandlerError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let schema = &self.schema;
+        work.client()
+            .execute(
+                &format!("INSERT INTO \"{schema}\".applied (event) VALUES ($1)"),
+                &[&e.id],
+            )
+            .await?;
+        work.client()
+            .execute(
+                &format!(
+                    "INSERT INTO \"{schema}\".sums (stream, total) VALUES ($1, $2) \
+                     ON CONFLICT (stream) DO UPDATE SET total = sums.total + excluded.total"
+                ),
+                &[&e.stream_id, &e.event.n],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The PostgreSQL child: runs the projector until killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of a_postgres_projector_killed_mid_batch_resumes_with_nothing_applied_twice"]
+async fn child_runs_the_postgres_projector_until_killed() {
+    let schema = std::env::var("ES_CRASH_CHILD_PG").expect("ES_CRASH_CHILD_PG names the schema");
+    let store = PostgresStore::options(url())
+        .schema(schema.clone())
+        .connect()
+        .await
+        .expect("connect");
+    let projection = PgSums {
+        schema,
+        delay: Duration::from_millis(2),
+    };
+    let mut projector = Projector::new(store, projection).page_size(25);
+    projector.catch_up().await.expect("the child's run");
+    eprintln!("the child finished before it was killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_projector_killed_mid_batch_resumes_with_nothing_applied_twice() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let store = server.store("crash").await;
+    let schema = store.schema().to_owned();
+    server
+        .admin
+        .batch_execute(&format!(
+            "CREATE TABLE \"{schema}\".sums (stream uuid PRIMARY KEY, total int8 NOT NULL);
+             CREATE TABLE \"{schema}\".applied (event uuid PRIMARY KEY);"
+        ))
+        .await
+        .unwrap();
+    let mut expected_total = 0;
+    for _ in 0..STREAMS {
+        let events = (1..=PER_STREAM as i64)
+            .map(|n| {
+                expected_total += n;
+                NewEvent::new("CrashCounted", 1, format!("{{\"n\":{n}}}"))
+            })
+            .collect();
+        store
+            .append(AppendBatch::single_in("Counter", Uuid::now_v7(), 0, events))
+            .await
+            .unwrap();
+    }
+    let last = store.last_position().await.unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_runs_the_postgres_projector_until_killed",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("ES_CRASH_CHILD_PG", &schema)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the child");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.tracking_position("crash_sums_pg").await.unwrap() == Position::START {
+        assert!(
+            Instant::now() < deadline,
+            "the child committed nothing within 60 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL the child");
+    assert!(
+        !child.wait().unwrap().success(),
+        "the child was killed, not finished"
+    );
+    assert!(store.tracking_position("crash_sums_pg").await.unwrap() < last);
+
+    // Restarted here (once the server has noticed the dead child's connections and released
+    // its claim): it resumes after the last committed batch.
+    let projection = PgSums {
+        schema: schema.clone(),
+        delay: Duration::ZERO,
+    };
+    let mut projector = Projector::new(store.clone(), projection);
+    let reached = projector.catch_up().await.expect("the restarted run");
+    assert_eq!(reached, last);
+    let row = server
+        .admin
+        .query_one(
+            &format!("SELECT (SELECT count(*) FROM \"{schema}\".applied), (SELECT sum(total) FROM \"{schema}\".sums)::int8"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (applied, total): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(
+        applied as usize,
+        STREAMS * PER_STREAM,
+        "every event exactly once"
+    );
+    assert_eq!(total, expected_total, "the same as a rebuild from zero");
+    server.finish().await;
 }
