@@ -76,6 +76,73 @@ async fn child_runs_the_projector_until_killed() {
     eprintln!("the child finished before it was killed");
 }
 
+/// Appends `STREAMS` streams of `PER_STREAM` counted events; returns the last position and the
+/// sum a rebuild must reach.
+async fn write_counted(store: &impl EventStore) -> (Position, i64) {
+    let mut expected_total = 0;
+    for _ in 0..STREAMS {
+        let events = (1..=PER_STREAM as i64)
+            .map(|n| {
+                expected_total += n;
+                NewEvent::new("CrashCounted", 1, format!("{{\"n\":{n}}}"))
+            })
+            .collect();
+        store
+            .append(AppendBatch::single_in("Counter", Uuid::now_v7(), 0, events))
+            .await
+            .expect("append");
+    }
+    (
+        store.last_position().await.expect("the last position"),
+        expected_total,
+    )
+}
+
+/// Runs the ignored test `child` of this binary in a child process with `env` set, waits until
+/// the projection `tracker` has committed something, and kills the child without warning.
+/// Returns the tracking position it left.
+async fn kill_mid_run(
+    store: &impl EventStore,
+    child: &str,
+    env: (&str, &str),
+    tracker: &str,
+) -> Position {
+    let mut process = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", child, "--ignored", "--nocapture"])
+        .env(env.0, env.1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the child");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store
+        .tracking_position(tracker)
+        .await
+        .expect("the tracking position")
+        == Position::START
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the child committed nothing within 60 s"
+        );
+        assert!(
+            process.try_wait().expect("the child").is_none(),
+            "the child ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    process.kill().expect("SIGKILL the child");
+    let status = process.wait().expect("the child's status");
+    assert!(
+        !status.success(),
+        "the child was killed, not finished: {status:?}"
+    );
+    store
+        .tracking_position(tracker)
+        .await
+        .expect("the tracking position")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_killed_mid_batch_resumes_with_nothing_applied_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,58 +154,14 @@ async fn a_projector_killed_mid_batch_resumes_with_nothing_applied_twice() {
          CREATE TABLE applied (event TEXT PRIMARY KEY);",
     )
     .unwrap();
-    let mut expected_total = 0;
-    for _ in 0..STREAMS {
-        let stream = Uuid::now_v7();
-        let events = (1..=PER_STREAM as i64)
-            .map(|n| {
-                expected_total += n;
-                NewEvent::new("CrashCounted", 1, format!("{{\"n\":{n}}}"))
-            })
-            .collect();
-        store
-            .append(AppendBatch::single_in("Counter", stream, 0, events))
-            .await
-            .unwrap();
-    }
-    let last = store.last_position().await.unwrap();
-
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_runs_the_projector_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("ES_CRASH_CHILD", &path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    // Wait until it has committed some batches, then kill it without warning.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let position = store.tracking_position("crash_sums").await.unwrap();
-        if position > Position::START {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child committed nothing within 60 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the child ended before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().expect("SIGKILL the child");
-    let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "the child was killed, not finished: {status:?}"
-    );
-    let at_kill = store.tracking_position("crash_sums").await.unwrap();
+    let (last, expected_total) = write_counted(&store).await;
+    let at_kill = kill_mid_run(
+        &store,
+        "child_runs_the_projector_until_killed",
+        ("ES_CRASH_CHILD", path.to_str().expect("a UTF-8 path")),
+        "crash_sums",
+    )
+    .await;
     assert!(at_kill < last, "the kill landed before the end");
 
     // Restarted here: it resumes after the last committed batch.
@@ -241,51 +264,15 @@ async fn a_postgres_projector_killed_mid_batch_resumes_with_nothing_applied_twic
         ))
         .await
         .unwrap();
-    let mut expected_total = 0;
-    for _ in 0..STREAMS {
-        let events = (1..=PER_STREAM as i64)
-            .map(|n| {
-                expected_total += n;
-                NewEvent::new("CrashCounted", 1, format!("{{\"n\":{n}}}"))
-            })
-            .collect();
-        store
-            .append(AppendBatch::single_in("Counter", Uuid::now_v7(), 0, events))
-            .await
-            .unwrap();
-    }
-    let last = store.last_position().await.unwrap();
-
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_runs_the_postgres_projector_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("ES_CRASH_CHILD_PG", &schema)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the child");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store.tracking_position("crash_sums_pg").await.unwrap() == Position::START {
-        assert!(
-            Instant::now() < deadline,
-            "the child committed nothing within 60 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the child ended before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().expect("SIGKILL the child");
-    assert!(
-        !child.wait().unwrap().success(),
-        "the child was killed, not finished"
-    );
-    assert!(store.tracking_position("crash_sums_pg").await.unwrap() < last);
+    let (last, expected_total) = write_counted(&store).await;
+    let at_kill = kill_mid_run(
+        &store,
+        "child_runs_the_postgres_projector_until_killed",
+        ("ES_CRASH_CHILD_PG", &schema),
+        "crash_sums_pg",
+    )
+    .await;
+    assert!(at_kill < last, "the kill landed before the end");
 
     // Restarted here (once the server has noticed the dead child's connections and released
     // its claim): it resumes after the last committed batch.
