@@ -225,7 +225,11 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
         say!("  {line}");
     }
 
-    say!("\nRun the demo again: it continues from the stored events.");
+    if url.starts_with("memory:") {
+        say!("\nThe memory store is gone when the program ends: a second run starts afresh.");
+    } else {
+        say!("\nRun the demo again: it continues from the stored events.");
+    }
     if let Some(file) = url.strip_prefix("sqlite://") {
         say!(
             "Inspect the rows with: sqlite3 {file} 'SELECT position, stream_id, version, name, schema_version, payload FROM events'"
