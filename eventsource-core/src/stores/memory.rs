@@ -1,7 +1,7 @@
 //! An in-memory store: for tests, examples and caches of nothing. Everything is lost on drop.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use uuid::Uuid;
@@ -19,6 +19,11 @@ const READ_CHUNK: usize = 1024;
 
 /// An event store in process memory.
 ///
+/// Cloning shares the log: every clone reads and appends the same events, snapshots and
+/// tracking positions, and a subscription on one clone is woken by an append through another,
+/// like clones of `SqliteStore` and `PostgresStore`. Give each repository
+/// or processor its own clone; the data is dropped with the last one.
+///
 /// ```
 /// # tokio_test_block(async {
 /// use eventsource_core::{AppendBatch, EventStore, MemoryStore, NewEvent, StreamRange};
@@ -35,8 +40,14 @@ const READ_CHUNK: usize = 1024;
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one store share.
+#[derive(Debug, Default)]
+struct Shared {
     inner: RwLock<Inner>,
     /// Wakes subscriptions after each append.
     commits: CommitSignal,
@@ -61,11 +72,17 @@ impl MemoryStore {
     // A panic while holding the lock can only happen before any mutation (every check runs
     // first), so the data behind a poisoned lock is still consistent.
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -183,7 +200,7 @@ impl EventStore for MemoryStore {
         }
         let last = Position::new(inner.log.len() as u64);
         drop(inner);
-        self.commits.notify();
+        self.shared.commits.notify();
         Ok(last)
     }
 
@@ -298,7 +315,7 @@ impl EventStore for MemoryStore {
     }
 
     fn wake_ups(&self) -> WakeUps {
-        self.commits.wake_ups()
+        self.shared.commits.wake_ups()
     }
 
     async fn tracking_position(&self, tracker: &str) -> Result<Position> {
