@@ -239,8 +239,8 @@ impl Default for StreamRange {
     }
 }
 
-/// Which part of the global log to read: events after a position, optionally only those of some
-/// categories (aggregate types) and event names.
+/// Which part of the global log to read: events after a position, optionally up to a position,
+/// and optionally only those of some categories (aggregate types) and event names.
 ///
 /// ```
 /// use eventsource_core::{LogQuery, Position};
@@ -249,12 +249,17 @@ impl Default for StreamRange {
 /// let accounts = LogQuery::after(Position::new(42), 100)
 ///     .categories(["BankAccount"])
 ///     .names(["Deposited", "Withdrawn"]);
-/// # let _ = (everything, accounts);
+/// // Positions 43 to 99, both included: what a report "as of position 99" reads.
+/// let as_of = LogQuery::after(Position::new(42), 100).up_to(Position::new(99));
+/// # let _ = (everything, accounts, as_of);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogQuery {
     /// Read events with a position strictly greater than this.
     pub after: Position,
+    /// Read events with a position at most this (inclusive); `None`: up to the end of the log.
+    /// A page that stops at this bound has [`LogPage::next`] at most this position.
+    pub to: Option<Position>,
     /// Read at most this many events.
     pub limit: usize,
     /// Only events of one of these categories (empty: every category).
@@ -268,6 +273,7 @@ impl LogQuery {
     pub fn after(position: Position, limit: usize) -> Self {
         Self {
             after: position,
+            to: None,
             limit,
             categories: Vec::new(),
             names: Vec::new(),
@@ -277,6 +283,14 @@ impl LogQuery {
     /// Up to `limit` events from the beginning of the log.
     pub fn from_start(limit: usize) -> Self {
         Self::after(Position::START, limit)
+    }
+
+    /// Only events up to `position`, inclusive: nothing after it is returned, and the page's
+    /// [`next`](LogPage::next) is never past it (unless [`after`](Self::after) already was), so
+    /// a reader that stops here and later continues from `next` without a bound misses nothing.
+    pub fn up_to(mut self, position: Position) -> Self {
+        self.to = Some(position);
+        self
     }
 
     /// Only events of one of these categories (aggregate type names).
@@ -299,7 +313,8 @@ impl LogQuery {
         self
     }
 
-    /// Whether `event` passes the category and name filters (not the position).
+    /// Whether `event` passes the category and name filters (not the positions `after` and
+    /// `to`).
     pub fn matches(&self, event: &StoredEvent) -> bool {
         (self.categories.is_empty() || self.categories.contains(&event.category))
             && (self.names.is_empty() || self.names.contains(&event.name))
@@ -311,7 +326,8 @@ impl LogQuery {
 /// `next` is at least the position of the last event in the page. When the page is not full, the
 /// store has looked at everything a follower may read so far, and `next` is the last position it
 /// passed, matching or not: a filtered follower that reads with `after = page.next` never looks
-/// at the events it skipped again.
+/// at the events it skipped again. With [`LogQuery::to`] set, the store looks no further than
+/// that bound, and `next` is at most the bound (never past it; unless `after` already was).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogPage {
     /// The events, in position order.

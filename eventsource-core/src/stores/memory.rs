@@ -266,13 +266,15 @@ impl EventStore for MemoryStore {
 
     async fn read_log(&self, query: LogQuery) -> Result<LogPage> {
         let inner = self.read();
-        let start = usize::try_from(query.after.get())
-            .unwrap_or(usize::MAX)
-            .min(inner.log.len());
+        let index = |position: Position| usize::try_from(position.get()).unwrap_or(usize::MAX);
+        // The log index after the last event the query may read: the bound, or the end.
+        let end = query.to.map_or(usize::MAX, index).min(inner.log.len());
+        let start = index(query.after).min(end);
         let mut events = Vec::new();
-        // The last position looked at: the whole rest of the log unless the page fills first.
+        // The last position looked at: the rest of the log up to the bound, unless the page
+        // fills first.
         let mut next = query.after.max(Position::new(start as u64));
-        for event in &inner.log[start..] {
+        for event in &inner.log[start..end] {
             if events.len() == query.limit {
                 break;
             }

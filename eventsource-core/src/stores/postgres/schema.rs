@@ -354,8 +354,8 @@ pub(super) struct Sql {
     pub(super) read_stream_forwards: String,
     /// `$1 stream, $2 from, $3 to, $4 limit` → events newest first.
     pub(super) read_stream_backwards: String,
-    /// `$1 after, $2 limit, $3 categories, $4 names` → the greatest position below the
-    /// horizon, then the log events below it (their columns after that one; no event columns
+    /// `$1 after, $2 limit, $3 categories, $4 names, $5 to (inclusive)` → the greatest
+    /// position below the horizon and at most `to`, then the log events below it and up to `to` (their columns after that one; no event columns
     /// in the single row of an empty page). One statement per combination of filters (none,
     /// names, categories, both), so each uses its index.
     pub(super) read_log: [String; 4],
@@ -442,18 +442,19 @@ impl Sql {
         let scans = [
             format!(
                 "SELECT e.* FROM {events} AS e, h \
-                 WHERE e.position > $1::int8 AND e.position < h.bound \
+                 WHERE e.position > $1::int8 AND e.position < h.bound AND e.position <= h.upto \
                  ORDER BY e.position ASC LIMIT $2::int8"
             ),
             format!(
                 "SELECT e.* FROM {events} AS e, h \
-                 WHERE e.position > $1::int8 AND e.position < h.bound AND e.name = ANY($4::text[]) \
+                 WHERE e.position > $1::int8 AND e.position < h.bound AND e.position <= h.upto AND e.name = ANY($4::text[]) \
                  ORDER BY e.position ASC LIMIT $2::int8"
             ),
             format!(
                 "SELECT e.* FROM h, unnest($3::text[]) AS c(category), LATERAL ( \
                     SELECT * FROM {events} AS x \
                     WHERE x.category = c.category AND x.position > $1::int8 AND x.position < h.bound \
+                      AND x.position <= h.upto \
                     ORDER BY x.position ASC LIMIT $2::int8) AS e \
                  ORDER BY e.position ASC LIMIT $2::int8"
             ),
@@ -461,12 +462,14 @@ impl Sql {
                 "SELECT e.* FROM h, unnest($3::text[]) AS c(category), LATERAL ( \
                     SELECT * FROM {events} AS x \
                     WHERE x.category = c.category AND x.position > $1::int8 AND x.position < h.bound \
+                      AND x.position <= h.upto \
                       AND x.name = ANY($4::text[]) \
                     ORDER BY x.position ASC LIMIT $2::int8) AS e \
                  ORDER BY e.position ASC LIMIT $2::int8"
             ),
         ];
-        // `h` takes the horizon once; the first column is the greatest position below it, which
+        // `h` takes the horizon (and the query's inclusive bound `upto`) once; the first column
+        // is the greatest position below the horizon and up to the bound, which
         // is where the next read starts when this page is not full (a filtered follower never
         // rescans what it passed). It is one backward step of the position index: written as
         // `max(e.position) FROM events, h` (a join), PostgreSQL aggregated every row below the
@@ -479,11 +482,12 @@ impl Sql {
             .replace("page.metadata", "page.metadata::text");
         let read_log = scans.map(|scan| {
             format!(
-                "WITH h AS MATERIALIZED (SELECT {horizon} AS bound, \
+                "WITH h AS MATERIALIZED (SELECT {horizon} AS bound, $5::int8 AS upto, \
                                             $3::text[] AS categories, $4::text[] AS names), \
                  page AS ({scan}) \
                  SELECT coalesce((SELECT e.position FROM {events} AS e \
                                   WHERE e.position < (SELECT h.bound FROM h) \
+                                    AND e.position <= (SELECT h.upto FROM h) \
                                   ORDER BY e.position DESC LIMIT 1), 0), \
                         {columns} \
                  FROM (SELECT 1) AS one LEFT JOIN page ON true \

@@ -77,6 +77,10 @@ impl EventStore for PostgresStore {
             return Ok(empty(query.after));
         }
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        // No stored position is above `i64::MAX`: a larger bound is no bound.
+        let to = query
+            .to
+            .map_or(i64::MAX, |to| i64::try_from(to.get()).unwrap_or(i64::MAX));
         let variant =
             usize::from(!query.names.is_empty()) + 2 * usize::from(!query.categories.is_empty());
         let context = format!("reading the log after position {after}");
@@ -85,7 +89,7 @@ impl EventStore for PostgresStore {
             .below_horizon(
                 &client,
                 &self.sql.read_log[variant],
-                &[&after, &limit, &query.categories, &query.names],
+                &[&after, &limit, &query.categories, &query.names, &to],
                 &context,
             )
             .await?;

@@ -553,6 +553,7 @@ impl Shared {
             let doing = || format!("reading the log after position {}", query.after);
             let after = clamp(query.after.get());
             let limit = clamp(query.limit as u64);
+            let to = clamp(query.to.map_or(u64::MAX, Position::get));
             // One read transaction: the page and the last position come from one snapshot.
             let tx = conn
                 .unchecked_transaction()
@@ -562,10 +563,9 @@ impl Shared {
                 let mut statement = tx
                     .prepare_cached(&self.sql.read_log[variant])
                     .map_err(self.failed(Lazy(&doing)))?;
-                let all: [&dyn rusqlite::ToSql; 4] = [&after, &limit, &categories, &names];
-                let count = statement.parameter_count();
+                let all: [&dyn rusqlite::ToSql; 5] = [&after, &limit, &categories, &names, &to];
                 let mut rows = statement
-                    .query(&all[..count])
+                    .query(&all[..])
                     .map_err(self.failed(Lazy(&doing)))?;
                 while let Some(row) = rows.next().map_err(self.failed(Lazy(&doing)))? {
                     events.push(rows::log_event(row)?);
@@ -573,14 +573,16 @@ impl Shared {
             }
             let next = match events.last() {
                 Some(last) if events.len() == query.limit => last.position,
-                // Not a full page: everything up to the end of the log was looked at.
+                // Not a full page: everything up to the end of the log (or the bound) was
+                // looked at.
                 _ => {
                     let last: i64 = tx
                         .prepare_cached(&self.sql.last_position)
                         .and_then(|mut s| s.query_row([], |row| row.get(0)))
                         .map_err(self.failed(Lazy(&doing)))?;
                     let last = non_negative(last, || "the last position".into())?;
-                    query.after.max(Position::new(last))
+                    let last = Position::new(last);
+                    query.after.max(query.to.map_or(last, |to| last.min(to)))
                 }
             };
             Ok(LogPage { events, next })

@@ -165,7 +165,8 @@ pub(super) struct Sql {
     pub(super) read_stream_forwards: String,
     pub(super) read_stream_backwards: String,
     /// `?1 after, ?2 limit, ?3 categories (JSON array or NULL), ?4 names (JSON array or
-    /// NULL)`: one statement per combination of filters, so each can use its index.
+    /// NULL), ?5 to (inclusive)`: one statement per combination of filters, so each can use its
+    /// index. Every variant declares `?5`, so each takes the same five parameters.
     pub(super) read_log: [String; 4],
     pub(super) last_position: String,
     pub(super) save_snapshot: String,
@@ -201,7 +202,7 @@ impl Sql {
         ];
         let read_log = filters.map(|filter| {
             format!(
-                "SELECT {log_columns} FROM {events} WHERE position > ?1 {filter} \
+                "SELECT {log_columns} FROM {events} WHERE position > ?1 AND position <= ?5 {filter} \
                  ORDER BY position LIMIT ?2"
             )
         });

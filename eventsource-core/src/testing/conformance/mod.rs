@@ -321,6 +321,8 @@ check_table! {
         "a category filter, alone or with names, returns exactly the events of those categories at any page size",
     filtered_reads_start_after_what_they_passed:
         "a filtered page that is not full says the next read starts after everything passed, so nothing is read twice",
+    log_reads_stop_at_a_bound:
+        "a log read up to a position, filtered or not, returns nothing past it, says the next read starts at most there, and continuing from there returns exactly the rest",
     concurrent_writers_on_distinct_streams:
         "4 tasks x 200 appends on their own streams: nothing lost, nothing duplicated, each once in the log",
     concurrent_writers_on_one_stream:

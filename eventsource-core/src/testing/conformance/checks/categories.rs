@@ -40,7 +40,21 @@ async fn follow<S: EventStore + ?Sized>(
     query: &LogQuery,
     doing: &str,
 ) -> Result<(Vec<Position>, Position, usize), String> {
-    let mut after = Position::START;
+    let from_start = LogQuery {
+        after: Position::START,
+        ..query.clone()
+    };
+    follow_from(store, &from_start, doing).await
+}
+
+/// [`follow`] from `query.after`. With `query.to` set, every page must stop at the bound: no
+/// event past it, and `next` not past it.
+async fn follow_from<S: EventStore + ?Sized>(
+    store: &S,
+    query: &LogQuery,
+    doing: &str,
+) -> Result<(Vec<Position>, Position, usize), String> {
+    let mut after = query.after;
     let mut got = Vec::new();
     let mut reads = 0;
     loop {
@@ -59,6 +73,19 @@ async fn follow<S: EventStore + ?Sized>(
                 bad.name,
                 bad.category,
                 bad.position
+            );
+        }
+        if let Some(to) = query.to {
+            if let Some(past) = page.events.iter().find(|e| e.position > to) {
+                fail!(
+                    "{doing}: reading after {after} up to {to} returned the event at position {}",
+                    past.position
+                );
+            }
+            ensure!(
+                page.next <= to,
+                "{doing}: reading after {after} up to {to}, the page says the next read starts after {}, past the bound",
+                page.next
             );
         }
         if page.is_empty() {
@@ -291,6 +318,101 @@ pub async fn filtered_reads_start_after_what_they_passed<S: EventStore + ?Sized 
             passed.events
         );
         ensure_eq!(passed.next, newest, "a poll over new noise moves past it");
+        Ok(())
+    })
+    .await
+}
+
+/// A read up to a position (`LogQuery::up_to`), filtered or not, at any page size, returns
+/// exactly the matching events up to it and says the next read starts at most there; continuing
+/// from that `next` without a bound returns exactly the rest: nothing missed, nothing twice.
+pub async fn log_reads_stop_at_a_bound<S: EventStore + ?Sized + 'static>(
+    store: Arc<S>,
+) -> CheckResult {
+    named("log_reads_stop_at_a_bound", async move {
+        let (noise, signal) = (Uuid::now_v7(), Uuid::now_v7());
+        let (mut noise_version, mut signal_version) = (0, 0);
+        for round in 0..12u64 {
+            let name = if round % 2 == 0 { "Beep" } else { "Boop" };
+            let mut streams = vec![(
+                "Noise",
+                noise,
+                noise_version,
+                events(name, &format!("n{round}"), 3),
+            )];
+            noise_version += 3;
+            if round % 3 != 1 {
+                streams.push((
+                    "Signal",
+                    signal,
+                    signal_version,
+                    vec![event(name, format!("s{round}"))],
+                ));
+                signal_version += 1;
+            }
+            store
+                .append(categorized(streams))
+                .await
+                .context(format_args!("appending round {round}"))?;
+        }
+        let whole = read_whole_log(&*store, 1000).await?;
+        let (Some(first), Some(last)) = (whole.first(), whole.last()) else {
+            fail!("the log is empty after appending");
+        };
+        // The middle of the log, an event just before it (a bound between two of a filter's
+        // events), before the first event and the end.
+        let middle = whole[whole.len() / 2].position;
+        let before_middle = whole[whole.len() / 2 - 1].position;
+        let bounds = [
+            middle,
+            before_middle,
+            Position::new(first.position.get().saturating_sub(1)),
+            last.position,
+        ];
+        let queries = [
+            LogQuery::from_start(0),
+            LogQuery::from_start(0).categories(["Signal"]),
+            LogQuery::from_start(0).names(["Boop"]),
+            LogQuery::from_start(0)
+                .categories(["Signal", "Nobody"])
+                .names(["Beep"]),
+        ];
+        for query in &queries {
+            let wanted = |keep: &dyn Fn(Position) -> bool| -> Vec<Position> {
+                whole
+                    .iter()
+                    .filter(|e| query.matches(e) && keep(e.position))
+                    .map(|e| e.position)
+                    .collect()
+            };
+            for to in bounds {
+                for limit in [1usize, 2, 5, 1000] {
+                    let bounded = LogQuery {
+                        limit,
+                        ..query.clone()
+                    }
+                    .up_to(to);
+                    let doing = format!(
+                        "reading categories {:?} names {:?} up to position {to} in pages of {limit}",
+                        query.categories, query.names
+                    );
+                    let (got, next, _) = follow(&*store, &bounded, &doing).await?;
+                    ensure_eq!(got, wanted(&|p| p <= to), "{doing}: positions");
+                    ensure!(
+                        next <= to,
+                        "{doing}: the last page says the next read starts after {next}, past the bound"
+                    );
+                    let rest = LogQuery {
+                        after: next,
+                        to: None,
+                        ..bounded.clone()
+                    };
+                    let doing = format!("{doing}, then on from {next} without a bound");
+                    let (rest, _, _) = follow_from(&*store, &rest, &doing).await?;
+                    ensure_eq!(rest, wanted(&|p| p > to), "{doing}: positions");
+                }
+            }
+        }
         Ok(())
     })
     .await
