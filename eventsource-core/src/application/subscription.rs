@@ -72,10 +72,15 @@ impl<S: EventStore> Subscription<S> {
     /// A subscription to the events after `query.after` that pass its category and name
     /// filters, read `query.limit` at a time (500 if the limit is 0). `store` can be a store,
     /// a reference to one or an `Arc`.
+    ///
+    /// A subscription follows the log without end, so a bound set with
+    /// [`LogQuery::up_to`] is not applied: to read up to a position, page with
+    /// [`EventStore::read_log`].
     pub fn new(store: S, mut query: LogQuery) -> Self {
         if query.limit == 0 {
             query.limit = DEFAULT_PAGE;
         }
+        query.to = None;
         let wake_ups = store.wake_ups();
         Self {
             store,
