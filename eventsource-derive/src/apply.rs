@@ -5,6 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
 use crate::ast::{AggregateModel, span_of};
+use crate::krate::Krate;
 use crate::snapshot;
 
 pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
@@ -42,11 +43,7 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
 }
 
 /// `impl Aggregate` over the empty fallback enum, for an input with errors.
-pub(crate) fn fallback(
-    ident: &syn::Ident,
-    enum_ident: &syn::Ident,
-    krate: &syn::Path,
-) -> TokenStream {
+pub(crate) fn fallback(ident: &syn::Ident, enum_ident: &syn::Ident, krate: &Krate) -> TokenStream {
     let name = ident.to_string();
     quote! {
         #[automatically_derived]

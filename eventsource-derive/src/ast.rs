@@ -6,6 +6,7 @@ use syn::spanned::Spanned as _;
 
 use crate::attr::{self, Spanned};
 use crate::ctxt::Ctxt;
+use crate::krate::Krate;
 
 /// How a `#[derive(Event)]` type decodes payloads stored at older schema versions.
 pub(crate) enum Chain {
@@ -25,7 +26,7 @@ pub(crate) struct Step {
 /// A `#[derive(Event)]` input.
 pub(crate) struct EventModel {
     pub(crate) ident: syn::Ident,
-    pub(crate) krate: syn::Path,
+    pub(crate) krate: Krate,
     pub(crate) name: String,
     pub(crate) version: Spanned<u32>,
     pub(crate) chain: Chain,
@@ -84,7 +85,7 @@ pub(crate) struct Listing {
     pub(crate) kind: &'static Kind,
     pub(crate) ident: syn::Ident,
     pub(crate) vis: syn::Visibility,
-    pub(crate) krate: syn::Path,
+    pub(crate) krate: Krate,
     pub(crate) name: String,
     pub(crate) event_enum: syn::Ident,
     pub(crate) events: Vec<EventRef>,
@@ -110,10 +111,6 @@ pub(crate) struct SnapshotModel {
     pub(crate) every: Option<u64>,
     /// The fingerprint of the state's shape (see `snapshot::fingerprint`).
     pub(crate) fingerprint: u64,
-}
-
-pub(crate) fn default_crate() -> syn::Path {
-    syn::parse_quote!(::eventsource_core)
 }
 
 fn refuse_generics(cx: &Ctxt, input: &syn::DeriveInput, what: &str) {
@@ -168,7 +165,7 @@ impl EventModel {
         };
         EventModel {
             ident: input.ident.clone(),
-            krate: attrs.krate.map_or_else(default_crate, |k| k.value),
+            krate: Krate::resolve(cx, attrs.krate, &input.ident, "Event", "event"),
             name: attrs
                 .name
                 .map_or_else(|| input.ident.to_string(), |n| n.value),
@@ -240,7 +237,7 @@ impl Listing {
             kind,
             ident: input.ident.clone(),
             vis: input.vis.clone(),
-            krate: attrs.krate.map_or_else(default_crate, |k| k.value),
+            krate: Krate::resolve(cx, attrs.krate, &input.ident, kind.derive, kind.attr),
             name: attrs
                 .name
                 .map_or_else(|| input.ident.to_string(), |n| n.value),

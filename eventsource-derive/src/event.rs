@@ -4,6 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
 use crate::ast::EventModel;
+use crate::krate::Krate;
 use crate::{register, upcast};
 
 /// `track_lock`: tokens that make the schema lock an input of the crate (see `lock::check`).
@@ -43,7 +44,7 @@ pub(crate) fn expand(model: &EventModel, track_lock: TokenStream) -> TokenStream
 
 /// What is emitted when the input has errors: an `Event` impl with the right name, so uses of
 /// the type elsewhere don't add errors of their own. It is never run: the crate fails to build.
-pub(crate) fn fallback(ident: &syn::Ident, krate: &syn::Path) -> TokenStream {
+pub(crate) fn fallback(ident: &syn::Ident, krate: &Krate) -> TokenStream {
     let name = ident.to_string();
     quote! {
         const _: () = {

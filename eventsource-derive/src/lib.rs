@@ -1,6 +1,8 @@
 //! Derive macros for [`eventsource-core`](https://docs.rs/eventsource-core). Depend on
 //! `eventsource-core` (which re-exports these behind its default `derive` feature) rather than on
-//! this crate: the generated code refers to `::eventsource_core`.
+//! this crate: the generated code refers to `eventsource-core` by the name your `Cargo.toml`
+//! gives it (so `es = { package = "eventsource-core", ... }` works as is), or by the path in
+//! `crate = "..."` when you reach it through a crate that re-exports it.
 //!
 //! The macros are a pipeline of small stages: [`attr`](crate) parses one attribute at a time,
 //! `ast` builds the model, `check` runs the cross-cutting checks, and one module generates each
@@ -21,6 +23,7 @@ mod check;
 mod ctxt;
 mod event;
 mod event_enum;
+mod krate;
 mod lock;
 mod project;
 mod register;
@@ -69,8 +72,9 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
         Ok(()) => event::expand(&model, track_lock).into(),
         Err(errors) => {
             let errors = errors.to_compile_error();
-            // A generic type can't take the non-generic stand-in impl without more errors.
-            let fallback = if input.generics.params.is_empty() {
+            // A generic type can't take the non-generic stand-in impl without more errors, and
+            // without a path to `eventsource-core` a stand-in only adds "cannot find" errors.
+            let fallback = if input.generics.params.is_empty() && model.krate.found {
                 event::fallback(&model.ident, &model.krate)
             } else {
                 proc_macro2::TokenStream::new()
@@ -177,6 +181,10 @@ fn derive_listing<M>(
         }
         Err(errors) => {
             let errors = errors.to_compile_error();
+            // Without a path to `eventsource-core`, stand-ins only add "cannot find" errors.
+            if !listing.krate.found {
+                return errors.into();
+            }
             let event_enum = event_enum::fallback(listing);
             // A generic type or an enum can't take the stand-in impl without more errors.
             let fits =
