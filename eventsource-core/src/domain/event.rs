@@ -116,9 +116,11 @@ impl<E: EventEnum, T: Into<E>> IntoEvents<E> for Option<T> {
 
 /// Walks a chain of function upcasters: decodes `payload` (stored at `stored`) into a JSON
 /// value, applies `steps[stored - 1]`, …, `steps[latest - 2]`, and decodes the result as `T`.
-/// Used by the code `#[derive(Event)]` generates.
+/// Used by the code `#[derive(Event)]` generates. Bound by `Event` rather than
+/// `DeserializeOwned`: the derived impl always satisfies it, so a type missing `Deserialize` is
+/// reported once, on the impl's supertraits, not again inside the macro's expansion.
 #[doc(hidden)]
-pub fn decode_through_steps<T: DeserializeOwned, C: Codec>(
+pub fn decode_through_steps<T: Event, C: Codec>(
     codec: &C,
     name: &'static str,
     latest: u32,
