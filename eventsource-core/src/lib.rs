@@ -176,6 +176,48 @@ pub mod __private {
         true
     }
 
+    /// A message assembled in a const context, for the derives' compile-time checks: a const
+    /// panic takes one `&str` argument and no formatting, so a message that names a value known
+    /// only to the compiler (an event's stored name) is copied into a fixed buffer piece by
+    /// piece. A message longer than the buffer is cut at a character boundary.
+    #[derive(Debug)]
+    pub struct ConstMessage {
+        buf: [u8; 1024],
+        len: usize,
+    }
+
+    impl ConstMessage {
+        /// An empty message.
+        pub const EMPTY: Self = ConstMessage {
+            buf: [0; 1024],
+            len: 0,
+        };
+
+        /// The message with `piece` appended.
+        pub const fn push(mut self, piece: &str) -> Self {
+            let piece = piece.as_bytes();
+            let mut i = 0;
+            while i < piece.len() && self.len < self.buf.len() {
+                self.buf[self.len] = piece[i];
+                self.len += 1;
+                i += 1;
+            }
+            self
+        }
+
+        /// The message so far.
+        pub const fn as_str(&self) -> &str {
+            let (written, _) = self.buf.split_at(self.len);
+            match core::str::from_utf8(written) {
+                Ok(message) => message,
+                Err(cut) => match core::str::from_utf8(written.split_at(cut.valid_up_to()).0) {
+                    Ok(message) => message,
+                    Err(_) => "",
+                },
+            }
+        }
+    }
+
     /// Splits a decoded record into its event and the rest, which `Recorded::map` puts a
     /// variant's payload back into (the projection derive's dispatch). Every field is named,
     /// so a field added to `Recorded` is carried over or fails to compile here.

@@ -53,9 +53,9 @@ pub(crate) fn expand(listing: &Listing) -> TokenStream {
             #(#variants,)*
         }
 
-        const _: () = {
-            #unique_names
+        #unique_names
 
+        const _: () = {
             #conversions
 
             #[automatically_derived]
@@ -115,7 +115,10 @@ fn derives(listing: &Listing) -> TokenStream {
 }
 
 /// One `const` assertion per pair of events: two listed events stored under the same name could
-/// not be told apart when decoding.
+/// not be told apart when decoding. The message names both types and the name they share; the
+/// name is only known to the compiler, so it is put into the message in const context. Each
+/// assertion is a named const in its own `const _` block, so rustc's "evaluation of … failed
+/// here" names the rule broken, and every clashing pair is reported, not only the first.
 fn unique_name_checks(listing: &Listing) -> TokenStream {
     let krate = &listing.krate;
     let owner = &listing.ident;
@@ -124,14 +127,27 @@ fn unique_name_checks(listing: &Listing) -> TokenStream {
     for (i, later) in listing.events.iter().enumerate() {
         for earlier in &listing.events[..i] {
             let (a, b) = (&earlier.path, &later.path);
-            let message = format!(
-                "`{}` and `{}` are stored under the same event name, so `{owner}` could not tell them apart when {reads}: give one a distinct `#[event(name = \"...\")]`",
+            let before_name = format!(
+                "`{}` and `{}` are both stored as \"",
                 quote!(#a).to_string().replace(' ', ""),
                 quote!(#b).to_string().replace(' ', ""),
             );
+            let after_name = format!(
+                "\", so `{owner}` could not tell them apart when {reads}: give one a distinct `#[event(name = \"...\")]`"
+            );
             checks.extend(quote_spanned! {span_of(b)=>
-                const _: () = if #krate::__private::str_eq(<#a as #krate::Event>::NAME, <#b as #krate::Event>::NAME) {
-                    ::core::panic!(#message);
+                const _: () = {
+                    #[allow(dead_code)] // evaluated for its panic, never read
+                    const STORED_NAMES_MUST_DIFFER: () = {
+                        let name = <#b as #krate::Event>::NAME;
+                        if #krate::__private::str_eq(<#a as #krate::Event>::NAME, name) {
+                            let message = #krate::__private::ConstMessage::EMPTY
+                                .push(#before_name)
+                                .push(name)
+                                .push(#after_name);
+                            ::core::panic!("{}", message.as_str());
+                        }
+                    };
                 };
             });
         }
