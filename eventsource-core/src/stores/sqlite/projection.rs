@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 
 use super::claim::SqliteClaim;
 use super::options::Location;
-use super::{BACKEND, SqliteStore, open_connection, sqlite_error};
+use super::{BACKEND, Shared, SqliteStore, open_connection, sqlite_error};
 use crate::application::projection::{ProjectionContext, Standby};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
@@ -52,6 +52,20 @@ impl SqliteWork {
 
     fn take(mut self) -> Option<Connection> {
         self.connection.take()
+    }
+
+    /// Ends the batch with `end` (its last statements and `COMMIT`), run on a blocking thread.
+    async fn finish<F>(self, store: &SqliteStore, doing: &'static str, end: F) -> Result<()>
+    where
+        F: FnOnce(&Connection, &Shared) -> Result<()> + Send + 'static,
+    {
+        let Some(connection) = self.take() else {
+            return Ok(());
+        };
+        let shared = std::sync::Arc::clone(&store.shared);
+        tokio::task::spawn_blocking(move || end(&connection, &shared))
+            .await
+            .map_err(|e| Error::backend(BACKEND, doing, e))?
     }
 }
 
@@ -100,49 +114,44 @@ impl ProjectionContext<SqliteStore> for SqliteWork {
     }
 
     async fn commit(self, store: &SqliteStore, tracker: &str, position: Position) -> Result<()> {
-        let Some(connection) = self.take() else {
-            return Ok(());
-        };
-        let shared = std::sync::Arc::clone(&store.shared);
         let tracker = tracker.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let failed = |doing: String| {
-                let timeout = shared.options.busy_timeout;
-                move |e: rusqlite::Error| sqlite_error(e, doing, timeout)
-            };
-            let doing = format!("recording position {position} of projection `{tracker}`");
-            let offered = i64::try_from(position.get()).map_err(|_| {
-                Error::backend(
-                    BACKEND,
-                    doing.clone(),
-                    "the position does not fit SQLite's integer",
-                )
-            })?;
-            let recorded: Option<i64> =
-                match connection
-                    .query_row(&shared.sql.tracking_position, [&tracker], |row| row.get(0))
-                {
-                    Ok(value) => Some(value),
-                    Err(rusqlite::Error::QueryReturnedNoRows) => None,
-                    Err(e) => return Err(failed(doing)(e)),
-                };
-            if let Some(recorded) = recorded.filter(|recorded| *recorded >= offered) {
-                let _ = connection.execute_batch("ROLLBACK");
-                return Err(Error::TrackingConflict {
-                    tracker,
-                    position,
-                    recorded: Position::new(u64::try_from(recorded).unwrap_or(0)),
-                });
-            }
-            connection
-                .execute(&shared.sql.save_tracking, params![tracker, offered])
-                .map_err(failed(doing.clone()))?;
-            connection.execute_batch("COMMIT").map_err(failed(format!(
-                "committing a batch of projection `{tracker}`"
-            )))
-        })
+        self.finish(
+            store,
+            "committing a projection batch",
+            move |connection, shared| {
+                let doing = format!("recording position {position} of projection `{tracker}`");
+                let offered = i64::try_from(position.get()).map_err(|_| {
+                    Error::backend(
+                        BACKEND,
+                        doing.clone(),
+                        "the position does not fit SQLite's integer",
+                    )
+                })?;
+                let recorded: Option<i64> =
+                    match connection
+                        .query_row(&shared.sql.tracking_position, [&tracker], |row| row.get(0))
+                    {
+                        Ok(value) => Some(value),
+                        Err(rusqlite::Error::QueryReturnedNoRows) => None,
+                        Err(e) => return Err(shared.failed(doing)(e)),
+                    };
+                if let Some(recorded) = recorded.filter(|recorded| *recorded >= offered) {
+                    let _ = connection.execute_batch("ROLLBACK");
+                    return Err(Error::TrackingConflict {
+                        tracker,
+                        position,
+                        recorded: Position::new(u64::try_from(recorded).unwrap_or(0)),
+                    });
+                }
+                connection
+                    .execute(&shared.sql.save_tracking, params![tracker, offered])
+                    .map_err(shared.failed(doing))?;
+                connection
+                    .execute_batch("COMMIT")
+                    .map_err(shared.failed(format!("committing a batch of projection `{tracker}`")))
+            },
+        )
         .await
-        .map_err(|e| Error::backend(BACKEND, "committing a projection batch", e))?
     }
 
     async fn rollback(self) {
@@ -153,26 +162,21 @@ impl ProjectionContext<SqliteStore> for SqliteWork {
     }
 
     async fn forget(self, store: &SqliteStore, tracker: &str) -> Result<()> {
-        let Some(connection) = self.take() else {
-            return Ok(());
-        };
-        let shared = std::sync::Arc::clone(&store.shared);
         let tracker = tracker.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let failed = |doing: String| {
-                let timeout = shared.options.busy_timeout;
-                move |e: rusqlite::Error| sqlite_error(e, doing, timeout)
-            };
-            connection
-                .execute(&shared.sql.delete_tracking, [&tracker])
-                .map_err(failed(format!(
-                    "forgetting the position of projection `{tracker}`"
-                )))?;
-            connection.execute_batch("COMMIT").map_err(failed(format!(
-                "committing the rebuild of projection `{tracker}`"
-            )))
-        })
+        self.finish(
+            store,
+            "forgetting a projection's position",
+            move |connection, shared| {
+                connection
+                    .execute(&shared.sql.delete_tracking, [&tracker])
+                    .map_err(
+                        shared.failed(format!("forgetting the position of projection `{tracker}`")),
+                    )?;
+                connection.execute_batch("COMMIT").map_err(
+                    shared.failed(format!("committing the rebuild of projection `{tracker}`")),
+                )
+            },
+        )
         .await
-        .map_err(|e| Error::backend(BACKEND, "forgetting a projection's position", e))?
     }
 }
