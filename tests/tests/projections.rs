@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_core::prelude::*;
-use eventsource_core::projection::{ErrorPolicy, HandlerError};
+use eventsource_core::projection::{
+    ErrorPolicy, HandlerError, ProjectionContext, RunningProjection,
+};
 use eventsource_core::stores::postgres::PostgresWork;
 use eventsource_core::stores::sqlite::SqliteWork;
 use eventsource_core::{Position, SqliteStore};
@@ -82,6 +84,33 @@ async fn write<S: EventStore + Clone + 'static>(
     }
     // No writer of this store is open now: the last position covers every event.
     store.last_position().await.expect("the last position")
+}
+
+/// Spawns `projection` on `store`, writes 10,000 events from 8 writers (80 accounts, 124
+/// deposits each) and waits until it has processed them all; returns the last position and
+/// the still running projection.
+async fn live_under_writers<P, S>(
+    store: S,
+    projection: P,
+    page: usize,
+) -> (Position, RunningProjection<P, S>)
+where
+    P: Projection,
+    S: EventStore + Clone + Send + Sync + 'static,
+    P::Context: ProjectionContext<S>,
+{
+    let mut running = Projector::new(store.clone(), projection)
+        .page_size(page)
+        .spawn();
+    let last = write(store, 80, 124).await;
+    assert!(
+        running
+            .wait_for(last, Duration::from_secs(300))
+            .await
+            .unwrap(),
+        "the live projection did not reach the last position"
+    );
+    (last, running)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,16 +207,7 @@ async fn a_running_projection_says_how_many_events_it_is_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_live_in_memory_projection_ends_equal_to_a_rebuild() {
     let store = Arc::new(MemoryStore::new());
-    let mut running = Projector::new(Arc::clone(&store), MemoryBalances::default())
-        .page_size(97)
-        .spawn();
-    let last = write(Arc::clone(&store), 80, 124).await; // 10,000 events
-    assert!(
-        running
-            .wait_for(last, Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
+    let (_, running) = live_under_writers(Arc::clone(&store), MemoryBalances::default(), 97).await;
     let (live, outcome) = running.stop().await;
     outcome.unwrap();
     let live = live.unwrap().into_projection();
@@ -287,16 +307,7 @@ async fn a_live_sqlite_projection_commits_with_its_position_and_ends_equal_to_a_
         table: "live",
         poison: None,
     };
-    let mut running = Projector::new(store.clone(), projection)
-        .page_size(64)
-        .spawn();
-    let last = write(store.clone(), 80, 124).await; // 10,000 events from 8 writers
-    assert!(
-        running
-            .wait_for(last, Duration::from_secs(120))
-            .await
-            .unwrap()
-    );
+    let (last, running) = live_under_writers(store.clone(), projection, 64).await;
     let (_, outcome) = running.stop().await;
     outcome.unwrap();
     assert!(store.tracking_position("sqlite_balances").await.unwrap() >= last);
@@ -525,16 +536,7 @@ async fn a_live_postgres_projection_under_eight_writers_ends_equal_to_a_rebuild(
         schema: schema.clone(),
         stall_at: None,
     };
-    let mut running = Projector::new(store.clone(), projection)
-        .page_size(100)
-        .spawn();
-    let last = write(store.clone(), 80, 124).await; // 10,000 events from 8 writers
-    assert!(
-        running
-            .wait_for(last, Duration::from_secs(300))
-            .await
-            .unwrap()
-    );
+    let (last, running) = live_under_writers(store.clone(), projection, 100).await;
     assert_eq!(
         running.events_behind(1_000).await.unwrap(),
         0,
