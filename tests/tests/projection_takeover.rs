@@ -40,6 +40,34 @@ async fn tick<S: EventStore + Clone + 'static>(store: &S, count: u32) -> Positio
     store.last_position().await.expect("last position")
 }
 
+/// Stops `active`; `standby` takes over and processes 5 events appended to `store` afterwards.
+/// Returns the runner that took over.
+async fn hand_over<P, S, W>(
+    active: RunningProjection<P, S>,
+    standby: RunningProjection<P, S>,
+    store: &W,
+) -> RunningProjection<P, S>
+where
+    P: Projection,
+    W: EventStore + Clone + 'static,
+{
+    let (_, outcome) = active.stop().await;
+    outcome.unwrap();
+    let mut taken_over = standby;
+    until("the standby to take over", Duration::from_secs(60), || {
+        taken_over.status().role == ProjectionRole::Active
+    })
+    .await;
+    let last = tick(store, 5).await;
+    assert!(
+        taken_over
+            .wait_for(last, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    taken_over
+}
+
 /// Waits until `done` holds, at most `deadline`; panics naming `what` otherwise.
 async fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -201,20 +229,7 @@ async fn postgres_projectors_take_turns_and_apply_every_event_once() {
     assert_eq!(pg_applied(&server, &schema, active_name).await, (10, 10));
 
     // The active one stops: the standby takes over, from the recorded position.
-    let (_, outcome) = active.stop().await;
-    outcome.unwrap();
-    let mut taken_over = standby;
-    until("the standby to take over", Duration::from_secs(60), || {
-        taken_over.status().role == ProjectionRole::Active
-    })
-    .await;
-    let last = tick(&first, 5).await;
-    assert!(
-        taken_over
-            .wait_for(last, Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
+    let taken_over = hand_over(active, standby, &first).await;
     assert_eq!(pg_applied(&server, &schema, standby_name).await, (5, 15));
 
     // A third runner waits; the active one's lock connection is killed. The lock goes with
@@ -352,20 +367,7 @@ async fn sqlite_projectors_take_turns_and_apply_every_event_once() {
     );
     assert_eq!(sqlite_applied(&path, active_name), (10, 10));
 
-    let (_, outcome) = active.stop().await;
-    outcome.unwrap();
-    let mut taken_over = standby;
-    until("the standby to take over", Duration::from_secs(60), || {
-        taken_over.status().role == ProjectionRole::Active
-    })
-    .await;
-    let last = tick(&first, 5).await;
-    assert!(
-        taken_over
-            .wait_for(last, Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
+    let taken_over = hand_over(active, standby, &first).await;
     assert_eq!(sqlite_applied(&path, standby_name), (5, 15));
 
     let (_, outcome) = taken_over.stop().await;
