@@ -36,7 +36,7 @@ pub(crate) enum Found<A> {
 }
 
 /// The newest usable snapshot of `id` at or below `at_or_below`.
-pub(crate) async fn find<A: Aggregate, S: EventStore, C: Codec>(
+pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
     store: &S,
     codec: &C,
     id: Uuid,
@@ -123,7 +123,7 @@ pub(crate) fn encode<A: Aggregate, C: Codec>(
 }
 
 /// Writes a snapshot, logging (not returning) a failure: the events are already safe.
-pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore, C: Codec>(
+pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
     store: &S,
     codec: &C,
     id: Uuid,
@@ -147,7 +147,7 @@ pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore, C: Codec>(
 /// Overwrites a snapshot that is ahead of its stream (the events were restored from an older
 /// backup, say) with an empty one that no aggregate's fingerprint matches, so that it is never
 /// used, even once the stream reaches its version again with other events. Best effort.
-pub(crate) async fn disown<A: Aggregate, S: EventStore>(store: &S, id: Uuid, version: u64) {
+pub(crate) async fn disown<A: Aggregate, S: EventStore + ?Sized>(store: &S, id: Uuid, version: u64) {
     let disowned = Snapshot {
         stream_id: id,
         version,

@@ -29,7 +29,8 @@ use crate::domain::aggregate::Aggregate;
 use crate::domain::event::IntoEvents;
 use crate::error::{Error, Result};
 use crate::persistence::codec::{Codec, Json};
-use crate::persistence::record::{AppendBatch, Metadata, StreamAppend};
+use crate::persistence::position::Position;
+use crate::persistence::record::{AppendBatch, Metadata, StreamAppend, Tracking};
 use crate::persistence::store::EventStore;
 
 /// Runs a closure that loads aggregates of any types and records events on them, then appends
@@ -155,10 +156,10 @@ impl<'r, S: EventStore, C: Codec> UnitOfWork<'r, S, C> {
         let metadata = context.to_metadata();
         let mut attempt = 1;
         loop {
-            let mut work = Work::new(self.store, self.codec);
+            let mut work = Work::new(self.store, self.codec, WorkState::new(metadata.clone()));
             let value = context.clone().enter(body(&mut work)).await?;
-            match work.commit(&metadata).await {
-                Ok(()) => return Ok(value),
+            match work.commit(None).await {
+                Ok(_) => return Ok(value),
                 Err(error) => {
                     self.retry.after_failure(attempt, error).await?;
                     attempt += 1;
@@ -168,22 +169,41 @@ impl<'r, S: EventStore, C: Codec> UnitOfWork<'r, S, C> {
     }
 }
 
-/// The aggregates one attempt of a [`UnitOfWork`] loaded, and the events recorded on them.
+/// The aggregates one attempt of a [`UnitOfWork`] (or one batch of a
+/// [`ProcessManager`](crate::process::ProcessManager)) loaded, and the events recorded on them.
 ///
 /// [`load`](Self::load) and [`load_or_default`](Self::load_or_default) return a [`Handle`];
 /// read the aggregate with `work[handle]` (a [`Loaded`]) and record events with
 /// [`record`](Self::record).
-pub struct Work<'r, S, C = Json> {
+pub struct Work<'r, S: ?Sized, C = Json> {
     store: &'r S,
     codec: &'r C,
-    serial: u64,
-    slots: Vec<Box<dyn Slot<S, C>>>,
+    state: WorkState<S, C>,
 }
 
-impl<S, C> fmt::Debug for Work<'_, S, C> {
+/// What a [`Work`] holds apart from its store and codec: the loaded aggregates, and the
+/// metadata each recorded event is written with. A process keeps it between the reactions of
+/// one batch.
+pub(crate) struct WorkState<S: ?Sized, C> {
+    serial: u64,
+    slots: Vec<Entry<S, C>>,
+    /// The metadata of the events recorded so far, one per context the work ran in (one for a
+    /// unit of work; one per upstream event for a process).
+    contexts: Vec<Metadata>,
+}
+
+/// A loaded aggregate, and for each of its pending events the index of its metadata in
+/// [`WorkState::contexts`].
+struct Entry<S: ?Sized, C> {
+    slot: Box<dyn Slot<S, C>>,
+    contexts: Vec<usize>,
+}
+
+impl<S: ?Sized, C> fmt::Debug for Work<'_, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
-        for slot in &self.slots {
+        for entry in &self.state.slots {
+            let slot = &entry.slot;
             list.entry(&format_args!(
                 "{} {} at version {} (+{} pending)",
                 slot.aggregate(),
@@ -230,14 +250,36 @@ impl<A: Aggregate> fmt::Debug for Handle<A> {
 /// one of this work's.
 static WORKS: AtomicU64 = AtomicU64::new(1);
 
-impl<'r, S: EventStore, C: Codec> Work<'r, S, C> {
-    fn new(store: &'r S, codec: &'r C) -> Self {
+impl<S: ?Sized, C> WorkState<S, C> {
+    /// An empty work whose events are written with `metadata` until
+    /// [`Work::enter_context`] says otherwise.
+    pub(crate) fn new(metadata: Metadata) -> Self {
+        Self {
+            serial: WORKS.fetch_add(1, Ordering::Relaxed),
+            slots: Vec::new(),
+            contexts: vec![metadata],
+        }
+    }
+}
+
+impl<'r, S: EventStore + ?Sized, C: Codec> Work<'r, S, C> {
+    pub(crate) fn new(store: &'r S, codec: &'r C, state: WorkState<S, C>) -> Self {
         Self {
             store,
             codec,
-            serial: WORKS.fetch_add(1, Ordering::Relaxed),
-            slots: Vec::new(),
+            state,
         }
+    }
+
+    /// The loaded aggregates and pending events, taken out (to be put back in a later `Work`
+    /// over the same store with [`new`](Self::new)).
+    pub(crate) fn into_state(self) -> WorkState<S, C> {
+        self.state
+    }
+
+    /// Events recorded from now on are written with `metadata`.
+    pub(crate) fn enter_context(&mut self, metadata: Metadata) {
+        self.state.contexts.push(metadata);
     }
 
     /// Loads an aggregate of type `A` (from its newest usable snapshot and the events after
@@ -257,25 +299,29 @@ impl<'r, S: EventStore, C: Codec> Work<'r, S, C> {
     /// Loads an aggregate of type `A`, or its empty state at version 0 if its stream has no
     /// events: saving it then appends with "the stream must not exist" (create-or-execute).
     pub async fn load_or_default<A: Aggregate>(&mut self, id: Uuid) -> Result<Handle<A>> {
-        if let Some(slot) = self.slots.iter().position(|slot| slot.stream() == id) {
-            if self.slots[slot].as_any().is::<Loaded<A>>() {
+        let slots = &self.state.slots;
+        if let Some(slot) = slots.iter().position(|entry| entry.slot.stream() == id) {
+            if slots[slot].slot.as_any().is::<Loaded<A>>() {
                 return Ok(self.handle(slot, id));
             }
             return Err(Error::StreamLoadedAsAnotherType {
                 stream: id,
-                loaded_as: self.slots[slot].aggregate(),
+                loaded_as: slots[slot].slot.aggregate(),
                 requested: A::NAME,
             });
         }
         let loaded = load::<A, S, C>(self.store, self.codec, None, id, None).await?;
-        self.slots.push(Box::new(loaded));
-        Ok(self.handle(self.slots.len() - 1, id))
+        self.state.slots.push(Entry {
+            slot: Box::new(loaded),
+            contexts: Vec::new(),
+        });
+        Ok(self.handle(self.state.slots.len() - 1, id))
     }
 
     fn handle<A>(&self, slot: usize, stream: Uuid) -> Handle<A> {
         Handle {
             slot,
-            serial: self.serial,
+            serial: self.state.serial,
             stream,
             _aggregate: PhantomData,
         }
@@ -283,12 +329,13 @@ impl<'r, S: EventStore, C: Codec> Work<'r, S, C> {
 
     /// The loaded aggregate, or `None` if the handle comes from another work.
     pub fn get<A: Aggregate>(&self, handle: Handle<A>) -> Option<&Loaded<A>> {
-        if handle.serial != self.serial {
+        if handle.serial != self.state.serial {
             return None;
         }
-        self.slots
+        self.state
+            .slots
             .get(handle.slot)
-            .and_then(|slot| slot.as_any().downcast_ref())
+            .and_then(|entry| entry.slot.as_any().downcast_ref())
     }
 
     /// Applies events to the aggregate's state and queues them for the unit's append.
@@ -299,41 +346,45 @@ impl<'r, S: EventStore, C: Codec> Work<'r, S, C> {
     /// like indexing a slice out of bounds: handles are only valid in the attempt that loaded
     /// them.
     pub fn record<A: Aggregate>(&mut self, handle: Handle<A>, events: impl IntoEvents<A::Event>) {
-        self.loaded_mut(handle).record(events);
+        let context = self.state.contexts.len() - 1;
+        let entry = (handle.serial == self.state.serial)
+            .then(|| self.state.slots.get_mut(handle.slot))
+            .flatten();
+        let Some(entry) = entry else {
+            foreign_handle(A::NAME, handle.stream)
+        };
+        let Some(loaded) = entry.slot.as_any_mut().downcast_mut::<Loaded<A>>() else {
+            foreign_handle(A::NAME, handle.stream)
+        };
+        loaded.record(events);
+        entry.contexts.resize(loaded.pending.len(), context);
     }
 
-    fn loaded_mut<A: Aggregate>(&mut self, handle: Handle<A>) -> &mut Loaded<A> {
-        let slot = (handle.serial == self.serial)
-            .then(|| self.slots.get_mut(handle.slot))
-            .flatten()
-            .and_then(|slot| slot.as_any_mut().downcast_mut());
-        match slot {
-            Some(loaded) => loaded,
-            None => foreign_handle(A::NAME, handle.stream),
-        }
-    }
-
-    /// Appends every pending event in one batch; on success marks them saved and takes the
-    /// snapshots due.
-    async fn commit(&mut self, metadata: &Metadata) -> Result<()> {
+    /// Appends every pending event in one batch, with `tracking` if given; on success marks
+    /// them saved and takes the snapshots due. Returns the position of the append (`None` if
+    /// there was nothing to append).
+    pub(crate) async fn commit(&mut self, tracking: Option<Tracking>) -> Result<Option<Position>> {
         let mut batch = AppendBatch::default();
-        for slot in &self.slots {
-            if let Some(append) = slot.append(self.codec, metadata)? {
+        for entry in &self.state.slots {
+            let metadata = |event: usize| &self.state.contexts[entry.contexts[event]];
+            if let Some(append) = entry.slot.append(self.codec, &metadata)? {
                 batch.streams.push(append);
             }
         }
-        if batch.streams.is_empty() {
-            return Ok(());
+        batch.tracking = tracking;
+        if batch.streams.is_empty() && batch.tracking.is_none() {
+            return Ok(None);
         }
-        self.store.append(batch).await?;
-        for slot in &mut self.slots {
-            slot.saved(self.store, self.codec).await;
+        let position = self.store.append(batch).await?;
+        for entry in &mut self.state.slots {
+            entry.slot.saved(self.store, self.codec).await;
+            entry.contexts.clear();
         }
-        Ok(())
+        Ok(Some(position))
     }
 }
 
-impl<A: Aggregate, S: EventStore, C: Codec> Index<Handle<A>> for Work<'_, S, C> {
+impl<A: Aggregate, S: EventStore + ?Sized, C: Codec> Index<Handle<A>> for Work<'_, S, C> {
     type Output = Loaded<A>;
 
     /// # Panics
@@ -356,21 +407,25 @@ fn foreign_handle(aggregate: &str, stream: Uuid) -> ! {
 }
 
 /// A loaded aggregate of some type, as the work keeps it.
-trait Slot<S, C>: Send + Sync {
+trait Slot<S: ?Sized, C>: Send + Sync {
     fn stream(&self) -> Uuid;
     fn aggregate(&self) -> &'static str;
     fn version(&self) -> u64;
     fn pending_len(&self) -> usize;
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
-    /// The append of the pending events, if any.
-    fn append(&self, codec: &C, metadata: &Metadata) -> Result<Option<StreamAppend>>;
+    /// The append of the pending events, if any; `metadata(i)` is the metadata of the `i`th.
+    fn append<'m>(
+        &self,
+        codec: &C,
+        metadata: &dyn Fn(usize) -> &'m Metadata,
+    ) -> Result<Option<StreamAppend>>;
     /// After a successful append: marks the events saved, and snapshots if the derive's policy
     /// says so.
     fn saved<'a>(&'a mut self, store: &'a S, codec: &'a C) -> BoxFuture<'a, ()>;
 }
 
-impl<A: Aggregate, S: EventStore, C: Codec> Slot<S, C> for Loaded<A> {
+impl<A: Aggregate, S: EventStore + ?Sized, C: Codec> Slot<S, C> for Loaded<A> {
     fn stream(&self) -> Uuid {
         self.id
     }
@@ -389,7 +444,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> Slot<S, C> for Loaded<A> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-    fn append(&self, codec: &C, metadata: &Metadata) -> Result<Option<StreamAppend>> {
+    fn append<'m>(
+        &self,
+        codec: &C,
+        metadata: &dyn Fn(usize) -> &'m Metadata,
+    ) -> Result<Option<StreamAppend>> {
         if self.pending.is_empty() {
             return Ok(None);
         }

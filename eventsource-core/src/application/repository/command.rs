@@ -315,7 +315,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
                 stream_id: loaded.id,
                 category: A::NAME.to_owned(),
                 expected_version: loaded.version,
-                events: encode::<A, C>(&self.codec, &loaded.pending, metadata)?,
+                events: encode::<A, C>(&self.codec, &loaded.pending, &|_| metadata)?,
             });
         }
         if batch.streams.is_empty() {
@@ -354,23 +354,22 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
     /// Encodes events for appending, with the current [`CommandContext`] as their metadata
     /// (a fresh correlation id per call outside a scope).
     pub fn encode(&self, events: &[A::Event]) -> Result<Vec<NewEvent>> {
-        encode::<A, C>(
-            &self.codec,
-            events,
-            &CommandContext::for_command().to_metadata(),
-        )
+        let metadata = CommandContext::for_command().to_metadata();
+        encode::<A, C>(&self.codec, events, &|_| &metadata)
     }
 }
 
-/// Encodes events of `A` for appending, each with a fresh id (UUID v7) and `metadata`.
-pub(crate) fn encode<A: Aggregate, C: Codec>(
+/// Encodes events of `A` for appending, each with a fresh id (UUID v7) and its metadata
+/// (`metadata(i)` for the `i`th).
+pub(crate) fn encode<'m, A: Aggregate, C: Codec>(
     codec: &C,
     events: &[A::Event],
-    metadata: &Metadata,
+    metadata: &dyn Fn(usize) -> &'m Metadata,
 ) -> Result<Vec<NewEvent>> {
     events
         .iter()
-        .map(|event| {
+        .enumerate()
+        .map(|(index, event)| {
             let payload = event.encode(codec).map_err(|source| Error::Encode {
                 what: event.name().to_owned(),
                 source,
@@ -380,7 +379,7 @@ pub(crate) fn encode<A: Aggregate, C: Codec>(
                 name: event.name().to_owned(),
                 schema_version: event.schema_version(),
                 payload,
-                metadata: metadata.clone(),
+                metadata: metadata(index).clone(),
             })
         })
         .collect()

@@ -124,7 +124,7 @@ pub(crate) async fn load<A, S, C>(
 ) -> Result<Loaded<A>>
 where
     A: Aggregate,
-    S: EventStore,
+    S: EventStore + ?Sized,
     C: Codec,
 {
     let cached = cache
@@ -187,7 +187,7 @@ async fn fold<A, S, C>(
 ) -> Result<bool>
 where
     A: Aggregate,
-    S: EventStore,
+    S: EventStore + ?Sized,
     C: Codec,
 {
     let first = if check_start {
