@@ -3,7 +3,8 @@
 //! one active runner.
 
 use std::future::Future;
-use std::time::Duration;
+
+pub use crate::application::claim::Standby;
 
 use crate::error::Result;
 use crate::persistence::position::Position;
@@ -72,53 +73,6 @@ pub trait ProjectionContext<S: ?Sized>: Sized + Send {
     /// Commits the batch's writes (a rebuild clearing the read model) and deletes the
     /// projection's tracking record in the same transaction, so the projection starts over.
     fn forget(self, store: &S, tracker: &str) -> impl Future<Output = Result<()>> + Send;
-}
-
-/// What a [`ProjectionContext::claim`] is told while it waits for another runner to let go:
-/// how often to try, and whom to tell that this runner is on standby.
-pub struct Standby {
-    interval: Duration,
-    tracker: String,
-    on_standby: Box<dyn Fn() + Send + Sync>,
-}
-
-impl std::fmt::Debug for Standby {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Standby")
-            .field("interval", &self.interval)
-            .field("tracker", &self.tracker)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Standby {
-    pub(crate) fn new(
-        tracker: &str,
-        interval: Duration,
-        on_standby: impl Fn() + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            interval,
-            tracker: tracker.to_owned(),
-            on_standby: Box::new(on_standby),
-        }
-    }
-
-    /// How long to wait between two tries to take the claim.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    /// Says that another runner holds the claim and this one waits: logs it (at `info`) and
-    /// shows it in the projector's status. Call it on each failed try; it logs only the first.
-    pub fn waiting(&self) {
-        (self.on_standby)();
-    }
-
-    /// The projection's tracking name, for log lines.
-    pub fn tracker(&self) -> &str {
-        &self.tracker
-    }
 }
 
 /// No transaction: a read model in memory (rebuilt from the log each start) or elsewhere (it

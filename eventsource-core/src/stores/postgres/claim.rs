@@ -20,7 +20,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::schema::{Names, stable_hash};
 use super::{PostgresStore, pg_error};
-use crate::application::projection::Standby;
+use crate::application::claim::Standby;
 use crate::error::Result;
 
 /// First key of the advisory lock that marks a projection's active runner (`"ESPJ"` in ASCII).
@@ -143,5 +143,22 @@ impl PostgresClaim {
                 tracing::debug!("eventsource: a projection claim connection was slow to close");
             }
         }
+    }
+}
+
+/// A session advisory lock per tracker, on a connection of its own.
+impl crate::application::claim::Claims for PostgresStore {
+    type Claim = PostgresClaim;
+
+    async fn claim(&self, tracker: &str, standby: &Standby) -> Result<PostgresClaim> {
+        PostgresClaim::take(self, tracker, standby).await
+    }
+
+    async fn claim_lost(claim: &mut PostgresClaim) {
+        claim.lost().await;
+    }
+
+    async fn release(&self, claim: PostgresClaim) {
+        claim.release().await;
     }
 }

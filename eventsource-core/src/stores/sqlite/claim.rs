@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::options::Location;
 use super::{BACKEND, Shared, SqliteStore, micros_now, open_connection, sqlite_error};
-use crate::application::projection::Standby;
+use crate::application::claim::Standby;
 use crate::error::{Error, Result};
 
 /// How long a lease lasts after it is taken or renewed: the longest a crashed holder keeps a
@@ -200,6 +200,32 @@ async fn heartbeat(
             Err(error) => {
                 tracing::warn!(projection = %tracker, %error, "eventsource: could not renew this projection's lease; trying again");
             }
+        }
+    }
+}
+
+/// A lease row per tracker in the store's file. An in-memory store lives in one process, so
+/// its runners claim nothing (`None`).
+impl crate::application::claim::Claims for SqliteStore {
+    type Claim = Option<SqliteClaim>;
+
+    async fn claim(&self, tracker: &str, standby: &Standby) -> Result<Option<SqliteClaim>> {
+        if let Location::Memory = self.shared.options.location {
+            return Ok(None);
+        }
+        SqliteClaim::take(self, tracker, standby).await.map(Some)
+    }
+
+    async fn claim_lost(claim: &mut Option<SqliteClaim>) {
+        match claim {
+            Some(claim) => claim.lost().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn release(&self, claim: Option<SqliteClaim>) {
+        if let Some(claim) = claim {
+            claim.release(self).await;
         }
     }
 }
