@@ -88,7 +88,10 @@ pub mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use application::claim::Claims;
 pub use application::context::{CommandContext, MetadataError};
+pub use application::process;
+pub use application::process::{Process, ProcessManager, ProcessWork};
 pub use application::projection;
 pub use application::projection::{HandlerError, Projection, Projector};
 pub use application::repository::{CommandError, Loaded, Recorded, Repository};
@@ -136,11 +139,12 @@ pub mod prelude {
     pub use crate::PostgresStore;
     #[cfg(feature = "sqlite")]
     pub use crate::SqliteStore;
+    pub use crate::process::React;
     pub use crate::projection::Handle;
     pub use crate::{
         Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventEnum, EventStore,
-        HandlerError, IntoEvents, Json, Loaded, MemoryStore, Projection, Projector, Recorded,
-        Repository, UnitOfWork, UpcastError, Uuid,
+        HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process, ProcessManager, ProcessWork,
+        Projection, Projector, Recorded, Repository, UnitOfWork, UpcastError, Uuid, id_from_name,
     };
 }
 

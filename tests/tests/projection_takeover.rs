@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use eventsource_core::prelude::*;
-use eventsource_core::projection::{HandlerError, ProjectionRole, RunningProjection};
+use eventsource_core::projection::{HandlerError, RunnerRole, RunningProjection};
 use eventsource_core::stores::postgres::{PostgresStore, PostgresWork};
 use eventsource_core::stores::sqlite::SqliteWork;
 use eventsource_core::{Position, SqliteStore};
@@ -55,7 +55,7 @@ where
     outcome.unwrap();
     let mut taken_over = standby;
     until("the standby to take over", Duration::from_secs(60), || {
-        taken_over.status().role == ProjectionRole::Active
+        taken_over.status().role == RunnerRole::Active
     })
     .await;
     let last = tick(store, 5).await;
@@ -87,12 +87,12 @@ async fn one_active<P: Projection, S>(runners: &[&RunningProjection<P, S>]) -> u
             let roles: Vec<_> = runners.iter().map(|r| r.status().role).collect();
             roles
                 .iter()
-                .filter(|r| **r == ProjectionRole::Active)
+                .filter(|r| **r == RunnerRole::Active)
                 .count()
                 == 1
                 && roles
                     .iter()
-                    .filter(|r| **r == ProjectionRole::Standby)
+                    .filter(|r| **r == RunnerRole::Standby)
                     .count()
                     == runners.len() - 1
         },
@@ -100,7 +100,7 @@ async fn one_active<P: Projection, S>(runners: &[&RunningProjection<P, S>]) -> u
     .await;
     runners
         .iter()
-        .position(|r| r.status().role == ProjectionRole::Active)
+        .position(|r| r.status().role == RunnerRole::Active)
         .unwrap_or_else(|| unreachable!("checked above"))
 }
 
@@ -220,7 +220,7 @@ async fn postgres_projectors_take_turns_and_apply_every_event_once() {
             .await
             .unwrap()
     );
-    assert_eq!(standby.status().role, ProjectionRole::Standby);
+    assert_eq!(standby.status().role, RunnerRole::Standby);
     assert_eq!(
         standby.status().position,
         Position::START,
@@ -239,7 +239,7 @@ async fn postgres_projectors_take_turns_and_apply_every_event_once() {
     until(
         "the third runner on standby",
         Duration::from_secs(60),
-        || third.status().role == ProjectionRole::Standby,
+        || third.status().role == RunnerRole::Standby,
     )
     .await;
     let killed = pg_lock_holder(&server, &first)
@@ -255,13 +255,13 @@ async fn postgres_projectors_take_turns_and_apply_every_event_once() {
     until(
         "the third runner to take over",
         Duration::from_secs(60),
-        || third.status().role == ProjectionRole::Active,
+        || third.status().role == RunnerRole::Active,
     )
     .await;
     until(
         "the killed runner back on standby",
         Duration::from_secs(60),
-        || taken_over.status().role == ProjectionRole::Standby,
+        || taken_over.status().role == RunnerRole::Standby,
     )
     .await;
     let holder = pg_lock_holder(&server, &first)
@@ -359,7 +359,7 @@ async fn sqlite_projectors_take_turns_and_apply_every_event_once() {
             .await
             .unwrap()
     );
-    assert_eq!(standby.status().role, ProjectionRole::Standby);
+    assert_eq!(standby.status().role, RunnerRole::Standby);
     assert_eq!(
         standby.status().position,
         Position::START,
@@ -392,7 +392,7 @@ async fn a_sqlite_runner_whose_lease_is_taken_goes_back_to_standby() {
         .unwrap();
     let running = sqlite_projector(&store, "a");
     until("the runner to be active", Duration::from_secs(60), || {
-        running.status().role == ProjectionRole::Active
+        running.status().role == RunnerRole::Active
     })
     .await;
     // Another holder, as if this one had stalled past its lease and been replaced: the next
@@ -408,7 +408,7 @@ async fn a_sqlite_runner_whose_lease_is_taken_goes_back_to_standby() {
     until(
         "the runner to notice and stand by",
         Duration::from_secs(60),
-        || running.status().role == ProjectionRole::Standby,
+        || running.status().role == RunnerRole::Standby,
     )
     .await;
     let (_, outcome) = running.stop().await;

@@ -4,7 +4,9 @@
 //! follow the log as it grows.
 
 mod cache;
+pub mod claim;
 pub mod context;
+pub mod process;
 pub mod projection;
 pub mod repository;
 pub mod retry;

@@ -16,7 +16,7 @@
 //! A read model in the store's database is shared by every process that runs its projector, so
 //! those run **one at a time**: a projector takes the projection's claim before it processes
 //! anything (see [`ProjectionContext`]), and the others wait on standby
-//! ([`ProjectionRole::Standby`]) until it stops or dies, then one of them takes over from the
+//! ([`RunnerRole::Standby`]) until it stops or dies, then one of them takes over from the
 //! recorded tracking position.
 //!
 //! | context `C` | claim | a crashed holder is replaced |
@@ -32,7 +32,7 @@ use std::future::Future;
 
 pub use context::{ProjectionContext, Standby};
 pub use runner::{
-    ErrorPolicy, ProjectionError, ProjectionRole, ProjectionStatus, Projector, RunningProjection,
+    ErrorPolicy, ProjectionError, RunnerRole, RunnerStatus, Projector, RunningProjection,
 };
 
 use crate::application::repository::Recorded;
@@ -97,6 +97,13 @@ pub trait Projection: Send + 'static {
         event: Recorded<Self::Event>,
         cx: &mut Self::Context,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// How a running projector shows the error that stopped it in its status (a process manager,
+    /// which runs on the projector's engine, names itself a process).
+    #[doc(hidden)]
+    fn describe(error: &ProjectionError) -> String {
+        error.to_string()
+    }
 }
 
 /// Handling one event type `E` with the projection's context `C`: one impl per event a

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::context::{ProjectionContext, Standby};
 use super::{HandlerError, Projection};
 use crate::application::repository::Recorded;
-use crate::application::retry::Backoff;
+use crate::application::retry::{Backoff, RetryPolicy};
 use crate::application::subscription::Subscription;
 use crate::domain::event::EventEnum;
 use crate::error::{Error, Result};
@@ -98,7 +98,7 @@ pub enum ProjectionError {
 /// What a projector is doing about the projection's claim (see [`ProjectionContext`]): only
 /// the active runner of a projection processes events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProjectionRole {
+pub enum RunnerRole {
     /// Trying to take the claim; it doesn't know yet whether another runner holds it.
     Claiming,
     /// Another runner holds the claim: this one waits, trying again every
@@ -112,14 +112,14 @@ pub enum ProjectionRole {
 
 /// Where a running projection stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectionStatus {
+pub struct RunnerStatus {
     /// Everything up to here is processed (and committed, for a transactional context). On
     /// standby, what this runner last processed; the active runner may be further on.
     pub position: Position,
     /// Whether it is still running (`false` once stopped, by a call or an error).
     pub running: bool,
     /// Whether it is the projection's active runner or waits on standby.
-    pub role: ProjectionRole,
+    pub role: RunnerRole,
     /// Why it stopped, if an error stopped it.
     pub error: Option<String>,
 }
@@ -147,6 +147,9 @@ pub struct Projector<P: Projection, S> {
     poll: Duration,
     standby_poll: Duration,
     policy: ErrorPolicy,
+    /// How a batch whose commit met a version conflict is run again (a process's caused
+    /// events; a projection's commit has no streams to conflict on).
+    conflicts: RetryPolicy,
 }
 
 impl<P, S> Projector<P, S>
@@ -167,7 +170,14 @@ where
             poll: Duration::from_secs(1),
             standby_poll: Duration::from_millis(500),
             policy: ErrorPolicy::default(),
+            conflicts: RetryPolicy::default(),
         }
+    }
+
+    /// How a batch whose commit met a version conflict is run again.
+    pub(crate) fn conflict_retry(mut self, policy: RetryPolicy) -> Self {
+        self.conflicts = policy;
+        self
     }
 
     /// Starts after `position` instead: for a read model elsewhere that keeps its own position.
@@ -292,10 +302,10 @@ where
     /// It takes the projection's claim first, waiting on standby while another runner holds
     /// it, and goes back to standby if it loses the claim.
     pub fn spawn(self) -> RunningProjection<P, S> {
-        let (status, watch) = watch::channel(ProjectionStatus {
+        let (status, watch) = watch::channel(RunnerStatus {
             position: self.position.unwrap_or(Position::START),
             running: true,
-            role: ProjectionRole::Claiming,
+            role: RunnerRole::Claiming,
             error: None,
         });
         let status = Arc::new(status);
@@ -312,16 +322,16 @@ where
 
     async fn run(
         mut self,
-        status: Arc<watch::Sender<ProjectionStatus>>,
+        status: Arc<watch::Sender<RunnerStatus>>,
         stop: Arc<Notify>,
     ) -> (Self, Result<(), ProjectionError>) {
         let outcome = self.follow(&status, &stop).await;
         let position = self.position.unwrap_or(Position::START);
-        status.send_replace(ProjectionStatus {
+        status.send_replace(RunnerStatus {
             position,
             running: false,
-            role: ProjectionRole::Stopped,
-            error: outcome.as_ref().err().map(ToString::to_string),
+            role: RunnerRole::Stopped,
+            error: outcome.as_ref().err().map(P::describe),
         });
         (self, outcome)
     }
@@ -330,7 +340,7 @@ where
     /// it, and starts over when it loses it.
     async fn follow(
         &mut self,
-        status: &Arc<watch::Sender<ProjectionStatus>>,
+        status: &Arc<watch::Sender<RunnerStatus>>,
         stop: &Notify,
     ) -> Result<(), ProjectionError> {
         loop {
@@ -345,13 +355,13 @@ where
                 projection = P::NAME,
                 "this runner holds the projection's claim and is active"
             );
-            status.send_modify(|s| s.role = ProjectionRole::Active);
+            status.send_modify(|s| s.role = RunnerRole::Active);
             let outcome = self.follow_claimed(&mut claim, status, stop).await;
             P::Context::release(claim, &self.store).await;
             match outcome? {
                 Ended::Stopped => return Ok(()),
                 Ended::Lost => {
-                    status.send_modify(|s| s.role = ProjectionRole::Claiming);
+                    status.send_modify(|s| s.role = RunnerRole::Claiming);
                     // A runner that lost its claim may be the one in trouble (its connection,
                     // its clock): the standbys get one interval to take over first.
                     tokio::select! {
@@ -367,7 +377,7 @@ where
     async fn follow_claimed(
         &mut self,
         claim: &mut <P::Context as ProjectionContext<S>>::Claim,
-        status: &watch::Sender<ProjectionStatus>,
+        status: &watch::Sender<RunnerStatus>,
         stop: &Notify,
     ) -> Result<Ended, ProjectionError> {
         self.resume().await?;
@@ -408,8 +418,8 @@ where
     }
 
     /// What a claim is told while another runner holds it: log once at `info`, and show
-    /// [`ProjectionRole::Standby`] in `status` (if running on a task).
-    fn standby(&self, status: Option<Arc<watch::Sender<ProjectionStatus>>>) -> Standby {
+    /// [`RunnerRole::Standby`] in `status` (if running on a task).
+    fn standby(&self, status: Option<Arc<watch::Sender<RunnerStatus>>>) -> Standby {
         let logged = AtomicBool::new(false);
         Standby::new(P::NAME, self.standby_poll, move || {
             if !logged.swap(true, Ordering::Relaxed) {
@@ -420,8 +430,8 @@ where
             }
             if let Some(status) = &status {
                 status.send_if_modified(|s| {
-                    let changed = s.role != ProjectionRole::Standby;
-                    s.role = ProjectionRole::Standby;
+                    let changed = s.role != RunnerRole::Standby;
+                    s.role = RunnerRole::Standby;
                     changed
                 });
             }
@@ -458,23 +468,13 @@ where
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut cx = P::Context::begin(&self.store, P::NAME)
-                .await
-                .map_err(|source| self.store_error(source))?;
-            match self.handle_all(&events, &mut cx).await {
+            match self.run_batch(&events, read_to).await {
                 Ok(()) => {
-                    cx.commit(&self.store, P::NAME, read_to)
-                        .await
-                        .map_err(|source| self.store_error(source))?;
                     self.position = Some(read_to);
                     return Ok(());
                 }
-                Err(Failure::Store(source)) => {
-                    cx.rollback().await;
-                    return Err(self.store_error(source));
-                }
+                Err(Failure::Store(source)) => return Err(self.store_error(source)),
                 Err(Failure::Handler { index, source }) => {
-                    cx.rollback().await;
                     let retry = match &self.policy {
                         ErrorPolicy::Retry { attempts, backoff } if tries < (*attempts).max(1) => {
                             Some(backoff.delay(tries))
@@ -496,6 +496,32 @@ where
         }
     }
 
+    /// Hands `events` to the handlers in one context and commits it with `position`. A commit
+    /// that meets a version conflict (a process's caused events, raced by another writer) runs
+    /// the batch again in a fresh context, as the conflict policy allows.
+    async fn run_batch(&mut self, events: &[StoredEvent], position: Position) -> Result<(), Failure> {
+        let mut conflicts = 0;
+        loop {
+            let mut cx = P::Context::begin(&self.store, P::NAME)
+                .await
+                .map_err(Failure::Store)?;
+            if let Err(failure) = self.handle_all(events, &mut cx).await {
+                cx.rollback().await;
+                return Err(failure);
+            }
+            match cx.commit(&self.store, P::NAME, position).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    conflicts += 1;
+                    self.conflicts
+                        .after_failure(conflicts, error)
+                        .await
+                        .map_err(Failure::Store)?;
+                }
+            }
+        }
+    }
+
     /// Stops at `events[failed]`: commits the events before it (so the tracking position is on
     /// the event before the failing one) and reports it.
     async fn stop_before(
@@ -504,27 +530,13 @@ where
         failed: usize,
         source: HandlerError,
     ) -> ProjectionError {
-        let before = &events[..failed];
-        if let Some(last) = before.last() {
-            let outcome = async {
-                let mut cx = P::Context::begin(&self.store, P::NAME).await?;
-                match self.handle_all(before, &mut cx).await {
-                    Ok(()) => cx.commit(&self.store, P::NAME, last.position).await,
-                    Err(failure) => {
-                        cx.rollback().await;
-                        Err(match failure {
-                            Failure::Store(error) => error,
-                            // A handler that fails differently the second time: report the
-                            // first failure; nothing of this batch is committed.
-                            Failure::Handler { .. } => return Ok(()),
-                        })
-                    }
-                }
-            }
-            .await;
-            match outcome {
+        if let Some(last) = events[..failed].last() {
+            match self.run_batch(&events[..failed], last.position).await {
                 Ok(()) => self.position = Some(last.position),
-                Err(error) => return self.store_error(error),
+                Err(Failure::Store(error)) => return self.store_error(error),
+                // A handler that fails differently the second time: report the first
+                // failure; nothing of this batch is committed.
+                Err(Failure::Handler { .. }) => {}
             }
         }
         let event = &events[failed];
@@ -594,14 +606,14 @@ enum Failure {
 #[derive(Debug)]
 pub struct RunningProjection<P: Projection, S> {
     store: S,
-    watch: watch::Receiver<ProjectionStatus>,
+    watch: watch::Receiver<RunnerStatus>,
     stop: Arc<Notify>,
     task: JoinHandle<(Projector<P, S>, Result<(), ProjectionError>)>,
 }
 
 impl<P: Projection, S> RunningProjection<P, S> {
     /// Where it stands now.
-    pub fn status(&self) -> ProjectionStatus {
+    pub fn status(&self) -> RunnerStatus {
         self.watch.borrow().clone()
     }
 
