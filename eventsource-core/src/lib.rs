@@ -97,6 +97,8 @@ pub use application::projection::{HandlerError, Projection, Projector};
 pub use application::repository::{CommandError, Loaded, Recorded, Repository};
 pub use application::retry::{Backoff, RetryPolicy};
 pub use application::subscription::Subscription;
+pub use application::system;
+pub use application::system::System;
 pub use application::unit_of_work::{Handle, UnitOfWork, Work};
 pub use domain::aggregate::{Aggregate, Apply, SnapshotSettings, Snapshotted};
 pub use domain::event::{Event, EventEnum, IntoEvents, UpcastFn};
@@ -144,7 +146,7 @@ pub mod prelude {
     pub use crate::{
         Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventEnum, EventStore,
         HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process, ProcessManager, ProcessWork,
-        Projection, Projector, Recorded, Repository, UnitOfWork, UpcastError, Uuid, id_from_name,
+        Projection, Projector, Recorded, Repository, System, UnitOfWork, UpcastError, Uuid, id_from_name,
     };
 }
 

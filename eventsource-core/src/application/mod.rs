@@ -12,4 +12,5 @@ pub mod repository;
 pub mod retry;
 mod snapshot;
 pub mod subscription;
+pub mod system;
 pub mod unit_of_work;
