@@ -146,7 +146,8 @@ pub mod prelude {
     pub use crate::{
         Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventEnum, EventStore,
         HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process, ProcessManager, ProcessWork,
-        Projection, Projector, Recorded, Repository, System, UnitOfWork, UpcastError, Uuid, id_from_name,
+        Projection, Projector, Recorded, Repository, System, UnitOfWork, UpcastError, Uuid,
+        id_from_name,
     };
 }
 

@@ -281,7 +281,12 @@ impl<S: Claims> System<S> {
                         kind: component.kind(),
                         component: component.name(),
                         event,
-                        aggregates: self.aggregates.keys().copied().collect::<Vec<_>>().join(", "),
+                        aggregates: self
+                            .aggregates
+                            .keys()
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     });
                 }
             }
