@@ -85,16 +85,8 @@ async fn one_active<P: Projection, S>(runners: &[&RunningProjection<P, S>]) -> u
         Duration::from_secs(60),
         || {
             let roles: Vec<_> = runners.iter().map(|r| r.status().role).collect();
-            roles
-                .iter()
-                .filter(|r| **r == RunnerRole::Active)
-                .count()
-                == 1
-                && roles
-                    .iter()
-                    .filter(|r| **r == RunnerRole::Standby)
-                    .count()
-                    == runners.len() - 1
+            roles.iter().filter(|r| **r == RunnerRole::Active).count() == 1
+                && roles.iter().filter(|r| **r == RunnerRole::Standby).count() == runners.len() - 1
         },
     )
     .await;

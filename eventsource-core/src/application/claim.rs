@@ -127,4 +127,3 @@ impl Standby {
         &self.tracker
     }
 }
-

@@ -147,7 +147,11 @@ pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized, C: C
 /// Overwrites a snapshot that is ahead of its stream (the events were restored from an older
 /// backup, say) with an empty one that no aggregate's fingerprint matches, so that it is never
 /// used, even once the stream reaches its version again with other events. Best effort.
-pub(crate) async fn disown<A: Aggregate, S: EventStore + ?Sized>(store: &S, id: Uuid, version: u64) {
+pub(crate) async fn disown<A: Aggregate, S: EventStore + ?Sized>(
+    store: &S,
+    id: Uuid,
+    version: u64,
+) {
     let disowned = Snapshot {
         stream_id: id,
         version,

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use super::{Process, ProcessError};
 use crate::application::claim::{Claims, Standby};
 use crate::application::context::CommandContext;
-use crate::application::projection::{HandlerError, Projection, ProjectionContext, ProjectionError};
+use crate::application::projection::{
+    HandlerError, Projection, ProjectionContext, ProjectionError,
+};
 use crate::application::repository::Recorded;
 use crate::application::unit_of_work::{Work, WorkState};
 use crate::error::{Error, Result};

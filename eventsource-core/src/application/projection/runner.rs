@@ -499,7 +499,11 @@ where
     /// Hands `events` to the handlers in one context and commits it with `position`. A commit
     /// that meets a version conflict (a process's caused events, raced by another writer) runs
     /// the batch again in a fresh context, as the conflict policy allows.
-    async fn run_batch(&mut self, events: &[StoredEvent], position: Position) -> Result<(), Failure> {
+    async fn run_batch(
+        &mut self,
+        events: &[StoredEvent],
+        position: Position,
+    ) -> Result<(), Failure> {
         let mut conflicts = 0;
         loop {
             let mut cx = P::Context::begin(&self.store, P::NAME)
