@@ -135,6 +135,10 @@ pub use eventsource_derive::Aggregate;
 #[cfg(feature = "derive")]
 pub use eventsource_derive::Projection;
 
+/// `#[derive(Process)]`: see [`Process`] and the [`process`] module.
+#[cfg(feature = "derive")]
+pub use eventsource_derive::Process;
+
 /// Everything a domain module needs: `use eventsource_core::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "postgres")]
@@ -226,8 +230,8 @@ pub mod __private {
     }
 
     /// Splits a decoded record into its event and the rest, which `Recorded::map` puts a
-    /// variant's payload back into (the projection derive's dispatch). Every field is named,
-    /// so a field added to `Recorded` is carried over or fails to compile here.
+    /// variant's payload back into (the dispatch of the projection and process derives). Every
+    /// field is named, so a field added to `Recorded` is carried over or fails to compile here.
     pub fn split_recorded<E>(recorded: crate::Recorded<E>) -> (E, crate::Recorded<()>) {
         let crate::Recorded {
             event,

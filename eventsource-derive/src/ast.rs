@@ -49,6 +49,8 @@ pub(crate) struct Kind {
     pub(crate) derive: &'static str,
     /// Its attribute: `aggregate`.
     pub(crate) attr: &'static str,
+    /// What it stores, for "stored … are found by one name".
+    pub(crate) plural: &'static str,
     /// What the struct holds, for "goes on a struct that holds …".
     pub(crate) holds: &'static str,
     /// What the events are to it, for "list the event types …".
@@ -56,14 +58,15 @@ pub(crate) struct Kind {
     /// What it does with stored events, for "could not tell them apart when …".
     pub(crate) reads: &'static str,
     /// Commands build values of its event enum (an aggregate's): the enum gets `From` and
-    /// `IntoEvents` per event and derives `Debug` and `Clone`. A projection's enum is only
-    /// decoded, so it asks nothing more of the event types.
+    /// `IntoEvents` per event and derives `Debug` and `Clone`. A projection's or a process's
+    /// enum is only decoded, so it asks nothing more of the event types.
     pub(crate) built_by_commands: bool,
 }
 
 pub(crate) const AGGREGATE: Kind = Kind {
     derive: "Aggregate",
     attr: attr::AGGREGATE,
+    plural: "aggregates",
     holds: "the aggregate's state",
     lists: "this aggregate records",
     reads: "replaying",
@@ -73,14 +76,25 @@ pub(crate) const AGGREGATE: Kind = Kind {
 pub(crate) const PROJECTION: Kind = Kind {
     derive: "Projection",
     attr: attr::PROJECTION,
+    plural: "projections",
     holds: "the read model its handlers update",
     lists: "this projection handles (of any aggregates)",
     reads: "reading the log",
     built_by_commands: false,
 };
 
-/// What an aggregate and a projection share: a concrete struct with a stored name that lists
-/// its events, decoded through a generated enum.
+pub(crate) const PROCESS: Kind = Kind {
+    derive: "Process",
+    attr: attr::PROCESS,
+    plural: "processes",
+    holds: "what its reactions share, or nothing at all: the state they act on lives in the aggregates they load, so a unit struct will do",
+    lists: "this process reacts to (of any aggregates)",
+    reads: "reading the log",
+    built_by_commands: false,
+};
+
+/// What an aggregate, a projection and a process share: a concrete struct with a stored name
+/// that lists its events, decoded through a generated enum.
 pub(crate) struct Listing {
     pub(crate) kind: &'static Kind,
     pub(crate) ident: syn::Ident,
@@ -105,6 +119,12 @@ pub(crate) struct ProjectionModel {
     pub(crate) context: syn::Type,
 }
 
+/// A `#[derive(Process)]` input: the listing only (its reactions get a `ProcessWork`, not a
+/// context of their own).
+pub(crate) struct ProcessModel {
+    pub(crate) listing: Listing,
+}
+
 /// How an aggregate keeps snapshots.
 pub(crate) struct SnapshotModel {
     /// `snapshot_every = N`, if given.
@@ -113,18 +133,19 @@ pub(crate) struct SnapshotModel {
     pub(crate) fingerprint: u64,
 }
 
-fn refuse_generics(cx: &Ctxt, input: &syn::DeriveInput, what: &str) {
+/// `plural` names what is stored: `events`, `processes`.
+fn refuse_generics(cx: &Ctxt, input: &syn::DeriveInput, derive: &str, plural: &str) {
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(
             &input.generics,
-            format!("`#[derive({what})]` does not support generic parameters: stored {} are found by one name, so the type must be concrete", what.to_lowercase() + "s"),
+            format!("`#[derive({derive})]` does not support generic parameters: stored {plural} are found by one name, so the type must be concrete"),
         );
     }
 }
 
 impl EventModel {
     pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
-        refuse_generics(cx, input, "Event");
+        refuse_generics(cx, input, "Event", "events");
         if let syn::Data::Union(data) = &input.data {
             cx.error_spanned_by(
                 data.union_token,
@@ -181,7 +202,7 @@ impl Listing {
     /// Checks the input is a concrete struct: run before parsing the attribute, so that a
     /// misplaced derive is reported first.
     fn check_item(cx: &Ctxt, input: &syn::DeriveInput, kind: &Kind) {
-        refuse_generics(cx, input, kind.derive);
+        refuse_generics(cx, input, kind.derive, kind.plural);
         if !matches!(input.data, syn::Data::Struct(_)) {
             cx.error_spanned_by(
                 &input.ident,
@@ -193,8 +214,8 @@ impl Listing {
         }
     }
 
-    /// The shared part of an aggregate's or a projection's input. `event_enum` overrides the
-    /// default `{Type}Event`.
+    /// The shared part of an aggregate's, a projection's or a process's input. `event_enum`
+    /// overrides the default `{Type}Event`.
     fn from_input(
         cx: &Ctxt,
         input: &syn::DeriveInput,
@@ -285,6 +306,16 @@ impl ProjectionModel {
             context: attrs
                 .context
                 .map_or_else(|| syn::parse_quote!(()), |c| c.value),
+        }
+    }
+}
+
+impl ProcessModel {
+    pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        Listing::check_item(cx, input, &PROCESS);
+        let attrs = attr::parse_process_attrs(cx, &input.attrs);
+        ProcessModel {
+            listing: Listing::from_input(cx, input, &PROCESS, attrs.listing, None),
         }
     }
 }

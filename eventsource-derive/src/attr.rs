@@ -12,6 +12,7 @@ use crate::ctxt::Ctxt;
 pub(crate) const EVENT: &str = "event";
 pub(crate) const AGGREGATE: &str = "aggregate";
 pub(crate) const PROJECTION: &str = "projection";
+pub(crate) const PROCESS: &str = "process";
 
 pub(crate) const NAME: &str = "name";
 pub(crate) const VERSION: &str = "version";
@@ -39,6 +40,7 @@ const AGGREGATE_KEYS: &[&str] = &[
     CRATE,
 ];
 const PROJECTION_KEYS: &[&str] = &[EVENTS, NAME, CONTEXT, CRATE];
+const PROCESS_KEYS: &[&str] = &[EVENTS, NAME, CRATE];
 
 /// A parsed value with the span of the tokens it came from.
 #[derive(Clone)]
@@ -102,7 +104,8 @@ pub(crate) struct UpcastStep {
     pub(crate) with: syn::Path,
 }
 
-/// The keys `#[aggregate(...)]` and `#[projection(...)]` share: what lists events.
+/// The keys `#[aggregate(...)]`, `#[projection(...)]` and `#[process(...)]` share: what lists
+/// events.
 pub(crate) struct ListingAttr {
     pub(crate) events: Option<Spanned<Vec<syn::Path>>>,
     pub(crate) name: Option<Spanned<String>>,
@@ -127,6 +130,11 @@ pub(crate) struct ProjectionAttr {
     pub(crate) listing: ListingAttr,
     /// `context = Type`: what the store hands the handlers.
     pub(crate) context: Option<Spanned<syn::Type>>,
+}
+
+/// `#[process(...)]`: the shared keys only.
+pub(crate) struct ProcessAttr {
+    pub(crate) listing: ListingAttr,
 }
 
 /// Reads the shared keys (`events(...)`, `name`, `crate`) of one listing attribute.
@@ -284,6 +292,25 @@ pub(crate) fn parse_projection_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> Pro
         listing,
         context: context.get(),
     }
+}
+
+pub(crate) fn parse_process_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> ProcessAttr {
+    let listing = parse_listing(cx, attrs, PROCESS, |key, meta| match key {
+        // A projection's key: a likely slip when a projection is turned into a process, so say
+        // why a process has none rather than only that the key is unknown.
+        CONTEXT => {
+            cx.error_spanned_by(
+                &meta.path,
+                format!(
+                    "unknown key `context` in `#[process(...)]`: processes have no context; each reaction gets a `&mut ProcessWork` instead, to load aggregates from and record the events that follow on (appended with the process's position in one commit). Remove `context = ...`; `#[process(...)]` takes {}",
+                    key_list(PROCESS_KEYS)
+                ),
+            );
+            skip_value(meta)
+        }
+        _ => unknown_key(cx, meta, PROCESS, PROCESS_KEYS),
+    });
+    ProcessAttr { listing }
 }
 
 /// Reads every key of the `#[attr(...)]` attributes: the shared listing keys here, the others
@@ -463,11 +490,7 @@ fn unknown_key(
             let path = &meta.path;
             quote::quote!(#path).to_string().replace(' ', "")
         });
-    let list = allowed
-        .iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = key_list(allowed);
     let hint = match closest(&key, allowed) {
         Some(best) => format!("; did you mean `{best}`?"),
         None => String::new(),
@@ -477,6 +500,15 @@ fn unknown_key(
         format!("unknown key `{key}` in `#[{attr}(...)]`: expected one of {list}{hint}"),
     );
     skip_value(meta)
+}
+
+/// The allowed keys as the messages show them: `` `events`, `name`, `crate` ``.
+fn key_list(allowed: &[&str]) -> String {
+    allowed
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Skips a key's value (`= expr` or `(...)`) so the rest of the attribute is still checked.
@@ -532,5 +564,7 @@ mod tests {
         assert_eq!(closest("snapshots", AGGREGATE_KEYS), Some(SNAPSHOT));
         assert_eq!(closest("contxt", PROJECTION_KEYS), Some(CONTEXT));
         assert_eq!(closest("event", PROJECTION_KEYS), Some(EVENTS));
+        assert_eq!(closest("nmae", PROCESS_KEYS), Some(NAME));
+        assert_eq!(closest("context", PROCESS_KEYS), None);
     }
 }

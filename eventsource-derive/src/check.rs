@@ -90,8 +90,9 @@ pub(crate) fn event(cx: &Ctxt, model: &mut EventModel) {
     }
 }
 
-/// Checks an aggregate's or a projection's event list names each type once and gives distinct
-/// enum variants. A rejected entry is dropped, so the generated code has no error of its own.
+/// Checks the event list of an aggregate, a projection or a process names each type once and
+/// gives distinct enum variants. A rejected entry is dropped, so the generated code has no error
+/// of its own.
 pub(crate) fn listing(cx: &Ctxt, model: &mut Listing) {
     let mut by_path = BTreeMap::new();
     let mut by_variant = BTreeMap::new();

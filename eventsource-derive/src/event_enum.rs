@@ -1,5 +1,5 @@
-//! The event enum of an aggregate or a projection: a variant per listed event and decode
-//! dispatch by stored name; for an aggregate also `From` impls and encoding.
+//! The event enum of an aggregate, a projection or a process: a variant per listed event and
+//! decode dispatch by stored name; for an aggregate also `From` impls and encoding.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -105,7 +105,7 @@ pub(crate) fn expand(listing: &Listing) -> TokenStream {
 }
 
 /// An aggregate's enum derives `Debug` and `Clone` (pending events are cloned and shown); a
-/// projection's derives nothing, so it asks nothing of the event types.
+/// projection's or a process's derives nothing, so it asks nothing of the event types.
 fn derives(listing: &Listing) -> TokenStream {
     if listing.kind.built_by_commands {
         quote!(#[derive(::core::fmt::Debug, ::core::clone::Clone)])

@@ -6,9 +6,10 @@
 //!
 //! The macros are a pipeline of small stages: [`attr`](crate) parses one attribute at a time,
 //! `ast` builds the model, `check` runs the cross-cutting checks, and one module generates each
-//! thing (`event`, `upcast`, `event_enum`, `apply`, `snapshot`, `project`, `register`). Every error is collected and
-//! reported at once, on the tokens that caused it; after an error, stand-in impls are emitted so
-//! one mistake doesn't cascade into many.
+//! thing (`event`, `upcast`, `event_enum`, `apply`, `snapshot`, `project`, `process`,
+//! `register`; `dispatch` is the record-to-handler dispatch `project` and `process` share).
+//! Every error is collected and reported at once, on the tokens that caused it; after an error,
+//! stand-in impls are emitted so one mistake doesn't cascade into many.
 
 // The macro reports every problem as a compile error; it never unwraps.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -21,10 +22,12 @@ mod ast;
 mod attr;
 mod check;
 mod ctxt;
+mod dispatch;
 mod event;
 mod event_enum;
 mod krate;
 mod lock;
+mod process;
 mod project;
 mod register;
 mod shape;
@@ -157,9 +160,40 @@ pub fn derive_projection(input: TokenStream) -> TokenStream {
     )
 }
 
-/// The pipeline of the derives that list events (`Aggregate`, `Projection`): the model, the
-/// checks, then the event enum and `expand`'s trait impls; after an error, the errors with an
-/// empty enum and `stand_in`'s impls (when a stand-in fits the input) so nothing cascades.
+/// Derives `eventsource_core::process::Process`: the event enum (`{Type}Event`) with a variant
+/// per listed upstream event and decode dispatch by stored name, and `react`, which hands each
+/// event to your `React<E>` impl as a `Recorded<E>`, with the batch's `ProcessWork` to load
+/// aggregates from and record the events that follow on.
+///
+/// ```text
+/// #[process(
+///     events(Ordered, PaymentFailed),         // required: the events reacted to, of any aggregates
+///     name = "invoicing",                     // its tracking name in the store and the `actor` of
+///                                             //   the events it causes; default: the type's name
+///     crate = "my_reexport::eventsource_core",
+/// )]
+/// ```
+///
+/// There is no `context`: every reaction gets a `ProcessWork`, and what it records is appended
+/// with the process's position in one commit. Checked while compiling: each listed type is an
+/// `Event` with a `React<E>` impl on the process; no two events share a stored name or a variant
+/// name. The event enum derives nothing, so the events need no more than `Event`. See
+/// `eventsource_core::process` for a runnable example.
+#[proc_macro_derive(Process, attributes(process))]
+pub fn derive_process(input: TokenStream) -> TokenStream {
+    derive_listing(
+        input,
+        ast::ProcessModel::from_input,
+        |model| &mut model.listing,
+        process::expand,
+        process::fallback,
+    )
+}
+
+/// The pipeline of the derives that list events (`Aggregate`, `Projection`, `Process`): the
+/// model, the checks, then the event enum and `expand`'s trait impls; after an error, the errors
+/// with an empty enum and `stand_in`'s impls (when a stand-in fits the input) so nothing
+/// cascades.
 fn derive_listing<M>(
     input: TokenStream,
     from_input: fn(&ctxt::Ctxt, &syn::DeriveInput) -> M,

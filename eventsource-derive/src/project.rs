@@ -5,43 +5,24 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned as _;
 
-use crate::ast::{ProjectionModel, span_of};
+use crate::ast::ProjectionModel;
+use crate::dispatch;
 
 pub(crate) fn expand(model: &ProjectionModel) -> TokenStream {
-    let listing = &model.listing;
-    let krate = &listing.krate;
+    let krate = &model.listing.krate;
     let context = &model.context;
-    let enum_ident = &listing.event_enum;
-    // The decoded record is split into its event and the rest; each arm puts its variant's
-    // payload back into the rest, so a handler gets a `Recorded<E>` of its own event type.
-    let dispatch = listing.events.iter().map(|e| {
-        let (variant, path) = (&e.variant, &e.path);
-        // Spanned on the listed event: a missing `Handle<E, C>` impl is reported there, with
-        // the `#[diagnostic::on_unimplemented]` message of `Handle` naming the impl to write.
-        // The `.await` too: awaiting the handler's future needs the impl as well, and an
-        // error there would otherwise land on the derive.
-        let handle = quote_spanned! {span_of(path)=>
-            <Self as #krate::projection::Handle<#path, #context>>::handle(self, &__recorded, __cx).await
-        };
-        quote! {
-            #enum_ident::#variant(__payload) => {
-                let __recorded = #krate::Recorded::map(__rest, move |()| __payload);
-                #handle
-            }
-        }
-    });
-    let body = quote! {
-        let (__event, __rest) = #krate::__private::split_recorded(__recorded);
-        match __event {
-            #(#dispatch)*
-        }
-    };
+    let body = dispatch::by_event(
+        &model.listing,
+        |event| quote!(#krate::projection::Handle<#event, #context>),
+        "handle",
+        "__cx",
+    );
     impl_projection(model, &body)
 }
 
 /// `impl Projection` over the empty fallback enum, for an input with errors.
 pub(crate) fn fallback(model: &ProjectionModel) -> TokenStream {
-    impl_projection(model, &quote!(match __recorded.event {}))
+    impl_projection(model, &dispatch::fallback())
 }
 
 fn impl_projection(model: &ProjectionModel, body: &TokenStream) -> TokenStream {

@@ -3,9 +3,11 @@
 #![deny(warnings, unused_qualifications, missing_docs)]
 #![allow(non_camel_case_types)]
 
+use eventsource_core::process::{ProcessManager, ProcessWork, React};
 use eventsource_core::projection::{Handle, HandlerError};
 use eventsource_core::{
-    Aggregate as _, Apply, EventEnum as _, Json, Position, Recorded, StoredEvent, UpcastError, Uuid,
+    Aggregate as _, Apply, EventEnum as _, Json, MemoryStore, Position, Recorded, Repository,
+    StoredEvent, UpcastError, Uuid, id_from_name,
 };
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +125,40 @@ impl Handle<Archived, Changes> for Titles {
     }
 }
 
+/// A process over both events: a rename of a document archives its draft copy.
+#[derive(eventsource_core::Process, Debug)]
+#[process(name = "drafts", events(Renamed, Archived))]
+pub struct Drafts;
+
+/// The id of a document's draft copy.
+fn draft_of(document: Uuid) -> Uuid {
+    id_from_name("drafts", &document.to_string())
+}
+
+impl React<Renamed> for Drafts {
+    async fn react(
+        &mut self,
+        event: &Recorded<Renamed>,
+        work: &mut ProcessWork<'_>,
+    ) -> ::core::result::Result<(), HandlerError> {
+        let draft = work
+            .load_or_default::<Document>(draft_of(event.stream_id))
+            .await?;
+        work.record(draft, Archived);
+        ::core::result::Result::Ok(())
+    }
+}
+
+impl React<Archived> for Drafts {
+    async fn react(
+        &mut self,
+        _: &Recorded<Archived>,
+        _: &mut ProcessWork<'_>,
+    ) -> ::core::result::Result<(), HandlerError> {
+        ::core::result::Result::Ok(())
+    }
+}
+
 #[test]
 fn generated_code_is_hygienic() {
     let event = DocumentEvent::decode(&Json, "Renamed", 1, br#"{"name":"draft"}"#).unwrap();
@@ -158,4 +194,24 @@ async fn projection_code_is_hygienic() {
         .unwrap();
     assert_eq!(titles.titles, ["draft"]);
     assert_eq!(changes.0, 1);
+}
+
+#[tokio::test]
+async fn process_code_is_hygienic() {
+    use eventsource_core::Process as _;
+    assert_eq!(DraftsEvent::NAMES, ["Renamed", "Archived"]);
+    assert_eq!(Drafts::NAME, "drafts");
+    let store = MemoryStore::new();
+    let documents = Repository::<Document, _>::new(store.clone());
+    let document = documents
+        .create(Renamed {
+            name: "draft".into(),
+        })
+        .await
+        .unwrap();
+    ProcessManager::new(store.clone(), Drafts)
+        .catch_up()
+        .await
+        .unwrap();
+    assert!(documents.get(draft_of(document)).await.unwrap().archived);
 }

@@ -19,6 +19,7 @@ fn ui() {
     t.compile_fail("ui/event/*.rs");
     t.compile_fail("ui/aggregate/*.rs");
     t.compile_fail("ui/projection/*.rs");
+    t.compile_fail("ui/process/*.rs");
     t.pass("ui/pass/*.rs");
     // Schema-lock cases: each folder holds a `main.rs` and the `events.lock` it is checked against.
     t.compile_fail("ui/lock/*/main.rs");

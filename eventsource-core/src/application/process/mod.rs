@@ -55,14 +55,18 @@
 //!     fn apply(&mut self, e: &Invoiced) { self.cents = e.cents; }
 //! }
 //!
-//! // Every order gets an invoice, exactly once.
+//! // Every order gets an invoice, exactly once: its id follows from the order's.
+//! fn invoice_of(order: Uuid) -> Uuid {
+//!     id_from_name("invoices", &order.to_string())
+//! }
+//!
 //! #[derive(Process)]
 //! #[process(name = "invoicing", events(Ordered))]
 //! struct Invoicing;
 //!
 //! impl React<Ordered> for Invoicing {
 //!     async fn react(&mut self, e: &Recorded<Ordered>, work: &mut ProcessWork<'_>) -> Result<(), HandlerError> {
-//!         let invoice = work.load_or_default::<Invoice>(id_from_name(e.stream_id, "invoice")).await?;
+//!         let invoice = work.load_or_default::<Invoice>(invoice_of(e.stream_id)).await?;
 //!         work.record(invoice, Invoiced { order: e.stream_id, cents: e.event.cents });
 //!         Ok(())
 //!     }
@@ -77,7 +81,7 @@
 //! invoicing.catch_up().await?;
 //!
 //! let invoices = Repository::<Invoice, _>::new(store.clone());
-//! let invoice = id_from_name(order, "invoice");
+//! let invoice = invoice_of(order);
 //! assert_eq!(invoices.get(invoice).await?.cents, 250);
 //! let caused = &invoices.history(invoice).await?[0];
 //! let ordered = &orders.history(order).await?[0];
