@@ -91,9 +91,63 @@ pub struct TransferReceived {
 ///
 /// It keeps snapshots (`snapshot`): none are taken unless a repository asks for them with
 /// `snapshot_every(n)` or `take_snapshot`, as the benchmark's `snapshots` variant does.
+/// The account was closed: it takes no more deposits, withdrawals or transfers. Its balance
+/// stays on it (the bank pays it out by other means), and a refund of a transfer it sent still
+/// lands.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Closed {
+    /// Why.
+    pub reason: String,
+}
+
+/// The first step of a transfer run as a process ([`crate::transfers`]): the money left this
+/// account for `to`.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DebitedForTransfer {
+    /// The transfer (its stream id).
+    pub transfer: Uuid,
+    /// The account the money goes to.
+    pub to: Uuid,
+    /// In cents.
+    pub cents: u64,
+}
+
+/// The second step of a transfer run as a process: the money arrived on this account.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CreditedByTransfer {
+    /// The transfer (its stream id).
+    pub transfer: Uuid,
+    /// The account the money came from.
+    pub from: Uuid,
+    /// In cents.
+    pub cents: u64,
+}
+
+/// The compensation of a transfer run as a process: the target could not take the money, so it
+/// went back to this account, which sent it.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RefundedForTransfer {
+    /// The transfer (its stream id).
+    pub transfer: Uuid,
+    /// In cents.
+    pub cents: u64,
+    /// Why the target refused it.
+    pub reason: String,
+}
+
 #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[aggregate(
-    events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived),
+    events(
+        Opened,
+        Deposited,
+        Withdrawn,
+        TransferSent,
+        TransferReceived,
+        Closed,
+        DebitedForTransfer,
+        CreditedByTransfer,
+        RefundedForTransfer,
+    ),
     snapshot
 )]
 pub struct BankAccount {
@@ -103,6 +157,8 @@ pub struct BankAccount {
     pub currency: String,
     /// The balance in cents.
     pub balance: u64,
+    /// Whether the account was closed.
+    pub closed: bool,
 }
 
 impl Apply<Opened> for BankAccount {
@@ -136,6 +192,30 @@ impl Apply<TransferReceived> for BankAccount {
     }
 }
 
+impl Apply<Closed> for BankAccount {
+    fn apply(&mut self, _: &Closed) {
+        self.closed = true;
+    }
+}
+
+impl Apply<DebitedForTransfer> for BankAccount {
+    fn apply(&mut self, event: &DebitedForTransfer) {
+        self.balance = self.balance.saturating_sub(event.cents);
+    }
+}
+
+impl Apply<CreditedByTransfer> for BankAccount {
+    fn apply(&mut self, event: &CreditedByTransfer) {
+        self.balance = self.balance.saturating_add(event.cents);
+    }
+}
+
+impl Apply<RefundedForTransfer> for BankAccount {
+    fn apply(&mut self, event: &RefundedForTransfer) {
+        self.balance = self.balance.saturating_add(event.cents);
+    }
+}
+
 /// Why the bank refused a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BankError {
@@ -161,6 +241,12 @@ pub enum BankError {
         /// The amount asked for in cents.
         requested: u64,
     },
+    /// The account is closed.
+    #[error("the account is closed")]
+    Closed,
+    /// The account was never opened.
+    #[error("there is no such account")]
+    NoSuchAccount,
 }
 
 /// Formats cents as `12.34`.
@@ -171,6 +257,7 @@ pub fn cents(cents: u64) -> String {
 impl BankAccount {
     /// Decides a deposit.
     pub fn deposit(&self, cents: u64) -> Result<Deposited, BankError> {
+        self.open()?;
         if cents == 0 {
             return Err(BankError::ZeroAmount);
         }
@@ -182,6 +269,7 @@ impl BankAccount {
 
     /// Decides a withdrawal; refuses an overdraft.
     pub fn withdraw(&self, cents: u64) -> Result<Withdrawn, BankError> {
+        self.open()?;
         if cents == 0 {
             return Err(BankError::ZeroAmount);
         }
@@ -192,6 +280,60 @@ impl BankAccount {
             });
         }
         Ok(Withdrawn { cents })
+    }
+
+    /// Refuses anything on a closed account.
+    fn open(&self) -> Result<(), BankError> {
+        if self.closed {
+            return Err(BankError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Decides closing the account.
+    pub fn close(&self, reason: impl Into<String>) -> Result<Closed, BankError> {
+        self.open()?;
+        Ok(Closed {
+            reason: reason.into(),
+        })
+    }
+
+    /// Decides the receiving half of a transfer: refuses a closed account.
+    pub fn receive(&self, from: Uuid, cents: u64) -> Result<TransferReceived, BankError> {
+        self.open()?;
+        Ok(TransferReceived { from, cents })
+    }
+
+    /// Decides the first step of a transfer run as a process: the money leaves this account.
+    /// Refuses a closed account and an overdraft.
+    pub fn debit_for(
+        &self,
+        transfer: Uuid,
+        to: Uuid,
+        cents: u64,
+    ) -> Result<DebitedForTransfer, BankError> {
+        let withdrawal = self.withdraw(cents)?;
+        Ok(DebitedForTransfer {
+            transfer,
+            to,
+            cents: withdrawal.cents,
+        })
+    }
+
+    /// Decides the second step: the money arrives. Refuses a closed account (the transfer is
+    /// then compensated).
+    pub fn credit_for(
+        &self,
+        transfer: Uuid,
+        from: Uuid,
+        cents: u64,
+    ) -> Result<CreditedByTransfer, BankError> {
+        self.open()?;
+        Ok(CreditedByTransfer {
+            transfer,
+            from,
+            cents,
+        })
     }
 }
 
@@ -281,8 +423,11 @@ pub async fn transfer<S: EventStore, C: Codec>(
                 let sent = work[sender]
                     .send(to, cents, limit)
                     .map_err(CommandError::Rejected)?;
+                let received = work[receiver]
+                    .receive(from, cents)
+                    .map_err(CommandError::Rejected)?;
                 work.record(sender, sent);
-                work.record(receiver, TransferReceived { from, cents });
+                work.record(receiver, received);
                 let after = |account: &Loaded<BankAccount>| {
                     (
                         account.balance,

@@ -4,6 +4,7 @@
 pub mod bank;
 pub mod bench;
 pub mod statements;
+pub mod transfers;
 
 use std::sync::Arc;
 

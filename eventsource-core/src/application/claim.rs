@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | [`PostgresStore`](crate::PostgresStore) | a session advisory lock on a connection of its own | as soon as the server sees its connection end |
 //! | [`SqliteStore`](crate::SqliteStore) | a lease row in the file, renewed while it runs | once its lease expires (10 s) |
-//! | [`MemoryStore`](crate::MemoryStore) | none: the store lives in one process | — |
+//! | [`MemoryStore`] | none: the store lives in one process | — |
 //!
 //! A claim keeps runners from working side by side; it is not what makes their work exactly
 //! once. That is the tracking position committed with the work, which only moves forward: of

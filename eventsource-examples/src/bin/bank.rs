@@ -15,12 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_core::prelude::*;
-use eventsource_core::{AppendBatch, Error, NewEvent, Position, Recorded, id_from_name};
+use eventsource_core::{
+    AppendBatch, Claims, Error, LogQuery, NewEvent, Position, Recorded, id_from_name,
+};
 use eventsource_examples::OpenedStore;
 use eventsource_examples::bank::{
     self, BankAccount, BankAccountEvent, BankError, Opened, TransferLimits, cents,
 };
 use eventsource_examples::statements::ReadSide;
+use eventsource_examples::transfers::{self, MoneyTransfer, Transfers};
 use futures_util::TryStreamExt;
 
 /// `println!` that stops quietly when stdout is closed (`bank | head`) instead of panicking.
@@ -158,7 +161,33 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     );
     assert_unchanged(before.version(), unchanged.version())?;
 
-    // 5. History: every event of Ada's account, decoded, with the context it was written in.
+    // 5. A transfer as a process: the request is one event on a transfer of its own; the
+    //    `transfers` process debits the source, then credits the target, each step appended
+    //    with the process's tracking position (exactly once). A transfer to a closed account is
+    //    compensated: the money goes back to the source.
+    let carol = CommandContext::new()
+        .with_actor("clerk")
+        .scope(open_or_find(&accounts, "carol", "Carol Cray"))
+        .await?;
+    if !accounts.get(carol).await?.closed {
+        accounts
+            .execute(carol, |acct| acct.close("moved abroad"))
+            .await?;
+    }
+    match &store {
+        OpenedStore::Memory(store) => {
+            transfers_as_a_process(store.clone(), ada, bob, carol).await?
+        }
+        OpenedStore::Sqlite(store) => {
+            transfers_as_a_process(store.clone(), ada, bob, carol).await?
+        }
+        #[cfg(feature = "postgres")]
+        OpenedStore::Postgres(store) => {
+            transfers_as_a_process(store.clone(), ada, bob, carol).await?
+        }
+    }
+
+    // 6. History: every event of Ada's account, decoded, with the context it was written in.
     say!("\nAda's history (correlation id, actor):");
     let history = accounts.history(ada).await?;
     for recorded in history.iter().rev().take(8).rev() {
@@ -174,7 +203,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
         say!("  … and {} earlier events", history.len() - 8);
     }
 
-    // 6. Time travel: the state as of an earlier version.
+    // 7. Time travel: the state as of an earlier version.
     let then = accounts.get_at(ada, 2).await?;
     let now = accounts.get(ada).await?;
     say!(
@@ -184,10 +213,10 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
         cents(now.balance)
     );
 
-    // 7. Legacy data: events stored by an older release, at schema versions 1 and 2.
+    // 8. Legacy data: events stored by an older release, at schema versions 1 and 2.
     legacy_account(&accounts).await?;
 
-    // 8. Read your writes on the read side: wait until the projection has processed everything
+    // 9. Read your writes on the read side: wait until the projection has processed everything
     //    written above, then print from the read model (not from the aggregates).
     let written = accounts.store().last_position().await?;
     if !statements
@@ -237,6 +266,94 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
         say!("and the read model with: sqlite3 {file} 'SELECT * FROM bank_balances'");
     }
     Ok(())
+}
+
+/// Runs the `transfers` process live, requests one transfer that completes (Ada to Bob) and one
+/// that is compensated (Ada to Carol, whose account is closed), waits until the process has
+/// finished both, and prints each transfer's events: one correlation id ties them together.
+async fn transfers_as_a_process<S: Claims>(
+    store: S,
+    ada: Uuid,
+    bob: Uuid,
+    carol: Uuid,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let process = ProcessManager::new(store.clone(), Transfers)
+        .poll_interval(Duration::from_millis(200))
+        .spawn();
+    let transfers = Repository::<MoneyTransfer, _>::new(store.clone());
+    say!("\nTransfers run as a process (request, debit, credit or refund):");
+    for (to, name) in [(bob, "Bob"), (carol, "Carol (closed)")] {
+        let request = Uuid::now_v7();
+        let before = store.last_position().await?;
+        let id = CommandContext::new()
+            .with_actor("ada")
+            .with_correlation_id(request)
+            .scope(transfers::request(&transfers, ada, to, 5_00))
+            .await?;
+        let finished = wait_until_finished(&transfers, id, Duration::from_secs(10)).await?;
+        say!(
+            "  Ada sends {name} 5.00 -> {:?}{}",
+            finished.status,
+            finished
+                .reason
+                .as_ref()
+                .map(|reason| format!(" ({reason})"))
+                .unwrap_or_default()
+        );
+        let log = store.read_log(LogQuery::after(before, 1_000)).await?;
+        let correlated: Vec<_> = log
+            .events
+            .iter()
+            .filter(|e| {
+                e.metadata.get("correlation_id").map(String::as_str) == Some(&request.to_string())
+            })
+            .collect();
+        for event in &correlated {
+            // The event it follows: its causation id is that event's id.
+            let cause = event
+                .metadata
+                .get("causation_id")
+                .and_then(|id| correlated.iter().find(|e| e.id.to_string() == *id))
+                .map_or_else(
+                    || "the request".to_owned(),
+                    |cause| format!("position {}", cause.position),
+                );
+            say!(
+                "    position {:<5} {:<13} {:<20} by {:<9} caused by {}",
+                event.position,
+                event.category,
+                event.name,
+                event.metadata.get("actor").map_or("-", String::as_str),
+                cause
+            );
+        }
+        say!("    (all with correlation id {request})");
+    }
+    let (_, outcome) = process.stop().await;
+    outcome?;
+    Ok(())
+}
+
+/// Waits (at most `timeout`) until the process has finished transfer `id`.
+async fn wait_until_finished<S: EventStore>(
+    transfers: &Repository<MoneyTransfer, S>,
+    id: Uuid,
+    timeout: Duration,
+) -> Result<MoneyTransfer, Box<dyn std::error::Error + Send + Sync>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let transfer = transfers.get(id).await?.into_state();
+        if transfer.is_finished() {
+            return Ok(transfer);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "the transfers process did not finish transfer {id} within {timeout:?}"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn open_or_find(accounts: &Accounts, key: &str, owner: &str) -> Result<Uuid, Error> {
@@ -294,6 +411,16 @@ fn describe(event: &BankAccountEvent) -> String {
         BankAccountEvent::TransferSent(e) => format!("Sent {} to {}", cents(e.cents), e.to),
         BankAccountEvent::TransferReceived(e) => {
             format!("Received {} from {}", cents(e.cents), e.from)
+        }
+        BankAccountEvent::Closed(e) => format!("Closed ({})", e.reason),
+        BankAccountEvent::DebitedForTransfer(e) => {
+            format!("Debited {} for transfer to {}", cents(e.cents), e.to)
+        }
+        BankAccountEvent::CreditedByTransfer(e) => {
+            format!("Credited {} by transfer from {}", cents(e.cents), e.from)
+        }
+        BankAccountEvent::RefundedForTransfer(e) => {
+            format!("Refunded {} ({})", cents(e.cents), e.reason)
         }
     }
 }

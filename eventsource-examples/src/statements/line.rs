@@ -3,7 +3,10 @@
 
 use eventsource_core::Uuid;
 
-use crate::bank::{Deposited, Opened, TransferReceived, TransferSent, Withdrawn, cents};
+use crate::bank::{
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
+    TransferReceived, TransferSent, Withdrawn, cents,
+};
 
 /// What one event puts on its account's statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +23,8 @@ enum What<'e> {
     Withdrawal,
     TransferTo(Uuid),
     TransferFrom(Uuid),
+    Refund,
+    Closed,
 }
 
 impl Entry<'_> {
@@ -64,6 +69,8 @@ impl Entry<'_> {
             What::Withdrawal => "withdrawal".into(),
             What::TransferTo(_) => format!("transfer to {}", other()),
             What::TransferFrom(_) => format!("transfer from {}", other()),
+            What::Refund => "refund of a transfer".into(),
+            What::Closed => "closed".into(),
         };
         let sign = if self.change < 0 { "-" } else { "+" };
         let amount = cents(self.change.unsigned_abs().try_into().unwrap_or(u64::MAX));
@@ -124,6 +131,42 @@ impl ToEntry for TransferReceived {
         Entry {
             change: i128::from(self.cents),
             what: What::TransferFrom(self.from),
+        }
+    }
+}
+
+impl ToEntry for Closed {
+    fn entry(&self) -> Entry<'_> {
+        Entry {
+            change: 0,
+            what: What::Closed,
+        }
+    }
+}
+
+impl ToEntry for DebitedForTransfer {
+    fn entry(&self) -> Entry<'_> {
+        Entry {
+            change: -i128::from(self.cents),
+            what: What::TransferTo(self.to),
+        }
+    }
+}
+
+impl ToEntry for CreditedByTransfer {
+    fn entry(&self) -> Entry<'_> {
+        Entry {
+            change: i128::from(self.cents),
+            what: What::TransferFrom(self.from),
+        }
+    }
+}
+
+impl ToEntry for RefundedForTransfer {
+    fn entry(&self) -> Entry<'_> {
+        Entry {
+            change: i128::from(self.cents),
+            what: What::Refund,
         }
     }
 }

@@ -8,7 +8,10 @@ use eventsource_core::prelude::*;
 
 use super::line::ToEntry;
 use super::{Balance, Report};
-use crate::bank::{Deposited, Opened, TransferReceived, TransferSent, Withdrawn};
+use crate::bank::{
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
+    TransferReceived, TransferSent, Withdrawn,
+};
 
 /// One account as the read model sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,7 +28,17 @@ pub struct Statement {
 #[derive(Projection, Debug, Default)]
 #[projection(
     name = "bank-statements",
-    events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived)
+    events(
+        Opened,
+        Deposited,
+        Withdrawn,
+        TransferSent,
+        TransferReceived,
+        Closed,
+        DebitedForTransfer,
+        CreditedByTransfer,
+        RefundedForTransfer
+    )
 )]
 pub struct Statements {
     /// The accounts, by id.

@@ -8,14 +8,27 @@ use eventsource_core::stores::postgres::PostgresWork;
 
 use super::line::ToEntry;
 use super::{Balance, Report};
-use crate::bank::{Deposited, Opened, TransferReceived, TransferSent, Withdrawn};
+use crate::bank::{
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
+    TransferReceived, TransferSent, Withdrawn,
+};
 
 /// The statements projection into the store's PostgreSQL schema; it counts the events it
 /// handled in this run.
 #[derive(Projection, Debug)]
 #[projection(
     name = "bank-statements-postgres",
-    events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived),
+    events(
+        Opened,
+        Deposited,
+        Withdrawn,
+        TransferSent,
+        TransferReceived,
+        Closed,
+        DebitedForTransfer,
+        CreditedByTransfer,
+        RefundedForTransfer
+    ),
     context = PostgresWork
 )]
 pub struct PostgresStatements {

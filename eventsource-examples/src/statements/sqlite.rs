@@ -12,7 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::line::ToEntry;
 use super::{Balance, Report};
-use crate::bank::{Deposited, Opened, TransferReceived, TransferSent, Withdrawn};
+use crate::bank::{
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
+    TransferReceived, TransferSent, Withdrawn,
+};
 
 /// The read model's tables, created by the demo if they are missing.
 const TABLES: &str = "
@@ -34,7 +37,17 @@ CREATE TABLE IF NOT EXISTS bank_statement_lines (
 #[derive(Projection, Debug, Default)]
 #[projection(
     name = "bank-statements-sqlite",
-    events(Opened, Deposited, Withdrawn, TransferSent, TransferReceived),
+    events(
+        Opened,
+        Deposited,
+        Withdrawn,
+        TransferSent,
+        TransferReceived,
+        Closed,
+        DebitedForTransfer,
+        CreditedByTransfer,
+        RefundedForTransfer
+    ),
     context = SqliteWork
 )]
 pub struct SqliteStatements {

@@ -25,6 +25,8 @@ pub(super) trait Component<S>: Send {
     fn kind(&self) -> &'static str;
     /// The stored names of the events it follows.
     fn events(&self) -> &'static [&'static str];
+    /// Everything up to here is processed (`None` before its first run).
+    fn position(&self) -> Option<Position>;
     /// Processes every event there is now; returns the position it reached.
     fn catch_up(&mut self) -> BoxFuture<'_, Result<Position, SystemError>>;
     /// Starts following the log on a tokio task.
@@ -66,6 +68,9 @@ where
     fn events(&self) -> &'static [&'static str] {
         P::Event::NAMES
     }
+    fn position(&self) -> Option<Position> {
+        Projector::position(self)
+    }
     fn catch_up(&mut self) -> BoxFuture<'_, Result<Position, SystemError>> {
         Box::pin(async move { Ok(Projector::catch_up(self).await?) })
     }
@@ -86,6 +91,9 @@ impl<P: Process, S: Claims> Component<S> for ProcessManager<P, S> {
     }
     fn events(&self) -> &'static [&'static str] {
         P::Event::NAMES
+    }
+    fn position(&self) -> Option<Position> {
+        ProcessManager::position(self)
     }
     fn catch_up(&mut self) -> BoxFuture<'_, Result<Position, SystemError>> {
         Box::pin(async move { Ok(ProcessManager::catch_up(self).await?) })

@@ -48,7 +48,7 @@
 //! struct Invoicing;
 //! impl React<Ordered> for Invoicing {
 //!     async fn react(&mut self, e: &Recorded<Ordered>, work: &mut ProcessWork<'_>) -> Result<(), HandlerError> {
-//!         let invoice = work.load_or_default::<Invoice>(id_from_name(e.stream_id, "invoice")).await?;
+//!         let invoice = work.load_or_default::<Invoice>(id_from_name("invoices", &e.stream_id.to_string())).await?;
 //!         work.record(invoice, Invoiced { order: e.stream_id, cents: e.event.cents });
 //!         Ok(())
 //!     }
@@ -83,11 +83,10 @@
 //!
 //! // Live: a task per component.
 //! let mut running = system.spawn()?;
-//! let position = orders.create(Ordered { cents: 50 }).await?.position();
+//! orders.create(Ordered { cents: 50 }).await?;
 //! assert!(running.wait_until_idle(std::time::Duration::from_secs(5)).await?);
 //! let system = running.stop().await?;
 //! assert_eq!(system.projection_ref::<Receivables>().unwrap().cents, 400);
-//! # let _ = position;
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
@@ -114,10 +113,10 @@ use crate::persistence::position::Position;
 pub enum SystemError {
     /// A projection stopped.
     #[error(transparent)]
-    Projection(#[from] ProjectionError),
+    Projection(Box<ProjectionError>),
     /// A process manager stopped.
     #[error(transparent)]
-    Process(#[from] ProcessError),
+    Process(Box<ProcessError>),
     /// A component follows an event that none of the system's aggregates records.
     #[error(
         "{kind} `{component}` follows the event `{event}`, which none of the system's aggregates ({aggregates}) records; add the aggregate that records it with `.aggregate::<A>()`"
@@ -152,6 +151,18 @@ pub enum SystemError {
     /// Reading the store failed while waiting.
     #[error(transparent)]
     Store(#[from] Error),
+}
+
+impl From<ProjectionError> for SystemError {
+    fn from(error: ProjectionError) -> Self {
+        SystemError::Projection(Box::new(error))
+    }
+}
+
+impl From<ProcessError> for SystemError {
+    fn from(error: ProcessError) -> Self {
+        SystemError::Process(Box::new(error))
+    }
 }
 
 /// The aggregates, projections and process managers of an application, over one store. See
@@ -295,13 +306,14 @@ impl<S: Claims> System<S> {
     }
 
     /// Runs every component in this task, in the order they were added, round after round,
-    /// until a whole round moves no component on: everything stored (including what the
+    /// until a whole round moves no component on (a call with nothing to do takes one round): everything stored (including what the
     /// processes caused along the way) is processed. Returns how many rounds it took and the
     /// position the last component reached. Each component takes its claim for its turn, so
     /// this waits while another process runs a component live.
     pub async fn run_until_idle(&mut self) -> Result<Idle, SystemError> {
         self.check()?;
-        let mut reached: Vec<Option<Position>> = vec![None; self.components.len()];
+        let mut reached: Vec<Option<Position>> =
+            self.components.iter().map(|c| c.position()).collect();
         let mut rounds = 0;
         loop {
             rounds += 1;
