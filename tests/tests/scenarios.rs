@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use eventsource_core::HandlerError;
 use eventsource_core::prelude::*;
-use eventsource_core::process::ProcessWork;
 use eventsource_core::projection::ProjectionError;
 use eventsource_core::testing::scenario::{
     AggregateScenario, ExpectedEvent, ProcessScenario, ProjectionScenario,
@@ -175,42 +173,53 @@ fn shipment_of(order: Uuid) -> Uuid {
     id_from_name("shipments", &order.to_string())
 }
 
-/// Fulfilment, written by hand on the order's event enum: a placed order is confirmed, a
-/// confirmed one invoiced (so it reacts to an event it caused itself), a paid one settled and
-/// shipped. A payment of nothing is refused.
+/// Fulfilment: a placed order is confirmed, a confirmed one invoiced (so it reacts to an event
+/// it caused itself), a paid one settled and shipped. A payment of nothing is refused.
+#[derive(Process)]
+#[process(name = "fulfilment", events(Placed, Confirmed, Paid))]
 struct Fulfilment;
 
-impl Process for Fulfilment {
-    const NAME: &'static str = "fulfilment";
-    type Event = OrderEvent;
-
+impl React<Placed> for Fulfilment {
     async fn react(
         &mut self,
-        e: Recorded<OrderEvent>,
+        e: &Recorded<Placed>,
+        work: &mut ProcessWork<'_>,
+    ) -> Result<(), HandlerError> {
+        let placed = work.load::<Order>(e.stream_id).await?;
+        work.record(placed, Confirmed);
+        Ok(())
+    }
+}
+
+impl React<Confirmed> for Fulfilment {
+    async fn react(
+        &mut self,
+        e: &Recorded<Confirmed>,
         work: &mut ProcessWork<'_>,
     ) -> Result<(), HandlerError> {
         let order = e.stream_id;
-        match &e.event {
-            OrderEvent::Placed(_) => {
-                let placed = work.load::<Order>(order).await?;
-                work.record(placed, Confirmed);
-            }
-            OrderEvent::Confirmed(_) => {
-                let confirmed = work.load::<Order>(order).await?;
-                let cents = work[confirmed].cents;
-                let invoice = work.load_or_default::<Invoice>(invoice_of(order)).await?;
-                work.record(invoice, Invoiced { order, cents });
-            }
-            OrderEvent::Paid(paid) => {
-                if paid.cents == 0 {
-                    return Err("a payment of nothing".into());
-                }
-                let invoice = work.load::<Invoice>(invoice_of(order)).await?;
-                let shipment = work.load_or_default::<Shipment>(shipment_of(order)).await?;
-                work.record(invoice, Settled);
-                work.record(shipment, Shipped { order });
-            }
+        let confirmed = work.load::<Order>(order).await?;
+        let cents = work[confirmed].cents;
+        let invoice = work.load_or_default::<Invoice>(invoice_of(order)).await?;
+        work.record(invoice, Invoiced { order, cents });
+        Ok(())
+    }
+}
+
+impl React<Paid> for Fulfilment {
+    async fn react(
+        &mut self,
+        e: &Recorded<Paid>,
+        work: &mut ProcessWork<'_>,
+    ) -> Result<(), HandlerError> {
+        if e.event.cents == 0 {
+            return Err("a payment of nothing".into());
         }
+        let order = e.stream_id;
+        let invoice = work.load::<Invoice>(invoice_of(order)).await?;
+        let shipment = work.load_or_default::<Shipment>(shipment_of(order)).await?;
+        work.record(invoice, Settled);
+        work.record(shipment, Shipped { order });
         Ok(())
     }
 }

@@ -42,9 +42,7 @@ use crate::stores::memory::MemoryStore;
 ///
 /// ```
 /// use eventsource_core::prelude::*;
-/// use eventsource_core::process::{ProcessWork, React};
 /// use eventsource_core::testing::scenario::ProcessScenario;
-/// use eventsource_core::HandlerError;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
@@ -64,16 +62,14 @@ use crate::stores::memory::MemoryStore;
 /// fn invoice_of(order: Uuid) -> Uuid { id_from_name("invoices", &order.to_string()) }
 ///
 /// /// Every order gets an invoice.
+/// #[derive(Process)]
+/// #[process(name = "invoicing", events(Ordered))]
 /// struct Invoicing;
 ///
-/// impl Process for Invoicing {
-///     const NAME: &'static str = "invoicing";
-///     type Event = OrderEvent;
-///
-///     async fn react(&mut self, e: Recorded<OrderEvent>, work: &mut ProcessWork<'_>) -> Result<(), HandlerError> {
-///         let OrderEvent::Ordered(ordered) = &e.event;
+/// impl React<Ordered> for Invoicing {
+///     async fn react(&mut self, e: &Recorded<Ordered>, work: &mut ProcessWork<'_>) -> Result<(), HandlerError> {
 ///         let invoice = work.load_or_default::<Invoice>(invoice_of(e.stream_id)).await?;
-///         work.record(invoice, Invoiced { order: e.stream_id, cents: ordered.cents });
+///         work.record(invoice, Invoiced { order: e.stream_id, cents: e.event.cents });
 ///         Ok(())
 ///     }
 /// }
