@@ -1,15 +1,18 @@
-//! The bank domain end to end on the memory store: commands, atomic transfers, refusals, time
-//! travel, concurrency, and stored legacy records decoded through the three-version chain of
-//! `Deposited` (v1 -> v2 by a function step, v2 -> v3 by a typed `From` step).
+//! The bank domain end to end on the memory store: the account's decisions as given/when/then
+//! scenarios, commands, atomic transfers, refusals, time travel, concurrency, and stored legacy
+//! records decoded through the three-version chain of `Deposited` (v1 -> v2 by a function step,
+//! v2 -> v3 by a typed `From` step).
 // Amounts are in cents and written as euros_cents (`100_00` is 100.00).
 #![allow(clippy::inconsistent_digit_grouping)]
 
 use std::sync::Arc;
 
 use eventsource_core::prelude::*;
+use eventsource_core::testing::scenario::AggregateScenario;
 use eventsource_core::{AppendBatch, DecodeError, Error, NewEvent, StreamRange, registry};
 use eventsource_examples::bank::{
     self, BankAccount, BankAccountEvent, BankError, Deposited, Opened, TransferLimits,
+    TransferSent, Withdrawn,
 };
 
 type Accounts = Repository<BankAccount, Arc<MemoryStore>>;
@@ -83,28 +86,86 @@ async fn commands_replay_and_time_travel() {
     }
 }
 
+/// An account of `owner` in euros with `cents` paid in.
+fn funded(owner: &str, cents: u64) -> AggregateScenario<BankAccount> {
+    AggregateScenario::new()
+        .given(opened(owner))
+        .given(Deposited {
+            cents,
+            currency: "EUR".into(),
+        })
+}
+
+#[tokio::test]
+async fn deposits_and_withdrawals_are_decided_on_the_account() {
+    funded("Ada", 100_00)
+        .when(|a| a.withdraw(30_00))
+        .await
+        .then(Withdrawn { cents: 30_00 })
+        .then_state(|a| assert_eq!(a.balance, 70_00));
+    funded("Ada", 100_00)
+        .when(|a| a.withdraw(100_00))
+        .await
+        .then(Withdrawn { cents: 100_00 })
+        .then_state(|a| assert_eq!(a.balance, 0));
+    // A deposit is in the account's currency.
+    AggregateScenario::<BankAccount>::new()
+        .given(Opened {
+            owner: "Ada".into(),
+            currency: "USD".into(),
+        })
+        .when(|a| a.deposit(5_00))
+        .await
+        .then(Deposited {
+            cents: 5_00,
+            currency: "USD".into(),
+        });
+}
+
 #[tokio::test]
 async fn a_refused_command_writes_nothing() {
-    let accounts = accounts();
-    let id = accounts.create(opened("Bob")).await.unwrap();
-    let refused = accounts.execute(id, |a| a.withdraw(1)).await;
-    match refused {
-        Err(CommandError::Rejected(BankError::InsufficientFunds {
+    AggregateScenario::<BankAccount>::new()
+        .given(opened("Bob"))
+        .when(|a| a.withdraw(1))
+        .await
+        .then_rejected(BankError::InsufficientFunds {
             balance: 0,
             requested: 1,
-        })) => {}
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    assert_eq!(accounts.store().stream_version(id).await.unwrap(), 1);
-    let message = accounts
-        .execute(id, |a| a.withdraw(5_00))
+        })
+        .then_state(|a| assert_eq!(a.balance, 0));
+    funded("Bob", 4_99)
+        .when(|a| a.withdraw(5_00))
         .await
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        message,
-        "command rejected: the balance is 0.00, which does not cover 5.00"
-    );
+        .then_rejected_with(|e| e.to_string() == "the balance is 4.99, which does not cover 5.00");
+    funded("Bob", 4_99)
+        .when(|a| a.deposit(0))
+        .await
+        .then_rejected(BankError::ZeroAmount)
+        .then_state(|a| assert_eq!(a.balance, 4_99));
+}
+
+#[tokio::test]
+async fn the_sending_half_of_a_transfer_is_decided_on_balance_and_limit() {
+    let bob = Uuid::now_v7();
+    funded("Ada", 50_00)
+        .when(|a| a.send(bob, 20_00, 25_00))
+        .await
+        .then(TransferSent {
+            to: bob,
+            cents: 20_00,
+        })
+        .then_state(|a| assert_eq!(a.balance, 30_00));
+    funded("Ada", 50_00)
+        .when(|a| a.send(bob, 30_00, 25_00))
+        .await
+        .then_rejected(BankError::OverLimit {
+            limit: 25_00,
+            requested: 30_00,
+        });
+    funded("Ada", 50_00)
+        .when(|a| a.send(bob, 60_00, 100_00))
+        .await
+        .then_rejected_with(|e| matches!(e, BankError::InsufficientFunds { .. }));
 }
 
 #[tokio::test]

@@ -1,7 +1,13 @@
-//! Test support for store authors (feature `testing`).
+//! Test support (feature `testing`): for store authors, and for the tests of a domain.
 //!
-//! [`conformance`] is the suite every [`EventStore`](crate::EventStore) must pass: the stores in
-//! this crate run it, and a third-party store runs it with one call.
+//! - [`conformance`] is the suite every [`EventStore`](crate::EventStore) must pass: the stores
+//!   in this crate run it, and a third-party store runs it with one call.
+//! - [`scenario`] holds the given/when/then helpers domain tests are written with: an
+//!   aggregate's command ([`AggregateScenario`](scenario::AggregateScenario)), a projection's
+//!   read model ([`ProjectionScenario`](scenario::ProjectionScenario)) and a process manager's
+//!   reactions ([`ProcessScenario`](scenario::ProcessScenario)), each run on a
+//!   [`MemoryStore`](crate::MemoryStore) through the real repository, projector or process
+//!   manager.
 //!
 //! ```toml
 //! [dev-dependencies]
@@ -10,3 +16,4 @@
 //! ```
 
 pub mod conformance;
+pub mod scenario;
