@@ -643,3 +643,58 @@ async fn two_runners_of_a_process_share_the_work_one_at_a_time() {
         server.finish().await;
     }
 }
+
+/// A live process meets a busy store: another connection holds SQLite's write lock for longer
+/// than the store's busy timeout, so the process's claim or commit fails with `Error::Busy`. It
+/// gives up its claim, waits and claims again (its status counts the transient errors), and
+/// finishes once the lock is gone, instead of stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_process_rides_out_a_busy_store() {
+    use eventsource_core::SqliteOptions;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("pm_busy.db");
+    let store = SqliteOptions::file(&path)
+        .busy_timeout(Duration::from_millis(20))
+        .open()
+        .await
+        .expect("open SQLite");
+    let orders = place_orders(&store, 1, 30, false).await;
+
+    // Another program takes the write lock and keeps it.
+    let blocker = rusqlite::Connection::open(&path).expect("a second connection");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+
+    let mut running = ProcessManager::new(store.clone(), Invoicing::default())
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    // The process meets the lock and rides it out: a transient error, and it keeps running.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = running.status();
+        assert!(status.running, "the process stopped: {:?}", status.error);
+        if status.transient_errors >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the process never met the lock: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    blocker.execute_batch("COMMIT").expect("let go of the lock");
+    drop(blocker);
+
+    let last = store.last_position().await.expect("last position");
+    assert!(
+        running
+            .wait_for(last, Duration::from_secs(30))
+            .await
+            .expect("the process is still running"),
+        "the process finished after the lock was gone"
+    );
+    let (_, outcome) = running.stop().await;
+    outcome.expect("stopped cleanly");
+    check_invoiced(&store, &orders).await;
+}

@@ -22,6 +22,11 @@ use crate::persistence::position::Position;
 use crate::persistence::record::{LogQuery, StoredEvent};
 use crate::persistence::store::EventStore;
 
+/// How long a live runner waits before it claims again after a transient store error (busy, or
+/// a commit whose outcome is unknown): growing from 100 ms to 10 s.
+const TRANSIENT: Backoff =
+    Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10));
+
 /// What a projector does when a handler fails.
 #[derive(Debug, Clone)]
 pub enum ErrorPolicy {
@@ -122,6 +127,9 @@ pub struct RunnerStatus {
     pub role: RunnerRole,
     /// Why it stopped, if an error stopped it.
     pub error: Option<String>,
+    /// How many transient store errors (a busy store, a commit whose outcome is unknown) it
+    /// rode out by claiming again, since it started: a number to watch.
+    pub transient_errors: u64,
 }
 
 /// Runs a projection `P` over the log of store `S`.
@@ -300,13 +308,17 @@ where
 
     /// Runs on a tokio task, following the log until [`RunningProjection::stop`] or an error.
     /// It takes the projection's claim first, waiting on standby while another runner holds
-    /// it, and goes back to standby if it loses the claim.
+    /// it, and goes back to standby if it loses the claim. A transient store error (a busy
+    /// store, a commit whose outcome is unknown: [`Error::is_retryable`]) doesn't stop it: it
+    /// gives up the claim, waits (100 ms, growing to 10 s while the errors go on) and claims
+    /// again, resuming from the recorded tracking position. Other errors stop it.
     pub fn spawn(self) -> RunningProjection<P, S> {
         let (status, watch) = watch::channel(RunnerStatus {
             position: self.position.unwrap_or(Position::START),
             running: true,
             role: RunnerRole::Claiming,
             error: None,
+            transient_errors: 0,
         });
         let status = Arc::new(status);
         let stop = Arc::new(Notify::new());
@@ -327,11 +339,11 @@ where
     ) -> (Self, Result<(), ProjectionError>) {
         let outcome = self.follow(&status, &stop).await;
         let position = self.position.unwrap_or(Position::START);
-        status.send_replace(RunnerStatus {
-            position,
-            running: false,
-            role: RunnerRole::Stopped,
-            error: outcome.as_ref().err().map(P::describe),
+        status.send_modify(|status| {
+            status.position = position;
+            status.running = false;
+            status.role = RunnerRole::Stopped;
+            status.error = outcome.as_ref().err().map(P::describe);
         });
         (self, outcome)
     }
@@ -343,6 +355,7 @@ where
         status: &Arc<watch::Sender<RunnerStatus>>,
         stop: &Notify,
     ) -> Result<(), ProjectionError> {
+        let (mut transient, mut failed_at) = (0, None);
         loop {
             let standby = self.standby(Some(Arc::clone(status)));
             let claimed = tokio::select! {
@@ -350,26 +363,47 @@ where
                 () = stop.notified() => return Ok(()),
                 claimed = P::Context::claim(&self.store, P::NAME, &standby) => claimed,
             };
-            let mut claim = claimed.map_err(|source| self.store_error(source))?;
-            tracing::info!(
-                projection = P::NAME,
-                "this runner holds the projection's claim and is active"
-            );
-            status.send_modify(|s| s.role = RunnerRole::Active);
-            let outcome = self.follow_claimed(&mut claim, status, stop).await;
-            P::Context::release(claim, &self.store).await;
-            match outcome? {
-                Ended::Stopped => return Ok(()),
-                Ended::Lost => {
-                    status.send_modify(|s| s.role = RunnerRole::Claiming);
-                    // A runner that lost its claim may be the one in trouble (its connection,
-                    // its clock): the standbys get one interval to take over first.
-                    tokio::select! {
-                        biased;
-                        () = stop.notified() => return Ok(()),
-                        () = tokio::time::sleep(self.standby_poll) => {}
-                    }
+            let outcome = match claimed {
+                Ok(mut claim) => {
+                    tracing::info!(
+                        projection = P::NAME,
+                        "this runner holds the projection's claim and is active"
+                    );
+                    status.send_modify(|s| s.role = RunnerRole::Active);
+                    let outcome = self.follow_claimed(&mut claim, status, stop).await;
+                    P::Context::release(claim, &self.store).await;
+                    outcome
                 }
+                Err(source) => Err(self.store_error(source)),
+            };
+            let pause = match outcome {
+                Ok(Ended::Stopped) => return Ok(()),
+                // A runner that lost its claim may be the one in trouble (its connection, its
+                // clock): the standbys get one interval to take over first.
+                Ok(Ended::Lost) => self.standby_poll,
+                // A busy store, or a commit whose outcome is unknown: nothing is lost by trying
+                // again from the recorded tracking position (a batch that did commit moved it).
+                Err(ProjectionError::Store { source, .. }) if source.is_retryable() => {
+                    // Errors in a row, at the same position, wait longer each time.
+                    if failed_at != self.position {
+                        (transient, failed_at) = (0, self.position);
+                    }
+                    transient += 1;
+                    status.send_modify(|s| s.transient_errors += 1);
+                    let pause = TRANSIENT.delay(transient);
+                    tracing::warn!(
+                        projection = P::NAME, error = %source, ?pause,
+                        "a transient store error; this runner claims again and resumes from the recorded position"
+                    );
+                    pause
+                }
+                Err(error) => return Err(error),
+            };
+            status.send_modify(|s| s.role = RunnerRole::Claiming);
+            tokio::select! {
+                biased;
+                () = stop.notified() => return Ok(()),
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
