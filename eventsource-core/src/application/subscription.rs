@@ -144,6 +144,13 @@ impl<S: EventStore> Subscription<S> {
         Ok(batch)
     }
 
+    /// Waits until a commit wakes the subscription, or its poll interval passes: what to do
+    /// after [`try_next_batch`](Self::try_next_batch) came back empty, before reading again.
+    /// A commit after that read (and before this wait) wakes it at once.
+    pub async fn wait(&mut self) {
+        self.wake_ups.wait(self.poll).await;
+    }
+
     /// The subscription as a stream of events (it never ends; an error ends it after being
     /// yielded).
     pub fn into_stream(self) -> impl Stream<Item = Result<StoredEvent>> + Send
