@@ -47,6 +47,14 @@ pub enum ProcessError {
         /// The store's error.
         source: Error,
     },
+    /// It stopped (by an error, or a call to stop) while something waited for it.
+    #[error("{message}")]
+    Stopped {
+        /// The process's name.
+        process: &'static str,
+        /// Why: the error that stopped it, or that it was stopped.
+        message: String,
+    },
     /// The process's task panicked or was cancelled.
     #[error("process `{process}`'s task ended abnormally: {message}")]
     Task {
@@ -101,6 +109,8 @@ impl ProcessError {
                 source,
             },
             ProjectionError::Store { source, .. } => ProcessError::Store { process, source },
+            ProjectionError::Stopped { message, .. } => ProcessError::Stopped { process, message },
+            ProjectionError::Task { message, .. } => ProcessError::Task { process, message },
             other => ProcessError::Task {
                 process,
                 message: other.to_string(),
@@ -143,6 +153,16 @@ impl<P: Process, S: Claims> ProcessManager<P, S> {
         Self {
             engine: Projector::new(store, Reacting(process)).conflict_retry(default_conflicts()),
         }
+    }
+
+    /// Reacts only to upstream events after `position`: for a process added to a store with a
+    /// history, which must not act on events from before it existed (pass
+    /// [`EventStore::last_position`](crate::EventStore::last_position) when you deploy it). A
+    /// tracking position the store recorded further on wins, so keeping this call in the
+    /// program is safe across restarts.
+    pub fn starting_after(mut self, position: Position) -> Self {
+        self.engine = self.engine.starting_after(position);
+        self
     }
 
     /// At most this many upstream events per batch (one append; default 500, at least 1). A

@@ -90,6 +90,14 @@ pub enum ProjectionError {
         /// What `clear` said.
         source: HandlerError,
     },
+    /// It stopped (by an error, or a call to stop) while something waited for it.
+    #[error("{message}")]
+    Stopped {
+        /// The projection's name.
+        projection: &'static str,
+        /// Why: the error that stopped it, or that it was stopped.
+        message: String,
+    },
     /// The projection's task panicked or was cancelled.
     #[error("projection `{projection}`'s task ended abnormally: {message}")]
     Task {
@@ -149,8 +157,6 @@ pub struct Projector<P: Projection, S> {
     store: S,
     projection: P,
     position: Option<Position>,
-    /// Set by [`Projector::starting_after`]: the first claim keeps `position` as it is.
-    explicit_start: bool,
     page: usize,
     poll: Duration,
     standby_poll: Duration,
@@ -173,7 +179,6 @@ where
             store,
             projection,
             position: None,
-            explicit_start: false,
             page: 500,
             poll: Duration::from_secs(1),
             standby_poll: Duration::from_millis(500),
@@ -188,10 +193,11 @@ where
         self
     }
 
-    /// Starts after `position` instead: for a read model elsewhere that keeps its own position.
+    /// Starts after `position` instead: for a read model elsewhere that keeps its own position,
+    /// or a new read model that only needs what happens from now on. A tracking position the
+    /// store recorded further on wins.
     pub fn starting_after(mut self, position: Position) -> Self {
         self.position = Some(position);
-        self.explicit_start = true;
         self
     }
 
@@ -280,7 +286,6 @@ where
                 .await
                 .map_err(|source| self.store_error(source))?;
             self.position = Some(Position::START);
-            self.explicit_start = true;
             tracing::info!(projection = P::NAME, "rebuilding from the first event");
             self.catch_up_claimed().await
         }
@@ -309,7 +314,8 @@ where
     /// Runs on a tokio task, following the log until [`RunningProjection::stop`] or an error.
     /// It takes the projection's claim first, waiting on standby while another runner holds
     /// it, and goes back to standby if it loses the claim. A transient store error (a busy
-    /// store, a commit whose outcome is unknown: [`Error::is_retryable`]) doesn't stop it: it
+    /// store, a commit whose outcome is unknown: [`Error::is_retryable`]; or, for a process, a
+    /// batch that met version conflicts on every try) doesn't stop it: it
     /// gives up the claim, waits (100 ms, growing to 10 s while the errors go on) and claims
     /// again, resuming from the recorded tracking position. Other errors stop it.
     pub fn spawn(self) -> RunningProjection<P, S> {
@@ -381,9 +387,13 @@ where
                 // A runner that lost its claim may be the one in trouble (its connection, its
                 // clock): the standbys get one interval to take over first.
                 Ok(Ended::Lost) => self.standby_poll,
-                // A busy store, or a commit whose outcome is unknown: nothing is lost by trying
-                // again from the recorded tracking position (a batch that did commit moved it).
-                Err(ProjectionError::Store { source, .. }) if source.is_retryable() => {
+                // A busy store, a commit whose outcome is unknown, or a process's batch that kept
+                // meeting version conflicts: nothing is lost by trying again from the recorded
+                // tracking position (a batch that did commit moved it).
+                Err(ProjectionError::Store { source, .. })
+                    if source.is_retryable()
+                        || matches!(source, Error::TooManyConflicts { .. }) =>
+                {
                     // Errors in a row, at the same position, wait longer each time.
                     if failed_at != self.position {
                         (transient, failed_at) = (0, self.position);
@@ -418,6 +428,7 @@ where
         let mut subscription = self.subscribe();
         let position = subscription.position();
         status.send_modify(|s| s.position = position);
+        let mut caught_up = false;
         loop {
             let events = tokio::select! {
                 biased;
@@ -429,9 +440,27 @@ where
                     );
                     return Ok(Ended::Lost);
                 }
-                events = subscription.next_batch() => events.map_err(|e| self.store_error(e))?,
+                // Once caught up, wait for a commit (or the poll interval) before reading again.
+                events = async {
+                    if caught_up {
+                        subscription.wait().await;
+                    }
+                    subscription.try_next_batch().await
+                } => events.map_err(|e| self.store_error(e))?,
             };
             let read_to = subscription.position();
+            caught_up = events.is_empty();
+            if caught_up {
+                // Nothing it follows up to `read_to`: that much is done too, so a wait for a
+                // position of an event it doesn't follow (one a process caused, say) returns.
+                self.position = Some(read_to);
+                status.send_if_modified(|s| {
+                    let moved = s.position < read_to;
+                    s.position = s.position.max(read_to);
+                    moved
+                });
+                continue;
+            }
             match self.process(events, read_to).await {
                 Ok(()) => {}
                 Err(ProjectionError::Store {
@@ -474,11 +503,10 @@ where
 
     /// Once the claim is held: where to start. The recorded tracking position (the previous
     /// active runner moved it), or this projector's own if it is further on (an in-memory read
-    /// model's), or the one given to [`starting_after`](Self::starting_after) on the first run.
+    /// model's, or the one given to [`starting_after`](Self::starting_after)). Never before the
+    /// recorded position: what is recorded there is done, and doing it again would apply it
+    /// twice.
     async fn resume(&mut self) -> Result<(), ProjectionError> {
-        if std::mem::take(&mut self.explicit_start) && self.position.is_some() {
-            return Ok(());
-        }
         let recorded = P::Context::resume_position(&self.store, P::NAME)
             .await
             .map_err(|source| self.store_error(source))?;
@@ -493,22 +521,29 @@ where
     }
 
     /// One batch: decode, hand to the handlers in one context, commit with `read_to`; on a
-    /// handler error, the error policy.
+    /// handler error, the error policy. After version conflicts the batch may commit in
+    /// smaller parts (see [`run_batch`](Self::run_batch)); it returns once all of it is.
     async fn process(
         &mut self,
         events: Vec<StoredEvent>,
         read_to: Position,
     ) -> Result<(), ProjectionError> {
+        let mut done = 0;
         let mut tries = 0;
-        loop {
+        while done < events.len() {
             tries += 1;
-            match self.run_batch(&events, read_to).await {
-                Ok(()) => {
-                    self.position = Some(read_to);
-                    return Ok(());
+            match self.run_batch(&events[done..], read_to).await {
+                Ok(committed) => {
+                    done += committed;
+                    tries = 0;
+                    self.position = Some(match done == events.len() {
+                        true => read_to,
+                        false => events[done - 1].position,
+                    });
                 }
                 Err(Failure::Store(source)) => return Err(self.store_error(source)),
                 Err(Failure::Handler { index, source }) => {
+                    let failed = done + index;
                     let retry = match &self.policy {
                         ErrorPolicy::Retry { attempts, backoff } if tries < (*attempts).max(1) => {
                             Some(backoff.delay(tries))
@@ -518,63 +553,79 @@ where
                     match retry {
                         Some(delay) => {
                             tracing::warn!(
-                                projection = P::NAME, position = %events[index].position,
+                                projection = P::NAME, position = %events[failed].position,
                                 error = %source, tries, "a handler failed; trying the batch again"
                             );
                             tokio::time::sleep(delay).await;
                         }
-                        None => return Err(self.stop_before(&events, index, source).await),
+                        None => return Err(self.stop_before(&events, done, failed, source).await),
                     }
                 }
             }
         }
+        Ok(())
     }
 
-    /// Hands `events` to the handlers in one context and commits it with `position`. A commit
-    /// that meets a version conflict (a process's caused events, raced by another writer) runs
-    /// the batch again in a fresh context, as the conflict policy allows.
+    /// Hands `events` to the handlers in one context and commits it with `read_to`; returns
+    /// how many events it committed. A commit that meets a version conflict (a process's caused
+    /// events, raced by another writer) runs again in a fresh context, as the conflict policy
+    /// allows, on half as many events each time (down to one): the shorter the work between
+    /// loading and appending, the likelier it commits while other writers keep the aggregates
+    /// busy. A part commits with the position of its last event.
     async fn run_batch(
         &mut self,
         events: &[StoredEvent],
-        position: Position,
-    ) -> Result<(), Failure> {
+        read_to: Position,
+    ) -> Result<usize, Failure> {
         let mut conflicts = 0;
+        let mut take = events.len();
         loop {
+            let part = &events[..take];
+            let position = match take == events.len() {
+                true => read_to,
+                false => part[take - 1].position,
+            };
             let mut cx = P::Context::begin(&self.store, P::NAME)
                 .await
                 .map_err(Failure::Store)?;
-            if let Err(failure) = self.handle_all(events, &mut cx).await {
+            if let Err(failure) = self.handle_all(part, &mut cx).await {
                 cx.rollback().await;
                 return Err(failure);
             }
             match cx.commit(&self.store, P::NAME, position).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(take),
                 Err(error) => {
                     conflicts += 1;
                     self.conflicts
                         .after_failure(conflicts, error)
                         .await
                         .map_err(Failure::Store)?;
+                    take = (take / 2).max(1);
                 }
             }
         }
     }
 
-    /// Stops at `events[failed]`: commits the events before it (so the tracking position is on
-    /// the event before the failing one) and reports it.
+    /// Stops at `events[failed]`: commits the events from `done` up to it (so the tracking
+    /// position is on the event before the failing one) and reports it.
     async fn stop_before(
         &mut self,
         events: &[StoredEvent],
+        mut done: usize,
         failed: usize,
         source: HandlerError,
     ) -> ProjectionError {
-        if let Some(last) = events[..failed].last() {
-            match self.run_batch(&events[..failed], last.position).await {
-                Ok(()) => self.position = Some(last.position),
+        while done < failed {
+            let last = events[failed - 1].position;
+            match self.run_batch(&events[done..failed], last).await {
+                Ok(committed) => {
+                    done += committed;
+                    self.position = Some(events[done - 1].position);
+                }
                 Err(Failure::Store(error)) => return self.store_error(error),
                 // A handler that fails differently the second time: report the first
-                // failure; nothing of this batch is committed.
-                Err(Failure::Handler { .. }) => {}
+                // failure; what is not committed yet stays so.
+                Err(Failure::Handler { .. }) => break,
             }
         }
         let event = &events[failed];
@@ -696,11 +747,11 @@ impl<P: Projection, S> RunningProjection<P, S> {
         match reached {
             Err(_) => Ok(false),
             Ok(Ok(status)) if status.position >= position => Ok(true),
-            Ok(Ok(status)) => Err(ProjectionError::Task {
+            Ok(Ok(status)) => Err(ProjectionError::Stopped {
                 projection: P::NAME,
-                message: status
-                    .error
-                    .unwrap_or_else(|| "it stopped before reaching the position".into()),
+                message: status.error.unwrap_or_else(|| {
+                    format!("`{}` was stopped before it reached the position", P::NAME)
+                }),
             }),
             Ok(Err(_)) => Err(ProjectionError::Task {
                 projection: P::NAME,
