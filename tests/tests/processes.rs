@@ -698,3 +698,100 @@ async fn a_live_process_rides_out_a_busy_store() {
     outcome.expect("stopped cleanly");
     check_invoiced(&store, &orders).await;
 }
+
+/// A process added to a store with a history reacts only to what comes after the position it is
+/// deployed at; restarted with the same call, the tracking position it recorded since wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_deployed_later_starts_after_the_position_it_is_given() {
+    async fn scenario<S: Claims>(name: &str, store: S) {
+        let before = place_orders(&store, 1, 10, false).await;
+        let deployed_at = store.last_position().await.expect("last position");
+        let deployed =
+            || ProcessManager::new(store.clone(), Invoicing::default()).starting_after(deployed_at);
+        let mut first = deployed();
+        first.catch_up().await.expect("catch up");
+        assert_eq!(first.process().runs, 0, "{name}: nothing from before");
+        let after = place_orders(&store, 1, 3, false).await;
+        first.catch_up().await.expect("catch up");
+        assert_eq!(
+            first.process().runs,
+            3,
+            "{name}: the orders after deployment"
+        );
+        let mut restarted = deployed();
+        restarted
+            .catch_up()
+            .await
+            .expect("catch up after a restart");
+        assert_eq!(
+            restarted.process().runs,
+            0,
+            "{name}: the recorded position wins"
+        );
+        for &order in &before {
+            assert_eq!(
+                store
+                    .stream_version(invoice_of(order))
+                    .await
+                    .expect("version"),
+                0,
+                "{name}: an order from before deployment is not invoiced"
+            );
+        }
+        for &order in &after {
+            assert_eq!(
+                store
+                    .stream_version(invoice_of(order))
+                    .await
+                    .expect("version"),
+                1,
+                "{name}: an order after deployment is invoiced once"
+            );
+        }
+    }
+    on_every_store!("pm_deploy", scenario);
+}
+
+/// A live runner's position passes the events it doesn't follow, so waiting for the position
+/// of such an event (an order, for a projection of invoices) returns once it has read past it,
+/// instead of waiting for the next event it does follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_an_event_a_runner_does_not_follow_returns() {
+    async fn scenario<S: Claims>(name: &str, store: S) {
+        let mut receivables = Projector::new(store.clone(), Receivables::default())
+            .poll_interval(Duration::from_millis(50))
+            .spawn();
+        let mut invoicing = ProcessManager::new(store.clone(), Invoicing::default())
+            .poll_interval(Duration::from_millis(50))
+            .spawn();
+        place_orders(&store, 1, 3, false).await;
+        let ordered = store.last_position().await.expect("last position");
+        assert!(
+            receivables
+                .wait_for(ordered, Duration::from_secs(30))
+                .await
+                .expect("running"),
+            "{name}: the projection read past the orders it doesn't follow"
+        );
+        // The process caused invoices after the orders: it doesn't follow those either.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while store.stream_version(ledger_id()).await.expect("version") < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: no ledger entries"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let caused = store.last_position().await.expect("last position");
+        assert!(
+            invoicing
+                .wait_for(caused, Duration::from_secs(30))
+                .await
+                .expect("running"),
+            "{name}: the process read past the events it caused"
+        );
+        receivables.stop().await.1.expect("stopped");
+        invoicing.stop().await.1.expect("stopped");
+    }
+    on_every_store!("pm_wait", scenario);
+}
