@@ -383,7 +383,7 @@ async fn open_or_find(accounts: &Accounts, key: &str, owner: &str) -> Result<Uui
     Ok(id)
 }
 
-/// "correlation <id> by <actor>", or what is missing (events written before commands had a
+/// `correlation <id> by <actor>`, or what is missing (events written before commands had a
 /// context carry none).
 fn written_by(recorded: &Recorded<BankAccountEvent>) -> String {
     let correlation = recorded

@@ -9,7 +9,7 @@
 //!   stopped;
 //! - on the memory store ([`memory`]) it is a map in memory, rebuilt from the log at each start.
 //!
-//! The three share [`line`]: what an event does to its account's balance and the text of its
+//! The three share [`line`](mod@line): what an event does to its account's balance and the text of its
 //! statement line. What differs is only where the rows are kept and how they are read back.
 
 pub mod line;
