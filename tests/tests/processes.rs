@@ -795,3 +795,32 @@ async fn waiting_for_an_event_a_runner_does_not_follow_returns() {
     }
     on_every_store!("pm_wait", scenario);
 }
+
+/// The SQLite claim lease is an option (and a URL parameter); one too short to renew in time
+/// is refused when the store opens.
+#[tokio::test]
+async fn the_sqlite_claim_lease_is_an_option_with_a_floor() {
+    use eventsource_core::{Error, SqliteOptions};
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!(
+        "sqlite://{}?claim_lease_ms=50",
+        dir.path().join("lease.db").display()
+    );
+    let refused = SqliteOptions::from_url(&url)
+        .expect("the URL parses")
+        .open()
+        .await;
+    match refused {
+        Err(Error::Config { message, .. }) => {
+            assert!(message.contains("too short"), "{message}")
+        }
+        other => panic!("a 50 ms lease: expected a Config error, got {other:?}"),
+    }
+    let url = url.replace("=50", "=1500");
+    SqliteOptions::from_url(&url)
+        .expect("the URL parses")
+        .open()
+        .await
+        .expect("a 1.5 s lease is fine");
+}

@@ -11,8 +11,8 @@
 //!   the process runs on a tokio runtime of its own (its own worker thread) that is shut down
 //!   abruptly (`shutdown_background`, every task dropped at its next await) and replaced by a
 //!   new one on the same `MemoryStore`.
-//!   A restart on SQLite waits for the killed run's lease to expire (10 s): most of this
-//!   file's run time.
+//!   A restart on SQLite waits for the killed run's lease to expire (1 s here, set with
+//!   `SqliteOptions::claim_lease`; 10 s by default).
 //! - **Taken over.** Two child processes run the same `System` live on one PostgreSQL schema
 //!   while 400 transfers are requested; each prints its `transfers` runner's role as it
 //!   changes. The active one is killed part-way; the other, on standby until then (and never
@@ -44,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 use eventsource_core::prelude::*;
 use eventsource_core::process::RunningProcess;
 use eventsource_core::projection::RunnerRole;
-use eventsource_core::{Claims, LogQuery, Position, StoredEvent};
+use eventsource_core::{Claims, LogQuery, Position, SqliteOptions, StoredEvent};
 use eventsource_examples::bank::{
     BankAccount, BankAccountEvent, BankError, CreditedByTransfer, DebitedForTransfer, Opened,
     RefundedForTransfer,
@@ -74,8 +74,7 @@ const PAGE: usize = 4;
 const WINDOW: u64 = 60;
 /// Each run of the process is killed once it has finished this many transfers since its start.
 const KILL_AFTER: [u64; 3] = [80, 150, 110];
-/// The longest any one wait of these tests may take (a SQLite restart waits up to 10 s for the
-/// killed holder's lease to expire).
+/// The longest any one wait of these tests may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The terminal events of a transfer.
@@ -576,13 +575,21 @@ async fn killed_and_restarted<S: EventStore + Clone + 'static>(
     println!("{label}: {outcome} in {:.1?}", began.elapsed());
 }
 
+/// The SQLite file of the kill test, with a 1 s claim lease so a restart after a kill takes
+/// over within a second (the default is 10 s).
+async fn sqlite_store(path: impl AsRef<std::path::Path>) -> SqliteStore {
+    SqliteOptions::file(path)
+        .claim_lease(Duration::from_secs(1))
+        .open()
+        .await
+        .expect("open the SQLite file")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_transfers_survive_three_kills_of_the_process() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("transfers.db");
-    let store = SqliteStore::open(&path)
-        .await
-        .expect("open the SQLite file");
+    let store = sqlite_store(&path).await;
     let spec = format!("sqlite:{}", path.to_str().expect("a UTF-8 path"));
     let mut runs = 0;
     killed_and_restarted("sqlite", store, || {
@@ -641,7 +648,7 @@ const CHILD_ENV: &str = "ES_TRANSFERS_CHILD";
 async fn child_runs_the_transfers_process_until_killed() {
     let spec = std::env::var(CHILD_ENV).expect("ES_TRANSFERS_CHILD names the store");
     if let Some(path) = spec.strip_prefix("sqlite:") {
-        let store = SqliteStore::open(path).await.expect("open the SQLite file");
+        let store = sqlite_store(path).await;
         run_until_killed(transfers_process(store).spawn()).await;
     } else if let Some(schema) = spec.strip_prefix("postgres:") {
         let store = PostgresStore::options(url())

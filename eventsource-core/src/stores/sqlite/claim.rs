@@ -28,11 +28,12 @@ use super::{BACKEND, Shared, SqliteStore, micros_now, open_connection, sqlite_er
 use crate::application::claim::Standby;
 use crate::error::{Error, Result};
 
-/// How long a lease lasts after it is taken or renewed: the longest a crashed holder keeps a
-/// standby waiting.
+/// How long a lease lasts after it is taken or renewed, unless
+/// [`SqliteOptions::claim_lease`](super::SqliteOptions::claim_lease) says otherwise: the
+/// longest a crashed holder keeps a standby waiting.
 pub const LEASE: Duration = Duration::from_secs(10);
 
-/// How often the holder renews its lease.
+/// How often the holder renews a lease of the default length (a quarter of the lease).
 pub const RENEW_EVERY: Duration = Duration::from_millis(2500);
 
 /// A projection's claim in a SQLite file: the lease row of its tracker, renewed by a background
@@ -77,9 +78,9 @@ async fn run<T: Send + 'static>(
     .map_err(|e| Error::backend(BACKEND, "a projection lease statement", e))?
 }
 
-/// Microseconds since the Unix epoch, `LEASE` from now.
-fn expiry(now: i64) -> i64 {
-    now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX))
+/// Microseconds since the Unix epoch, `lease` from now.
+fn expiry(now: i64, lease: Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl SqliteClaim {
@@ -98,6 +99,7 @@ impl SqliteClaim {
             });
         }
         let holder = format!("{}:{}", std::process::id(), uuid::Uuid::now_v7());
+        let lease = store.shared.options.claim_lease;
         loop {
             let now = micros_now()?;
             let renewed_at = Instant::now();
@@ -108,7 +110,7 @@ impl SqliteClaim {
                 move |connection, shared| {
                     connection.execute(
                         &shared.sql.take_lease,
-                        params![tracker_owned, holder_owned, expiry(now), now],
+                        params![tracker_owned, holder_owned, expiry(now, lease), now],
                     )
                 },
             )
@@ -160,8 +162,9 @@ impl SqliteClaim {
     }
 }
 
-/// Renews the lease every [`RENEW_EVERY`] until it is lost (taken by another runner, or not
-/// renewed before it expired), then says so on `lost`.
+/// Renews the lease every quarter of its length ([`RENEW_EVERY`] for the default [`LEASE`])
+/// until it is lost (taken by another runner, or not renewed before it expired), then says so
+/// on `lost`.
 async fn heartbeat(
     shared: Arc<Shared>,
     tracker: String,
@@ -169,8 +172,9 @@ async fn heartbeat(
     mut renewed_at: Instant,
     lost: watch::Sender<bool>,
 ) {
+    let lease = shared.options.claim_lease;
     loop {
-        tokio::time::sleep(RENEW_EVERY).await;
+        tokio::time::sleep(lease / 4).await;
         let attempt = Instant::now();
         let (t, h) = (tracker.clone(), holder.clone());
         let renewed = async {
@@ -179,7 +183,7 @@ async fn heartbeat(
                 &shared,
                 format!("renewing the lease of projection `{tracker}`"),
                 move |connection, shared| {
-                    connection.execute(&shared.sql.renew_lease, params![t, h, expiry(now)])
+                    connection.execute(&shared.sql.renew_lease, params![t, h, expiry(now, lease)])
                 },
             )
             .await
@@ -192,7 +196,7 @@ async fn heartbeat(
                 let _ = lost.send(true);
                 return;
             }
-            Err(error) if renewed_at.elapsed() >= LEASE => {
+            Err(error) if renewed_at.elapsed() >= lease => {
                 tracing::warn!(projection = %tracker, %error, "eventsource: this projection's lease expired before it could be renewed");
                 let _ = lost.send(true);
                 return;

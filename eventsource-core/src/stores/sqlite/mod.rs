@@ -36,11 +36,12 @@
 //! - **Reads.** A stream is read in chunks of at most 1024 events (or 8 MiB of payloads), the
 //!   next chunk fetched while the caller consumes the current one, so replaying a stream of any
 //!   length holds a bounded amount of memory.
-//! - **One active runner per projection.** A projector with [`SqliteWork`] takes its
-//!   projection's [`SqliteClaim`] first: a lease row in `<events>_projection_leases`, renewed
-//!   every [`RENEW_EVERY`] while it runs. Projectors of the same projection on the same file,
-//!   in any process, wait on standby; one takes over when the holder stops (it deletes the
-//!   row) or, after a crash, once its lease has expired ([`LEASE`], 10 s).
+//! - **One active runner per projection or process.** A projector with [`SqliteWork`], or a
+//!   process manager, takes its component's [`SqliteClaim`] first: a lease row in
+//!   `<events>_projection_leases`, renewed every quarter of the lease while it runs. Runners of
+//!   the same component on the same file, in any process, wait on standby; one takes over when
+//!   the holder stops (it deletes the row) or, after a crash, once its lease has expired
+//!   ([`LEASE`], 10 s by default; [`SqliteOptions::claim_lease`] sets it).
 //! - **Async.** SQLite calls block, so each runs on Tokio's blocking thread pool
 //!   ([`tokio::task::spawn_blocking`]); the store must be used inside a Tokio runtime (outside
 //!   one, every call fails with a typed error).

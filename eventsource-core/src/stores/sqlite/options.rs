@@ -158,7 +158,11 @@ pub struct SqliteOptions {
     pub(super) read_chunk: usize,
     pub(super) max_idle_readers: usize,
     pub(super) mmap_size: u64,
+    pub(super) claim_lease: Duration,
 }
+
+/// The shortest claim lease [`SqliteOptions::open`] accepts.
+const MIN_CLAIM_LEASE: Duration = Duration::from_millis(100);
 
 impl SqliteOptions {
     /// A database file, created if missing.
@@ -176,6 +180,7 @@ impl SqliteOptions {
             location,
             synchronous: Synchronous::default(),
             busy_timeout: Duration::from_secs(5),
+            claim_lease: super::claim::LEASE,
             tables: TableNames {
                 events: "events".into(),
                 snapshots: "snapshots".into(),
@@ -193,7 +198,7 @@ impl SqliteOptions {
     ///   directory), `sqlite:///absolute/path.db`, or a plain path;
     /// - `sqlite::memory:` or `sqlite://:memory:` for an in-memory database;
     /// - optional query parameters `synchronous=off|normal|full|extra` and
-    ///   `busy_timeout_ms=N`, for example `sqlite://bank.db?synchronous=normal`.
+    ///   `busy_timeout_ms=N` and `claim_lease_ms=N`, for example `sqlite://bank.db?synchronous=normal`.
     ///
     /// ```
     /// use eventsource_core::{SqliteOptions, Synchronous};
@@ -242,17 +247,21 @@ impl SqliteOptions {
                         ))
                     })?;
                 }
-                "busy_timeout_ms" => {
+                "busy_timeout_ms" | "claim_lease_ms" => {
                     let ms: u64 = value.parse().map_err(|_| {
                         config(format!(
-                            "`busy_timeout_ms={value}` in `{url}`: expected a number of milliseconds"
+                            "`{key}={value}` in `{url}`: expected a number of milliseconds"
                         ))
                     })?;
-                    options.busy_timeout = Duration::from_millis(ms);
+                    let duration = Duration::from_millis(ms);
+                    match key {
+                        "busy_timeout_ms" => options.busy_timeout = duration,
+                        _ => options.claim_lease = duration,
+                    }
                 }
                 _ => {
                     return Err(config(format!(
-                        "unknown parameter `{key}` in `{url}`; the parameters are `synchronous` and `busy_timeout_ms`"
+                        "unknown parameter `{key}` in `{url}`; the parameters are `synchronous`, `busy_timeout_ms` and `claim_lease_ms`"
                     )));
                 }
             }
@@ -270,6 +279,16 @@ impl SqliteOptions {
     /// locked" error (default 5 seconds).
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long a projection's or a process's claim lasts without being renewed (default
+    /// [`LEASE`](super::LEASE), 10 s; renewed every quarter of it while its runner works): the
+    /// longest a standby waits to take over from a runner that crashed. Shorter means faster
+    /// takeover and more renewals (one write each); it must stay well above the longest pause
+    /// the runner's process can take (and at least 100 ms, checked when the store opens).
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = lease;
         self
     }
 
@@ -333,11 +352,20 @@ impl SqliteOptions {
     /// Opens the store: creates the database and its tables if needed and runs any pending
     /// schema migrations.
     ///
-    /// Fails with [`Error::Config`] for an invalid table name or a database whose schema is
-    /// newer than this build, and with [`Error::Backend`] when the file can't be opened, isn't
+    /// Fails with [`Error::Config`] for an invalid table name, a claim lease under 100 ms or a
+    /// database whose schema is newer than this build, and with [`Error::Backend`] when the file can't be opened, isn't
     /// an SQLite database, or stays locked past the busy timeout.
     pub async fn open(self) -> Result<SqliteStore> {
         self.tables.validate()?;
+        if self.claim_lease < MIN_CLAIM_LEASE {
+            return Err(Error::Config {
+                backend: BACKEND,
+                message: format!(
+                    "a claim lease of {:?} is too short to renew in time: use at least {MIN_CLAIM_LEASE:?}",
+                    self.claim_lease
+                ),
+            });
+        }
         SqliteStore::open_with(self).await
     }
 }
