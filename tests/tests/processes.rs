@@ -90,6 +90,24 @@ fn ledger_id() -> Uuid {
     id_from_name("pm-ledgers", "the ledger")
 }
 
+/// Records the invoice of an order.
+async fn record_invoice(
+    e: &Recorded<Ordered>,
+    work: &mut ProcessWork<'_>,
+) -> Result<(), HandlerError> {
+    let invoice = work
+        .load_or_default::<Invoice>(invoice_of(e.stream_id))
+        .await?;
+    work.record(
+        invoice,
+        Invoiced {
+            order: e.stream_id,
+            cents: e.event.cents,
+        },
+    );
+    Ok(())
+}
+
 /// Invoices every order and enters it in the ledger, in one reaction.
 #[derive(Process, Default)]
 #[process(name = "pm-invoicing", events(Ordered))]
@@ -105,16 +123,7 @@ impl React<Ordered> for Invoicing {
         work: &mut ProcessWork<'_>,
     ) -> Result<(), HandlerError> {
         self.runs += 1;
-        let invoice = work
-            .load_or_default::<Invoice>(invoice_of(e.stream_id))
-            .await?;
-        work.record(
-            invoice,
-            Invoiced {
-                order: e.stream_id,
-                cents: e.event.cents,
-            },
-        );
+        record_invoice(e, work).await?;
         let ledger = work.load_or_default::<Ledger>(ledger_id()).await?;
         work.record(
             ledger,
@@ -318,16 +327,7 @@ impl React<Ordered> for Picky {
         e: &Recorded<Ordered>,
         work: &mut ProcessWork<'_>,
     ) -> Result<(), HandlerError> {
-        let invoice = work
-            .load_or_default::<Invoice>(invoice_of(e.stream_id))
-            .await?;
-        work.record(
-            invoice,
-            Invoiced {
-                order: e.stream_id,
-                cents: e.event.cents,
-            },
-        );
+        record_invoice(e, work).await?;
         if Some(e.event.cents) == self.refuse_cents {
             return Err(format!("refusing an order of {} cents", e.event.cents).into());
         }
