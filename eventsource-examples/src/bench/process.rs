@@ -281,7 +281,7 @@ struct Bank {
     deposit: u64,
 }
 
-/// One requested transfer: its index in the plan and its stream.
+/// The requested transfers: each one's index in the plan and its stream, in plan order.
 type Requested = Vec<(u64, Uuid)>;
 
 impl Bank {
