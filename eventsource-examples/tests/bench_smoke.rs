@@ -90,6 +90,8 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
         ("W6", "default"),
         ("W6", "log-read"),
         ("W7", "default"),
+        ("W8", "live"),
+        ("W8", "catch-up"),
     ];
     if raw {
         expected.extend([
@@ -137,6 +139,18 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
         assert!(live[key].as_f64().is_some(), "`{key}` missing in {live}");
     }
     assert_eq!(live["events"], 200, "{live}");
+    // W8 counts the transfers' events in the store (the bench fails if any transfer is
+    // unfinished or a balance is off) and sets the event rate beside W2's.
+    for variant in ["live", "catch-up"] {
+        let process = figures
+            .iter()
+            .find(|f| f["workload"] == "W8" && f["variant"] == variant)
+            .unwrap_or_else(|| panic!("a W8 {variant} figure"));
+        assert_eq!(process["events"], 100, "{process}");
+        assert_eq!(process["events_written"], 400, "{process}");
+        assert!(process["ratio_to_w2"].as_f64().is_some(), "{process}");
+        assert!(process["batches"].as_u64() >= Some(1), "{process}");
+    }
 }
 
 #[test]

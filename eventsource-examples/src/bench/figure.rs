@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 pub struct Figure {
     /// `memory`, `sqlite` or `postgres`.
     pub store: String,
-    /// `W1` … `W7`, `W3-large`.
+    /// `W1` … `W8`, `W3-large`.
     pub workload: &'static str,
     /// `default`, `snapshots`, `cache`, `raw-single`, `raw-batch`, …
     pub variant: String,
@@ -60,6 +60,7 @@ impl Figure {
             "W5" => "W5",
             "W6" => "W6",
             "W7" => "W7",
+            "W8" => "W8",
             _ => return None,
         };
         let known = [

@@ -14,11 +14,15 @@
 //! - **W6** a projection catching up from zero over the whole log, beside W4's read of the same
 //!   log (issue 11; it runs right after W4, on the log W1–W4 wrote, topped up);
 //! - **W7** a live projection: latency from an append's commit to its handler (see [`read_side`]);
+//! - **W8** a process manager: transfers completed per second end to end, with the `transfers`
+//!   process live beside concurrent requesters and catching up alone, beside W2's rate (see
+//!   [`process`]);
 //!
 //! and, for SQLite and PostgreSQL, the raw engine in the same run (see [`raw`]).
 
 pub mod account;
 pub mod figure;
+pub mod process;
 pub mod raw;
 pub mod read_side;
 pub mod rss;
@@ -30,6 +34,8 @@ use std::sync::Arc;
 use eventsource_core::EventStore;
 
 pub use figure::Figure;
+
+use crate::OpenedStore;
 
 /// Errors of the bench: anything, with its message.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -56,11 +62,13 @@ pub enum Workload {
     W6,
     /// A live projection's latency, append to handler.
     W7,
+    /// A process manager's throughput: transfers completed per second.
+    W8,
 }
 
 impl Workload {
     /// Every workload, in run order (W6 runs right after W4, on the log it read).
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::W1,
         Workload::W2,
         Workload::W3,
@@ -69,9 +77,10 @@ impl Workload {
         Workload::W6,
         Workload::W5,
         Workload::W7,
+        Workload::W8,
     ];
 
-    /// The name in the table and the JSON (`W1` … `W7`, `W3-large`).
+    /// The name in the table and the JSON (`W1` … `W8`, `W3-large`).
     pub fn label(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
@@ -82,6 +91,7 @@ impl Workload {
             Workload::W5 => "W5",
             Workload::W6 => "W6",
             Workload::W7 => "W7",
+            Workload::W8 => "W8",
         }
     }
 
@@ -125,6 +135,12 @@ pub struct Sizes {
     pub w7_events: u64,
     /// W7: microseconds between appends (as far as the store keeps up).
     pub w7_interval_us: u64,
+    /// W8: transfers requested (in each of the live and the catch-up run).
+    pub w8_transfers: u64,
+    /// W8: accounts the transfers move money between (at least 2).
+    pub w8_accounts: u64,
+    /// W8: concurrent requesters.
+    pub w8_requesters: u64,
     /// Raw engine: single-row transactions.
     pub raw_single: u64,
     /// Events per append when the bench writes a long stream (W3, W3-large, W4 top-up).
@@ -153,6 +169,9 @@ impl Sizes {
             w6_events: 1_000_000,
             w7_events: 10_000,
             w7_interval_us: 1_000,
+            w8_transfers: 2_000,
+            w8_accounts: 20,
+            w8_requesters: 4,
             raw_single: 2_000,
             write_batch: 10_000,
             snapshot_every: 100,
@@ -177,6 +196,9 @@ impl Sizes {
             w6_events: 2_000,
             w7_events: 200,
             w7_interval_us: 1_000,
+            w8_transfers: 100,
+            w8_accounts: 20,
+            w8_requesters: 4,
             raw_single: 100,
             write_batch: 1_000,
             snapshot_every: 100,
@@ -227,6 +249,9 @@ pub struct BenchStore {
     pub name: &'static str,
     /// The store.
     pub store: Arc<dyn EventStore>,
+    /// The same store as its own type, for what needs more than the trait (a process manager
+    /// needs [`Claims`](eventsource_core::Claims), which `Arc<dyn EventStore>` doesn't have).
+    pub opened: OpenedStore,
     /// The raw engine beside it (none for memory).
     pub raw: Option<raw::RawEngine>,
     /// Files to remove afterwards.
@@ -239,6 +264,7 @@ impl std::fmt::Debug for BenchStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BenchStore")
             .field("name", &self.name)
+            .field("opened", &self.opened)
             .field("raw", &self.raw)
             .field("files", &self.files)
             .field("dir", &self.dir)
@@ -323,17 +349,34 @@ impl From<BenchError> for OpenError {
 }
 
 impl BenchStore {
+    fn new(
+        name: &'static str,
+        opened: OpenedStore,
+        raw: Option<raw::RawEngine>,
+        files: Vec<PathBuf>,
+        dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            name,
+            store: opened.events(),
+            opened,
+            raw,
+            files,
+            dir,
+        }
+    }
+
     /// Opens a fresh store for `spec` (a new temporary SQLite file, a new PostgreSQL schema
     /// `bench_<pid>`), with its raw engine.
     pub async fn open(spec: &StoreSpec) -> Result<Self, OpenError> {
         match spec {
-            StoreSpec::Memory => Ok(Self {
-                name: "memory",
-                store: Arc::new(eventsource_core::MemoryStore::new()),
-                raw: None,
-                files: Vec::new(),
-                dir: None,
-            }),
+            StoreSpec::Memory => Ok(Self::new(
+                "memory",
+                OpenedStore::Memory(Arc::new(eventsource_core::MemoryStore::new())),
+                None,
+                Vec::new(),
+                None,
+            )),
             StoreSpec::Sqlite(url) => Self::open_sqlite(url.as_deref())
                 .await
                 .map_err(OpenError::Failed),
@@ -381,13 +424,13 @@ impl BenchStore {
             PathBuf::from(name)
         });
         let raw = raw::RawSqlite::open(raw_file, path.clone(), synchronous)?;
-        Ok(Self {
-            name: "sqlite",
-            store: Arc::new(store),
-            raw: Some(raw::RawEngine::Sqlite(raw)),
-            files: path.into_iter().collect(),
+        Ok(Self::new(
+            "sqlite",
+            OpenedStore::Sqlite(store),
+            Some(raw::RawEngine::Sqlite(raw)),
+            path.into_iter().collect(),
             dir,
-        })
+        ))
     }
 
     #[cfg(feature = "postgres")]
@@ -411,25 +454,27 @@ impl BenchStore {
                 return Err(OpenError::Failed(error.into()));
             }
         };
-        Ok(Self {
-            name: "postgres",
-            store: Arc::new(store),
-            raw: Some(raw::RawEngine::Postgres(raw)),
-            files: Vec::new(),
-            dir: None,
-        })
+        Ok(Self::new(
+            "postgres",
+            OpenedStore::Postgres(store),
+            Some(raw::RawEngine::Postgres(raw)),
+            Vec::new(),
+            None,
+        ))
     }
 
     /// Removes what the run created: the temporary files, or the PostgreSQL schema.
     pub async fn clean_up(self) -> BenchResult<()> {
         let BenchStore {
             store,
+            opened,
             raw,
             files,
             dir,
             ..
         } = self;
         drop(store);
+        drop(opened);
         #[cfg(feature = "postgres")]
         if let Some(raw::RawEngine::Postgres(raw)) = &raw {
             raw.drop_schema().await?;

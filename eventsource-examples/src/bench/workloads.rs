@@ -12,7 +12,7 @@ use eventsource_core::{
 use super::account::Balance;
 use super::figure::Figure;
 use super::raw::RawRow;
-use super::{BenchResult, BenchStore, Report, Sizes, Workload, read_side, rss};
+use super::{BenchResult, BenchStore, Report, Sizes, Workload, process, read_side, rss};
 use crate::bank::{BankAccount, BankAccountEvent, Deposited, Opened};
 
 /// The repository the bench drives.
@@ -165,6 +165,19 @@ pub async fn run(
     }
     if wanted(Workload::W7) {
         read_side::w7(name, &store, sizes, report).await?;
+    }
+    if wanted(Workload::W8) {
+        // W8 is set beside W2's rate on the same store: measure it now if it wasn't chosen.
+        if !wanted(Workload::W2) {
+            w2(name, &accounts, sizes, report).await?;
+        }
+        let w2_per_second = report
+            .figures
+            .iter()
+            .find(|f| f.store == name && f.workload == "W2" && f.variant == "default")
+            .map(Figure::per_second)
+            .ok_or("W8: no W2 figure to set it beside")?;
+        process::w8(target, sizes, w2_per_second, report).await?;
     }
     Ok(())
 }

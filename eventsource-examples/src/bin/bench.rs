@@ -1,4 +1,4 @@
-//! The benchmark: the standard workloads (W1–W7, W3-large) on every store, beside the raw
+//! The benchmark: the standard workloads (W1–W8, W3-large) on every store, beside the raw
 //! engine in the same run. Build it in release:
 //!
 //! ```text
@@ -43,7 +43,8 @@ STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, de
        EVENTSOURCE_BENCH_NOTIFY=off: postgres appends send no NOTIFY (wake-ups off).
 --json         one JSON object per figure on stdout (the table then goes to stderr)
 --quick        tiny sizes, for a smoke run
---only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5,W6,W7)
+--only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5,W6,W7,W8;
+               W8 runs W2 too when it isn't listed, for its ratio)
 
 size flags (defaults in brackets; --quick sets small ones, later flags override):
 --w1-commands N [10000]   --w1-default-commands N [1000, then grown by batched appends]
@@ -54,6 +55,9 @@ size flags (defaults in brackets; --quick sets small ones, later flags override)
 --w6-events N [1000000, the log W6's projection catches up over, from zero]
 --w7-events N [10000, appended one by one while W7's projector runs]
 --w7-interval-us N [1000, between W7's appends]
+--w8-transfers N [2000, requested in each of W8's live and catch-up runs]
+--w8-accounts N [20, the accounts they move money between]
+--w8-requesters N [4, concurrent requesters]
 --raw-single N [2000]     --write-batch N [10000, events per append when writing long streams]
 --snapshot-every N [100, W1 snapshots]           --cache-capacity N [1000, W1 cache]";
 
@@ -123,6 +127,9 @@ fn parse_args() -> Result<Args, String> {
             "--w6-events" => sizes.w6_events = number(&mut iter)?,
             "--w7-events" => sizes.w7_events = number(&mut iter)?.max(1),
             "--w7-interval-us" => sizes.w7_interval_us = number(&mut iter)?.max(1),
+            "--w8-transfers" => sizes.w8_transfers = number(&mut iter)?.max(1),
+            "--w8-accounts" => sizes.w8_accounts = number(&mut iter)?.max(2),
+            "--w8-requesters" => sizes.w8_requesters = number(&mut iter)?.max(1),
             "--raw-single" => sizes.raw_single = number(&mut iter)?,
             "--write-batch" => sizes.write_batch = number(&mut iter)?.max(1),
             "--snapshot-every" => sizes.snapshot_every = number(&mut iter)?.max(1),
