@@ -14,7 +14,7 @@
 //! store after each run, not assumed. Both runs check that every transfer completed and that
 //! every account's balance is what the transfers make it, and fail otherwise.
 //!
-//! The process runs on a [`Probe`] of the store, which counts and times what the process asks of
+//! The process runs on a `Probe` of the store, which counts and times what the process asks of
 //! it (its batches' appends, the loads of its reactions, its log reads), so the figure says
 //! where the time went.
 
