@@ -142,6 +142,17 @@ impl Change {
         if variant { "variant" } else { "field" }
     }
 
+    /// What follows an added or removed line's name: its type, or a variant's kind.
+    fn what(ty: &str, variant: bool, removed: bool) -> String {
+        let open = if removed { "it was " } else { "" };
+        match (variant, ty) {
+            (true, "()") => String::new(),
+            (true, "{..}") => format!(" ({open}a struct variant)"),
+            (true, _) => format!(" ({open}a tuple variant)"),
+            (false, ty) => format!(" ({open}`{ty}`)"),
+        }
+    }
+
     /// The change as a sentence about the type itself: "field `amount` changed type from `u64`
     /// to `u32`".
     pub fn sentence(&self) -> String {
@@ -151,15 +162,16 @@ impl Change {
                 list_or_none(from),
                 list_or_none(to)
             ),
-            Change::Added { field, ty, variant } => {
-                format!("{} `{field}` was added (`{ty}`)", Change::noun(*variant))
-            }
-            Change::Removed { field, ty, variant } => {
-                format!(
-                    "{} `{field}` was removed (it was `{ty}`)",
-                    Change::noun(*variant)
-                )
-            }
+            Change::Added { field, ty, variant } => format!(
+                "{} `{field}` was added{}",
+                Change::noun(*variant),
+                Change::what(ty, *variant, false)
+            ),
+            Change::Removed { field, ty, variant } => format!(
+                "{} `{field}` was removed{}",
+                Change::noun(*variant),
+                Change::what(ty, *variant, true)
+            ),
             Change::Retyped { field, from, to } => {
                 format!("field `{field}` changed type from `{from}` to `{to}`")
             }
@@ -184,17 +196,25 @@ impl Change {
                 list_or_none(from),
                 list_or_none(to)
             ),
-            Change::Added { field, ty, variant } => {
-                format!(
-                    "`{path}.{field}`: {} added (`{ty}`)",
-                    Change::noun(*variant)
-                )
-            }
-            Change::Removed { field, ty, variant } => {
-                format!(
-                    "`{path}.{field}`: {} removed (was `{ty}`)",
-                    Change::noun(*variant)
-                )
+            Change::Added {
+                field,
+                ty,
+                variant: true,
+            } => format!(
+                "`{path}`: variant `{field}` added{}",
+                Change::what(ty, true, false)
+            ),
+            Change::Removed {
+                field,
+                ty,
+                variant: true,
+            } => format!(
+                "`{path}`: variant `{field}` removed{}",
+                Change::what(ty, true, true)
+            ),
+            Change::Added { field, ty, .. } => format!("`{path}.{field}`: added (`{ty}`)"),
+            Change::Removed { field, ty, .. } => {
+                format!("`{path}.{field}`: removed (was `{ty}`)")
             }
             Change::Retyped { field, from, to } => format!("`{path}.{field}: {from} -> {to}`"),
             Change::FieldAttrs { field, from, to } => format!(
@@ -1013,10 +1033,7 @@ mod tests {
         let renamed = Shape::parse_canonical("Eur: ()\nDollar: ()\n").unwrap();
         assert_eq!(
             currency.diff(&renamed),
-            [
-                "variant `Dollar` was added (`()`)",
-                "variant `Usd` was removed (it was `()`)"
-            ]
+            ["variant `Dollar` was added", "variant `Usd` was removed"]
         );
     }
 
