@@ -136,7 +136,7 @@ pub(crate) fn check_type(cx: &Ctxt, path: &Path, model: &DataModel) -> TokenStre
     };
     let ident = &model.ident;
     let name = &model.name;
-    let locked_as = if *name == ident.to_string() {
+    let locked_as = if ident == name {
         String::new()
     } else {
         format!(" (locked as `{name}`)")

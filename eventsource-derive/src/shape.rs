@@ -12,7 +12,7 @@ use crate::ctxt::Ctxt;
 /// How one line of a shape is locked.
 pub(crate) enum FieldType {
     /// Through `<Type as EventData>`: its fingerprint covers what it holds.
-    Data(syn::Type),
+    Data(Box<syn::Type>),
     /// By its type as written only: a variant line, an `opaque` field, a field serde skips or
     /// encodes `with` a module, or one that holds the type itself (a fingerprint can't contain
     /// itself).
@@ -105,7 +105,7 @@ fn push_fields(
         out.types.push(if as_written {
             FieldType::AsWritten
         } else {
-            FieldType::Data(field.ty.clone())
+            FieldType::Data(Box::new(field.ty.clone()))
         });
     }
 }

@@ -155,34 +155,37 @@ fn an_unreadable_lock_is_reported_not_overwritten() {
 
 /// Events whose fields hold nested types, locked under their own package prefix.
 mod nested {
+    // Only registered, never built: the lock writer reads them from the registry.
+    #![allow(dead_code)]
+
     use eventsource_core::{Event, EventData};
     use serde::{Deserialize, Serialize};
 
     #[derive(EventData, Serialize, Deserialize)]
-    pub struct Geo {
-        pub lat: f64,
-        pub lon: f64,
+    struct Geo {
+        lat: f64,
+        lon: f64,
     }
 
     #[derive(EventData, Serialize, Deserialize)]
-    pub struct Address {
-        pub street: String,
-        pub postcode: String,
-        pub geo: Option<Geo>,
+    struct Address {
+        street: String,
+        postcode: String,
+        geo: Option<Geo>,
     }
 
     #[derive(EventData, Serialize, Deserialize)]
-    pub enum Currency {
+    enum Currency {
         Eur,
         Usd,
     }
 
     #[derive(Event, Serialize, Deserialize)]
     #[event(name = "NestedOpened")]
-    pub struct Opened {
-        pub owner: String,
-        pub addresses: Vec<Address>,
-        pub currency: Currency,
+    struct Opened {
+        owner: String,
+        addresses: Vec<Address>,
+        currency: Currency,
     }
 }
 
