@@ -112,6 +112,7 @@ pub use persistence::record::{
 };
 pub use persistence::store::{EventStore, EventStream, StreamVisitor};
 pub use persistence::wake::{CommitSignal, WakeUps};
+pub use schema::EventData;
 pub use stores::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use stores::postgres::PostgresStore;
@@ -126,6 +127,10 @@ pub use uuid::Uuid;
 /// `#[derive(Event)]`: see [`Event`].
 #[cfg(feature = "derive")]
 pub use eventsource_derive::Event;
+
+/// `#[derive(EventData)]`: see [`EventData`].
+#[cfg(feature = "derive")]
+pub use eventsource_derive::EventData;
 
 /// `#[derive(Aggregate)]`: see [`Aggregate`].
 #[cfg(feature = "derive")]
@@ -148,10 +153,10 @@ pub mod prelude {
     pub use crate::process::React;
     pub use crate::projection::Handle;
     pub use crate::{
-        Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventEnum, EventStore,
-        HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process, ProcessManager, ProcessWork,
-        Projection, Projector, Recorded, Repository, System, UnitOfWork, UpcastError, Uuid,
-        id_from_name,
+        Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventData, EventEnum,
+        EventStore, HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process, ProcessManager,
+        ProcessWork, Projection, Projector, Recorded, Repository, System, UnitOfWork, UpcastError,
+        Uuid, id_from_name,
     };
 }
 
@@ -161,9 +166,11 @@ pub mod __private {
     pub use crate::domain::aggregate::{decode_snapshot_state, encode_snapshot_state};
     pub use crate::domain::event::decode_through_steps;
     pub use crate::registry::{AggregateRegistration, EventRegistration};
+    pub use crate::schema::{DataShape, FieldShape};
     pub use core::convert::From;
     pub use core::option::Option;
     pub use core::result::Result;
+    pub use eventsource_schema::fingerprint;
     pub use inventory;
     pub use serde;
     pub use serde_json;

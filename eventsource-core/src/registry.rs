@@ -28,6 +28,9 @@ pub struct EventRegistration {
     /// The type's stored shape in the schema lock's canonical text (fields, types, serde
     /// attributes), as the derive saw it.
     pub shape: &'static str,
+    /// One entry per line of `shape`: the fingerprint of the field's type and the nested types
+    /// it reaches (see [`crate::schema::EventData`]).
+    pub fields: &'static [crate::schema::FieldShape],
     /// Decodes a JSON payload stored at any version this type can upcast from, and returns it
     /// re-encoded as JSON at this type's version.
     pub decode_json: fn(u32, &[u8]) -> Result<serde_json::Value, DecodeError>,
@@ -233,6 +236,7 @@ mod tests {
             type_name,
             oldest_version: version,
             shape: "",
+            fields: &[],
             decode_json: no_decode,
         }
     }

@@ -33,7 +33,42 @@ pub(crate) struct EventModel {
     /// A problem with the chain was already reported while parsing.
     pub(crate) chain_reported: bool,
     /// The stored shape, for the schema lock.
-    pub(crate) shape: eventsource_schema::Shape,
+    pub(crate) stored: crate::shape::Stored,
+}
+
+/// A `#[derive(EventData)]` input: a struct or an enum stored inside events.
+pub(crate) struct DataModel {
+    pub(crate) ident: syn::Ident,
+    pub(crate) krate: Krate,
+    /// The name its `type` block has in the lock.
+    pub(crate) name: String,
+    pub(crate) stored: crate::shape::Stored,
+}
+
+impl DataModel {
+    pub(crate) fn from_input(cx: &Ctxt, input: &syn::DeriveInput) -> Self {
+        if !input.generics.params.is_empty() {
+            cx.error_spanned_by(
+                &input.generics,
+                "`#[derive(EventData)]` does not support generic parameters yet: the lock records one shape per nested type. Use a concrete type in the event (`struct Prices(Vec<Price>)`), or mark the field that holds it `#[event(opaque)]` to lock it by its type as written",
+            );
+        }
+        if let syn::Data::Union(data) = &input.data {
+            cx.error_spanned_by(
+                data.union_token,
+                "`#[derive(EventData)]` needs a struct or an enum that serde can encode, not a union",
+            );
+        }
+        let attrs = attr::parse_event_data_attrs(cx, &input.attrs);
+        DataModel {
+            ident: input.ident.clone(),
+            krate: Krate::resolve(cx, attrs.krate, &input.ident, "EventData", attr::EVENT_DATA),
+            name: attrs
+                .name
+                .map_or_else(|| input.ident.to_string(), |n| n.value),
+            stored: crate::shape::of(cx, input, attr::EVENT_DATA),
+        }
+    }
 }
 
 /// One event listed in `events(...)`.
@@ -193,7 +228,7 @@ impl EventModel {
             version,
             chain,
             chain_reported,
-            shape: crate::shape::of(input),
+            stored: crate::shape::of(cx, input, attr::EVENT),
         }
     }
 }

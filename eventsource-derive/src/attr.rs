@@ -13,6 +13,7 @@ pub(crate) const EVENT: &str = "event";
 pub(crate) const AGGREGATE: &str = "aggregate";
 pub(crate) const PROJECTION: &str = "projection";
 pub(crate) const PROCESS: &str = "process";
+pub(crate) const EVENT_DATA: &str = "event_data";
 
 pub(crate) const NAME: &str = "name";
 pub(crate) const VERSION: &str = "version";
@@ -27,6 +28,7 @@ pub(crate) const SNAPSHOT: &str = "snapshot";
 pub(crate) const SNAPSHOT_EVERY: &str = "snapshot_every";
 pub(crate) const SNAPSHOT_VERSION: &str = "snapshot_version";
 pub(crate) const CONTEXT: &str = "context";
+pub(crate) const OPAQUE: &str = "opaque";
 
 const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, CRATE];
 const UPCAST_KEYS: &[&str] = &[FROM, WITH];
@@ -41,6 +43,8 @@ const AGGREGATE_KEYS: &[&str] = &[
 ];
 const PROJECTION_KEYS: &[&str] = &[EVENTS, NAME, CONTEXT, CRATE];
 const PROCESS_KEYS: &[&str] = &[EVENTS, NAME, CRATE];
+const EVENT_DATA_KEYS: &[&str] = &[NAME, CRATE];
+const FIELD_KEYS: &[&str] = &[OPAQUE];
 
 /// A parsed value with the span of the tokens it came from.
 #[derive(Clone)]
@@ -232,6 +236,87 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
         broken_step,
         krate: krate.get(),
     }
+}
+
+/// `#[event_data(...)]` on a nested type.
+pub(crate) struct EventDataAttr {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) krate: Option<Spanned<syn::Path>>,
+}
+
+pub(crate) fn parse_event_data_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventDataAttr {
+    let mut name = Once::new(cx, EVENT_DATA, NAME);
+    let mut krate = Once::new(cx, EVENT_DATA, CRATE);
+    for_each_key(cx, attrs, EVENT_DATA, |key, meta| {
+        match key {
+            NAME => {
+                if let Some(lit) = parse_name(cx, meta)? {
+                    name.set(meta.path.span(), lit);
+                }
+            }
+            CRATE => {
+                let path = parse_crate(meta)?;
+                krate.set(meta.path.span(), path);
+            }
+            OPAQUE => {
+                cx.error_spanned_by(
+                    &meta.path,
+                    format!(
+                        "`opaque` goes on a field, not on the type: `#[{EVENT_DATA}(opaque)] field: OtherCrateType` locks that field by its type as written. `#[{EVENT_DATA}(...)]` on the type takes {}",
+                        key_list(EVENT_DATA_KEYS)
+                    ),
+                );
+                skip_value(meta)?;
+            }
+            _ => unknown_key(cx, meta, EVENT_DATA, EVENT_DATA_KEYS)?,
+        }
+        Ok(())
+    });
+    EventDataAttr {
+        name: name.get(),
+        krate: krate.get(),
+    }
+}
+
+/// `#[event(opaque)]` / `#[event_data(opaque)]` on a field (`attr` says which): the field is
+/// locked by its type as written. Returns the span of `opaque` if given.
+pub(crate) fn parse_field_attrs(
+    cx: &Ctxt,
+    attrs: &[syn::Attribute],
+    attr: &'static str,
+) -> Option<Spanned<()>> {
+    let mut opaque = Once::new(cx, attr, OPAQUE);
+    for_each_key(cx, attrs, attr, |key, meta| {
+        match key {
+            OPAQUE => {
+                if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        "`opaque` is a flag and takes no value: write `opaque` to lock the field by its type as written",
+                    );
+                    skip_value(meta)?;
+                }
+                opaque.set(meta.path.span(), ());
+            }
+            _ => {
+                let key = meta
+                    .path
+                    .get_ident()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                cx.error_spanned_by(
+                    &meta.path,
+                    format!(
+                        "unknown key `{key}` in `#[{attr}(...)]` on a field: a field takes only {}, which locks it by its type as written (for a type from another crate, which can't derive `EventData`)",
+                        key_list(FIELD_KEYS)
+                    ),
+                );
+                skip_value(meta)?;
+            }
+        }
+        Ok(())
+    });
+    opaque.get()
 }
 
 pub(crate) fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> AggregateAttr {

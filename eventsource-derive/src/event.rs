@@ -5,10 +5,12 @@ use quote::{quote, quote_spanned};
 
 use crate::ast::EventModel;
 use crate::krate::Krate;
-use crate::{register, upcast};
+use crate::lock::EventLock;
+use crate::{event_data, register, upcast};
 
-/// `track_lock`: tokens that make the schema lock an input of the crate (see `lock::check`).
-pub(crate) fn expand(model: &EventModel, track_lock: TokenStream) -> TokenStream {
+/// `lock`: what `lock::check` found (the tokens that make the lock an input of the crate, and the
+/// locked version whose fields' fingerprints are asserted).
+pub(crate) fn expand(model: &EventModel, lock: &EventLock) -> TokenStream {
     let krate = &model.krate;
     let ident = &model.ident;
     let name = &model.name;
@@ -16,6 +18,9 @@ pub(crate) fn expand(model: &EventModel, track_lock: TokenStream) -> TokenStream
     let body = upcast::decode_body(model);
     let checks = upcast::typed_step_checks(model);
     let registration = register::event(model);
+    let fields = event_data::field_shapes(krate, &model.stored.types);
+    let fingerprints = event_data::fingerprint_checks(model, lock);
+    let track_lock = &lock.track;
     let oldest = upcast::oldest_version(model);
     // Spanned on the type's name, so a missing `Serialize`/`Deserialize` is reported there.
     let header = quote_spanned!(ident.span()=> impl #krate::Event for #ident);
@@ -36,6 +41,8 @@ pub(crate) fn expand(model: &EventModel, track_lock: TokenStream) -> TokenStream
                 }
             }
             #checks
+            #fields
+            #fingerprints
             #registration
             #track_lock
         };

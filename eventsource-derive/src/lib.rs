@@ -24,6 +24,7 @@ mod check;
 mod ctxt;
 mod dispatch;
 mod event;
+mod event_data;
 mod event_enum;
 mod krate;
 mod lock;
@@ -60,25 +61,68 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
     let cx = ctxt::Ctxt::new();
     let mut model = ast::EventModel::from_input(&cx, &input);
     check::event(&cx, &mut model);
-    let track_lock = match lock::find() {
+    let lock = match lock::find() {
         Some(path) => lock::check(
             &cx,
             &path,
             &model.ident,
             &model.name,
             model.version.value,
-            &model.shape,
+            &model.stored.shape,
         ),
-        None => proc_macro2::TokenStream::new(),
+        None => lock::EventLock::default(),
     };
     match cx.check() {
-        Ok(()) => event::expand(&model, track_lock).into(),
+        Ok(()) => event::expand(&model, &lock).into(),
         Err(errors) => {
             let errors = errors.to_compile_error();
             // A generic type can't take the non-generic stand-in impl without more errors, and
             // without a path to `eventsource-core` a stand-in only adds "cannot find" errors.
             let fallback = if input.generics.params.is_empty() && model.krate.found {
                 event::fallback(&model.ident, &model.krate)
+            } else {
+                proc_macro2::TokenStream::new()
+            };
+            quote!(#errors #fallback).into()
+        }
+    }
+}
+
+/// Derives `eventsource_core::EventData` for a struct or an enum stored inside events (`Address`
+/// in `Opened`), so the schema lock sees inside it: its fingerprint covers its fields, their
+/// serde attributes and, through their own `EventData`, everything they hold.
+///
+/// ```text
+/// #[event_data(
+///     name = "Address",                         // its `type` block in the lock; default: the type's name
+///     crate = "my_reexport::eventsource_core",
+/// )]
+/// struct Address {
+///     #[event_data(opaque)]                     // a type from another crate: locked as written
+///     geo: other_crate::Point,
+///     ...
+/// }
+/// ```
+///
+/// Checked while compiling: every field's type is `EventData` (or the field is `opaque`, or
+/// `#[serde(skip)]`, or `#[serde(with = ...)]`); and, when an `events.lock` is found beside the
+/// source file or above it up to the crate root, that the type's locked shape has not changed,
+/// naming the stored events and paths that hold it.
+#[proc_macro_derive(EventData, attributes(event_data))]
+pub fn derive_event_data(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    let cx = ctxt::Ctxt::new();
+    let model = ast::DataModel::from_input(&cx, &input);
+    let track_lock = match lock::find() {
+        Some(path) => lock::check_type(&cx, &path, &model),
+        None => proc_macro2::TokenStream::new(),
+    };
+    match cx.check() {
+        Ok(()) => event_data::expand(&model, track_lock).into(),
+        Err(errors) => {
+            let errors = errors.to_compile_error();
+            let fallback = if input.generics.params.is_empty() && model.krate.found {
+                event_data::fallback(&model.ident, &model.krate)
             } else {
                 proc_macro2::TokenStream::new()
             };

@@ -1,15 +1,17 @@
-//! Reading the schema lock while compiling: a locked event version whose shape changed is a
-//! compile error on the type.
+//! Reading the schema lock while compiling: a locked event version or a locked nested type
+//! whose shape changed is a compile error on the type.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use eventsource_schema::{LOCK_FILE, Lock, Shape};
+use eventsource_schema::{LOCK_FILE, Lock, LockedEvent, Shape};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
+use crate::ast::DataModel;
 use crate::ctxt::Ctxt;
 
-/// The lock file that governs the event being derived: the nearest `events.lock` in the
+/// The lock file that governs the type being derived: the nearest `events.lock` in the
 /// directory of the source file or above it, up to the crate root.
 pub(crate) fn find() -> Option<PathBuf> {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
@@ -37,16 +39,20 @@ pub(crate) fn find() -> Option<PathBuf> {
     None
 }
 
-/// Checks `shape` against the locked shape of (`name`, `version`), reporting a change on
-/// `ident`. Returns the tokens that make rustc rebuild when the lock changes.
-pub(crate) fn check(
-    cx: &Ctxt,
-    path: &Path,
-    ident: &syn::Ident,
-    name: &str,
-    version: u32,
-    shape: &Shape,
-) -> TokenStream {
+/// What the Event derive learnt from the lock.
+#[derive(Default)]
+pub(crate) struct EventLock {
+    /// Tokens that make rustc rebuild when the lock changes.
+    pub(crate) track: TokenStream,
+    /// The locked version, when its fields as written still match: its fields' type
+    /// fingerprints are then asserted by `event_data::fingerprint_checks`.
+    pub(crate) locked: Option<LockedEvent>,
+    /// The whole lock, for naming the nested types a field reaches.
+    pub(crate) lock: Option<Lock>,
+}
+
+/// Reads the lock at `path`; an unreadable lock is reported on the call site.
+fn read(cx: &Ctxt, path: &Path) -> (TokenStream, Option<Lock>) {
     let display = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -55,26 +61,47 @@ pub(crate) fn check(
                 Span::call_site(),
                 format!("cannot read the schema lock {display}: {error}"),
             ));
-            return TokenStream::new();
+            return (TokenStream::new(), None);
         }
     };
     // `include_bytes!` makes the lock an input of this crate, so editing it triggers a rebuild.
     let track = quote!(
         const _: &[u8] = ::core::include_bytes!(#display);
     );
-    let lock = match Lock::parse(&text) {
-        Ok(lock) => lock,
+    match Lock::parse(&text) {
+        Ok(lock) => (track, Some(lock)),
         Err(error) => {
             cx.syn_error(syn::Error::new(
                 Span::call_site(),
                 format!("cannot read the schema lock {display}: {error}"),
             ));
-            return track;
+            (track, None)
         }
+    }
+}
+
+/// Checks `shape` (as written) against the locked shape of (`name`, `version`), reporting a
+/// change on `ident`.
+pub(crate) fn check(
+    cx: &Ctxt,
+    path: &Path,
+    ident: &syn::Ident,
+    name: &str,
+    version: u32,
+    shape: &Shape,
+) -> EventLock {
+    let (track, lock) = read(cx, path);
+    let Some(lock) = lock else {
+        return EventLock {
+            track,
+            ..EventLock::default()
+        };
     };
-    if let Some(locked) = lock.get(name, version) {
-        let changes = locked.shape.diff(shape);
+    let mut locked = lock.get(name, version).cloned();
+    if let Some(event) = &locked {
+        let changes = event.shape.diff(shape);
         if !changes.is_empty() {
+            locked = None;
             let next = version + 1;
             let list = changes
                 .iter()
@@ -92,5 +119,81 @@ pub(crate) fn check(
             );
         }
     }
+    EventLock {
+        track,
+        locked,
+        lock: Some(lock),
+    }
+}
+
+/// Checks a `#[derive(EventData)]` type's shape (as written) against its locked `type` block,
+/// reporting a change on the type with the stored events it reaches. Returns the tokens that
+/// make rustc rebuild when the lock changes.
+pub(crate) fn check_type(cx: &Ctxt, path: &Path, model: &DataModel) -> TokenStream {
+    let (track, lock) = read(cx, path);
+    let Some(locked) = lock.as_ref().and_then(|l| l.get_type(&model.name)) else {
+        return track;
+    };
+    let ident = &model.ident;
+    let name = &model.name;
+    let locked_as = if ident == name {
+        String::new()
+    } else {
+        format!(" (locked as `{name}`)")
+    };
+    let mut list = String::new();
+    if locked.kind != model.stored.kind {
+        list.push_str(&format!(
+            "\n  - it was locked as a `{}` and is now a `{}`",
+            locked.kind, model.stored.kind
+        ));
+    }
+    let changes = locked.shape.as_written().changes(&model.stored.shape);
+    for change in &changes {
+        list.push_str(&format!("\n  - {}", change.sentence()));
+    }
+    if list.is_empty() {
+        return track;
+    }
+    let mut stored = String::new();
+    let mut events = BTreeSet::new();
+    for at in &locked.stored_at {
+        events.insert((at.event.clone(), at.version));
+        if changes.is_empty() {
+            stored.push_str(&format!("\n  - {at}"));
+        }
+        for change in &changes {
+            stored.push_str(&format!(
+                "\n  - {} (`{}` version {})",
+                change.at(&at.path),
+                at.event,
+                at.version
+            ));
+        }
+    }
+    let stored = if stored.is_empty() {
+        "Locked events may store it, and would no longer decode.".to_owned()
+    } else {
+        format!("Locked events store it, and would no longer decode:{stored}")
+    };
+    let versions = events
+        .iter()
+        .map(|(event, version)| format!("`{event}` version {}", version + 1))
+        .collect::<Vec<_>>();
+    let new_versions = if versions.is_empty() {
+        "a new version of each event that holds it".to_owned()
+    } else {
+        versions.join(", ")
+    };
+    cx.error_spanned_by(
+        ident,
+        format!(
+            "`{ident}`{locked_as} no longer matches its locked shape in {LOCK_FILE}:{list}\n\
+             {stored}\n\
+             A nested type has no version of its own, so keep `{ident}` as it is locked, and put the new shape in a new type \
+             (`{ident}V2`) held by {new_versions}, each with an upcaster from the version that holds `{ident}`; \
+             then lock them with `EVENTSOURCE_LOCK=write cargo test`."
+        ),
+    );
     track
 }

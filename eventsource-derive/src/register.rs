@@ -13,7 +13,8 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
     let name = &model.name;
     let version = model.version.value;
     let oldest = crate::upcast::oldest_version(model);
-    let shape = model.shape.canonical();
+    let shape = model.stored.shape.canonical();
+    let fields = crate::event_data::fields_ref();
     quote! {
         #krate::__private::inventory::submit! {
             #krate::__private::EventRegistration {
@@ -22,6 +23,7 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 oldest_version: #oldest,
                 shape: #shape,
+                fields: #fields,
                 decode_json: #krate::__private::decode_json::<#ident>,
             }
         }

@@ -27,10 +27,14 @@ pub(crate) fn fingerprint(
     events: &[EventRef],
     snapshot_version: u32,
 ) -> u64 {
-    // The same canonical shape the schema lock records for events (`crate::shape`).
+    // The same canonical shape the schema lock records for events (`crate::shape`). An
+    // aggregate's fields take no `opaque` attribute, so there is nothing to report here.
+    let cx = crate::ctxt::Ctxt::new();
+    let shape = crate::shape::of(&cx, input, crate::attr::AGGREGATE).shape;
+    let _ = cx.check();
     let mut text = format!(
         "{FINGERPRINT_FORMAT}\n{}snapshot_version: {snapshot_version}\nevents:",
-        crate::shape::of(input).canonical()
+        shape.canonical()
     );
     for event in events {
         text.push(' ');

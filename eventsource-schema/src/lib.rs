@@ -27,6 +27,12 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
+pub mod fingerprint;
+mod types;
+
+pub use fingerprint::fnv1a;
+pub use types::{LockedType, StoredAt, TypeKind, shape_fingerprint};
+
 /// The name of the lock file, at the root of the crate that defines the events.
 pub const LOCK_FILE: &str = "events.lock";
 
@@ -40,6 +46,11 @@ pub struct Field {
     pub ty: String,
     /// Its `#[serde(...)]` attributes, whitespace-normalised.
     pub attrs: Vec<String>,
+    /// The fingerprint of its type's stored shape (`EventData::FINGERPRINT` in
+    /// `eventsource-core`), which covers every type the field reaches. `None` where only the
+    /// type as written is locked: an enum's variant line, an opaque field, or a lock written
+    /// before nested types were locked.
+    pub shape: Option<u64>,
 }
 
 impl Field {
@@ -49,6 +60,172 @@ impl Field {
             name: name.into(),
             ty: ty.into(),
             attrs: Vec::new(),
+            shape: None,
+        }
+    }
+
+    /// The same field with the fingerprint of its type's shape.
+    pub fn with_shape(mut self, shape: u64) -> Self {
+        self.shape = Some(shape);
+        self
+    }
+}
+
+/// The text that follows a field line when its type's shape is recorded: ` shape=…`. Types and
+/// attributes as normalised never hold `=` without spaces around it, so it can't be confused
+/// with them.
+const SHAPE_MARK: &str = " shape=";
+
+/// An enum's variant line has one of these as its "type": `Variant: {..}`.
+const VARIANT_MARKERS: [&str; 3] = ["()", "{..}", "(..)"];
+
+/// One difference between a locked shape and the code's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The container's serde attributes changed.
+    ContainerAttrs {
+        /// Locked.
+        from: Vec<String>,
+        /// Now.
+        to: Vec<String>,
+    },
+    /// A field (or an enum's variant) was added.
+    Added {
+        /// Its name.
+        field: String,
+        /// Its type as written.
+        ty: String,
+        /// It is an enum's variant.
+        variant: bool,
+    },
+    /// A field (or an enum's variant) was removed.
+    Removed {
+        /// Its name.
+        field: String,
+        /// Its type as written.
+        ty: String,
+        /// It was an enum's variant.
+        variant: bool,
+    },
+    /// A field's type as written changed (for a variant: its kind, `{..}`, `(..)` or `()`).
+    Retyped {
+        /// The field.
+        field: String,
+        /// Locked.
+        from: String,
+        /// Now.
+        to: String,
+    },
+    /// A field's serde attributes changed.
+    FieldAttrs {
+        /// The field.
+        field: String,
+        /// Locked.
+        from: Vec<String>,
+        /// Now.
+        to: Vec<String>,
+    },
+    /// A field's type reads the same but its stored shape differs: a type it holds changed
+    /// (a nested type, a type alias, a type from another crate).
+    Reshaped {
+        /// The field.
+        field: String,
+        /// Its type as written.
+        ty: String,
+    },
+    /// The same fields in another order.
+    Reordered,
+}
+
+impl Change {
+    fn noun(variant: bool) -> &'static str {
+        if variant { "variant" } else { "field" }
+    }
+
+    /// What follows an added or removed line's name: its type, or a variant's kind.
+    fn what(ty: &str, variant: bool, removed: bool) -> String {
+        let open = if removed { "it was " } else { "" };
+        match (variant, ty) {
+            (true, "()") => String::new(),
+            (true, "{..}") => format!(" ({open}a struct variant)"),
+            (true, _) => format!(" ({open}a tuple variant)"),
+            (false, ty) => format!(" ({open}`{ty}`)"),
+        }
+    }
+
+    /// The change as a sentence about the type itself: "field `amount` changed type from `u64`
+    /// to `u32`".
+    pub fn sentence(&self) -> String {
+        match self {
+            Change::ContainerAttrs { from, to } => format!(
+                "the type's serde attributes changed from `{}` to `{}`",
+                list_or_none(from),
+                list_or_none(to)
+            ),
+            Change::Added { field, ty, variant } => format!(
+                "{} `{field}` was added{}",
+                Change::noun(*variant),
+                Change::what(ty, *variant, false)
+            ),
+            Change::Removed { field, ty, variant } => format!(
+                "{} `{field}` was removed{}",
+                Change::noun(*variant),
+                Change::what(ty, *variant, true)
+            ),
+            Change::Retyped { field, from, to } => {
+                format!("field `{field}` changed type from `{from}` to `{to}`")
+            }
+            Change::FieldAttrs { field, from, to } => format!(
+                "the serde attributes of field `{field}` changed from `{}` to `{}`",
+                list_or_none(from),
+                list_or_none(to)
+            ),
+            Change::Reshaped { field, ty } => format!(
+                "field `{field}` still reads `{ty}`, but what `{ty}` holds changed (a nested type, a type alias or a type from another crate)"
+            ),
+            Change::Reordered => "the fields were reordered".to_owned(),
+        }
+    }
+
+    /// The change as seen from a stored event, where `path` reaches the changed type:
+    /// `` `Opened.address.postcode: String -> u32` ``.
+    pub fn at(&self, path: &str) -> String {
+        match self {
+            Change::ContainerAttrs { from, to } => format!(
+                "`{path}`: serde attributes `{}` -> `{}`",
+                list_or_none(from),
+                list_or_none(to)
+            ),
+            Change::Added {
+                field,
+                ty,
+                variant: true,
+            } => format!(
+                "`{path}`: variant `{field}` added{}",
+                Change::what(ty, true, false)
+            ),
+            Change::Removed {
+                field,
+                ty,
+                variant: true,
+            } => format!(
+                "`{path}`: variant `{field}` removed{}",
+                Change::what(ty, true, true)
+            ),
+            Change::Added { field, ty, .. } => format!("`{path}.{field}`: added (`{ty}`)"),
+            Change::Removed { field, ty, .. } => {
+                format!("`{path}.{field}`: removed (was `{ty}`)")
+            }
+            Change::Retyped { field, from, to } => format!("`{path}.{field}: {from} -> {to}`"),
+            Change::FieldAttrs { field, from, to } => format!(
+                "`{path}.{field}`: serde attributes `{}` -> `{}`",
+                list_or_none(from),
+                list_or_none(to)
+            ),
+            Change::Reshaped { field, ty } => {
+                format!("`{path}.{field}`: what `{ty}` holds changed")
+            }
+            Change::Reordered => format!("`{path}`: fields reordered"),
         }
     }
 }
@@ -76,9 +253,33 @@ impl Shape {
             for attr in &field.attrs {
                 let _ = write!(text, " {attr}");
             }
+            if let Some(shape) = field.shape {
+                let _ = write!(text, "{SHAPE_MARK}{shape:016x}");
+            }
             text.push('\n');
         }
         text
+    }
+
+    /// The same shape without the fingerprints of its fields' types: what the derives see while
+    /// compiling, before rustc has computed them.
+    pub fn as_written(&self) -> Shape {
+        let mut shape = self.clone();
+        for field in &mut shape.fields {
+            field.shape = None;
+        }
+        shape
+    }
+
+    /// Whether this is an enum's shape: every top-level line is a variant (`Name: {..}`).
+    pub fn is_enum(&self) -> bool {
+        let mut top = self.fields.iter().filter(|f| !f.name.contains('.'));
+        let mut any = false;
+        let all = top.all(|f| {
+            any = true;
+            VARIANT_MARKERS.contains(&f.ty.as_str())
+        });
+        any && all
     }
 
     /// A stable 64-bit fingerprint (FNV-1a) of the canonical text.
@@ -94,6 +295,16 @@ impl Shape {
                 shape.attrs.push(line.to_owned());
                 continue;
             }
+            let (line, type_shape) = match line.rsplit_once(SHAPE_MARK) {
+                Some((before, hex)) => (
+                    before,
+                    Some(
+                        u64::from_str_radix(hex, 16)
+                            .map_err(|_| format!("bad shape fingerprint `{hex}` in `{line}`"))?,
+                    ),
+                ),
+                None => (line, None),
+            };
             let (name, rest) = line
                 .split_once(": ")
                 .ok_or_else(|| format!("expected `name: Type`, found `{line}`"))?;
@@ -105,6 +316,7 @@ impl Shape {
                 name: name.to_owned(),
                 ty: ty.to_owned(),
                 attrs,
+                shape: type_shape,
             });
         }
         Ok(shape)
@@ -112,14 +324,20 @@ impl Shape {
 
     /// What changed from `self` (the locked shape) to `current`, one sentence per change.
     pub fn diff(&self, current: &Shape) -> Vec<String> {
+        self.changes(current).iter().map(Change::sentence).collect()
+    }
+
+    /// What changed from `self` (the locked shape) to `current`. A field's type fingerprint is
+    /// compared only where both sides have one.
+    pub fn changes(&self, current: &Shape) -> Vec<Change> {
         let mut changes = Vec::new();
         if self.attrs != current.attrs {
-            changes.push(format!(
-                "the type's serde attributes changed from `{}` to `{}`",
-                list_or_none(&self.attrs),
-                list_or_none(&current.attrs)
-            ));
+            changes.push(Change::ContainerAttrs {
+                from: self.attrs.clone(),
+                to: current.attrs.clone(),
+            });
         }
+        let variant = |shape: &Shape, field: &Field| shape.is_enum() && !field.name.contains('.');
         let locked: BTreeMap<&str, &Field> =
             self.fields.iter().map(|f| (f.name.as_str(), f)).collect();
         let now: BTreeMap<&str, &Field> = current
@@ -129,30 +347,47 @@ impl Shape {
             .collect();
         for field in &current.fields {
             match locked.get(field.name.as_str()) {
-                None => changes.push(format!("field `{}` was added (`{}`)", field.name, field.ty)),
-                Some(old) if old.ty != field.ty => changes.push(format!(
-                    "field `{}` changed type from `{}` to `{}`",
-                    field.name, old.ty, field.ty
-                )),
-                Some(old) if old.attrs != field.attrs => changes.push(format!(
-                    "the serde attributes of field `{}` changed from `{}` to `{}`",
-                    field.name,
-                    list_or_none(&old.attrs),
-                    list_or_none(&field.attrs)
-                )),
-                Some(_) => {}
+                None => changes.push(Change::Added {
+                    field: field.name.clone(),
+                    ty: field.ty.clone(),
+                    variant: variant(current, field),
+                }),
+                Some(old) if old.ty != field.ty => changes.push(Change::Retyped {
+                    field: field.name.clone(),
+                    from: old.ty.clone(),
+                    to: field.ty.clone(),
+                }),
+                Some(old) if old.attrs != field.attrs => changes.push(Change::FieldAttrs {
+                    field: field.name.clone(),
+                    from: old.attrs.clone(),
+                    to: field.attrs.clone(),
+                }),
+                Some(old) => {
+                    if let (Some(a), Some(b)) = (old.shape, field.shape)
+                        && a != b
+                    {
+                        changes.push(Change::Reshaped {
+                            field: field.name.clone(),
+                            ty: field.ty.clone(),
+                        });
+                    }
+                }
             }
         }
         for field in &self.fields {
             if !now.contains_key(field.name.as_str()) {
-                changes.push(format!(
-                    "field `{}` was removed (it was `{}`)",
-                    field.name, field.ty
-                ));
+                changes.push(Change::Removed {
+                    field: field.name.clone(),
+                    ty: field.ty.clone(),
+                    variant: variant(self, field),
+                });
             }
         }
-        if changes.is_empty() && self != current {
-            changes.push("the fields were reordered".to_owned());
+        if changes.is_empty() && self.as_written() != current.as_written() {
+            let order = |s: &Shape| s.fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+            if order(self) != order(current) {
+                changes.push(Change::Reordered);
+            }
         }
         changes
     }
@@ -187,16 +422,6 @@ fn split_attrs(text: &str) -> Vec<String> {
         }
     }
     attrs
-}
-
-/// FNV-1a, 64 bits: stable across builds, platforms and compiler versions.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// Normalises the whitespace of a token string as `quote` prints it (`Vec < u64 >`) to the way
@@ -261,6 +486,7 @@ impl LockedEvent {
 pub struct Lock {
     events: BTreeMap<(String, u32), LockedEvent>,
     aggregates: BTreeMap<String, Vec<(String, u32)>>,
+    types: BTreeMap<String, LockedType>,
 }
 
 /// A lock file that could not be read.
@@ -304,6 +530,21 @@ impl Lock {
             .insert((event.name.clone(), event.version), event);
     }
 
+    /// The locked nested type `name`.
+    pub fn get_type(&self, name: &str) -> Option<&LockedType> {
+        self.types.get(name)
+    }
+
+    /// Every locked nested type, ordered by name.
+    pub fn types(&self) -> impl Iterator<Item = &LockedType> {
+        self.types.values()
+    }
+
+    /// Adds or replaces a locked nested type.
+    pub fn insert_type(&mut self, locked: LockedType) {
+        self.types.insert(locked.name.clone(), locked);
+    }
+
     /// Records an aggregate's events (name and version).
     pub fn set_aggregate(&mut self, name: impl Into<String>, events: Vec<(String, u32)>) {
         self.aggregates.insert(name.into(), events);
@@ -337,35 +578,35 @@ impl Lock {
                 let _ = writeln!(text, "    {line}");
             }
         }
+        for locked in self.types.values() {
+            let _ = writeln!(
+                text,
+                "\ntype {} {} type={} fingerprint={:016x}",
+                quote(&locked.name),
+                locked.kind,
+                locked.type_name,
+                locked.fingerprint()
+            );
+            for at in &locked.stored_at {
+                let _ = writeln!(
+                    text,
+                    "    {STORED_AT}{} v{} at {}",
+                    quote(&at.event),
+                    at.version,
+                    at.path
+                );
+            }
+            for line in locked.shape.canonical().lines() {
+                let _ = writeln!(text, "    {line}");
+            }
+        }
         text
     }
 
     /// Reads a lock file's text.
     pub fn parse(text: &str) -> Result<Lock, ParseError> {
         let mut lock = Lock::default();
-        let mut current: Option<(usize, LockedEvent, Option<u64>, String)> = None;
-        let finish = |lock: &mut Lock,
-                      entry: Option<(usize, LockedEvent, Option<u64>, String)>|
-         -> Result<(), ParseError> {
-            let Some((line, mut event, fingerprint, body)) = entry else {
-                return Ok(());
-            };
-            event.shape =
-                Shape::parse_canonical(&body).map_err(|message| ParseError { line, message })?;
-            if let Some(expected) = fingerprint
-                && expected != event.shape.fingerprint()
-            {
-                return Err(ParseError {
-                    line,
-                    message: format!(
-                        "the fingerprint of `{}` v{} does not match its fields; the file was edited by hand: restore it from version control",
-                        event.name, event.version
-                    ),
-                });
-            }
-            lock.insert(event);
-            Ok(())
-        };
+        let mut current: Option<Block> = None;
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             let err = |message: String| ParseError {
@@ -373,12 +614,20 @@ impl Lock {
                 message,
             };
             if raw.starts_with("    ") || raw.starts_with('\t') {
+                let body = raw.trim();
                 match current.as_mut() {
-                    Some((_, _, _, body)) => {
-                        body.push_str(raw.trim());
-                        body.push('\n');
+                    Some(Block::Type { stored_at, .. }) if body.starts_with(STORED_AT) => {
+                        stored_at.push(parse_stored_at(&body[STORED_AT.len()..]).map_err(err)?);
                     }
-                    None => return Err(err("an indented line outside an `event` block".into())),
+                    Some(Block::Event { body: text, .. } | Block::Type { body: text, .. }) => {
+                        text.push_str(body);
+                        text.push('\n');
+                    }
+                    None => {
+                        return Err(err(
+                            "an indented line outside an `event` or `type` block".into()
+                        ));
+                    }
                 }
                 continue;
             }
@@ -421,34 +670,158 @@ impl Lock {
                     .and_then(|w| w.strip_prefix('v'))
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| err("expected `vN` after the event name".into()))?;
-                let mut type_name = String::new();
-                let mut fingerprint = None;
-                for word in words {
-                    if let Some(t) = word.strip_prefix("type=") {
-                        type_name = t.to_owned();
-                    } else if let Some(f) = word.strip_prefix("fingerprint=") {
-                        fingerprint = Some(
-                            u64::from_str_radix(f, 16)
-                                .map_err(|_| err(format!("bad fingerprint `{f}`")))?,
-                        );
-                    }
-                }
+                let (type_name, fingerprint) = header_words(words).map_err(err)?;
                 let event = LockedEvent {
                     name,
                     version,
                     type_name,
                     shape: Shape::default(),
                 };
-                current = Some((line_no, event, fingerprint, String::new()));
+                current = Some(Block::Event {
+                    line: line_no,
+                    event,
+                    fingerprint,
+                    body: String::new(),
+                });
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("type ") {
+                finish(&mut lock, current.take())?;
+                let (name, rest) = unquote(rest).map_err(err)?;
+                let mut words = rest.split_whitespace();
+                let kind = words.next().unwrap_or_default();
+                let kind = TypeKind::parse(kind).ok_or_else(|| {
+                    err(format!(
+                        "expected `struct`, `tuple_struct`, `unit_struct` or `enum` after the type name, found `{kind}`"
+                    ))
+                })?;
+                let (type_name, fingerprint) = header_words(words).map_err(err)?;
+                current = Some(Block::Type {
+                    line: line_no,
+                    locked: LockedType {
+                        name,
+                        type_name,
+                        kind,
+                        shape: Shape::default(),
+                        stored_at: Vec::new(),
+                    },
+                    fingerprint,
+                    stored_at: Vec::new(),
+                    body: String::new(),
+                });
                 continue;
             }
             return Err(err(format!(
-                "expected `event \"Name\" vN …` or `aggregate \"Name\": …`, found `{line}`"
+                "expected `event \"Name\" vN …`, `type \"Name\" …` or `aggregate \"Name\": …`, found `{line}`"
             )));
         }
         finish(&mut lock, current.take())?;
         Ok(lock)
     }
+}
+
+/// The start of a `type` block's line that says where the type is stored.
+const STORED_AT: &str = "in ";
+
+/// A block of the file being read.
+enum Block {
+    Event {
+        line: usize,
+        event: LockedEvent,
+        fingerprint: Option<u64>,
+        body: String,
+    },
+    Type {
+        line: usize,
+        locked: LockedType,
+        fingerprint: Option<u64>,
+        stored_at: Vec<StoredAt>,
+        body: String,
+    },
+}
+
+/// Ends the block being read: its fields parsed, its fingerprint checked.
+fn finish(lock: &mut Lock, block: Option<Block>) -> Result<(), ParseError> {
+    let hand_edited = |line: usize, what: String| ParseError {
+        line,
+        message: format!(
+            "the fingerprint of {what} does not match its fields; the file was edited by hand: restore it from version control"
+        ),
+    };
+    match block {
+        None => Ok(()),
+        Some(Block::Event {
+            line,
+            mut event,
+            fingerprint,
+            body,
+        }) => {
+            event.shape =
+                Shape::parse_canonical(&body).map_err(|message| ParseError { line, message })?;
+            if let Some(expected) = fingerprint
+                && expected != event.shape.fingerprint()
+            {
+                return Err(hand_edited(
+                    line,
+                    format!("`{}` v{}", event.name, event.version),
+                ));
+            }
+            lock.insert(event);
+            Ok(())
+        }
+        Some(Block::Type {
+            line,
+            mut locked,
+            fingerprint,
+            stored_at,
+            body,
+        }) => {
+            locked.shape =
+                Shape::parse_canonical(&body).map_err(|message| ParseError { line, message })?;
+            locked.stored_at = stored_at;
+            if let Some(expected) = fingerprint
+                && expected != locked.fingerprint()
+            {
+                return Err(hand_edited(line, format!("type `{}`", locked.name)));
+            }
+            lock.insert_type(locked);
+            Ok(())
+        }
+    }
+}
+
+/// Reads `type=…` and `fingerprint=…` from a block's header.
+fn header_words<'a>(words: impl Iterator<Item = &'a str>) -> Result<(String, Option<u64>), String> {
+    let mut type_name = String::new();
+    let mut fingerprint = None;
+    for word in words {
+        if let Some(t) = word.strip_prefix("type=") {
+            type_name = t.to_owned();
+        } else if let Some(f) = word.strip_prefix("fingerprint=") {
+            fingerprint =
+                Some(u64::from_str_radix(f, 16).map_err(|_| format!("bad fingerprint `{f}`"))?);
+        }
+    }
+    Ok((type_name, fingerprint))
+}
+
+/// Reads `"Opened" v1 at Opened.address`.
+fn parse_stored_at(text: &str) -> Result<StoredAt, String> {
+    let (event, rest) = unquote(text)?;
+    let rest = rest.trim_start();
+    let (version, path) = rest
+        .strip_prefix('v')
+        .and_then(|r| r.split_once(" at "))
+        .ok_or_else(|| format!("expected `\"Event\" vN at path`, found `{text}`"))?;
+    let version = version
+        .trim()
+        .parse()
+        .map_err(|_| format!("a version must be a number, found `{version}`"))?;
+    Ok(StoredAt {
+        event,
+        version,
+        path: path.trim().to_owned(),
+    })
 }
 
 fn quote(text: &str) -> String {
@@ -489,6 +862,7 @@ mod tests {
                     name: "note".into(),
                     ty: "Option<String>".into(),
                     attrs: vec!["#[serde(default)]".into()],
+                    shape: None,
                 },
             ],
         }
@@ -578,6 +952,96 @@ mod tests {
         reordered.fields.reverse();
         assert_eq!(locked.diff(&reordered), ["the fields were reordered"]);
         assert!(locked.diff(&sample()).is_empty());
+    }
+
+    fn address() -> LockedType {
+        LockedType {
+            name: "Address".into(),
+            type_name: "bank::Address".into(),
+            kind: TypeKind::Struct,
+            shape: Shape {
+                attrs: vec![],
+                fields: vec![
+                    Field::new("street", "String")
+                        .with_shape(fingerprint::text(fingerprint::START, "string")),
+                    Field::new("postcode", "String")
+                        .with_shape(fingerprint::text(fingerprint::START, "string")),
+                ],
+            },
+            stored_at: vec![StoredAt {
+                event: "Opened".into(),
+                version: 1,
+                path: "Opened.address".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_type_blocks_and_field_shapes() {
+        let mut lock = Lock::default();
+        let mut opened = Shape::default();
+        opened
+            .fields
+            .push(Field::new("address", "Address").with_shape(address().fingerprint()));
+        lock.insert(LockedEvent::new("Opened", 1, "bank::Opened", opened));
+        lock.insert_type(address());
+        let text = lock.render();
+        assert!(
+            text.contains("\ntype \"Address\" struct type=bank::Address fingerprint="),
+            "{text}"
+        );
+        assert!(
+            text.contains("    in \"Opened\" v1 at Opened.address\n"),
+            "{text}"
+        );
+        assert!(text.contains("    postcode: String shape="), "{text}");
+        assert_eq!(Lock::parse(&text).unwrap(), lock);
+
+        let edited = text.replace("    postcode: String", "    zip: String");
+        assert!(Lock::parse(&edited).is_err());
+    }
+
+    #[test]
+    fn a_lock_without_field_shapes_still_parses_and_matches() {
+        let old = "event \"Deposited\" v1 type=bank::Deposited fingerprint=d57034d0e40611fa\n    amount: u64\n    note: Option<String> #[serde(default)]\n";
+        let lock = Lock::parse(old).unwrap();
+        let locked = &lock.get("Deposited", 1).unwrap().shape;
+        assert_eq!(locked, &sample().tap_attrs_none());
+        let mut now = locked.clone();
+        now.fields[0].shape = Some(7);
+        assert!(locked.diff(&now).is_empty());
+        let mut reshaped = now.clone();
+        reshaped.fields[0].shape = Some(8);
+        assert_eq!(
+            now.changes(&reshaped)[0].at("Deposited"),
+            "`Deposited.amount`: what `u64` holds changed"
+        );
+    }
+
+    #[test]
+    fn nested_changes_read_as_paths_and_variants_as_variants() {
+        let locked = address().shape;
+        let mut now = locked.clone();
+        now.fields[1] = Field::new("postcode", "u32");
+        let changes = locked.changes(&now);
+        assert_eq!(
+            changes[0].at("Opened.address"),
+            "`Opened.address.postcode: String -> u32`"
+        );
+
+        let currency = Shape::parse_canonical("Eur: ()\nUsd: ()\n").unwrap();
+        let renamed = Shape::parse_canonical("Eur: ()\nDollar: ()\n").unwrap();
+        assert_eq!(
+            currency.diff(&renamed),
+            ["variant `Dollar` was added", "variant `Usd` was removed"]
+        );
+    }
+
+    impl Shape {
+        fn tap_attrs_none(mut self) -> Shape {
+            self.attrs.clear();
+            self
+        }
     }
 
     #[test]

@@ -67,6 +67,25 @@ impl ::core::convert::From<RenamedV2> for Renamed {
     }
 }
 
+/// A nested type stored in an event.
+#[derive(eventsource_core::EventData, Serialize, Deserialize, Debug, Clone)]
+pub enum Tag {
+    /// A tag with a name.
+    Named {
+        /// The name.
+        name: ::std::string::String,
+    },
+    /// No tag.
+    Untagged,
+}
+
+/// An event holding the nested type.
+#[derive(eventsource_core::Event, Serialize, Deserialize, Debug, Clone)]
+pub struct Tagged {
+    /// The tags.
+    pub tags: ::std::vec::Vec<Tag>,
+}
+
 /// A second event.
 #[derive(eventsource_core::Event, Serialize, Deserialize, Debug, Clone)]
 pub struct Archived;

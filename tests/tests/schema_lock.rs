@@ -43,8 +43,12 @@ fn write_then_check_round_trips() {
     let lock = read(dir.path());
     let deposited = lock.get("Deposited", 3).unwrap();
     assert_eq!(
-        deposited.shape.fields,
+        deposited.shape.as_written().fields,
         [Field::new("cents", "u64"), Field::new("currency", "String")]
+    );
+    assert!(
+        deposited.shape.fields.iter().all(|f| f.shape.is_some()),
+        "every field's type fingerprint is locked: {deposited:?}"
     );
     assert!(lock.get("Deposited", 2).is_some() && lock.get("Opened", 1).is_some());
     assert!(lock.aggregates().any(|(name, _)| name == "BankAccount"));
@@ -146,5 +150,96 @@ fn an_unreadable_lock_is_reported_not_overwritten() {
     assert_eq!(
         std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(),
         "this is not a lock\n"
+    );
+}
+
+/// Events whose fields hold nested types, locked under their own package prefix.
+mod nested {
+    // Only registered, never built: the lock writer reads them from the registry.
+    #![allow(dead_code)]
+
+    use eventsource_core::{Event, EventData};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(EventData, Serialize, Deserialize)]
+    struct Geo {
+        lat: f64,
+        lon: f64,
+    }
+
+    #[derive(EventData, Serialize, Deserialize)]
+    struct Address {
+        street: String,
+        postcode: String,
+        geo: Option<Geo>,
+    }
+
+    #[derive(EventData, Serialize, Deserialize)]
+    enum Currency {
+        Eur,
+        Usd,
+    }
+
+    #[derive(Event, Serialize, Deserialize)]
+    #[event(name = "NestedOpened")]
+    struct Opened {
+        owner: String,
+        addresses: Vec<Address>,
+        currency: Currency,
+    }
+}
+
+#[test]
+fn nested_types_are_locked_once_with_where_they_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let package = "schema_lock::nested";
+    let missing = check_lock(dir.path(), package, LockMode::Check).unwrap_err();
+    assert_eq!(missing.unlocked_types, ["Address", "Currency", "Geo"]);
+
+    check_lock(dir.path(), package, LockMode::Write).unwrap();
+    check_lock(dir.path(), package, LockMode::Check).unwrap();
+    let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+    assert!(
+        text.contains("\ntype \"Address\" struct type=schema_lock::nested::Address fingerprint="),
+        "{text}"
+    );
+    assert!(
+        text.contains("    in \"NestedOpened\" v1 at NestedOpened.addresses.geo\n"),
+        "{text}"
+    );
+    let lock = read(dir.path());
+    let address = lock.get_type("Address").unwrap();
+    let opened = lock.get("NestedOpened", 1).unwrap();
+    let field = opened
+        .shape
+        .fields
+        .iter()
+        .find(|f| f.name == "addresses")
+        .unwrap();
+    assert_ne!(
+        field.shape,
+        Some(address.fingerprint()),
+        "Vec<Address>, not Address"
+    );
+
+    // The lock says `postcode` was a number: the code's `String` is a change, at its path.
+    let mut changed = lock.clone();
+    let mut old = address.clone();
+    old.shape.fields[1] = Field::new("postcode", "u32").with_shape(7);
+    changed.insert_type(old);
+    write(dir.path(), &changed);
+    let report = check_lock(dir.path(), package, LockMode::Write).unwrap_err();
+    assert_eq!(
+        report.changed_types,
+        [(
+            "Address".to_owned(),
+            vec!["`NestedOpened.addresses.postcode: u32 -> String`".to_owned()]
+        )]
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("A nested type has no version of its own"),
+        "{report}"
     );
 }

@@ -29,18 +29,41 @@
 //! that no type carries (renamed without `#[event(name = "…")]`), and two types claiming one name
 //! and version.
 //!
-//! **Nested types.** The lock records a field's type *as written*. If an event field's type is
-//! another struct (`address: Address`) and `Address` changes, the event's own tokens don't, and
-//! the lock can't see it. Keep stored payload types flat, or version such nested types as events
-//! of their own, or derive `Event` on them so they are locked too.
+//! **Nested types.** Every type an event's fields hold is part of its locked shape. Each field's
+//! type must be [`EventData`] (derive it on your structs and enums; the common std types, `Uuid`
+//! and `serde_json::Value` have it), and the lock records, per field, a fingerprint of
+//! everything the type holds, and, once per nested type, a `type` block with its fields and the
+//! events that store it:
+//!
+//! ```text
+//! event "Opened" v1 type=bank::Opened fingerprint=…
+//!     owner: String shape=…
+//!     address: Address shape=…
+//!
+//! type "Address" struct type=bank::Address fingerprint=…
+//!     in "Opened" v1 at Opened.address
+//!     street: String shape=…
+//!     postcode: String shape=…
+//! ```
+//!
+//! Changing `Address` then fails the build on `Address` (which fields changed, and which stored
+//! events hold it), and on every locked event whose field reaches it. A type from another crate
+//! is locked by its type as written: mark the field `#[event(opaque)]`. A lock written before
+//! nested types were locked still reads, and its events are checked as before; `cargo test`
+//! asks for `EVENTSOURCE_LOCK=write cargo test` once, which adds the fingerprints and type
+//! blocks without changing any locked shape.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use eventsource_schema::{LOCK_FILE, Lock, LockedEvent, Shape};
+use eventsource_schema::{LOCK_FILE, Lock, LockedEvent, LockedType, Shape, StoredAt, TypeKind};
 
 use crate::registry::{self, EventRegistration};
+
+mod data;
+
+pub use data::{DataShape, EventData, FieldShape};
 
 /// How [`check_lock`] treats differences between the code and the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +97,14 @@ pub struct LockReport {
     pub unlocked: Vec<(String, u32)>,
     /// Locked versions whose shape in the code differs, with the changes.
     pub changed: Vec<(String, u32, Vec<String>)>,
+    /// Locked versions whose fields' type fingerprints are not recorded yet (a lock written
+    /// before nested types were locked).
+    pub incomplete: Vec<(String, u32)>,
+    /// Nested types stored in events that the lock doesn't have yet.
+    pub unlocked_types: Vec<String>,
+    /// Locked nested types whose shape in the code differs, with the changes, each at the
+    /// paths of the events that store it.
+    pub changed_types: Vec<(String, Vec<String>)>,
     /// Locked versions that no registered type's upcaster chain decodes any more.
     pub unreachable: Vec<(String, u32)>,
     /// Locked event names that no registered type carries.
@@ -88,6 +119,9 @@ impl LockReport {
     fn is_clean(&self) -> bool {
         self.unlocked.is_empty()
             && self.changed.is_empty()
+            && self.incomplete.is_empty()
+            && self.unlocked_types.is_empty()
+            && self.changed_types.is_empty()
             && self.unreachable.is_empty()
             && self.orphaned.is_empty()
             && self.registry.is_empty()
@@ -112,6 +146,21 @@ impl fmt::Display for LockReport {
                 changes.join("; ")
             )?;
         }
+        for (name, version) in &self.incomplete {
+            writeln!(
+                f,
+                "  - `{name}` version {version} is locked without the shapes of its fields' types (a lock from before nested types were locked)"
+            )?;
+        }
+        for name in &self.unlocked_types {
+            writeln!(
+                f,
+                "  - type `{name}` is stored in events but not locked yet"
+            )?;
+        }
+        for (name, changes) in &self.changed_types {
+            writeln!(f, "  - type `{name}` changed shape: {}", changes.join("; "))?;
+        }
         for (name, version) in &self.unreachable {
             writeln!(
                 f,
@@ -127,10 +176,19 @@ impl fmt::Display for LockReport {
         for problem in &self.registry {
             writeln!(f, "  - {problem}")?;
         }
-        if !self.unlocked.is_empty() {
+        if !self.unlocked.is_empty()
+            || !self.incomplete.is_empty()
+            || !self.unlocked_types.is_empty()
+        {
             writeln!(
                 f,
-                "Lock new event versions with `EVENTSOURCE_LOCK=write cargo test` and commit {LOCK_FILE}."
+                "Lock new event versions and types with `EVENTSOURCE_LOCK=write cargo test` and commit {LOCK_FILE}."
+            )?;
+        }
+        if !self.changed_types.is_empty() {
+            writeln!(
+                f,
+                "A nested type has no version of its own: keep the locked type as it is, and store the new shape as a new type in a new version of each event that holds it, with an upcaster."
             )?;
         }
         if !self.changed.is_empty() {
@@ -204,8 +262,9 @@ pub fn check_lock(
     }
 
     let mut changed_lock = false;
+    let mut reached = Reached::default();
     for event in &events {
-        let shape = match Shape::parse_canonical(event.shape) {
+        let shape = match registered_shape(event.shape, event.fields) {
             Ok(shape) => shape,
             Err(error) => {
                 report.io = Some(format!(
@@ -215,6 +274,10 @@ pub fn check_lock(
                 continue;
             }
         };
+        for (field, types) in shape.fields.iter().zip(event.fields) {
+            let path = format!("{}.{}", event.name, field.name);
+            reached.walk(types, event.name, event.version, &path);
+        }
         let current = LockedEvent::new(event.name, event.version, event.type_name, shape);
         match lock.get(event.name, event.version) {
             None if mode == LockMode::Check => {
@@ -227,6 +290,18 @@ pub fn check_lock(
             Some(locked) => {
                 let changes = locked.shape.diff(&current.shape);
                 if changes.is_empty() {
+                    // The same shape; a lock from before nested types were locked lacks the
+                    // fingerprints of the fields' types, which writing adds.
+                    if locked.shape != current.shape {
+                        if mode == LockMode::Check {
+                            report
+                                .incomplete
+                                .push((event.name.to_owned(), event.version));
+                        } else {
+                            lock.insert(current);
+                            changed_lock = true;
+                        }
+                    }
                     continue;
                 }
                 if mode == LockMode::Overwrite {
@@ -240,6 +315,8 @@ pub fn check_lock(
             }
         }
     }
+
+    changed_lock |= reached.lock_types(&mut lock, mode, &mut report);
 
     // Reachability: every locked version of a name must be decodable by some registered type.
     let mut ranges: BTreeMap<&str, Vec<(u32, u32)>> = BTreeMap::new();
@@ -270,6 +347,7 @@ pub fn check_lock(
     report.orphaned = orphaned.into_iter().collect();
     report.unlocked.sort();
     report.changed.sort();
+    report.incomplete.sort();
 
     if mode != LockMode::Check {
         for aggregate in &aggregates {
@@ -296,5 +374,145 @@ pub fn check_lock(
         Ok(())
     } else {
         Err(report)
+    }
+}
+
+/// A registered shape (the derive's canonical text) with the fingerprints of its fields' types.
+fn registered_shape(text: &str, fields: &[FieldShape]) -> Result<Shape, String> {
+    let mut shape = Shape::parse_canonical(text)?;
+    if shape.fields.len() != fields.len() {
+        return Err(format!(
+            "{} fields but {} field types",
+            shape.fields.len(),
+            fields.len()
+        ));
+    }
+    for (field, types) in shape.fields.iter_mut().zip(fields) {
+        field.shape = types.fingerprint;
+    }
+    Ok(shape)
+}
+
+/// The nested types the package's events store, each with where.
+#[derive(Default)]
+struct Reached {
+    types: BTreeMap<&'static str, (&'static DataShape, BTreeSet<StoredAt>)>,
+    /// Two Rust types locked under one name.
+    clashes: BTreeSet<(&'static str, &'static str, &'static str)>,
+}
+
+impl Reached {
+    /// Records the types `field` reaches, stored at `path` in (`event`, `version`), and what
+    /// they reach in turn.
+    fn walk(&mut self, field: &FieldShape, event: &str, version: u32, path: &str) {
+        let mut types = Vec::new();
+        (field.reach)(&mut types);
+        for data in types {
+            let at = StoredAt {
+                event: event.to_owned(),
+                version,
+                path: path.to_owned(),
+            };
+            let entry = self
+                .types
+                .entry(data.name)
+                .or_insert_with(|| (data, BTreeSet::new()));
+            if entry.0.type_name != data.type_name {
+                let (a, b) = if entry.0.type_name < data.type_name {
+                    (entry.0.type_name, data.type_name)
+                } else {
+                    (data.type_name, entry.0.type_name)
+                };
+                self.clashes.insert((data.name, a, b));
+                continue;
+            }
+            // A recursive type reaches itself: each path is walked once.
+            if !entry.1.insert(at) || path.matches('.').count() > 32 {
+                continue;
+            }
+            let Ok(shape) = Shape::parse_canonical(data.shape) else {
+                continue;
+            };
+            for (inner, types) in shape.fields.iter().zip(data.fields) {
+                self.walk(types, event, version, &format!("{path}.{}", inner.name));
+            }
+        }
+    }
+
+    /// Compares the reached types with the lock's `type` blocks, writing them as `mode` allows.
+    /// Returns whether the lock changed.
+    fn lock_types(self, lock: &mut Lock, mode: LockMode, report: &mut LockReport) -> bool {
+        let mut changed_lock = false;
+        for (name, a, b) in self.clashes {
+            report.registry.push(format!(
+                "types `{a}` and `{b}` are both locked as `{name}`: give one `#[event_data(name = \"…\")]`"
+            ));
+        }
+        for (name, (data, stored_at)) in self.types {
+            let shape = match registered_shape(data.shape, data.fields) {
+                Ok(shape) => shape,
+                Err(error) => {
+                    report.io = Some(format!(
+                        "the registered shape of `{}` is unreadable: {error}",
+                        data.type_name
+                    ));
+                    continue;
+                }
+            };
+            let Some(kind) = TypeKind::parse(data.kind) else {
+                report.io = Some(format!("`{}` has an unknown kind", data.type_name));
+                continue;
+            };
+            let mut current = LockedType {
+                name: name.to_owned(),
+                type_name: data.type_name.to_owned(),
+                kind,
+                shape,
+                stored_at: stored_at.into_iter().collect(),
+            };
+            let Some(locked) = lock.get_type(name) else {
+                if mode == LockMode::Check {
+                    report.unlocked_types.push(name.to_owned());
+                } else {
+                    lock.insert_type(current);
+                    changed_lock = true;
+                }
+                continue;
+            };
+            let mut changes = Vec::new();
+            if locked.kind != current.kind {
+                changes.push(format!(
+                    "it was a `{}`, it is now a `{}`",
+                    locked.kind, current.kind
+                ));
+            }
+            let at: Vec<String> = locked.stored_at.iter().map(|a| a.path.clone()).collect();
+            for change in locked.shape.changes(&current.shape) {
+                if at.is_empty() {
+                    changes.push(change.sentence());
+                } else {
+                    changes.extend(at.iter().map(|path| change.at(path)));
+                }
+            }
+            if !changes.is_empty() {
+                if mode == LockMode::Overwrite {
+                    lock.insert_type(current);
+                    changed_lock = true;
+                } else {
+                    report.changed_types.push((name.to_owned(), changes));
+                }
+                continue;
+            }
+            // Where it is stored only grows: a locked event that stored it still may.
+            let mut all: BTreeSet<StoredAt> = locked.stored_at.iter().cloned().collect();
+            all.extend(current.stored_at);
+            current.stored_at = all.into_iter().collect();
+            if mode != LockMode::Check && *locked != current {
+                lock.insert_type(current);
+                changed_lock = true;
+            }
+        }
+        report.unlocked_types.sort();
+        changed_lock
     }
 }
