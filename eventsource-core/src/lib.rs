@@ -101,7 +101,7 @@ pub use application::system;
 pub use application::system::System;
 pub use application::unit_of_work::{Handle, UnitOfWork, Work};
 pub use domain::aggregate::{Aggregate, Apply, SnapshotSettings, Snapshotted};
-pub use domain::event::{Event, EventEnum, IntoEvents, UpcastFn};
+pub use domain::event::{Event, EventEnum, IntoEvents, Payload, UpcastFn};
 pub use domain::id::{id_from_name, new_id};
 pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
 pub use persistence::codec::{Codec, Json};
@@ -274,7 +274,7 @@ pub mod __private {
         payload: &[u8],
     ) -> Result<serde_json::Value, crate::DecodeError> {
         let event = E::decode_stored(&crate::Json, schema_version, payload)?;
-        serde_json::to_value(&event)
+        crate::Payload::to_json(&event)
             .map_err(|e| crate::DecodeError::Payload(crate::CodecError::new("json", e)))
     }
 }

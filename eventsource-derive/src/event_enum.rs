@@ -76,7 +76,7 @@ pub(crate) fn expand(listing: &Listing) -> TokenStream {
 
                 fn encode<__C: #krate::Codec>(&self, codec: &__C) -> #private::Result<#private::Vec<u8>, #krate::CodecError> {
                     match self {
-                        #(#enum_ident::#idents(event) => #krate::Codec::encode(codec, event),)*
+                        #(#enum_ident::#idents(event) => #krate::Payload::encode_payload(event, codec),)*
                     }
                 }
 

@@ -36,7 +36,7 @@ pub(crate) fn decode_body(model: &EventModel) -> TokenStream {
             let convert = quote_spanned!(span=> <Self as #private::From<#previous>>::from);
             quote! {
                 if schema_version == #version {
-                    return #private::Result::Ok(#krate::Codec::decode::<Self>(codec, payload)?);
+                    return #private::Result::Ok(<Self as #krate::Payload>::decode_payload(codec, payload)?);
                 }
                 if schema_version > #version {
                     return #private::Result::Err(#krate::DecodeError::UnknownVersion {

@@ -37,7 +37,7 @@ use crate::persistence::codec::Codec;
     label = "`{Self}` does not implement `Event`",
     note = "derive it: `#[derive(Event, Serialize, Deserialize)]` on `{Self}`"
 )]
-pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Event: Payload + Send + Sync + 'static {
     /// The name the event is stored under. Defaults to the type's name.
     const NAME: &'static str;
 
@@ -53,6 +53,44 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
         schema_version: u32,
         payload: &[u8],
     ) -> Result<Self, DecodeError>;
+}
+
+/// What an event's payload is made of: a type serde can serialize and deserialize. Implemented
+/// for every `Serialize + DeserializeOwned` type; the derived code reaches serde only through it,
+/// so an event type without `Serialize` or `Deserialize` gets one error, this trait's, that says
+/// what to add (not serde's list of every type that does implement them).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` can't be stored as an event: it needs `Serialize` and `Deserialize`",
+    label = "`{Self}` needs `#[derive(Serialize, Deserialize)]`",
+    note = "events are stored as serde payloads: `#[derive(Event, Serialize, Deserialize)]` on `{Self}`, with `use serde::{{Deserialize, Serialize}};`"
+)]
+pub trait Payload: Sized {
+    /// Encodes the value with `codec`.
+    fn encode_payload<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, CodecError>;
+    /// Decodes a value encoded with `codec`.
+    fn decode_payload<C: Codec>(codec: &C, bytes: &[u8]) -> Result<Self, CodecError>;
+    /// The value as JSON (for a function upcaster's output, a catalog, a test's comparison).
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+    /// The value from JSON.
+    fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error>;
+}
+
+// Not recommended in diagnostics: a missing `Payload` is reported as itself, with its own
+// message, instead of as serde's missing `Serialize` with every type that has one.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> Payload for T {
+    fn encode_payload<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, CodecError> {
+        codec.encode(self)
+    }
+    fn decode_payload<C: Codec>(codec: &C, bytes: &[u8]) -> Result<Self, CodecError> {
+        codec.decode(bytes)
+    }
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+    fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(value)
+    }
 }
 
 /// A function upcaster: turns a stored value at version `K` into the value at version `K + 1`.
@@ -118,7 +156,7 @@ impl<E: EventEnum, T: Into<E>> IntoEvents<E> for Option<T> {
 /// value, applies `steps[stored - 1]`, …, `steps[latest - 2]`, and decodes the result as `T`.
 /// Used by the code `#[derive(Event)]` generates. Bound by `Event` rather than
 /// `DeserializeOwned`: the derived impl always satisfies it, so a type missing `Deserialize` is
-/// reported once, on the impl's supertraits, not again inside the macro's expansion.
+/// reported once, on the impl's `Payload` bound, not again inside the macro's expansion.
 #[doc(hidden)]
 pub fn decode_through_steps<T: Event, C: Codec>(
     codec: &C,
@@ -136,7 +174,7 @@ pub fn decode_through_steps<T: Event, C: Codec>(
         });
     }
     if stored == latest {
-        return Ok(codec.decode(payload)?);
+        return Ok(T::decode_payload(codec, payload)?);
     }
     let mut value: serde_json::Value = codec.decode(payload)?;
     for from in stored..latest {
@@ -148,7 +186,7 @@ pub fn decode_through_steps<T: Event, C: Codec>(
             source,
         })?;
     }
-    serde_json::from_value(value).map_err(|e| DecodeError::Upcast {
+    T::from_json(value).map_err(|e| DecodeError::Upcast {
         name,
         from: latest - 1,
         to: latest,

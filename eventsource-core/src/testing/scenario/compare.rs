@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::event::{Event, EventEnum};
-use crate::persistence::codec::{Codec, Json};
+use crate::persistence::codec::Json;
 use crate::persistence::record::StoredEvent;
 
 /// Above this many characters, an expected event is too wide to sit beside the actual one: the
@@ -60,7 +60,7 @@ impl ExpectedEvent {
         Self {
             stream_id: Some(stream_id),
             name: E::NAME.to_owned(),
-            payload: json_payload(E::NAME, Json.encode(&event)),
+            payload: json_payload(E::NAME, event.encode_payload(&Json)),
         }
     }
 
