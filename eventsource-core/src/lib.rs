@@ -187,6 +187,44 @@ pub mod __private {
         true
     }
 
+    /// Whether a record stored under `stored` is the event named `name` or renamed from one of
+    /// `aliases` (the decode dispatch of the event enums).
+    pub fn stored_as(stored: &str, name: &str, aliases: &[&str]) -> bool {
+        stored == name || aliases.contains(&stored)
+    }
+
+    /// A stored name that two events of one listing both claim through an alias: one's name in
+    /// the other's aliases, or an alias both list. Equal names are checked on their own.
+    pub const fn shared_alias<'a>(
+        a: &'a str,
+        a_aliases: &'a [&'a str],
+        b: &'a str,
+        b_aliases: &'a [&'a str],
+    ) -> Option<&'a str> {
+        let mut i = 0;
+        while i < a_aliases.len() {
+            if str_eq(a_aliases[i], b) {
+                return Some(b);
+            }
+            let mut j = 0;
+            while j < b_aliases.len() {
+                if str_eq(a_aliases[i], b_aliases[j]) {
+                    return Some(a_aliases[i]);
+                }
+                j += 1;
+            }
+            i += 1;
+        }
+        let mut j = 0;
+        while j < b_aliases.len() {
+            if str_eq(b_aliases[j], a) {
+                return Some(a);
+            }
+            j += 1;
+        }
+        None
+    }
+
     /// A message assembled in a const context, for the derives' compile-time checks: a const
     /// panic takes one `&str` argument and no formatting, so a message that names a value known
     /// only to the compiler (an event's stored name) is copied into a fixed buffer piece by

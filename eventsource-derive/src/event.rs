@@ -17,6 +17,7 @@ pub(crate) fn expand(model: &EventModel, track_lock: TokenStream) -> TokenStream
     let checks = upcast::typed_step_checks(model);
     let registration = register::event(model);
     let oldest = upcast::oldest_version(model);
+    let aliases = model.aliases.iter().map(|a| &a.value);
     // Spanned on the type's name, so a missing `Serialize`/`Deserialize` is reported there.
     let header = quote_spanned!(ident.span()=> impl #krate::Event for #ident);
     quote! {
@@ -26,6 +27,7 @@ pub(crate) fn expand(model: &EventModel, track_lock: TokenStream) -> TokenStream
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
                 const OLDEST_VERSION: u32 = #oldest;
+                const ALIASES: &'static [&'static str] = &[#(#aliases),*];
 
                 fn decode_stored<__C: #krate::Codec>(
                     codec: &__C,

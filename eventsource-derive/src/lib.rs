@@ -44,15 +44,18 @@ mod upcast;
 ///     upcast_from = DepositedV2,                // typed step: older versions decode as
 ///                                               //   DepositedV2, then `From` converts
 ///     upcast(from = 1, with = path::to::fn),    // or function steps over the stored JSON
+///     aliases("Credited"),                      // names it was stored under before a rename:
+///                                               //   such records decode as this event
 ///     crate = "my_reexport::eventsource_core",  // when eventsource is re-exported
 /// )]
 /// ```
 ///
 /// Checked while compiling: the version is not 0; the upcaster chain covers every older version
-/// exactly once; a typed step is the previous version of the same name; the type is
+/// exactly once; a typed step is the previous version of the same name; an alias is not the
+/// event's own name (and, in an aggregate, claims no other listed event's name); the type is
 /// `Serialize + DeserializeOwned`; and, when an `events.lock` is found beside the source file or
 /// above it up to the crate root, that a locked version's shape (fields, types, serde attributes)
-/// has not changed (see `eventsource_core::schema`). See `eventsource_core::Event` for a
+/// has not changed, under its name and under each alias (see `eventsource_core::schema`). See `eventsource_core::Event` for a
 /// runnable example.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
@@ -61,14 +64,28 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
     let mut model = ast::EventModel::from_input(&cx, &input);
     check::event(&cx, &mut model);
     let track_lock = match lock::find() {
-        Some(path) => lock::check(
-            &cx,
-            &path,
-            &model.ident,
-            &model.name,
-            model.version.value,
-            &model.shape,
-        ),
+        Some(path) => {
+            // A record stored under an alias at this version decodes as this type, so its
+            // locked shape binds this type as much as the locked shape of its own name.
+            for alias in &model.aliases {
+                lock::check(
+                    &cx,
+                    &path,
+                    &model.ident,
+                    &alias.value,
+                    model.version.value,
+                    &model.shape,
+                );
+            }
+            lock::check(
+                &cx,
+                &path,
+                &model.ident,
+                &model.name,
+                model.version.value,
+                &model.shape,
+            )
+        }
         None => proc_macro2::TokenStream::new(),
     };
     match cx.check() {

@@ -14,6 +14,7 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
     let version = model.version.value;
     let oldest = crate::upcast::oldest_version(model);
     let shape = model.shape.canonical();
+    let aliases = model.aliases.iter().map(|a| &a.value);
     quote! {
         #krate::__private::inventory::submit! {
             #krate::__private::EventRegistration {
@@ -21,6 +22,7 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
                 version: #version,
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 oldest_version: #oldest,
+                aliases: &[#(#aliases),*],
                 shape: #shape,
                 decode_json: #krate::__private::decode_json::<#ident>,
             }
