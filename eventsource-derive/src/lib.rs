@@ -17,6 +17,7 @@
 use proc_macro::TokenStream;
 use quote::quote;
 
+mod alias;
 mod apply;
 mod ast;
 mod attr;
@@ -55,8 +56,9 @@ mod upcast;
 /// event's own name (and, in an aggregate, claims no other listed event's name); the type is
 /// `Serialize + DeserializeOwned`; and, when an `events.lock` is found beside the source file or
 /// above it up to the crate root, that a locked version's shape (fields, types, serde attributes)
-/// has not changed, under its name and under each alias (see `eventsource_core::schema`). See `eventsource_core::Event` for a
-/// runnable example.
+/// has not changed, under its name and under each alias (see `eventsource_core::schema`). See
+/// `eventsource_core::Event` for a runnable example, and `eventsource_core::guide::evolution`
+/// for each kind of change.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
@@ -65,18 +67,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
     check::event(&cx, &mut model);
     let track_lock = match lock::find() {
         Some(path) => {
-            // A record stored under an alias at this version decodes as this type, so its
-            // locked shape binds this type as much as the locked shape of its own name.
-            for alias in &model.aliases {
-                lock::check(
-                    &cx,
-                    &path,
-                    &model.ident,
-                    &alias.value,
-                    model.version.value,
-                    &model.shape,
-                );
-            }
+            alias::check_lock(&cx, &path, &model, &model.shape);
             lock::check(
                 &cx,
                 &path,
