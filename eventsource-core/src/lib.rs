@@ -73,6 +73,8 @@
 //!   [`Codec`]s, the [`EventStore`] contract and the [`WakeUps`] stores send readers.
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
+//! - [`guide`]: walks through one topic each; [`guide::evolution`] changes events and aggregates
+//!   without losing what is stored.
 #![forbid(unsafe_code)]
 // Library code never unwraps: data from storage or users gets a typed error instead.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -81,6 +83,7 @@
 pub mod application;
 pub mod domain;
 pub mod error;
+pub mod guide;
 pub mod persistence;
 pub mod registry;
 pub mod schema;
