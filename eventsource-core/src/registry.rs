@@ -344,6 +344,31 @@ mod tests {
     }
 
     #[test]
+    fn an_alias_claimed_by_another_type_is_reported() {
+        let mut credited = event("Credited", 2, "a::Credited");
+        credited.aliases = &["Deposited"];
+        // Another version of the same chain may repeat the alias.
+        let mut credited_v1 = event("Credited", 1, "a::CreditedV1");
+        credited_v1.aliases = &["Deposited"];
+        let events = [credited, credited_v1, event("Deposited", 1, "b::Deposited")];
+        let problems = check(events.iter(), [].iter()).unwrap_err();
+        let claimed = |alias_of| Problem::AliasClaimed {
+            name: "Deposited",
+            alias_of,
+            others: vec!["b::Deposited"],
+        };
+        assert_eq!(
+            problems.0,
+            vec![claimed("a::Credited"), claimed("a::CreditedV1")]
+        );
+        assert!(
+            problems
+                .to_string()
+                .contains("a stored name belongs to one event")
+        );
+    }
+
+    #[test]
     fn a_consistent_registry_passes() {
         let events = [event("Opened", 1, "a::Opened")];
         let aggregates = [AggregateRegistration {

@@ -78,20 +78,20 @@ mod add_default {
     /// default fills it in, so the step has nothing to do.
     #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
     #[event(version = 2, upcast(from = 1, with = unchanged))]
-    pub struct Noted {
-        pub text: String,
+    pub(crate) struct Noted {
+        pub(crate) text: String,
         #[serde(default)]
-        pub pinned: bool,
+        pub(crate) pinned: bool,
     }
 
-    pub fn unchanged(v1: Value) -> Result<Value, UpcastError> {
+    pub(crate) fn unchanged(v1: Value) -> Result<Value, UpcastError> {
         Ok(v1)
     }
 
     #[derive(Aggregate, Default, Debug, Clone, PartialEq)]
     #[aggregate(events(Noted))]
-    pub struct Notebook {
-        pub notes: Vec<(String, bool)>,
+    pub(crate) struct Notebook {
+        pub(crate) notes: Vec<(String, bool)>,
     }
 
     impl Apply<Noted> for Notebook {
@@ -132,16 +132,16 @@ mod add_field {
     /// Version 1, kept as a type to decode stored version-1 records.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
     #[event(name = "Registered", version = 1)]
-    pub struct RegisteredV1 {
-        pub email: String,
+    pub(crate) struct RegisteredV1 {
+        pub(crate) email: String,
     }
 
     /// Version 2 needs a country; a stored version 1 gets one from `From`.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
     #[event(version = 2, upcast_from = RegisteredV1)]
-    pub struct Registered {
-        pub email: String,
-        pub country: String,
+    pub(crate) struct Registered {
+        pub(crate) email: String,
+        pub(crate) country: String,
     }
 
     impl From<RegisteredV1> for Registered {
@@ -155,9 +155,9 @@ mod add_field {
 
     #[derive(Aggregate, Default, Debug, Clone, PartialEq)]
     #[aggregate(events(Registered))]
-    pub struct Member {
-        pub email: String,
-        pub country: String,
+    pub(crate) struct Member {
+        pub(crate) email: String,
+        pub(crate) country: String,
     }
 
     impl Apply<Registered> for Member {
@@ -209,19 +209,19 @@ mod remove_field {
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
     #[serde(deny_unknown_fields)]
     #[event(version = 2, upcast(from = 1, with = drop_symbol))]
-    pub struct Priced {
-        pub cents: u64,
+    pub(crate) struct Priced {
+        pub(crate) cents: u64,
     }
 
-    pub fn drop_symbol(mut v1: Value) -> Result<Value, UpcastError> {
+    pub(crate) fn drop_symbol(mut v1: Value) -> Result<Value, UpcastError> {
         object(&mut v1)?.remove("symbol");
         Ok(v1)
     }
 
     #[derive(Aggregate, Default, Debug, Clone)]
     #[aggregate(events(Priced))]
-    pub struct Product {
-        pub prices: Vec<u64>,
+    pub(crate) struct Product {
+        pub(crate) prices: Vec<u64>,
     }
 
     impl Apply<Priced> for Product {
@@ -258,11 +258,11 @@ mod rename_field {
     /// Version 1 called it `label`; version 2 calls it `title`.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
     #[event(version = 2, upcast(from = 1, with = label_to_title))]
-    pub struct Titled {
-        pub title: String,
+    pub(crate) struct Titled {
+        pub(crate) title: String,
     }
 
-    pub fn label_to_title(mut v1: Value) -> Result<Value, UpcastError> {
+    pub(crate) fn label_to_title(mut v1: Value) -> Result<Value, UpcastError> {
         let fields = object(&mut v1)?;
         let label = fields
             .remove("label")
@@ -273,8 +273,8 @@ mod rename_field {
 
     #[derive(Aggregate, Default, Debug, Clone)]
     #[aggregate(events(Titled))]
-    pub struct Document {
-        pub titles: Vec<String>,
+    pub(crate) struct Document {
+        pub(crate) titles: Vec<String>,
     }
 
     impl Apply<Titled> for Document {
@@ -323,15 +323,15 @@ mod change_type {
     /// Version 1 stored `grams` as a decimal.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
     #[event(name = "Weighed", version = 1)]
-    pub struct WeighedV1 {
-        pub grams: f64,
+    pub(crate) struct WeighedV1 {
+        pub(crate) grams: f64,
     }
 
     /// Version 2 stores whole milligrams.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
     #[event(version = 2, upcast_from = WeighedV1)]
-    pub struct Weighed {
-        pub milligrams: u64,
+    pub(crate) struct Weighed {
+        pub(crate) milligrams: u64,
     }
 
     impl From<WeighedV1> for Weighed {
@@ -345,8 +345,8 @@ mod change_type {
 
     #[derive(Aggregate, Default, Debug, Clone)]
     #[aggregate(events(Weighed))]
-    pub struct Parcel {
-        pub milligrams: u64,
+    pub(crate) struct Parcel {
+        pub(crate) milligrams: u64,
     }
 
     impl Apply<Weighed> for Parcel {
@@ -399,11 +399,11 @@ mod rename_event {
         aliases("Deposited"),
         upcast(from = 1, with = euros_to_cents)
     )]
-    pub struct Credited {
-        pub cents: u64,
+    pub(crate) struct Credited {
+        pub(crate) cents: u64,
     }
 
-    pub fn euros_to_cents(mut v1: Value) -> Result<Value, UpcastError> {
+    pub(crate) fn euros_to_cents(mut v1: Value) -> Result<Value, UpcastError> {
         let fields = object(&mut v1)?;
         let euros = fields
             .remove("amount")
@@ -415,8 +415,8 @@ mod rename_event {
 
     #[derive(Aggregate, Default, Debug, Clone)]
     #[aggregate(events(Credited))]
-    pub struct Purse {
-        pub cents: u64,
+    pub(crate) struct Purse {
+        pub(crate) cents: u64,
     }
 
     impl Apply<Credited> for Purse {
@@ -426,7 +426,7 @@ mod rename_event {
     }
 
     impl Purse {
-        pub fn credit(&self, cents: u64) -> Result<Credited, std::convert::Infallible> {
+        pub(crate) fn credit(&self, cents: u64) -> Result<Credited, std::convert::Infallible> {
             Ok(Credited { cents })
         }
     }
@@ -480,26 +480,26 @@ mod split_event {
     /// Retired: older releases stored a move as one event. Commands no longer write it; it stays
     /// listed so stored moves still replay, and its `Apply` applies both halves.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
-    pub struct Moved {
-        pub street: String,
-        pub city: String,
+    pub(crate) struct Moved {
+        pub(crate) street: String,
+        pub(crate) city: String,
     }
 
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
-    pub struct StreetChanged {
-        pub street: String,
+    pub(crate) struct StreetChanged {
+        pub(crate) street: String,
     }
 
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
-    pub struct CityChanged {
-        pub city: String,
+    pub(crate) struct CityChanged {
+        pub(crate) city: String,
     }
 
     #[derive(Aggregate, Default, Debug, Clone, PartialEq)]
     #[aggregate(events(Moved, StreetChanged, CityChanged))]
-    pub struct Customer {
-        pub street: String,
-        pub city: String,
+    pub(crate) struct Customer {
+        pub(crate) street: String,
+        pub(crate) city: String,
     }
 
     impl Apply<Moved> for Customer {
@@ -561,14 +561,14 @@ mod merge_events {
     /// same. `Endorsed` takes over both names: records stored under either decode as it.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
     #[event(aliases("Liked", "Starred"))]
-    pub struct Endorsed {
-        pub by: String,
+    pub(crate) struct Endorsed {
+        pub(crate) by: String,
     }
 
     #[derive(Aggregate, Default, Debug, Clone)]
     #[aggregate(events(Endorsed))]
-    pub struct Post {
-        pub endorsed_by: Vec<String>,
+    pub(crate) struct Post {
+        pub(crate) endorsed_by: Vec<String>,
     }
 
     impl Apply<Endorsed> for Post {
@@ -604,19 +604,19 @@ mod retire_event {
     use super::*;
 
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
-    pub struct Enrolled {
-        pub course: String,
+    pub(crate) struct Enrolled {
+        pub(crate) course: String,
     }
 
     /// Retired: "on hold" is no longer a state of an enrolment. The type stays listed so the
     /// streams that hold it still replay; it is applied as nothing.
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
-    pub struct PutOnHold {}
+    pub(crate) struct PutOnHold {}
 
     #[derive(Aggregate, Default, Debug, Clone)]
     #[aggregate(events(Enrolled, PutOnHold))]
-    pub struct Student {
-        pub courses: Vec<String>,
+    pub(crate) struct Student {
+        pub(crate) courses: Vec<String>,
     }
 
     impl Apply<Enrolled> for Student {
@@ -633,8 +633,8 @@ mod retire_event {
     /// consistent in this test program).
     #[derive(Aggregate, Default, Debug, Clone)]
     #[aggregate(events(Enrolled), name = "StudentWithoutPutOnHold")]
-    pub struct StudentWithoutPutOnHold {
-        pub courses: Vec<String>,
+    pub(crate) struct StudentWithoutPutOnHold {
+        pub(crate) courses: Vec<String>,
     }
 
     impl Apply<Enrolled> for StudentWithoutPutOnHold {
@@ -717,17 +717,17 @@ mod snapshot_shape {
     use super::*;
 
     #[derive(Event, Serialize, Deserialize, Debug, Clone)]
-    pub struct Topped {
-        pub cents: u64,
+    pub(crate) struct Topped {
+        pub(crate) cents: u64,
     }
 
     /// Older releases kept `{ "balance": <whole euros> }`; the state is now cents and a count.
     /// A snapshot of the old shape has another fingerprint, so it is ignored, never decoded.
     #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[aggregate(events(Topped), snapshot)]
-    pub struct Card {
-        pub cents: u64,
-        pub top_ups: u32,
+    pub(crate) struct Card {
+        pub(crate) cents: u64,
+        pub(crate) top_ups: u32,
     }
 
     impl Apply<Topped> for Card {
