@@ -73,6 +73,8 @@
 //!   [`Codec`]s, the [`EventStore`] contract and the [`WakeUps`] stores send readers.
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
+//! - [`guide`]: walks through one topic each; [`guide::evolution`] changes events and aggregates
+//!   without losing what is stored.
 #![forbid(unsafe_code)]
 // Library code never unwraps: data from storage or users gets a typed error instead.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -81,6 +83,7 @@
 pub mod application;
 pub mod domain;
 pub mod error;
+pub mod guide;
 pub mod persistence;
 pub mod registry;
 pub mod schema;
@@ -192,6 +195,44 @@ pub mod __private {
             i += 1;
         }
         true
+    }
+
+    /// Whether a record stored under `stored` is the event named `name` or renamed from one of
+    /// `aliases` (the decode dispatch of the event enums).
+    pub fn stored_as(stored: &str, name: &str, aliases: &[&str]) -> bool {
+        stored == name || aliases.contains(&stored)
+    }
+
+    /// A stored name that two events of one listing both claim through an alias: one's name in
+    /// the other's aliases, or an alias both list. Equal names are checked on their own.
+    pub const fn shared_alias<'a>(
+        a: &'a str,
+        a_aliases: &'a [&'a str],
+        b: &'a str,
+        b_aliases: &'a [&'a str],
+    ) -> Option<&'a str> {
+        let mut i = 0;
+        while i < a_aliases.len() {
+            if str_eq(a_aliases[i], b) {
+                return Some(b);
+            }
+            let mut j = 0;
+            while j < b_aliases.len() {
+                if str_eq(a_aliases[i], b_aliases[j]) {
+                    return Some(a_aliases[i]);
+                }
+                j += 1;
+            }
+            i += 1;
+        }
+        let mut j = 0;
+        while j < b_aliases.len() {
+            if str_eq(b_aliases[j], a) {
+                return Some(a);
+            }
+            j += 1;
+        }
+        None
     }
 
     /// A message assembled in a const context, for the derives' compile-time checks: a const

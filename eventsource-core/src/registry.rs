@@ -25,6 +25,9 @@ pub struct EventRegistration {
     pub type_name: &'static str,
     /// The oldest stored version the type's upcaster chain decodes.
     pub oldest_version: u32,
+    /// Names the event was stored under before a rename (`#[event(aliases(...))]`): records
+    /// stored under them decode through this type too.
+    pub aliases: &'static [&'static str],
     /// The type's stored shape in the schema lock's canonical text (fields, types, serde
     /// attributes), as the derive saw it.
     pub shape: &'static str,
@@ -60,12 +63,18 @@ pub fn aggregates() -> impl Iterator<Item = &'static AggregateRegistration> {
     inventory::iter::<AggregateRegistration>.into_iter()
 }
 
-/// The registered type that writes events named `name` (the newest version if several types
-/// share the name, as a chain of versions does).
+/// The registered type that decodes events stored as `name`: the one that writes that name (the
+/// newest version if several types share it, as a chain of versions does), or else the one
+/// that lists it in `#[event(aliases(...))]`.
 pub fn event(name: &str) -> Option<&'static EventRegistration> {
     events()
         .filter(|e| e.name == name)
         .max_by_key(|e| e.version)
+        .or_else(|| {
+            events()
+                .filter(|e| e.aliases.contains(&name))
+                .max_by_key(|e| e.version)
+        })
 }
 
 /// Decodes a stored event to JSON at its newest version, by name, without knowing its aggregate.
@@ -109,6 +118,16 @@ pub enum Problem {
         /// The types that claim it.
         types: Vec<&'static str>,
     },
+    /// A name in one type's `aliases(...)` is also written, or aliased, by other types: records
+    /// stored under it would decode as whichever type a reader happens to list.
+    AliasClaimed {
+        /// The stored name.
+        name: &'static str,
+        /// The type that lists it as an alias.
+        alias_of: &'static str,
+        /// The other types that write it or list it as an alias too.
+        others: Vec<&'static str>,
+    },
     /// An aggregate lists an event that no registered type writes.
     UnregisteredEvent {
         /// The aggregate's type.
@@ -138,6 +157,15 @@ impl fmt::Display for Problem {
                 "aggregate name `{name}` is used by {} types ({}); set `#[aggregate(name = \"…\")]` on all but one",
                 types.len(),
                 types.join(", ")
+            ),
+            Problem::AliasClaimed {
+                name,
+                alias_of,
+                others,
+            } => write!(
+                f,
+                "`{name}` is an alias of `{alias_of}` (records stored as `{name}` decode as it), but {} claim it too; a stored name belongs to one event: remove it from the others' `aliases(...)`, or rename the type that still writes it",
+                others.join(", ")
             ),
             Problem::UnregisteredEvent {
                 aggregate,
@@ -178,7 +206,21 @@ fn check<'a>(
 ) -> Result<(), Problems> {
     let mut problems = Vec::new();
     let mut by_key: BTreeMap<(&'static str, u32), Vec<&'static str>> = BTreeMap::new();
+    // Who claims each stored name: the types that write it, and those that alias it.
+    let mut writers: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+    let mut aliased: BTreeMap<&'static str, Vec<(&'static str, &'static str)>> = BTreeMap::new();
     for event in events {
+        let type_name = event.type_name;
+        let written = writers.entry(event.name).or_default();
+        if !written.contains(&type_name) {
+            written.push(type_name);
+        }
+        for &alias in event.aliases {
+            aliased
+                .entry(alias)
+                .or_default()
+                .push((type_name, event.name));
+        }
         by_key
             .entry((event.name, event.version))
             .or_default()
@@ -191,6 +233,25 @@ fn check<'a>(
                 version: *version,
                 types: types.clone(),
             });
+        }
+    }
+    for (name, aliasing) in &aliased {
+        for &(alias_of, writes) in aliasing {
+            let mut others: Vec<&'static str> = writers.get(name).cloned().unwrap_or_default();
+            // The versions of one chain (one stored name) may each repeat the alias.
+            others.extend(
+                aliasing
+                    .iter()
+                    .filter(|(_, other)| *other != writes)
+                    .map(|(t, _)| *t),
+            );
+            if !others.is_empty() {
+                problems.push(Problem::AliasClaimed {
+                    name,
+                    alias_of,
+                    others,
+                });
+            }
         }
     }
     let mut aggregate_names: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
@@ -235,6 +296,7 @@ mod tests {
             version,
             type_name,
             oldest_version: version,
+            aliases: &[],
             shape: "",
             fields: &[],
             decode_json: no_decode,
@@ -283,6 +345,31 @@ mod tests {
         let text = problems.to_string();
         assert!(text.contains("3 problem(s)"), "{text}");
         assert!(text.contains("derive `Event`"), "{text}");
+    }
+
+    #[test]
+    fn an_alias_claimed_by_another_type_is_reported() {
+        let mut credited = event("Credited", 2, "a::Credited");
+        credited.aliases = &["Deposited"];
+        // Another version of the same chain may repeat the alias.
+        let mut credited_v1 = event("Credited", 1, "a::CreditedV1");
+        credited_v1.aliases = &["Deposited"];
+        let events = [credited, credited_v1, event("Deposited", 1, "b::Deposited")];
+        let problems = check(events.iter(), [].iter()).unwrap_err();
+        let claimed = |alias_of| Problem::AliasClaimed {
+            name: "Deposited",
+            alias_of,
+            others: vec!["b::Deposited"],
+        };
+        assert_eq!(
+            problems.0,
+            vec![claimed("a::Credited"), claimed("a::CreditedV1")]
+        );
+        assert!(
+            problems
+                .to_string()
+                .contains("a stored name belongs to one event")
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub(crate) struct EventModel {
     pub(crate) chain: Chain,
     /// A problem with the chain was already reported while parsing.
     pub(crate) chain_reported: bool,
+    /// Names records of this event were stored under before a rename (`aliases(...)`): they
+    /// decode as this event, at their stored version, through its chain.
+    pub(crate) aliases: Vec<Spanned<String>>,
     /// The stored shape, for the schema lock.
     pub(crate) stored: crate::shape::Stored,
 }
@@ -219,16 +222,31 @@ impl EventModel {
                 Chain::None
             }
         };
+        let name = attrs
+            .name
+            .map_or_else(|| input.ident.to_string(), |n| n.value);
+        let mut aliases = attrs.aliases;
+        aliases.retain(|alias| {
+            if alias.value != name {
+                return true;
+            }
+            cx.syn_error(syn::Error::new(
+                alias.span,
+                format!(
+                    "`{name}` is this event's own stored name, not an old one: `aliases(...)` lists the names it was stored under before a rename; remove `\"{name}\"`"
+                ),
+            ));
+            false
+        });
         EventModel {
             ident: input.ident.clone(),
             krate: Krate::resolve(cx, attrs.krate, &input.ident, "Event", "event"),
-            name: attrs
-                .name
-                .map_or_else(|| input.ident.to_string(), |n| n.value),
+            name,
             version,
             chain,
             chain_reported,
             stored: crate::shape::of(cx, input, attr::EVENT),
+            aliases,
         }
     }
 }

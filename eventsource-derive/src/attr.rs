@@ -29,8 +29,9 @@ pub(crate) const SNAPSHOT_EVERY: &str = "snapshot_every";
 pub(crate) const SNAPSHOT_VERSION: &str = "snapshot_version";
 pub(crate) const CONTEXT: &str = "context";
 pub(crate) const OPAQUE: &str = "opaque";
+pub(crate) const ALIASES: &str = "aliases";
 
-const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, CRATE];
+const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, ALIASES, CRATE];
 const UPCAST_KEYS: &[&str] = &[FROM, WITH];
 const AGGREGATE_KEYS: &[&str] = &[
     EVENTS,
@@ -99,6 +100,8 @@ pub(crate) struct EventAttr {
     pub(crate) upcasts: Vec<UpcastStep>,
     /// An `upcast(...)` was malformed (already reported): don't also report the chain's gaps.
     pub(crate) broken_step: bool,
+    /// `aliases("Old", ...)`: names this event was stored under before it was renamed.
+    pub(crate) aliases: Vec<Spanned<String>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
 }
 
@@ -197,6 +200,7 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
     let mut version = Once::new(cx, EVENT, VERSION);
     let mut upcast_from = Once::new(cx, EVENT, UPCAST_FROM);
     let mut krate = Once::new(cx, EVENT, CRATE);
+    let mut aliases = Once::new(cx, EVENT, ALIASES);
     let mut upcasts = Vec::new();
     let mut broken_step = false;
     for_each_key(cx, attrs, EVENT, |key, meta| {
@@ -220,6 +224,10 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
                 Some(step) => upcasts.push(step),
                 None => broken_step = true,
             },
+            ALIASES => {
+                let list = parse_aliases(cx, meta)?;
+                aliases.set(meta.path.span(), list);
+            }
             CRATE => {
                 let path = parse_crate(meta)?;
                 krate.set(meta.path.span(), path);
@@ -234,6 +242,7 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
         upcast_from: upcast_from.get(),
         upcasts,
         broken_step,
+        aliases: aliases.get().map(|a| a.value).unwrap_or_default(),
         krate: krate.get(),
     }
 }
@@ -475,6 +484,40 @@ fn parse_name(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Strin
         return Ok(None);
     }
     Ok(Some(value))
+}
+
+/// `aliases("Old", "Older")`: each a non-empty stored name, given once.
+fn parse_aliases(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Spanned<String>>> {
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let list = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+    if list.is_empty() {
+        cx.error_spanned_by(
+            &meta.path,
+            "`aliases()` is empty: list the names this event was stored under before it was renamed, e.g. `aliases(\"Deposited\")`, or remove it",
+        );
+    }
+    let mut aliases: Vec<Spanned<String>> = Vec::new();
+    for lit in list {
+        let value = lit.value();
+        if value.trim().is_empty() {
+            cx.error_spanned_by(
+                &lit,
+                "an alias must not be empty: it is a name events were stored under",
+            );
+        } else if aliases.iter().any(|a| a.value == value) {
+            cx.error_spanned_by(
+                &lit,
+                format!("`{value}` is listed twice in `aliases(...)`: list each old name once"),
+            );
+        } else {
+            aliases.push(Spanned {
+                value,
+                span: lit.span(),
+            });
+        }
+    }
+    Ok(aliases)
 }
 
 fn parse_version(

@@ -22,6 +22,7 @@ pub(crate) fn expand(model: &EventModel, lock: &EventLock) -> TokenStream {
     let fingerprints = event_data::fingerprint_checks(model, lock);
     let track_lock = &lock.track;
     let oldest = upcast::oldest_version(model);
+    let aliases = model.aliases.iter().map(|a| &a.value);
     // Spanned on the type's name, so a missing `Serialize`/`Deserialize` is reported there.
     let header = quote_spanned!(ident.span()=> impl #krate::Event for #ident);
     quote! {
@@ -31,6 +32,7 @@ pub(crate) fn expand(model: &EventModel, lock: &EventLock) -> TokenStream {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
                 const OLDEST_VERSION: u32 = #oldest;
+                const ALIASES: &'static [&'static str] = &[#(#aliases),*];
 
                 fn decode_stored<__C: #krate::Codec>(
                     codec: &__C,

@@ -87,7 +87,7 @@ pub(crate) fn expand(listing: &Listing) -> TokenStream {
                     payload: &[u8],
                 ) -> #private::Result<Self, #krate::DecodeError> {
                     #(
-                        if name == <#paths as #krate::Event>::NAME {
+                        if #private::stored_as(name, <#paths as #krate::Event>::NAME, <#paths as #krate::Event>::ALIASES) {
                             return #private::Result::map(
                                 <#paths as #krate::Event>::decode_stored(codec, schema_version, payload),
                                 #enum_ident::#idents,
@@ -135,6 +135,33 @@ fn unique_name_checks(listing: &Listing) -> TokenStream {
             let after_name = format!(
                 "\", so `{owner}` could not tell them apart when {reads}: give one a distinct `#[event(name = \"...\")]`"
             );
+            let before_alias = format!(
+                "`{}` and `{}` both decode records stored as \"",
+                quote!(#a).to_string().replace(' ', ""),
+                quote!(#b).to_string().replace(' ', ""),
+            );
+            let after_alias = format!(
+                "\" (one's name is the other's alias, or both list it in `aliases(...)`), so `{owner}` could not tell them apart when {reads}: a stored name belongs to one event; remove it from the other's `aliases(...)`"
+            );
+            checks.extend(quote_spanned! {span_of(b)=>
+                const _: () = {
+                    #[allow(dead_code)] // evaluated for its panic, never read
+                    const ALIASES_MUST_NOT_CLAIM_ANOTHER_NAME: () = {
+                        if let #krate::__private::Option::Some(name) = #krate::__private::shared_alias(
+                            <#a as #krate::Event>::NAME,
+                            <#a as #krate::Event>::ALIASES,
+                            <#b as #krate::Event>::NAME,
+                            <#b as #krate::Event>::ALIASES,
+                        ) {
+                            let message = #krate::__private::ConstMessage::EMPTY
+                                .push(#before_alias)
+                                .push(name)
+                                .push(#after_alias);
+                            ::core::panic!("{}", message.as_str());
+                        }
+                    };
+                };
+            });
             checks.extend(quote_spanned! {span_of(b)=>
                 const _: () = {
                     #[allow(dead_code)] // evaluated for its panic, never read

@@ -17,6 +17,7 @@
 use proc_macro::TokenStream;
 use quote::quote;
 
+mod alias;
 mod apply;
 mod ast;
 mod attr;
@@ -45,16 +46,20 @@ mod upcast;
 ///     upcast_from = DepositedV2,                // typed step: older versions decode as
 ///                                               //   DepositedV2, then `From` converts
 ///     upcast(from = 1, with = path::to::fn),    // or function steps over the stored JSON
+///     aliases("Credited"),                      // names it was stored under before a rename:
+///                                               //   such records decode as this event
 ///     crate = "my_reexport::eventsource_core",  // when eventsource is re-exported
 /// )]
 /// ```
 ///
 /// Checked while compiling: the version is not 0; the upcaster chain covers every older version
-/// exactly once; a typed step is the previous version of the same name; the type is
+/// exactly once; a typed step is the previous version of the same name; an alias is not the
+/// event's own name (and, in an aggregate, claims no other listed event's name); the type is
 /// `Serialize + DeserializeOwned`; and, when an `events.lock` is found beside the source file or
 /// above it up to the crate root, that a locked version's shape (fields, types, serde attributes)
-/// has not changed (see `eventsource_core::schema`). See `eventsource_core::Event` for a
-/// runnable example.
+/// has not changed, under its name and under each alias (see `eventsource_core::schema`). See
+/// `eventsource_core::Event` for a runnable example, and `eventsource_core::guide::evolution`
+/// for each kind of change.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
@@ -62,14 +67,17 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
     let mut model = ast::EventModel::from_input(&cx, &input);
     check::event(&cx, &mut model);
     let lock = match lock::find() {
-        Some(path) => lock::check(
-            &cx,
-            &path,
-            &model.ident,
-            &model.name,
-            model.version.value,
-            &model.stored.shape,
-        ),
+        Some(path) => {
+            alias::check_lock(&cx, &path, &model, &model.stored.shape);
+            lock::check(
+                &cx,
+                &path,
+                &model.ident,
+                &model.name,
+                model.version.value,
+                &model.stored.shape,
+            )
+        }
         None => lock::EventLock::default(),
     };
     match cx.check() {

@@ -15,6 +15,7 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
     let oldest = crate::upcast::oldest_version(model);
     let shape = model.stored.shape.canonical();
     let fields = crate::event_data::fields_ref();
+    let aliases = model.aliases.iter().map(|a| &a.value);
     quote! {
         #krate::__private::inventory::submit! {
             #krate::__private::EventRegistration {
@@ -22,6 +23,7 @@ pub(crate) fn event(model: &EventModel) -> TokenStream {
                 version: #version,
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 oldest_version: #oldest,
+                aliases: &[#(#aliases),*],
                 shape: #shape,
                 fields: #fields,
                 decode_json: #krate::__private::decode_json::<#ident>,

@@ -23,6 +23,10 @@ fn ui() {
     t.pass("ui/pass/*.rs");
     // Schema-lock cases: each folder holds a `main.rs` and the `events.lock` it is checked against.
     t.compile_fail("ui/lock/*/main.rs");
+    // Evolving events: changes that need a new version (each folder brings its `events.lock`),
+    // and mistakes with `aliases(...)`.
+    t.compile_fail("ui/evolution/*.rs");
+    t.compile_fail("ui/evolution/*/main.rs");
     t.pass("ui/pass_lock/*/main.rs");
 }
 

@@ -47,6 +47,11 @@ pub trait Event: Payload + Send + Sync + 'static {
     /// The oldest stored version this type's upcaster chain decodes (1 for a complete chain).
     const OLDEST_VERSION: u32 = Self::VERSION;
 
+    /// Names this event was stored under before it was renamed (`#[event(aliases("Old"))]`).
+    /// A record stored under one of them at schema version N decodes as this event's version
+    /// N, through its upcaster chain; new records are always written under [`Event::NAME`].
+    const ALIASES: &'static [&'static str] = &[];
+
     /// Decodes a payload stored at `schema_version`, upcasting it to this version.
     fn decode_stored<C: Codec>(
         codec: &C,

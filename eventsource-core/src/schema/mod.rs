@@ -107,7 +107,7 @@ pub struct LockReport {
     pub changed_types: Vec<(String, Vec<String>)>,
     /// Locked versions that no registered type's upcaster chain decodes any more.
     pub unreachable: Vec<(String, u32)>,
-    /// Locked event names that no registered type carries.
+    /// Locked event names that no registered type writes or lists in `aliases(...)`.
     pub orphaned: Vec<String>,
     /// Problems of the registry itself (duplicate names and versions, …).
     pub registry: Vec<String>,
@@ -170,7 +170,7 @@ impl fmt::Display for LockReport {
         for name in &self.orphaned {
             writeln!(
                 f,
-                "  - `{name}` is locked but no event type is stored under that name: if a type was renamed, give it `#[event(name = \"{name}\")]`"
+                "  - `{name}` is locked (so events may be stored under it) but no event type decodes that name any more: if the type was renamed, keep the stored name with `#[event(name = \"{name}\")]` or list it in `#[event(aliases(\"{name}\"))]`; if the event was retired, keep its type (its `Apply` may do nothing) so stored records still decode"
             )?;
         }
         for problem in &self.registry {
@@ -321,10 +321,13 @@ pub fn check_lock(
     // Reachability: every locked version of a name must be decodable by some registered type.
     let mut ranges: BTreeMap<&str, Vec<(u32, u32)>> = BTreeMap::new();
     for event in registry::events() {
-        ranges
-            .entry(event.name)
-            .or_default()
-            .push((event.oldest_version, event.version));
+        // A name the event was renamed from reaches the same versions through its chain.
+        for name in std::iter::once(event.name).chain(event.aliases.iter().copied()) {
+            ranges
+                .entry(name)
+                .or_default()
+                .push((event.oldest_version, event.version));
+        }
     }
     let mut orphaned = BTreeSet::new();
     for locked in lock.events() {

@@ -1,0 +1,10 @@
+use eventsource_core::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(aliases("Liked", "Starred", "Liked"))]
+struct Endorsed {
+    by: String,
+}
+
+fn main() {}
