@@ -13,6 +13,7 @@
 //! | [remove a field](#remove-a-field) | version 2 and a step that drops it | the lock: "field `…` was removed" |
 //! | [rename a field](#rename-a-field) | version 2 and a step that moves the value | the lock; without one, old records fail to decode |
 //! | [change a field's type](#change-a-fields-type) | version 2, `upcast_from = V1`, `From` converts | the lock: "field `…` changed type" |
+//! | [change a type stored inside an event](#change-a-type-stored-inside-an-event) | a new type for the new shape, held by the event's version 2, `From` converts | the lock, on the nested type: "`Opened.address.postcode: String -> u32`" |
 //! | [rename an event](#rename-an-event) | `#[event(name = "New", aliases("Old"))]` | the lock check: "`Old` is locked … but no event type decodes that name" |
 //! | [split an event](#split-an-event-in-two) | keep the old type listed; its `Apply` applies both halves | the same |
 //! | [merge two events](#merge-two-events-into-one) | the survivor lists the other name in `aliases(...)` | the same |
@@ -182,6 +183,50 @@
 //! error: `Weighed` no longer matches the locked shape of `Weighed` version 1 in events.lock:
 //!          - field `grams` changed type from `f64` to `u64`
 //!        Events already stored at version 1 have the locked shape and would no longer decode.
+//! ```
+//!
+//! ## Change a type stored inside an event
+//!
+//! A struct or enum stored inside an event derives [`EventData`](crate::EventData), so its shape
+//! is locked with the events that hold it (a type from another crate is marked
+//! `#[event(opaque)]` and locked by its name). Change it in place and the build fails on the
+//! type, with the path to the change in every event that stores it
+//! (`` `Opened.address.postcode: String -> u32` (`Opened` version 1) ``), and on the event. A
+//! nested type has no version of its own: keep it as it is locked, put the new shape in a new
+//! type, and hold that in the event's next version, with an upcaster from the one that holds
+//! the old type (pinned by `tests/ui/lock/nested_*`).
+//!
+//! ```
+//! use eventsource_core::prelude::*;
+//! use eventsource_core::EventData;
+//! use serde::{Deserialize, Serialize};
+//!
+//! // As locked: stored inside `Opened` version 1.
+//! #[derive(EventData, Serialize, Deserialize, Debug, PartialEq)]
+//! struct Address { street: String, postcode: String }
+//!
+//! #[derive(Event, Serialize, Deserialize)]
+//! #[event(name = "Opened", version = 1)]
+//! struct OpenedV1 { address: Address }
+//!
+//! // The new shape: a new type, held by version 2.
+//! #[derive(EventData, Serialize, Deserialize, Debug, PartialEq)]
+//! struct PostalAddress { street: String, postcode: u32 }
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, PartialEq)]
+//! #[event(version = 2, upcast_from = OpenedV1)]
+//! struct Opened { address: PostalAddress }
+//!
+//! impl From<OpenedV1> for Opened {
+//!     fn from(old: OpenedV1) -> Self {
+//!         let postcode = old.address.postcode.trim().parse().unwrap_or(0);
+//!         Opened { address: PostalAddress { street: old.address.street, postcode } }
+//!     }
+//! }
+//!
+//! let stored = br#"{"address":{"street":"1 Main St","postcode":" 12345"}}"#;
+//! let opened = Opened::decode_stored(&Json, 1, stored).unwrap();
+//! assert_eq!(opened.address, PostalAddress { street: "1 Main St".into(), postcode: 12345 });
 //! ```
 //!
 //! ## Rename an event
