@@ -182,7 +182,7 @@ pub(crate) fn fingerprint_checks(model: &EventModel, lock: &EventLock) -> TokenS
             let message = format!(
                 "`{name}` version {version} no longer matches its locked shape in events.lock: field `{field}` still reads `{written}`, but what it stores changed.{held} \
                  A nested type changed (its own error says how, when it is derived in this crate), or a type alias, or a type from another crate. \
-                 Events already stored at version {version} would no longer decode: restore what `{field}` holds, or keep `{ident}` as it is locked \
+                 Events already stored at version {version} may fail to decode or decode wrong: restore what `{field}` holds, or keep `{ident}` as it is locked \
                  and make the new shape version {next} with an upcaster from it (`#[event(name = \"{name}\", version = {next}, upcast_from = {ident}V{version})]`).",
                 field = field.name,
                 written = field.ty,

@@ -111,7 +111,7 @@ pub(crate) fn check(
                 ident,
                 format!(
                     "`{ident}` no longer matches the locked shape of `{name}` version {version} in {LOCK_FILE}:{list}\n\
-                     Events already stored at version {version} have the locked shape and would no longer decode.\n\
+                     Events already stored at version {version} have the locked shape: read with another one, they may fail to decode or decode wrong.\n\
                      Either keep version {version}'s shape, or keep the old shape as its own type and make this one \
                      version {next} with an upcaster from it: `#[event(name = \"{name}\", version = {next}, upcast_from = {ident}V{version})]` \
                      (or `upcast(from = {version}, with = path::to::fn)`); then lock the new version with `EVENTSOURCE_LOCK=write cargo test`."
@@ -172,9 +172,11 @@ pub(crate) fn check_type(cx: &Ctxt, path: &Path, model: &DataModel) -> TokenStre
         }
     }
     let stored = if stored.is_empty() {
-        "Locked events may store it, and would no longer decode.".to_owned()
+        "Locked events may store it: read with another shape, they may fail to decode or decode wrong.".to_owned()
     } else {
-        format!("Locked events store it, and would no longer decode:{stored}")
+        format!(
+            "Locked events store it (read with another shape, they may fail to decode or decode wrong):{stored}"
+        )
     };
     let versions = events
         .iter()

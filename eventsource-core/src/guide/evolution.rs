@@ -182,7 +182,7 @@
 //! ```text
 //! error: `Weighed` no longer matches the locked shape of `Weighed` version 1 in events.lock:
 //!          - field `grams` changed type from `f64` to `u64`
-//!        Events already stored at version 1 have the locked shape and would no longer decode.
+//!        Events already stored at version 1 have the locked shape: read with another one, they may fail to decode or decode wrong.
 //! ```
 //!
 //! ## Change a type stored inside an event
