@@ -90,13 +90,41 @@ impl Server {
         self.options(tag).connect().await.expect("connect")
     }
 
-    pub(crate) async fn finish(self) {
-        for schema in &self.schemas {
+    pub(crate) async fn finish(mut self) {
+        for schema in std::mem::take(&mut self.schemas) {
             self.admin
                 .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                 .await
                 .expect("drop the test schema");
         }
+    }
+}
+
+/// A test that failed before [`Server::finish`] still drops its schemas, so a failing run leaves
+/// nothing behind on the shared server (best effort, on a thread and a connection of its own:
+/// `Drop` can't await).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let schemas = std::mem::take(&mut self.schemas);
+        if schemas.is_empty() {
+            return;
+        }
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.ok()?;
+                tokio::spawn(connection);
+                for schema in schemas {
+                    let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                    let _ = client.batch_execute(&drop).await;
+                }
+                Some(())
+            })
+        });
+        let _ = cleanup.join();
     }
 }
 
