@@ -612,6 +612,15 @@ async fn two_runners_of_a_process_share_the_work_one_at_a_time() {
         let (manager, outcome) = active.stop().await;
         outcome.expect("the active runner stops cleanly");
         let first_runs = manager.expect("manager").process().runs;
+        assert!(
+            standby
+                .wait_for_role(
+                    eventsource_core::projection::RunnerRole::Active,
+                    Duration::from_secs(60)
+                )
+                .await,
+            "{name}: the standby took the claim once the active runner stopped"
+        );
         let more = place_orders(&store, 2, 25, false).await;
         let last = store.last_position().await.expect("last position");
         assert!(

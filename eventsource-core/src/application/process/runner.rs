@@ -8,7 +8,8 @@ use super::Process;
 use super::batch::Reacting;
 use crate::application::claim::Claims;
 use crate::application::projection::{
-    ErrorPolicy, HandlerError, ProjectionError, Projector, RunnerStatus, RunningProjection,
+    ErrorPolicy, HandlerError, ProjectionError, Projector, RunnerRole, RunnerStatus,
+    RunningProjection,
 };
 use crate::application::retry::{Backoff, RetryPolicy};
 use crate::error::{Error, Result};
@@ -263,6 +264,12 @@ impl<P: Process, S: Claims> RunningProcess<P, S> {
             .wait_for(position, timeout)
             .await
             .map_err(|error| ProcessError::from_engine(P::NAME, error))
+    }
+
+    /// Waits until the runner takes `role` (for example [`RunnerRole::Active`] on a standby that
+    /// should take over), at most `timeout`; whether it did.
+    pub async fn wait_for_role(&mut self, role: RunnerRole, timeout: Duration) -> bool {
+        self.engine.wait_for_role(role, timeout).await
     }
 
     /// Stops after the batch in hand, and returns the process manager and what ended it: `Ok`

@@ -760,6 +760,20 @@ impl<P: Projection, S> RunningProjection<P, S> {
         }
     }
 
+    /// Waits until the runner takes `role` (for example [`RunnerRole::Active`] on a standby that
+    /// should take over), at most `timeout`; whether it did. A runner that stopped can't take
+    /// another role: waiting for one returns `false` at once.
+    pub async fn wait_for_role(&mut self, role: RunnerRole, timeout: Duration) -> bool {
+        let taken = tokio::time::timeout(
+            timeout,
+            self.watch.wait_for(|status| {
+                status.role == role || (status.role == RunnerRole::Stopped && !status.running)
+            }),
+        )
+        .await;
+        matches!(taken, Ok(Ok(status)) if status.role == role)
+    }
+
     /// Stops after the batch in hand, and returns the projector (with its in-memory read model)
     /// and what ended it: `Ok` for this call, the error if one had stopped it already.
     pub async fn stop(self) -> (Option<Projector<P, S>>, Result<(), ProjectionError>) {
