@@ -33,7 +33,9 @@ fn input(data: &[u8]) -> Input<'_> {
 
 fn round_trip<E: Event + PartialEq + std::fmt::Debug>(schema_version: u32, payload: &[u8]) {
     if let Ok(event) = E::decode_stored(&Json, schema_version, payload) {
-        let encoded = event.encode_payload(&Json).expect("a decoded event encodes");
+        let encoded = event
+            .encode_payload(&Json)
+            .expect("a decoded event encodes");
         let again = E::decode_stored(&Json, E::VERSION, &encoded)
             .expect("an encoded event decodes at its own version");
         assert_eq!(again, event, "{} changed in a round trip", E::NAME);

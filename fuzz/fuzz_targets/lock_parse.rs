@@ -15,6 +15,8 @@ fuzz_target!(|text: &str| {
             again, lock,
             "render then parse changed the lock; input {text:?}, rendered {rendered:?}"
         ),
-        Err(e) => panic!("a parsed lock rendered to text that does not parse ({e}); input {text:?}, rendered {rendered:?}"),
+        Err(e) => panic!(
+            "a parsed lock rendered to text that does not parse ({e}); input {text:?}, rendered {rendered:?}"
+        ),
     }
 });

@@ -69,6 +69,9 @@ fuzz_target!(|text: &str| {
     assert!(result.is_err(), "a pool of 0 connections must be refused");
     if input.url.parse::<tokio_postgres::Config>().is_err() {
         let result = runtime.block_on(PostgresOptions::new(input.url).connect());
-        assert!(result.is_err(), "an unparseable connection string must be refused");
+        assert!(
+            result.is_err(),
+            "an unparseable connection string must be refused"
+        );
     }
 });

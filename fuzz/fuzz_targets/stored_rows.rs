@@ -83,7 +83,8 @@ impl Drop for TempDir {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("eventsource-fuzz-rows-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("eventsource-fuzz-rows-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir");
         let path = dir.join("rows.db");
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -147,8 +148,14 @@ fuzz_target!(|input: Input<'_>| {
                 &raw,
                 "events",
                 &[
-                    ("position", bind(&row.position, |n| Value::Integer(i64::from(n) + 1))),
-                    ("stream_id", bind(&row.stream_id, |_| Value::Text(Uuid::nil().to_string()))),
+                    (
+                        "position",
+                        bind(&row.position, |n| Value::Integer(i64::from(n) + 1)),
+                    ),
+                    (
+                        "stream_id",
+                        bind(&row.stream_id, |_| Value::Text(Uuid::nil().to_string())),
+                    ),
                     ("version", bind(&row.version, small)),
                     (
                         "name",
@@ -156,7 +163,10 @@ fuzz_target!(|input: Input<'_>| {
                             Value::Text(eventsource_fuzz::pick_name(n % 5, "Unknown").to_owned())
                         }),
                     ),
-                    ("schema_version", bind(&row.schema_version, |n| small(n % 4))),
+                    (
+                        "schema_version",
+                        bind(&row.schema_version, |n| small(n % 4)),
+                    ),
                     (
                         "payload",
                         bind(&row.payload, |_| {
@@ -167,9 +177,18 @@ fuzz_target!(|input: Input<'_>| {
                         "metadata",
                         bind(&row.metadata, |_| Value::Text(r#"{"actor":"fuzz"}"#.into())),
                     ),
-                    ("recorded_at", bind(&row.recorded_at, |n| Value::Integer(i64::from(n) << 40))),
-                    ("event_id", bind(&row.event_id, |n| Value::Blob(vec![n; 16]))),
-                    ("category", bind(&row.category, |_| Value::Text("account".into()))),
+                    (
+                        "recorded_at",
+                        bind(&row.recorded_at, |n| Value::Integer(i64::from(n) << 40)),
+                    ),
+                    (
+                        "event_id",
+                        bind(&row.event_id, |n| Value::Blob(vec![n; 16])),
+                    ),
+                    (
+                        "category",
+                        bind(&row.category, |_| Value::Text("account".into())),
+                    ),
                 ],
             );
         }
@@ -178,17 +197,32 @@ fuzz_target!(|input: Input<'_>| {
                 &raw,
                 "snapshots",
                 &[
-                    ("stream_id", ("?", Value::Text(STREAM.hyphenated().to_string()))),
+                    (
+                        "stream_id",
+                        ("?", Value::Text(STREAM.hyphenated().to_string())),
+                    ),
                     ("version", bind(&snapshot.version, small)),
-                    ("aggregate", bind(&snapshot.aggregate, |_| Value::Text(Account::NAME.into()))),
-                    ("fingerprint", bind(&snapshot.fingerprint, |n| Value::Integer(i64::from(n)))),
+                    (
+                        "aggregate",
+                        bind(&snapshot.aggregate, |_| Value::Text(Account::NAME.into())),
+                    ),
+                    (
+                        "fingerprint",
+                        bind(&snapshot.fingerprint, |n| Value::Integer(i64::from(n))),
+                    ),
                     (
                         "state",
                         bind(&snapshot.state, |_| {
-                            Value::Blob(br#"{"owner":"a","currency":"EUR","balance":1,"sent_to":[]}"#.to_vec())
+                            Value::Blob(
+                                br#"{"owner":"a","currency":"EUR","balance":1,"sent_to":[]}"#
+                                    .to_vec(),
+                            )
                         }),
                     ),
-                    ("recorded_at", bind(&snapshot.recorded_at, |n| Value::Integer(i64::from(n)))),
+                    (
+                        "recorded_at",
+                        bind(&snapshot.recorded_at, |n| Value::Integer(i64::from(n))),
+                    ),
                 ],
             );
         }
@@ -237,6 +271,8 @@ fuzz_target!(|input: Input<'_>| {
         if let Ok(Some(snapshot)) = store.load_snapshot(STREAM, None).await {
             let _ = Account::decode_snapshot(&Json, &snapshot.state);
         }
-        let _ = store.load_snapshot(STREAM, Some(u64::from(input.from))).await;
+        let _ = store
+            .load_snapshot(STREAM, Some(u64::from(input.from)))
+            .await;
     });
 });
