@@ -249,13 +249,7 @@ impl Shape {
             let _ = writeln!(text, "{attr}");
         }
         for field in &self.fields {
-            let _ = write!(text, "{}: {}", field.name, field.ty);
-            for attr in &field.attrs {
-                let _ = write!(text, " {attr}");
-            }
-            if let Some(shape) = field.shape {
-                let _ = write!(text, "{SHAPE_MARK}{shape:016x}");
-            }
+            write_field(&mut text, field);
             text.push('\n');
         }
         text
@@ -295,6 +289,7 @@ impl Shape {
                 shape.attrs.push(line.to_owned());
                 continue;
             }
+            let line_with_mark = line;
             let (line, type_shape) = match line.rsplit_once(SHAPE_MARK) {
                 Some((before, hex)) => (
                     before,
@@ -312,12 +307,25 @@ impl Shape {
                 Some(at) => (&rest[..at], split_attrs(&rest[at + 1..])),
                 None => (rest, Vec::new()),
             };
-            shape.fields.push(Field {
+            let field = Field {
                 name: name.to_owned(),
                 ty: ty.to_owned(),
                 attrs,
                 shape: type_shape,
-            });
+            };
+            // Only the text `canonical` writes is accepted: anything else (a type with stray
+            // spaces, an attribute cut short, a short fingerprint) would be read as a shape that
+            // writes back differently, so the fingerprint the lock checks would not be of the
+            // text in the file.
+            let mut written = String::new();
+            write_field(&mut written, &field);
+            if written != line_with_mark {
+                return Err(format!(
+                    "`{line_with_mark}` is not a field line as the lock writes it \
+                     (`name: Type #[serde(...)]{SHAPE_MARK}<16 hex digits>`); the file was edited by hand: restore it from version control"
+                ));
+            }
+            shape.fields.push(field);
         }
         Ok(shape)
     }
@@ -402,6 +410,17 @@ fn list_or_none(attrs: &[String]) -> String {
 }
 
 /// Splits `#[serde(a)] #[serde(b)]` into its attributes.
+/// A field's line of the canonical text, without the newline.
+fn write_field(text: &mut String, field: &Field) {
+    let _ = write!(text, "{}: {}", field.name, field.ty);
+    for attr in &field.attrs {
+        let _ = write!(text, " {attr}");
+    }
+    if let Some(shape) = field.shape {
+        let _ = write!(text, "{SHAPE_MARK}{shape:016x}");
+    }
+}
+
 fn split_attrs(text: &str) -> Vec<String> {
     let mut attrs = Vec::new();
     let mut depth = 0usize;
@@ -1048,5 +1067,32 @@ mod tests {
     fn reports_bad_lines_with_their_number() {
         let error = Lock::parse("# comment\n\nnonsense here\n").unwrap_err();
         assert_eq!(error.line, 3);
+    }
+
+    /// Found by `fuzz/` (`lock_parse`): a field line that is not canonical (a type followed by
+    /// stray characters and spaces, an attribute cut short) parsed into a shape that wrote back
+    /// as other text, so a lock that parsed rendered to a file that failed its own fingerprint
+    /// check. Such a line is now refused with the line number.
+    #[test]
+    fn refuses_a_field_line_that_would_write_back_differently() {
+        let text = "\
+type \"Currency\" enum type=bank::Currency
+    Eur: ()
+    Usd: ()\u{8}    #[f: ()
+";
+        let error = Lock::parse(text).unwrap_err();
+        assert_eq!(error.line, 1, "{error}");
+        assert!(error.message.contains("not a field line"), "{error}");
+
+        for line in [
+            "a: ()    #[f: ()",
+            "a: u64 #[serde(default)",
+            "a: u64 shape=2b03",
+        ] {
+            let error = Shape::parse_canonical(line).unwrap_err();
+            assert!(error.contains("not a field line"), "{line}: {error}");
+        }
+        let written = sample();
+        assert_eq!(Shape::parse_canonical(&written.canonical()), Ok(written));
     }
 }
