@@ -5,7 +5,8 @@ use eventsource_core::testing::conformance;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_the_conformance_suite() {
-    conformance::run(|| async { MemoryStore::new() }).await;
+    // The memory store is cheap to make: more model cases than the default.
+    conformance::run_with(|| async { MemoryStore::new() }, conformance::ModelCases::new(256)).await;
 }
 
 /// The suite catches a store that breaks the contract, and says which check and what differed.

@@ -58,6 +58,7 @@
 //! millisecond.
 
 mod checks;
+mod model;
 mod support;
 
 use std::fmt;
@@ -70,6 +71,7 @@ use futures_util::future::BoxFuture;
 use crate::persistence::store::EventStore;
 
 pub use checks::*;
+pub use model::{ModelCases, model_concurrent_appends, model_sequences};
 
 /// How long one check may take before it fails as hung (a deadlocked store should fail the
 /// suite, not hang it).
@@ -206,7 +208,35 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    run_checks(new_store, CHECKS.iter()).await
+    try_run_with(new_store, ModelCases::default()).await
+}
+
+/// Like [`run`], with the model checks running `cases` (a slow store runs fewer, an in-memory
+/// one more). `EVENTSOURCE_MODEL_CASES` still overrides the number of sequences.
+#[track_caller]
+pub fn run_with<S, F, Fut>(new_store: F, cases: ModelCases) -> impl Future<Output = ()>
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let caller = std::panic::Location::caller();
+    async move {
+        let report = try_run_with(new_store, cases).await;
+        if !report.is_ok() {
+            panic!("{report}(suite run from {caller})");
+        }
+    }
+}
+
+/// Like [`try_run`], with the model checks running `cases`.
+pub async fn try_run_with<S, F, Fut>(new_store: F, cases: ModelCases) -> Report
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_checks(new_store, CHECKS.iter(), MODEL_CHECKS.iter(), cases).await
 }
 
 /// Runs the checks with these names, each on a fresh store. An unknown name is reported as a
@@ -217,14 +247,26 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let mut report = run_checks(new_store, CHECKS.iter().filter(|c| names.contains(&c.name))).await;
+    let mut report = run_checks(
+        new_store,
+        CHECKS.iter().filter(|c| names.contains(&c.name)),
+        MODEL_CHECKS.iter().filter(|c| names.contains(&c.name)),
+        ModelCases::default(),
+    )
+    .await;
     for name in names {
-        if !CHECKS.iter().any(|c| c.name == *name) {
+        if !CHECKS.iter().any(|c| c.name == *name) && !MODEL_CHECKS.iter().any(|c| c.name == *name)
+        {
             report.failures.push(Failure::new(
                 "try_run_only",
                 format!(
                     "there is no check named `{name}`; the checks are: {}",
-                    CHECKS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+                    CHECKS
+                        .iter()
+                        .map(|c| c.name)
+                        .chain(MODEL_CHECKS.iter().map(|c| c.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -232,14 +274,54 @@ where
     report
 }
 
-/// Every check of the suite, in the order [`run`] runs them.
+/// Every check of the suite that takes one store, in the order [`run`] runs them (the model
+/// checks, which take the factory, come after them: see [`model_checks`]).
 pub fn checks() -> &'static [Check] {
     CHECKS
 }
 
+/// The model checks: each runs many random cases, each on a fresh store from the factory, so
+/// they can't be called with one store. [`run`] runs them after [`checks`].
+pub fn model_checks() -> &'static [ModelCheck] {
+    MODEL_CHECKS
+}
+
+/// A model check (see [`model_checks`]): its name and what it verifies. Call it through
+/// [`run`], [`try_run_only`] or its function ([`model_sequences`], [`model_concurrent_appends`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelCheck {
+    name: &'static str,
+    summary: &'static str,
+}
+
+impl ModelCheck {
+    /// The check's name, which is also the name of its function in this module.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// One line on what the check verifies.
+    pub fn summary(&self) -> &'static str {
+        self.summary
+    }
+}
+
+const MODEL_CHECKS: &[ModelCheck] = &[
+    ModelCheck {
+        name: "model_sequences",
+        summary: "random sequences of appends (right and wrong versions, duplicate streams, tracking), stream and log reads agree with a model of the contract; a failure is shrunk to a minimal sequence",
+    },
+    ModelCheck {
+        name: "model_concurrent_appends",
+        summary: "4 tasks appending random batches concurrently leave a log that is a serial order of the successful appends, consistent with every success and conflict",
+    },
+];
+
 async fn run_checks<'c, S, F, Fut>(
     mut new_store: F,
     checks: impl Iterator<Item = &'c Check>,
+    model_checks: impl Iterator<Item = &'c ModelCheck>,
+    cases: ModelCases,
 ) -> Report
 where
     S: EventStore + 'static,
@@ -263,6 +345,18 @@ where
                 check.name,
                 format!("did not finish within {CHECK_TIMEOUT:?}: is the store deadlocked?"),
             )),
+        };
+        match outcome {
+            Ok(()) => report.passed.push((check.name, started.elapsed())),
+            Err(failure) => report.failures.push(failure),
+        }
+    }
+    for check in model_checks {
+        let started = Instant::now();
+        // Each case runs as its own task and has its own timeout (see `model`).
+        let outcome = match check.name {
+            "model_sequences" => model_sequences(&mut new_store, cases).await,
+            _ => model_concurrent_appends(&mut new_store, cases).await,
         };
         match outcome {
             Ok(()) => report.passed.push((check.name, started.elapsed())),
@@ -335,6 +429,8 @@ check_table! {
         "snapshots save and load byte for byte: latest, at or below a version, none for an unknown stream",
     tracking_is_written_with_the_append:
         "a tracking position is written atomically with the events; a non-increasing one is a TrackingConflict and writes nothing",
+    tracking_at_the_start_position_is_a_conflict:
+        "a tracker without a record is at 0: offering position 0 is a TrackingConflict (recorded 0) that writes nothing",
     large_payloads:
         "1 MiB payloads, metadata and snapshot states round-trip byte for byte",
     unicode_names_and_payloads:
