@@ -413,6 +413,8 @@ check_table! {
         "every event reads back with the id it was appended with and its stream's category, from the stream and the log",
     log_filters_by_category:
         "a category filter, alone or with names, returns exactly the events of those categories at any page size",
+    repeated_filters_read_each_event_once:
+        "a filter listing a category or a name twice returns each matching event once",
     filtered_reads_start_after_what_they_passed:
         "a filtered page that is not full says the next read starts after everything passed, so nothing is read twice",
     log_reads_stop_at_a_bound:
