@@ -51,11 +51,54 @@
 //! by category, and where the next read starts); event ids and categories; concurrent writers
 //! on distinct streams and on one stream; a follower paging the log while writers commit; a
 //! subscription following commits; snapshots; tracking records written atomically with the
-//! events; 1 MiB payloads; unicode names and payloads.
+//! events; 1 MiB payloads; unicode names and payloads. Then the model checks (below) compare
+//! random command sequences and concurrent appends with a model of the contract.
 //!
 //! Positions must be strictly increasing in log order but may have gaps, so the suite never
 //! assumes `position == count`. Recorded times may be stored at any precision down to a
 //! millisecond.
+//!
+//! # The model checks
+//!
+//! After the checks above, [`run`] runs two model checks ([`model_checks`]), each over many
+//! random cases, each case on a fresh store from the factory:
+//!
+//! - [`model_sequences`] runs random sequences of commands against the store and against a plain
+//!   in-memory model of the contract (streams as lists of events, the log as a list, tracking as
+//!   a map): appends to one or several streams with right and wrong expected versions, a stream
+//!   listed twice, tracking positions right and stale; stream reads and visits (ranges,
+//!   backwards, limits); log reads (after a position, limits, category and name filters, an
+//!   upper bound, and where the next read starts); `stream_version`; `tracking_position`. Every
+//!   result must agree: the error kind and its stream, expected and actual version; each event's
+//!   stream, version, name, payload, category and id. Positions are compared by order only. A
+//!   failing case is shrunk, and the failure prints the minimal sequence step by step with the
+//!   seed that finds it again.
+//! - [`model_concurrent_appends`] races 4 tasks appending random batches to 3 shared streams,
+//!   then checks that the log is a serial order of the successful appends consistent with every
+//!   outcome (see its docs).
+//!
+//! How many cases: [`ModelCases`]; [`run`] uses [`ModelCases::default`] (64 sequences of at most
+//! 30 commands, 8 races), and [`run_with`] takes your own, fewer for a store that is slow to
+//! create. The environment variables `EVENTSOURCE_MODEL_CASES` (a number of sequences) and
+//! `EVENTSOURCE_MODEL_SEED` (replay a failure's cases) override both:
+//!
+//! ```
+//! use eventsource_core::MemoryStore;
+//! use eventsource_core::testing::conformance::{self, ModelCases};
+//!
+//! # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! // A store that is cheap to create can afford more cases than the default.
+//! conformance::run_with(|| async { MemoryStore::new() }, ModelCases::new(16)).await;
+//! // Or one model check alone, with its own cases:
+//! conformance::model_sequences(|| async { MemoryStore::new() }, ModelCases::new(8))
+//!     .await
+//!     .unwrap();
+//! # });
+//! ```
+//!
+//! The model leaves out snapshots, `last_position`, metadata and schema versions, wake-ups and
+//! subscriptions (the checks above cover them), and events appended outside the sequence.
 
 mod checks;
 mod model;

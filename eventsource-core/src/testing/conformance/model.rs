@@ -76,8 +76,11 @@ const CATEGORIES: [&str; 3] = ["Account", "Order", ""];
 const NAMES: [&str; 3] = ["Opened", "Deposited", "Closed"];
 const TRACKERS: [&str; 2] = ["ledger", "mailer"];
 
+/// The first stream's id; stream `i` is `FIRST_STREAM + i`.
+const FIRST_STREAM: u128 = 0x5eed_0000_0000_0000_0000_0000_0000_0000;
+
 fn stream_id(stream: usize) -> Uuid {
-    Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0001 + stream as u128)
+    Uuid::from_u128(FIRST_STREAM + stream as u128)
 }
 
 fn category(stream: usize) -> &'static str {
@@ -238,14 +241,15 @@ struct View {
 
 impl fmt::Debug for View {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // "stream 3 v2 Opened [7] cat=\"Account\"": streams by their index in the sequence.
+        match self.stream.as_u128().checked_sub(FIRST_STREAM) {
+            Some(i) if i < STREAMS as u128 => write!(f, "stream {i}")?,
+            _ => write!(f, "stream {}", self.stream)?,
+        }
         write!(
             f,
-            "{}@{} {} {:?} cat={:?}",
-            self.stream.as_u128() & 0xff,
-            self.version,
-            self.name,
-            self.payload,
-            self.category
+            " v{} {} {:?} cat={:?}",
+            self.version, self.name, self.payload, self.category
         )
     }
 }
@@ -550,7 +554,8 @@ async fn append<S: EventStore + ?Sized>(
         let tracker = TRACKERS.iter().position(|&n| n == t.tracker)?;
         (t.position.get() <= model.tracked(tracker)).then_some((tracker, model.tracked(tracker)))
     });
-    let should_fail = !duplicates.is_empty() || !conflicts.is_empty() || tracking_conflict.is_some();
+    let should_fail =
+        !duplicates.is_empty() || !conflicts.is_empty() || tracking_conflict.is_some();
 
     let last_before = model.position(model.log.len());
     let outcome = store.append(batch.clone()).await;
@@ -821,7 +826,11 @@ async fn race_task(
             let events: Vec<NewEvent> = (0..count)
                 .map(|i| NewEvent::new("Raced", 1, format!("{task}:{seq}:{stream}:{i}")))
                 .collect();
-            writes.push((stream, seen[stream], events.iter().map(|e| e.id).collect::<Vec<_>>()));
+            writes.push((
+                stream,
+                seen[stream],
+                events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            ));
             batch.streams.push(StreamAppend {
                 stream_id: stream_id(stream),
                 category: category(stream).to_owned(),
@@ -990,12 +999,11 @@ async fn check_serial(store: &dyn EventStore, attempts: &[Attempt]) -> Outcome {
                 "stream {s}'s versions in log order (no gaps, no repeats)"
             );
         }
-        let read: Vec<View> =
-            super::support::read(store, stream_id(s), StreamRange::all())
-                .await?
-                .iter()
-                .map(View::of_store)
-                .collect();
+        let read: Vec<View> = super::support::read(store, stream_id(s), StreamRange::all())
+            .await?
+            .iter()
+            .map(View::of_store)
+            .collect();
         ensure!(
             read == from_log,
             "stream {s} reads differently from its events in the log:\n      read: {read:?}\n      log:  {from_log:?}"
