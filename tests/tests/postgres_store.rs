@@ -31,18 +31,21 @@ async fn conformance_suite() {
     let Some(mut server) = Server::start().await else {
         return;
     };
-    let options = Arc::new(std::sync::Mutex::new(Vec::<PostgresOptions>::new()));
-    let mut schemas = Vec::new();
-    for _ in conformance::checks() {
-        options.lock().unwrap().push(server.options("conf"));
-    }
-    schemas.extend(server.schemas.iter().cloned());
-    let queue = options.clone();
-    let report = conformance::try_run(move || {
-        let next = queue.lock().unwrap().pop().expect("one schema per check");
-        async move { next.connect().await.expect("connect a fresh store") }
-    })
+    // Every check and every model case gets a fresh schema; the names are kept to drop them.
+    let schemas = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let created = schemas.clone();
+    let report = conformance::try_run_with(
+        move || {
+            let schema = unique_schema("conf");
+            created.lock().unwrap().push(schema.clone());
+            let options = PostgresStore::options(url()).schema(schema);
+            async move { options.connect().await.expect("connect a fresh store") }
+        },
+        // Each model case creates a schema: fewer cases than the in-process stores.
+        conformance::ModelCases::new(32),
+    )
     .await;
+    server.schemas.extend(schemas.lock().unwrap().drain(..));
     println!("{report}");
     for (check, took) in &report.passed {
         println!("  ok {check} ({took:?})");

@@ -342,7 +342,8 @@ pub(super) struct Sql {
     pub(super) oldest_appender: String,
     /// `$1 uuid[]` → each stream's current version, in argument order.
     pub(super) stream_versions: String,
-    /// `$1 tracker, $2 position` → 1 row written if the position moved forward, else 0.
+    /// `$1 tracker, $2 position` → 1 row written if the position moved forward (from 0 for a
+    /// tracker without a record), else 0.
     pub(super) upsert_tracking: String,
     /// `$1 tracker` → the recorded position (no row if none).
     pub(super) tracking_position: String,
@@ -514,7 +515,9 @@ impl Sql {
             oldest_appender: horizon::oldest_appender_sql(names),
             stream_versions: format!("SELECT {versions}"),
             upsert_tracking: format!(
-                "INSERT INTO {tracking} AS t (tracker, position) VALUES ($1::text, $2::int8) \
+                // `WHERE $2 > 0`: a tracker without a record is at 0, so 0 is not forward.
+                "INSERT INTO {tracking} AS t (tracker, position) \
+                 SELECT $1::text, $2::int8 WHERE $2::int8 > 0 \
                  ON CONFLICT (tracker) DO UPDATE SET position = EXCLUDED.position \
                  WHERE t.position < EXCLUDED.position"
             ),

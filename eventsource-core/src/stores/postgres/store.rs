@@ -81,15 +81,20 @@ impl EventStore for PostgresStore {
         let to = query
             .to
             .map_or(i64::MAX, |to| i64::try_from(to.get()).unwrap_or(i64::MAX));
+        // Each category is its own index scan, merged: a category listed twice would return
+        // its events twice. (Names are matched with `= ANY`, where a repeat is harmless.)
+        let mut categories: Vec<&str> = query.categories.iter().map(String::as_str).collect();
+        categories.sort_unstable();
+        categories.dedup();
         let variant =
-            usize::from(!query.names.is_empty()) + 2 * usize::from(!query.categories.is_empty());
+            usize::from(!query.names.is_empty()) + 2 * usize::from(!categories.is_empty());
         let context = format!("reading the log after position {after}");
         let client = self.client(&context).await?;
         let rows = self
             .below_horizon(
                 &client,
                 &self.sql.read_log[variant],
-                &[&after, &limit, &query.categories, &query.names, &to],
+                &[&after, &limit, &categories, &query.names, &to],
                 &context,
             )
             .await?;

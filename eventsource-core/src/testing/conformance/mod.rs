@@ -51,13 +51,57 @@
 //! by category, and where the next read starts); event ids and categories; concurrent writers
 //! on distinct streams and on one stream; a follower paging the log while writers commit; a
 //! subscription following commits; snapshots; tracking records written atomically with the
-//! events; 1 MiB payloads; unicode names and payloads.
+//! events; 1 MiB payloads; unicode names and payloads. Then the model checks (below) compare
+//! random command sequences and concurrent appends with a model of the contract.
 //!
 //! Positions must be strictly increasing in log order but may have gaps, so the suite never
 //! assumes `position == count`. Recorded times may be stored at any precision down to a
 //! millisecond.
+//!
+//! # The model checks
+//!
+//! After the checks above, [`run`] runs two model checks ([`model_checks`]), each over many
+//! random cases, each case on a fresh store from the factory:
+//!
+//! - [`model_sequences`] runs random sequences of commands against the store and against a plain
+//!   in-memory model of the contract (streams as lists of events, the log as a list, tracking as
+//!   a map): appends to one or several streams with right and wrong expected versions, a stream
+//!   listed twice, tracking positions right and stale; stream reads and visits (ranges,
+//!   backwards, limits); log reads (after a position, limits, category and name filters, an
+//!   upper bound, and where the next read starts); `stream_version`; `tracking_position`. Every
+//!   result must agree: the error kind and its stream, expected and actual version; each event's
+//!   stream, version, name, payload, category and id. Positions are compared by order only. A
+//!   failing case is shrunk, and the failure prints the minimal sequence step by step with the
+//!   seed that finds it again.
+//! - [`model_concurrent_appends`] races 4 tasks appending random batches to 3 shared streams,
+//!   then checks that the log is a serial order of the successful appends consistent with every
+//!   outcome (see its docs).
+//!
+//! How many cases: [`ModelCases`]; [`run`] uses [`ModelCases::default`] (64 sequences of at most
+//! 30 commands, 8 races), and [`run_with`] takes your own, fewer for a store that is slow to
+//! create. The environment variables `EVENTSOURCE_MODEL_CASES` (a number of sequences) and
+//! `EVENTSOURCE_MODEL_SEED` (replay a failure's cases) override both:
+//!
+//! ```
+//! use eventsource_core::MemoryStore;
+//! use eventsource_core::testing::conformance::{self, ModelCases};
+//!
+//! # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! // A store that is cheap to create can afford more cases than the default.
+//! conformance::run_with(|| async { MemoryStore::new() }, ModelCases::new(16)).await;
+//! // Or one model check alone, with its own cases:
+//! conformance::model_sequences(|| async { MemoryStore::new() }, ModelCases::new(8))
+//!     .await
+//!     .unwrap();
+//! # });
+//! ```
+//!
+//! The model leaves out snapshots, `last_position`, metadata and schema versions, wake-ups and
+//! subscriptions (the checks above cover them), and events appended outside the sequence.
 
 mod checks;
+mod model;
 mod support;
 
 use std::fmt;
@@ -70,6 +114,7 @@ use futures_util::future::BoxFuture;
 use crate::persistence::store::EventStore;
 
 pub use checks::*;
+pub use model::{ModelCases, model_concurrent_appends, model_sequences};
 
 /// How long one check may take before it fails as hung (a deadlocked store should fail the
 /// suite, not hang it).
@@ -206,7 +251,35 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    run_checks(new_store, CHECKS.iter()).await
+    try_run_with(new_store, ModelCases::default()).await
+}
+
+/// Like [`run`], with the model checks running `cases` (a slow store runs fewer, an in-memory
+/// one more). `EVENTSOURCE_MODEL_CASES` still overrides the number of sequences.
+#[track_caller]
+pub fn run_with<S, F, Fut>(new_store: F, cases: ModelCases) -> impl Future<Output = ()>
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let caller = std::panic::Location::caller();
+    async move {
+        let report = try_run_with(new_store, cases).await;
+        if !report.is_ok() {
+            panic!("{report}(suite run from {caller})");
+        }
+    }
+}
+
+/// Like [`try_run`], with the model checks running `cases`.
+pub async fn try_run_with<S, F, Fut>(new_store: F, cases: ModelCases) -> Report
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_checks(new_store, CHECKS.iter(), MODEL_CHECKS.iter(), cases).await
 }
 
 /// Runs the checks with these names, each on a fresh store. An unknown name is reported as a
@@ -217,14 +290,26 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let mut report = run_checks(new_store, CHECKS.iter().filter(|c| names.contains(&c.name))).await;
+    let mut report = run_checks(
+        new_store,
+        CHECKS.iter().filter(|c| names.contains(&c.name)),
+        MODEL_CHECKS.iter().filter(|c| names.contains(&c.name)),
+        ModelCases::default(),
+    )
+    .await;
     for name in names {
-        if !CHECKS.iter().any(|c| c.name == *name) {
+        if !CHECKS.iter().any(|c| c.name == *name) && !MODEL_CHECKS.iter().any(|c| c.name == *name)
+        {
             report.failures.push(Failure::new(
                 "try_run_only",
                 format!(
                     "there is no check named `{name}`; the checks are: {}",
-                    CHECKS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+                    CHECKS
+                        .iter()
+                        .map(|c| c.name)
+                        .chain(MODEL_CHECKS.iter().map(|c| c.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -232,14 +317,54 @@ where
     report
 }
 
-/// Every check of the suite, in the order [`run`] runs them.
+/// Every check of the suite that takes one store, in the order [`run`] runs them (the model
+/// checks, which take the factory, come after them: see [`model_checks`]).
 pub fn checks() -> &'static [Check] {
     CHECKS
 }
 
+/// The model checks: each runs many random cases, each on a fresh store from the factory, so
+/// they can't be called with one store. [`run`] runs them after [`checks`].
+pub fn model_checks() -> &'static [ModelCheck] {
+    MODEL_CHECKS
+}
+
+/// A model check (see [`model_checks`]): its name and what it verifies. Call it through
+/// [`run`], [`try_run_only`] or its function ([`model_sequences`], [`model_concurrent_appends`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelCheck {
+    name: &'static str,
+    summary: &'static str,
+}
+
+impl ModelCheck {
+    /// The check's name, which is also the name of its function in this module.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// One line on what the check verifies.
+    pub fn summary(&self) -> &'static str {
+        self.summary
+    }
+}
+
+const MODEL_CHECKS: &[ModelCheck] = &[
+    ModelCheck {
+        name: "model_sequences",
+        summary: "random sequences of appends (right and wrong versions, duplicate streams, tracking), stream and log reads agree with a model of the contract; a failure is shrunk to a minimal sequence",
+    },
+    ModelCheck {
+        name: "model_concurrent_appends",
+        summary: "4 tasks appending random batches concurrently leave a log that is a serial order of the successful appends, consistent with every success and conflict",
+    },
+];
+
 async fn run_checks<'c, S, F, Fut>(
     mut new_store: F,
     checks: impl Iterator<Item = &'c Check>,
+    model_checks: impl Iterator<Item = &'c ModelCheck>,
+    cases: ModelCases,
 ) -> Report
 where
     S: EventStore + 'static,
@@ -263,6 +388,18 @@ where
                 check.name,
                 format!("did not finish within {CHECK_TIMEOUT:?}: is the store deadlocked?"),
             )),
+        };
+        match outcome {
+            Ok(()) => report.passed.push((check.name, started.elapsed())),
+            Err(failure) => report.failures.push(failure),
+        }
+    }
+    for check in model_checks {
+        let started = Instant::now();
+        // Each case runs as its own task and has its own timeout (see `model`).
+        let outcome = match check.name {
+            "model_sequences" => model_sequences(&mut new_store, cases).await,
+            _ => model_concurrent_appends(&mut new_store, cases).await,
         };
         match outcome {
             Ok(()) => report.passed.push((check.name, started.elapsed())),
@@ -319,6 +456,8 @@ check_table! {
         "every event reads back with the id it was appended with and its stream's category, from the stream and the log",
     log_filters_by_category:
         "a category filter, alone or with names, returns exactly the events of those categories at any page size",
+    repeated_filters_read_each_event_once:
+        "a filter listing a category or a name twice returns each matching event once",
     filtered_reads_start_after_what_they_passed:
         "a filtered page that is not full says the next read starts after everything passed, so nothing is read twice",
     log_reads_stop_at_a_bound:
@@ -335,6 +474,8 @@ check_table! {
         "snapshots save and load byte for byte: latest, at or below a version, none for an unknown stream",
     tracking_is_written_with_the_append:
         "a tracking position is written atomically with the events; a non-increasing one is a TrackingConflict and writes nothing",
+    tracking_at_the_start_position_is_a_conflict:
+        "a tracker without a record is at 0: offering position 0 is a TrackingConflict (recorded 0) that writes nothing",
     large_payloads:
         "1 MiB payloads, metadata and snapshot states round-trip byte for byte",
     unicode_names_and_payloads:

@@ -417,3 +417,51 @@ pub async fn log_reads_stop_at_a_bound<S: EventStore + ?Sized + 'static>(
     })
     .await
 }
+
+/// A filter that lists a category (or a name) twice still returns each matching event once.
+/// Found by the model checks: the PostgreSQL store scanned a repeated category once per
+/// listing and returned its events twice.
+pub async fn repeated_filters_read_each_event_once<S: EventStore + ?Sized + 'static>(
+    store: Arc<S>,
+) -> CheckResult {
+    named("repeated_filters_read_each_event_once", async move {
+        let (account, order) = (Uuid::now_v7(), Uuid::now_v7());
+        store
+            .append(categorized(vec![
+                ("Account", account, 0, events("Opened", "account", 2)),
+                ("", order, 0, events("Placed", "order", 1)),
+            ]))
+            .await
+            .context("appending to an Account stream and a stream without a category")?;
+        let whole = read_whole_log(&*store, 100).await?;
+        for (query, expected, what) in [
+            (
+                LogQuery::from_start(10).categories(["Account", "Account"]),
+                &whole[..2],
+                "categories [\"Account\", \"Account\"]",
+            ),
+            (
+                LogQuery::from_start(10).categories(["", ""]),
+                &whole[2..],
+                "categories [\"\", \"\"] (no category, twice)",
+            ),
+            (
+                LogQuery::from_start(10)
+                    .categories(["Account", "", "Account"])
+                    .names(["Opened", "Opened", "Placed"]),
+                &whole[..],
+                "categories [\"Account\", \"\", \"Account\"] and names [\"Opened\", \"Opened\", \"Placed\"]",
+            ),
+        ] {
+            let page = store
+                .read_log(query)
+                .await
+                .context(format_args!("reading the log with {what}"))?;
+            let ids: Vec<Uuid> = page.events.iter().map(|e| e.id).collect();
+            let expected: Vec<Uuid> = expected.iter().map(|e| e.id).collect();
+            ensure_eq!(ids, expected, "the events read with {what} (each once, in log order)");
+        }
+        Ok(())
+    })
+    .await
+}

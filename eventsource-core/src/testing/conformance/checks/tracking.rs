@@ -140,3 +140,56 @@ pub async fn tracking_is_written_with_the_append<S: EventStore + ?Sized + 'stati
     })
     .await
 }
+
+/// A tracker without a record is at [`Position::START`]: offering that position is not after
+/// it, so it is a TrackingConflict (recorded 0) that writes nothing, as for any recorded
+/// position. Found by the model checks: the PostgreSQL store inserted the record instead.
+pub async fn tracking_at_the_start_position_is_a_conflict<S: EventStore + ?Sized + 'static>(
+    store: Arc<S>,
+) -> CheckResult {
+    named("tracking_at_the_start_position_is_a_conflict", async move {
+        let stream = Uuid::now_v7();
+        let mut at_start = batch(vec![(stream, 0, events("Projected", "start", 1))]);
+        at_start.tracking = Some(Tracking {
+            tracker: "fresh".into(),
+            position: Position::START,
+        });
+        match store.append(at_start).await {
+            Err(Error::TrackingConflict {
+                tracker,
+                position,
+                recorded,
+            }) => {
+                ensure_eq!(tracker, "fresh", "the conflict's tracker");
+                ensure_eq!(position, Position::START, "the conflict's offered position");
+                ensure_eq!(recorded, Position::START, "the conflict's recorded position");
+            }
+            Err(other) => fail!(
+                "tracking a fresh tracker at position 0 should be a TrackingConflict, got {other} ({other:?})"
+            ),
+            Ok(position) => fail!(
+                "tracking a fresh tracker at position 0 was accepted (position {position}); 0 is not after the position a tracker without a record is at (0)"
+            ),
+        }
+        ensure_eq!(
+            store.stream_version(stream).await.context("stream_version")?,
+            0,
+            "stream_version after the refused append (it must write nothing)"
+        );
+        ensure!(
+            read_whole_log(&*store, 100).await?.is_empty(),
+            "the log holds events after the refused append (it must write nothing)"
+        );
+        store
+            .append(tracking_only("fresh", 1))
+            .await
+            .context("tracking the fresh tracker at position 1")?;
+        ensure_eq!(
+            store.tracking_position("fresh").await.context("tracking_position")?,
+            Position::new(1),
+            "the tracker's position after recording 1"
+        );
+        Ok(())
+    })
+    .await
+}
