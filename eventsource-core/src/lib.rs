@@ -106,6 +106,7 @@ pub use application::unit_of_work::{Handle, UnitOfWork, Work};
 pub use domain::aggregate::{Aggregate, Apply, SnapshotSettings, Snapshotted};
 pub use domain::event::{Event, EventEnum, IntoEvents, Payload, UpcastFn};
 pub use domain::id::{id_from_name, new_id};
+pub use domain::personal::{DataSubject, Forgotten, ForgottenRecord, NotPersonal};
 pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
 pub use persistence::codec::{Codec, Json};
 pub use persistence::position::Position;
@@ -157,9 +158,9 @@ pub mod prelude {
     pub use crate::projection::Handle;
     pub use crate::{
         Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventData, EventEnum,
-        EventStore, HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process, ProcessManager,
-        ProcessWork, Projection, Projector, Recorded, Repository, System, UnitOfWork, UpcastError,
-        Uuid, id_from_name,
+        EventStore, Forgotten, HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process,
+        ProcessManager, ProcessWork, Projection, Projector, Recorded, Repository, System,
+        UnitOfWork, UpcastError, Uuid, id_from_name,
     };
 }
 
@@ -168,6 +169,12 @@ pub mod prelude {
 pub mod __private {
     pub use crate::domain::aggregate::{decode_snapshot_state, encode_snapshot_state};
     pub use crate::domain::event::decode_through_steps;
+    pub use crate::domain::personal::{
+        ApplyForgotten, DataSubject, Forgotten, ForgottenEvent, ForgottenRecord, NotPersonal,
+        SubjectId, forgotten_cannot_be_stored, forgotten_record,
+    };
+    pub use crate::process::ReactForgotten;
+    pub use crate::projection::HandleForgotten;
     pub use crate::registry::{AggregateRegistration, EventRegistration};
     pub use crate::schema::{DataShape, FieldShape};
     pub use core::convert::From;

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use eventsource_core::Codec;
 use eventsource_core::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -403,8 +402,8 @@ impl BankAccount {
 /// append, or neither does. The decision awaits the limits service; on a version conflict (a
 /// concurrent command moved either account) the whole unit runs again on fresh state, with the
 /// repository's attempts and backoff.
-pub async fn transfer<S: EventStore, C: Codec>(
-    accounts: &Repository<BankAccount, S, C>,
+pub async fn transfer<S: EventStore>(
+    accounts: &Repository<BankAccount, S>,
     limits: &TransferLimits,
     from: Uuid,
     to: Uuid,

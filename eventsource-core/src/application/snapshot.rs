@@ -11,7 +11,11 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use crate::domain::aggregate::Aggregate;
-use crate::persistence::codec::Codec;
+use crate::domain::event::EventEnum;
+use crate::error::CodecError;
+use crate::persistence::codec::{
+    APPLICATION_SUBJECT, Format, Json, MessagePack, PayloadCodec, Pending,
+};
 use crate::persistence::record::Snapshot;
 use crate::persistence::store::EventStore;
 
@@ -36,9 +40,9 @@ pub(crate) enum Found<A> {
 }
 
 /// The newest usable snapshot of `id` at or below `at_or_below`.
-pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
+pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
     store: &S,
-    codec: &C,
+    codec: &PayloadCodec,
     id: Uuid,
     at_or_below: Option<u64>,
 ) -> Found<A> {
@@ -83,7 +87,49 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
         );
         return Found::Unusable;
     }
-    match A::decode_snapshot(codec, &snapshot.state) {
+    let personal = <A::Event as EventEnum>::PERSONAL;
+    let subject = if personal { id } else { APPLICATION_SUBJECT };
+    let opened = loop {
+        match codec.open_snapshot(id, version, A::NAME, settings.fingerprint, &snapshot.state) {
+            Err(Pending::NeedsKeys(_)) => {
+                if let Err(error) = codec.load_keys([subject]).await {
+                    tracing::warn!(
+                        aggregate = A::NAME, stream = %id, version, %error,
+                        "cannot read the snapshot's key; replaying from the events"
+                    );
+                    return Found::Unusable;
+                }
+                // Loaded now (or the key store answered for another subject than the payload
+                // names: then it is a decode failure, reported below).
+                match codec.open_snapshot(
+                    id,
+                    version,
+                    A::NAME,
+                    settings.fingerprint,
+                    &snapshot.state,
+                ) {
+                    Err(Pending::NeedsKeys(named)) => {
+                        break Err(crate::error::DecodeError::Payload(CodecError::new(
+                            "snapshot",
+                            format!("its key names subject {named}, not {subject}"),
+                        )));
+                    }
+                    Err(Pending::Failed(error)) => break Err(error),
+                    Ok(opened) => break Ok(opened),
+                }
+            }
+            Err(Pending::Failed(error)) => break Err(error),
+            Ok(opened) => break Ok(opened),
+        }
+    };
+    let decoded = match opened {
+        // Its subject was forgotten: the state held their data, replay gives what is left.
+        Ok(None) => return Found::Unusable,
+        Ok(Some((Format::Json, body))) => A::decode_snapshot(&Json, &body),
+        Ok(Some((Format::MessagePack, body))) => A::decode_snapshot(&MessagePack, &body),
+        Err(error) => Some(Err(CodecError::new("snapshot", error))),
+    };
+    match decoded {
         Some(Ok(state)) => Found::Usable { version, state },
         Some(Err(error)) => {
             tracing::warn!(
@@ -96,15 +142,37 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
     }
 }
 
-/// The snapshot of `state` at `version`, or `None` if the aggregate keeps no snapshots.
-pub(crate) fn encode<A: Aggregate, C: Codec>(
-    codec: &C,
+/// Loads the key a snapshot of `A` in stream `id` is encrypted with: the stream's own if the
+/// aggregate has personal events (forgetting the stream's subject then loses its snapshots
+/// too), else the application's.
+pub(crate) async fn load_key<A: Aggregate>(
+    codec: &PayloadCodec,
+    id: Uuid,
+) -> Result<(), crate::persistence::codec::KeyError> {
+    let subject = if <A::Event as EventEnum>::PERSONAL {
+        id
+    } else {
+        APPLICATION_SUBJECT
+    };
+    codec.load_keys_for_writing([subject]).await
+}
+
+/// The snapshot of `state` at `version` (its key loaded by [`load_key`]), or `None` if the aggregate keeps no snapshots.
+pub(crate) fn encode<A: Aggregate>(
+    codec: &PayloadCodec,
     id: Uuid,
     version: u64,
     state: &A,
 ) -> Option<crate::Result<Snapshot>> {
     let settings = A::SNAPSHOTS?;
-    let encoded = state.encode_snapshot(codec)?;
+    let encoded = match codec.written_format() {
+        Format::Json => state.encode_snapshot(&Json)?,
+        Format::MessagePack => state.encode_snapshot(&MessagePack)?,
+    };
+    let personal = <A::Event as EventEnum>::PERSONAL;
+    let encoded = encoded.and_then(|body| {
+        codec.seal_snapshot(id, version, A::NAME, settings.fingerprint, personal, body)
+    });
     Some(
         encoded
             .map(|bytes| Snapshot {
@@ -123,13 +191,20 @@ pub(crate) fn encode<A: Aggregate, C: Codec>(
 }
 
 /// Writes a snapshot, logging (not returning) a failure: the events are already safe.
-pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
+pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized>(
     store: &S,
-    codec: &C,
+    codec: &PayloadCodec,
     id: Uuid,
     version: u64,
     state: &A,
 ) {
+    if let Err(error) = load_key::<A>(codec, id).await {
+        tracing::warn!(
+            aggregate = A::NAME, stream = %id, version, %error,
+            "cannot get the snapshot's key; the events are saved, loads replay them instead"
+        );
+        return;
+    }
     let result = match encode(codec, id, version, state) {
         None => return,
         Some(Ok(snapshot)) => store.save_snapshot(snapshot).await,

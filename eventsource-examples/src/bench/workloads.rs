@@ -62,7 +62,7 @@ pub async fn run(
     let store = Arc::clone(&target.store);
     let accounts = Accounts::new(Arc::clone(&store));
     let wanted = |w: Workload| only.is_empty() || only.contains(&w);
-    let row = raw_row(&accounts)?;
+    let row = raw_row(&accounts).await?;
     // Events this run has put in the global log, so W4 knows what to expect.
     let mut logged: u64 = 0;
 
@@ -183,8 +183,10 @@ pub async fn run(
 }
 
 /// The row the raw engine inserts: a `Deposited` exactly as the repository encodes it.
-fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
-    let encoded = accounts.encode(&[BankAccountEvent::from(deposited())])?;
+async fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
+    let encoded = accounts
+        .encode(Uuid::nil(), 0, &[BankAccountEvent::from(deposited())])
+        .await?;
     let event = encoded
         .into_iter()
         .next()
@@ -471,7 +473,7 @@ pub(super) async fn read_log(accounts: &Accounts, page: u64) -> BenchResult<LogR
         }
         after = batch.next;
         for stored in &batch.events {
-            match accounts.decode(stored)? {
+            match accounts.decode(stored).await? {
                 BankAccountEvent::Deposited(deposit) => cents += deposit.cents,
                 BankAccountEvent::Opened(_) => opened += 1,
                 _ => {}

@@ -422,6 +422,7 @@ fn describe(event: &BankAccountEvent) -> String {
         BankAccountEvent::RefundedForTransfer(e) => {
             format!("Refunded {} ({})", cents(e.cents), e.reason)
         }
+        BankAccountEvent::Forgotten(e) => format!("{} (its owner's data was forgotten)", e.name),
     }
 }
 
@@ -459,7 +460,7 @@ async fn legacy_account(
         .store()
         .read_stream(id, eventsource_core::StreamRange::all().to(3));
     while let Some(record) = stored.try_next().await? {
-        let decoded = accounts.decode(&record)?;
+        let decoded = accounts.decode(&record).await?;
         say!(
             "  stored {} v{} {:<32} -> today: {}",
             record.name,

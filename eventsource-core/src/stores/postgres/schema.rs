@@ -371,6 +371,8 @@ pub(super) struct Sql {
     pub(super) load_snapshot: String,
     /// `$1 stream, $2 version` → its newest snapshot at or below the version.
     pub(super) load_snapshot_at: String,
+    /// `$1 stream`: deletes its snapshots.
+    pub(super) delete_snapshots: String,
 }
 
 /// The columns of a stored event, in the order [`super::rows::event`] reads them.
@@ -552,6 +554,7 @@ impl Sql {
                 "SELECT {SNAPSHOT_COLUMNS} FROM {snapshots} WHERE stream_id = $1::uuid \
                  ORDER BY version DESC LIMIT 1"
             ),
+            delete_snapshots: format!("DELETE FROM {snapshots} WHERE stream_id = $1::uuid"),
             load_snapshot_at: format!(
                 "SELECT {SNAPSHOT_COLUMNS} FROM {snapshots} \
                  WHERE stream_id = $1::uuid AND version <= $2::int8 \

@@ -867,6 +867,21 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+        self.run(move |shared| {
+            let doing = format!("deleting the snapshots of stream {stream_id}");
+            let conn = shared.writer();
+            let mut statement = conn
+                .prepare_cached(&shared.sql.delete_snapshots)
+                .map_err(shared.failed(&doing))?;
+            let deleted = statement
+                .execute(params![stream_id.hyphenated().to_string()])
+                .map_err(shared.failed(&doing))?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     async fn load_snapshot(
         &self,
         stream_id: Uuid,

@@ -171,6 +171,7 @@ pub(super) struct Sql {
     pub(super) last_position: String,
     pub(super) save_snapshot: String,
     pub(super) load_snapshot: String,
+    pub(super) delete_snapshots: String,
     pub(super) tracking_position: String,
     pub(super) save_tracking: String,
     /// `?1 tracker` → deletes its record (a projection's rebuild).
@@ -234,6 +235,7 @@ impl Sql {
                 "SELECT version, aggregate, fingerprint, state, recorded_at FROM {snapshots}
                  WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1"
             ),
+            delete_snapshots: format!("DELETE FROM {snapshots} WHERE stream_id = ?1"),
             tracking_position: format!("SELECT position FROM {tracking} WHERE tracker = ?1"),
             delete_tracking: format!("DELETE FROM {tracking} WHERE tracker = ?1"),
             save_tracking: format!(
