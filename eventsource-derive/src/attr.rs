@@ -279,20 +279,29 @@ fn parse_personal(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<P
     if !meta.input.peek(syn::token::Paren) {
         return Ok(Some(Personal { subject: None }));
     }
+    let content;
+    syn::parenthesized!(content in meta.input);
     let mut subject = Once::new(cx, PERSONAL, SUBJECT);
-    meta.parse_nested_meta(|inner| {
-        if inner.path.is_ident(SUBJECT) {
-            let field: syn::Ident = inner.value()?.parse()?;
-            subject.set(field.span(), field);
-            Ok(())
-        } else {
-            unknown_key(cx, &inner, PERSONAL, PERSONAL_KEYS)
-        }
-    })?;
+    let mut unknown = false;
+    if !content.is_empty() {
+        let parser = syn::meta::parser(|inner| {
+            if inner.path.is_ident(SUBJECT) {
+                let field: syn::Ident = inner.value()?.parse()?;
+                subject.set(field.span(), field);
+                Ok(())
+            } else {
+                unknown = true;
+                unknown_key(cx, &inner, PERSONAL, PERSONAL_KEYS)
+            }
+        });
+        syn::parse::Parser::parse2(parser, content.parse::<proc_macro2::TokenStream>()?)?;
+    }
     match subject.get() {
         Some(field) => Ok(Some(Personal {
             subject: Some(field.value),
         })),
+        // The unknown key was reported, with a suggestion.
+        None if unknown => Ok(None),
         None => {
             cx.error_spanned_by(
                 &meta.path,

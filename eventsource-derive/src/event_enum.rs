@@ -225,12 +225,17 @@ pub(crate) fn fallback(listing: &Listing) -> TokenStream {
             #[automatically_derived]
             impl #krate::EventEnum for #enum_ident {
                 const NAMES: &'static [&'static str] = &[];
+                const PERSONAL: bool = false;
                 fn name(&self) -> &'static str { match *self {} }
+                fn data_subject(&self) -> #krate::__private::DataSubject { match *self {} }
                 fn schema_version(&self) -> u32 { match *self {} }
                 fn encode<__C: #krate::Codec>(&self, _: &__C) -> #krate::__private::Result<#krate::__private::Vec<u8>, #krate::CodecError> {
                     match *self {}
                 }
                 fn decode<__C: #krate::Codec>(_: &__C, _: &str, _: u32, _: &[u8]) -> #krate::__private::Result<Self, #krate::DecodeError> {
+                    ::core::unreachable!()
+                }
+                fn forgotten(_: &str, _: u32, _: #krate::Uuid) -> #krate::__private::Result<Self, #krate::DecodeError> {
                     ::core::unreachable!()
                 }
             }

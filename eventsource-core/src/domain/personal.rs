@@ -92,7 +92,7 @@ pub struct ForgottenRecord {
 /// use eventsource_core::prelude::*;
 /// use serde::{Deserialize, Serialize};
 ///
-/// #[derive(Event, Serialize, Deserialize, Debug)]
+/// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
 /// #[event(personal)]
 /// struct Registered { name: String, email: String }
 ///

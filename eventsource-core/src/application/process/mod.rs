@@ -165,8 +165,6 @@ pub trait ReactForgotten<E: crate::Event> {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-// Not recommended in diagnostics: a missing impl is reported with this trait's own message.
-#[diagnostic::do_not_recommend]
 impl<P, E> ReactForgotten<E> for P
 where
     P: React<E::Forgotten> + Send + ?Sized,

@@ -142,8 +142,6 @@ pub trait HandleForgotten<E: crate::Event, C> {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-// Not recommended in diagnostics: a missing impl is reported with this trait's own message.
-#[diagnostic::do_not_recommend]
 impl<P, E, C> HandleForgotten<E, C> for P
 where
     P: Handle<E::Forgotten, C> + Send + ?Sized,
