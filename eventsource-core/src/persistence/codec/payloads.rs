@@ -144,6 +144,14 @@ impl KeyRing {
         Ok(keys)
     }
 
+    /// The subject's keys, read from the store now (a key written by another process since the
+    /// cache was filled).
+    async fn reload(&self, subject: Uuid) -> Result<SubjectKeys, KeyError> {
+        let keys = self.store.keys(subject).await?;
+        self.remember(subject, keys.clone());
+        Ok(keys)
+    }
+
     /// The subject's keys with at least one to write with.
     async fn load_for_writing(&self, subject: Uuid) -> Result<SubjectKeys, KeyError> {
         let keys = self.load(subject).await?;
@@ -155,6 +163,12 @@ impl KeyRing {
         self.remember(subject, keys.clone());
         Ok(keys)
     }
+}
+
+/// Whether key `key_id` of `subject` was deleted by forgetting the subject (the application's
+/// key never is: a missing one is an error).
+fn forgotten(keys: &SubjectKeys, subject: Uuid, key_id: KeyId) -> bool {
+    subject != APPLICATION_SUBJECT && key_id <= keys.forgotten_through
 }
 
 /// A decode that can't finish without keys that are not in memory yet.
@@ -421,16 +435,12 @@ impl PayloadCodec {
                 let keys = ring.fresh(subject).ok_or(Pending::NeedsKeys(subject))?;
                 match keys.get(key_id) {
                     Some(key) => Some(key.clone()),
-                    None if key_id <= keys.forgotten_through && subject != APPLICATION_SUBJECT => {
+                    None if forgotten(&keys, subject, key_id) => {
                         return Ok(Opened::Forgotten(subject));
                     }
-                    None => {
-                        return Err(DecodeError::from(EnvelopeError::KeyMissing {
-                            subject,
-                            key_id,
-                        })
-                        .into());
-                    }
+                    // Not in memory: perhaps created by another process since the keys were
+                    // read. Reading them again ([`load_keys_or_fail`]) settles it.
+                    None => return Err(Pending::NeedsKeys(subject)),
                 }
             }
         };
@@ -493,31 +503,43 @@ impl PayloadCodec {
         }
     }
 
-    /// Loads `subject`'s keys for decoding `stored`; a key store failure is a decode error
-    /// naming the key.
-    pub(crate) async fn load_keys_or_fail(
+    /// Reads `subject`'s keys from the key store again, for decoding `payload`: afterwards its
+    /// key is in memory, or known to be forgotten, or this fails with
+    /// [`EnvelopeError::KeyMissing`] (so a decode that retries after this can't loop). A key
+    /// store failure is a decode error naming the key.
+    pub(crate) async fn reload_keys_for(
         &self,
-        stored: &StoredEvent,
+        payload: &[u8],
         subject: Uuid,
     ) -> Result<(), DecodeError> {
         let Some(ring) = &self.settings.keys else {
             return Ok(());
         };
-        match ring.load(subject).await {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let key_id = envelope::header(&stored.payload)
-                    .ok()
-                    .and_then(|h| h.key)
-                    .map_or(0, |(_, id)| id);
-                Err(EnvelopeError::KeyStore {
-                    subject,
-                    key_id,
-                    message: error.to_string(),
-                }
-                .into())
-            }
+        let key_id = envelope::header(payload)
+            .ok()
+            .and_then(|h| h.key)
+            .map_or(0, |(_, id)| id);
+        let keys = ring
+            .reload(subject)
+            .await
+            .map_err(|error| EnvelopeError::KeyStore {
+                subject,
+                key_id,
+                message: error.to_string(),
+            })?;
+        if keys.get(key_id).is_some() || forgotten(&keys, subject, key_id) {
+            return Ok(());
         }
+        Err(EnvelopeError::KeyMissing { subject, key_id }.into())
+    }
+
+    /// [`reload_keys_for`](Self::reload_keys_for) a stored event.
+    pub(crate) async fn load_keys_or_fail(
+        &self,
+        stored: &StoredEvent,
+        subject: Uuid,
+    ) -> Result<(), DecodeError> {
+        self.reload_keys_for(&stored.payload, subject).await
     }
 
     /// Loads the keys every record of `events` is encrypted with, so they decode without
