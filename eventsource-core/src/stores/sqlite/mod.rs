@@ -52,6 +52,7 @@
 //! whether it decodes is the repository's concern.
 
 mod claim;
+mod keys;
 mod options;
 mod projection;
 mod rows;
@@ -68,6 +69,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use claim::{LEASE, RENEW_EVERY, SqliteClaim};
+pub use keys::SqliteKeyStore;
 pub use options::{SqliteOptions, Synchronous};
 pub use projection::SqliteWork;
 
