@@ -89,38 +89,30 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
     }
     let personal = <A::Event as EventEnum>::PERSONAL;
     let subject = if personal { id } else { APPLICATION_SUBJECT };
-    let opened = loop {
-        match codec.open_snapshot(id, version, A::NAME, settings.fingerprint, &snapshot.state) {
-            Err(Pending::NeedsKeys(_)) => {
-                if let Err(error) = codec.load_keys([subject]).await {
-                    tracing::warn!(
-                        aggregate = A::NAME, stream = %id, version, %error,
-                        "cannot read the snapshot's key; replaying from the events"
-                    );
-                    return Found::Unusable;
-                }
-                // Loaded now (or the key store answered for another subject than the payload
-                // names: then it is a decode failure, reported below).
-                match codec.open_snapshot(
-                    id,
-                    version,
-                    A::NAME,
-                    settings.fingerprint,
-                    &snapshot.state,
-                ) {
-                    Err(Pending::NeedsKeys(named)) => {
-                        break Err(crate::error::DecodeError::Payload(CodecError::new(
-                            "snapshot",
-                            format!("its key names subject {named}, not {subject}"),
-                        )));
-                    }
-                    Err(Pending::Failed(error)) => break Err(error),
-                    Ok(opened) => break Ok(opened),
-                }
+    let open = || codec.open_snapshot(id, version, A::NAME, settings.fingerprint, &snapshot.state);
+    let opened = match open() {
+        Err(Pending::NeedsKeys(_)) => {
+            if let Err(error) = codec.load_keys([subject]).await {
+                tracing::warn!(
+                    aggregate = A::NAME, stream = %id, version, %error,
+                    "cannot read the snapshot's key; replaying from the events"
+                );
+                return Found::Unusable;
             }
-            Err(Pending::Failed(error)) => break Err(error),
-            Ok(opened) => break Ok(opened),
+            // Loaded now; if the key is still not there, it is a decode failure, reported below.
+            match open() {
+                Err(Pending::NeedsKeys(named)) => {
+                    Err(crate::error::DecodeError::Payload(CodecError::new(
+                        "snapshot",
+                        format!("the key of subject {named} is not in the key store"),
+                    )))
+                }
+                Err(Pending::Failed(error)) => Err(error),
+                Ok(opened) => Ok(opened),
+            }
         }
+        Err(Pending::Failed(error)) => Err(error),
+        Ok(opened) => Ok(opened),
     };
     let decoded = match opened {
         // Its subject was forgotten: the state held their data, replay gives what is left.
