@@ -2,25 +2,7 @@
 //! (table `<events>_data_keys`), each wrapped by a [`MasterKey`] that stays in the
 //! application's secrets.
 //!
-//! - **Reads** ([`KeyStore::keys`], and [`KeyStore::current_key`] once the subject has a key)
-//!   are one statement on a pooled connection: one consistent view, no lock.
-//! - **Writes** (a subject's first key, [`KeyStore::rotate`], [`KeyStore::forget`]) each run in
-//!   one transaction that first makes sure the subject's own row exists (`INSERT … ON CONFLICT
-//!   DO NOTHING`, so two writers can't both create it) and locks it (`FOR UPDATE`). Writers of
-//!   one subject therefore take turns, in every process, and each reads the subject's keys
-//!   after the one before it committed: two processes asking for a new subject's first key at
-//!   once get the same key (the second finds the first's), concurrent rotations get distinct
-//!   ids, and a key is never added under an id a concurrent forgetting has just deleted. Writers
-//!   of different subjects don't wait for each other.
-//! - **Forgetting** deletes the subject's key rows and records the highest id it had on its own
-//!   row (the tombstone), in one transaction. PostgreSQL removes deleted rows from its files
-//!   when it vacuums the table; backups and WAL archives taken before keep the keys, wrapped:
-//!   expire them as your retention rules say.
-//!
-//! A key is never stored in plain: only wrapped by the master key and bound to its subject and
-//! id, so the database alone reveals no payload, and a wrapped key copied to another row does
-//! not unwrap. A master key that is not the one the keys were wrapped with is
-//! [`KeyError::Unwrap`] naming the subject and key.
+//! How it behaves under concurrency and what forgetting leaves behind: see [`PostgresKeyStore`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,8 +19,27 @@ use crate::stores::sql::keys::{self as sql_keys, Ids, KeyRow, storage};
 
 /// Data keys in a [`PostgresStore`]'s schema, wrapped by a [`MasterKey`]: what
 /// [`PayloadCodec::encrypt`](crate::persistence::codec::PayloadCodec::encrypt) takes to encrypt
-/// the store's payloads. See the [module docs](self) for how it behaves under concurrency and
-/// what forgetting leaves behind.
+/// the store's payloads.
+///
+/// - **Reads** ([`KeyStore::keys`], and [`KeyStore::current_key`] once the subject has a key)
+///   are one statement on a pooled connection: one consistent view, no lock.
+/// - **Writes** (a subject's first key, [`KeyStore::rotate`], [`KeyStore::forget`]) each run in
+///   one transaction that first makes sure the subject's own row exists (`INSERT … ON CONFLICT
+///   DO NOTHING`, so two writers can't both create it) and locks it (`FOR UPDATE`). Writers of
+///   one subject therefore take turns, in every process, and each reads the subject's keys
+///   after the one before it committed: two processes asking for a new subject's first key at
+///   once get the same key (the second finds the first's), concurrent rotations get distinct
+///   ids, and a key is never added under an id a concurrent forgetting has just deleted. Writers
+///   of different subjects don't wait for each other.
+/// - **Forgetting** deletes the subject's key rows and records the highest id it had on its own
+///   row (the tombstone), in one transaction. PostgreSQL removes deleted rows from its files
+///   when it vacuums the table; backups and WAL archives taken before keep the keys, wrapped:
+///   expire them as your retention rules say.
+///
+/// A key is never stored in plain: only wrapped by the master key and bound to its subject and
+/// id, so the database alone reveals no payload, and a wrapped key copied to another row does
+/// not unwrap. A master key that is not the one the keys were wrapped with is
+/// [`KeyError::Unwrap`] naming the subject and key.
 ///
 /// Cloning is cheap and shares the store's pool.
 #[derive(Clone)]

@@ -2,25 +2,7 @@
 //! (table `<events>_data_keys`), each wrapped by a [`MasterKey`] that stays in the
 //! application's secrets.
 //!
-//! - **Reads** ([`KeyStore::keys`], and [`KeyStore::current_key`] once the subject has a key)
-//!   run on a reader connection: one statement, so one consistent view, and they never wait
-//!   for a writer.
-//! - **Writes** (a subject's first key, [`KeyStore::rotate`], [`KeyStore::forget`]) each run in
-//!   one `BEGIN IMMEDIATE` transaction on the store's writer connection, which SQLite runs one
-//!   at a time across every process on the file: two processes asking for a new subject's
-//!   first key at once get the same key (the second finds the first's), and a forgetting never
-//!   interleaves with a key being added.
-//! - **Forgetting** deletes the subject's key rows and records the highest id it had on the
-//!   subject's own row (the tombstone), in one transaction, with `PRAGMA secure_delete` on so
-//!   SQLite overwrites the deleted keys in the file, then checkpoints the write-ahead log so
-//!   the pages that held them leave it too (best effort: a reader holding an old snapshot open
-//!   keeps the log until it finishes). Backups taken before keep the keys, wrapped: expire them
-//!   as your retention rules say.
-//!
-//! A key is never stored in plain: only wrapped by the master key and bound to its subject and
-//! id, so the file alone reveals no payload, and a wrapped key copied to another row does not
-//! unwrap. A master key that is not the one the keys were wrapped with is
-//! [`KeyError::Unwrap`] naming the subject and key.
+//! How it behaves under concurrency and what forgetting leaves behind: see [`SqliteKeyStore`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,8 +20,27 @@ use crate::stores::sql::keys::{self as sql_keys, Ids, KeyRow, storage};
 
 /// Data keys in a [`SqliteStore`]'s file, wrapped by a [`MasterKey`]: what
 /// [`PayloadCodec::encrypt`](crate::persistence::codec::PayloadCodec::encrypt) takes to encrypt
-/// the store's payloads. See the [module docs](self) for how it behaves under concurrency and
-/// what forgetting leaves behind.
+/// the store's payloads.
+///
+/// - **Reads** ([`KeyStore::keys`], and [`KeyStore::current_key`] once the subject has a key)
+///   run on a reader connection: one statement, so one consistent view, and they never wait
+///   for a writer.
+/// - **Writes** (a subject's first key, [`KeyStore::rotate`], [`KeyStore::forget`]) each run in
+///   one `BEGIN IMMEDIATE` transaction on the store's writer connection, which SQLite runs one
+///   at a time across every process on the file: two processes asking for a new subject's
+///   first key at once get the same key (the second finds the first's), and a forgetting never
+///   interleaves with a key being added.
+/// - **Forgetting** deletes the subject's key rows and records the highest id it had on the
+///   subject's own row (the tombstone), in one transaction, with `PRAGMA secure_delete` on so
+///   SQLite overwrites the deleted keys in the file, then checkpoints the write-ahead log so
+///   the pages that held them leave it too (best effort: a reader holding an old snapshot open
+///   keeps the log until it finishes). Backups taken before keep the keys, wrapped: expire them
+///   as your retention rules say.
+///
+/// A key is never stored in plain: only wrapped by the master key and bound to its subject and
+/// id, so the file alone reveals no payload, and a wrapped key copied to another row does not
+/// unwrap. A master key that is not the one the keys were wrapped with is
+/// [`KeyError::Unwrap`] naming the subject and key.
 ///
 /// Cloning is cheap and shares the store's connections.
 #[derive(Clone)]
