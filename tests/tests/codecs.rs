@@ -39,7 +39,7 @@ use eventsource_core::persistence::codec::{
 };
 use eventsource_core::prelude::*;
 use eventsource_core::projection::{HandlerError, ProjectionError};
-use eventsource_core::stores::postgres::tokio_postgres::Client;
+use eventsource_core::stores::postgres::tokio_postgres::{self, Client};
 use eventsource_core::stores::postgres::{PostgresKeyStore, PostgresOptions};
 use eventsource_core::stores::sqlite::SqliteKeyStore;
 use eventsource_core::testing::conformance;
@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod support;
-use support::postgres::{Server, admin};
+use support::postgres::{Server, admin, unique_schema, url};
 
 type Store = Arc<dyn EventStore>;
 
@@ -1639,6 +1639,20 @@ async fn memory_sqlite_and_postgres_key_stores_pass_the_key_store_checks() {
         return;
     };
     let options = server.options("keys").pool_size(4);
+    conformance::run_key_store(|| {
+        let (options, master) = (options.clone(), master.clone());
+        async move { PostgresKeyStore::new(&options.connect().await.unwrap(), master) }
+    })
+    .await;
+
+    // The same where transactions are serializable by default: the key store's own are not.
+    let schema = unique_schema("keys_serializable");
+    server.schemas.push(schema.clone());
+    let mut config: tokio_postgres::Config = url().parse().unwrap();
+    config.options("-c default_transaction_isolation=serializable");
+    let options = PostgresOptions::from_config(config)
+        .schema(schema)
+        .pool_size(4);
     conformance::run_key_store(|| {
         let (options, master) = (options.clone(), master.clone());
         async move { PostgresKeyStore::new(&options.connect().await.unwrap(), master) }

@@ -147,6 +147,21 @@ async fn read(
     rows.map_err(|message| sql_keys::bad_rows(BACKEND, doing, message))
 }
 
+/// A transaction for a subject's writers: `READ COMMITTED` whatever the database's default, so
+/// the reads after the lock on the subject's row see what the writer before committed (under
+/// `REPEATABLE READ` they would see the transaction's first snapshot, or fail to serialize).
+async fn begin<'c>(
+    client: &'c mut deadpool_postgres::Object,
+    doing: &str,
+) -> Result<deadpool_postgres::Transaction<'c>, KeyError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(failed(doing))
+}
+
 impl PostgresKeyStore {
     /// A key store in `store`'s schema, wrapping keys with `master`. The table was created when
     /// the store connected (schema version 4); nothing is read or written until a key is asked
@@ -194,7 +209,7 @@ impl PostgresKeyStore {
     ) -> Result<(Option<KeyId>, Ids), KeyError> {
         let sql = &self.sql;
         let mut client = self.store.client(doing).await.map_err(storage)?;
-        let tx = client.transaction().await.map_err(failed(doing))?;
+        let tx = begin(&mut client, doing).await?;
         tx.execute(&sql.ensure_subject, &[&subject])
             .await
             .map_err(failed(doing))?;
@@ -285,7 +300,7 @@ impl KeyStore for PostgresKeyStore {
         let doing = format!("forgetting the data keys of subject {subject}");
         let sql = &self.sql;
         let mut client = self.store.client(&doing).await.map_err(storage)?;
-        let tx = client.transaction().await.map_err(failed(&doing))?;
+        let tx = begin(&mut client, &doing).await?;
         tx.execute(&sql.ensure_subject, &[&subject])
             .await
             .map_err(failed(&doing))?;
