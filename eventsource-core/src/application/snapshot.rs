@@ -87,22 +87,28 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
         );
         return Found::Unusable;
     }
+    let personal = <A::Event as EventEnum>::PERSONAL;
+    let subject = if personal { id } else { APPLICATION_SUBJECT };
     let open = || codec.open_snapshot(id, version, A::NAME, settings.fingerprint, &snapshot.state);
     let opened = match open() {
-        Err(Pending::NeedsKeys(named)) => {
-            // Read the key store (again) for the subject the snapshot names, then once more.
-            match codec.reload_keys_for(&snapshot.state, named).await {
-                Err(error) => Err(error),
-                Ok(()) => match open() {
-                    Err(Pending::NeedsKeys(named)) => {
-                        Err(crate::error::DecodeError::Payload(CodecError::new(
-                            "snapshot",
-                            format!("the key of subject {named} is not in the key store"),
-                        )))
-                    }
-                    Err(Pending::Failed(error)) => Err(error),
-                    Ok(opened) => Ok(opened),
-                },
+        Err(Pending::NeedsKeys(_)) => {
+            if let Err(error) = codec.load_keys([subject]).await {
+                tracing::warn!(
+                    aggregate = A::NAME, stream = %id, version, %error,
+                    "cannot read the snapshot's key; replaying from the events"
+                );
+                return Found::Unusable;
+            }
+            // Loaded now; if the key is still not there, it is a decode failure, reported below.
+            match open() {
+                Err(Pending::NeedsKeys(named)) => {
+                    Err(crate::error::DecodeError::Payload(CodecError::new(
+                        "snapshot",
+                        format!("the key of subject {named} is not in the key store"),
+                    )))
+                }
+                Err(Pending::Failed(error)) => Err(error),
+                Ok(opened) => Ok(opened),
             }
         }
         Err(Pending::Failed(error)) => Err(error),

@@ -673,9 +673,8 @@ where
                 source,
             })
         };
-        if let Err(source) = self.codec.load_keys_of(events).await {
-            return Err(decode_error(&events[0], source));
-        }
+        // A key that fails to load here fails again for the record that needs it, named below.
+        self.codec.load_keys_of(events).await;
         for (index, stored) in events.iter().enumerate() {
             let event = self
                 .codec

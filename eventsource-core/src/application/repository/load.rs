@@ -199,7 +199,9 @@ where
     } else {
         &likely[..1]
     };
-    codec.load_keys(likely.iter().copied()).await?;
+    // Best effort: a key that fails to load here fails again for the record that needs it,
+    // and that error names the record.
+    let _ = codec.load_keys(likely.iter().copied()).await;
     let id = loaded.id;
     let mut matched = true;
     loop {

@@ -26,7 +26,9 @@ impl Codec for Json {
 
 /// MessagePack payloads: binary, typically 20–40% smaller than JSON. Structs are written as
 /// maps with their field names (not as arrays), so fields can be added, removed and renamed
-/// with serde's attributes exactly as with JSON, and function upcasters see the same value.
+/// with serde's attributes exactly as with JSON; and values in serde's human-readable form (a
+/// UUID as its text, as in JSON, not as 16 raw bytes), so every payload reads as a JSON value
+/// and function upcasters see the same value whichever format a record was stored in.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MessagePack;
 
@@ -34,11 +36,19 @@ impl Codec for MessagePack {
     const NAME: &'static str = "messagepack";
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError> {
-        rmp_serde::to_vec_named(value).map_err(|e| CodecError::new(Self::NAME, e))
+        let mut bytes = Vec::new();
+        let mut serializer = rmp_serde::Serializer::new(&mut bytes)
+            .with_struct_map()
+            .with_human_readable();
+        value
+            .serialize(&mut serializer)
+            .map_err(|e| CodecError::new(Self::NAME, e))?;
+        Ok(bytes)
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        rmp_serde::from_slice(bytes).map_err(|e| CodecError::new(Self::NAME, e))
+        let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
+        T::deserialize(&mut deserializer).map_err(|e| CodecError::new(Self::NAME, e))
     }
 }
 
@@ -123,6 +133,25 @@ mod tests {
         assert_eq!(back, event);
         let err = MessagePack.decode::<Deposited>(&bytes[..3]).unwrap_err();
         assert_eq!(err.format, "messagepack");
+    }
+
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Opened {
+        account: uuid::Uuid,
+    }
+
+    #[test]
+    fn messagepack_reads_as_the_same_json_value_as_json_uuids_included() {
+        let event = Opened {
+            account: uuid::Uuid::from_u128(7),
+        };
+        let bytes = MessagePack.encode(&event).unwrap();
+        let as_json = Format::Json.to_json(&Json.encode(&event).unwrap()).unwrap();
+        assert_eq!(Format::MessagePack.to_json(&bytes).unwrap(), as_json);
+        assert_eq!(MessagePack.decode::<Opened>(&bytes).unwrap(), event);
+        // What a function upcaster does: the value, changed, decodes as the type.
+        let back: Opened = serde_json::from_value(as_json).unwrap();
+        assert_eq!(back, event);
     }
 
     #[test]

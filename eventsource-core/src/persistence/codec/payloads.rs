@@ -105,12 +105,23 @@ struct Cached {
     fetched: Instant,
 }
 
+/// Keys fetched this recently serve the decode or encode that fetched them, whatever the time
+/// to live (with a TTL shorter than the time between fetching and using them, that decode would
+/// fetch them again forever).
+const IN_USE: Duration = Duration::from_secs(1);
+
 impl KeyRing {
+    /// The subject's keys in memory, to decode or encode with now.
     fn fresh(&self, subject: Uuid) -> Option<SubjectKeys> {
+        self.cached(subject, self.ttl.max(IN_USE))
+    }
+
+    /// The subject's keys in memory if fetched less than `max_age` ago.
+    fn cached(&self, subject: Uuid, max_age: Duration) -> Option<SubjectKeys> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache
             .get(&subject)
-            .filter(|c| c.fetched.elapsed() < self.ttl)
+            .filter(|c| c.fetched.elapsed() < max_age)
             .map(|c| c.keys.clone())
     }
 
@@ -134,19 +145,11 @@ impl KeyRing {
         cache.remove(&subject);
     }
 
-    /// The subject's keys, from the cache or the store.
+    /// The subject's keys, from the cache (if younger than the TTL) or the store.
     async fn load(&self, subject: Uuid) -> Result<SubjectKeys, KeyError> {
-        if let Some(keys) = self.fresh(subject) {
+        if let Some(keys) = self.cached(subject, self.ttl) {
             return Ok(keys);
         }
-        let keys = self.store.keys(subject).await?;
-        self.remember(subject, keys.clone());
-        Ok(keys)
-    }
-
-    /// The subject's keys, read from the store now (a key written by another process since the
-    /// cache was filled).
-    async fn reload(&self, subject: Uuid) -> Result<SubjectKeys, KeyError> {
         let keys = self.store.keys(subject).await?;
         self.remember(subject, keys.clone());
         Ok(keys)
@@ -163,12 +166,6 @@ impl KeyRing {
         self.remember(subject, keys.clone());
         Ok(keys)
     }
-}
-
-/// Whether key `key_id` of `subject` was deleted by forgetting the subject (the application's
-/// key never is: a missing one is an error).
-fn forgotten(keys: &SubjectKeys, subject: Uuid, key_id: KeyId) -> bool {
-    subject != APPLICATION_SUBJECT && key_id <= keys.forgotten_through
 }
 
 /// A decode that can't finish without keys that are not in memory yet.
@@ -235,7 +232,8 @@ impl PayloadCodec {
 
     /// How long keys stay in memory before they are read again (default
     /// [`DEFAULT_KEY_CACHE_TTL`]). A subject forgotten by another process still decodes here
-    /// for up to this long. Call after [`encrypt`](Self::encrypt).
+    /// for up to this long. Zero reads them again for every load (keys a load fetched serve
+    /// that load for up to a second). Call after [`encrypt`](Self::encrypt).
     pub fn key_cache_ttl(self, ttl: Duration) -> Self {
         self.with(|s| {
             if let Some(ring) = &s.keys {
@@ -435,12 +433,23 @@ impl PayloadCodec {
                 let keys = ring.fresh(subject).ok_or(Pending::NeedsKeys(subject))?;
                 match keys.get(key_id) {
                     Some(key) => Some(key.clone()),
-                    None if forgotten(&keys, subject, key_id) => {
+                    None if key_id <= keys.forgotten_through && subject != APPLICATION_SUBJECT => {
                         return Ok(Opened::Forgotten(subject));
                     }
-                    // Not in memory: perhaps created by another process since the keys were
-                    // read. Reading them again ([`load_keys_or_fail`]) settles it.
-                    None => return Err(Pending::NeedsKeys(subject)),
+                    // Newer than every key the cache knows: another process may have added it
+                    // since (a rotation, a subject that came back). Read the keys again
+                    // (`load_keys_or_fail` says if the key store doesn't have it either).
+                    None if key_id >= keys.next_id() => {
+                        ring.forget_cached(subject);
+                        return Err(Pending::NeedsKeys(subject));
+                    }
+                    None => {
+                        return Err(DecodeError::from(EnvelopeError::KeyMissing {
+                            subject,
+                            key_id,
+                        })
+                        .into());
+                    }
                 }
             }
         };
@@ -503,67 +512,65 @@ impl PayloadCodec {
         }
     }
 
-    /// Reads `subject`'s keys from the key store again, for decoding `payload`: afterwards its
-    /// key is in memory, or known to be forgotten, or this fails with
-    /// [`EnvelopeError::KeyMissing`] (so a decode that retries after this can't loop). A key
-    /// store failure is a decode error naming the key.
-    pub(crate) async fn reload_keys_for(
-        &self,
-        payload: &[u8],
-        subject: Uuid,
-    ) -> Result<(), DecodeError> {
-        let Some(ring) = &self.settings.keys else {
-            return Ok(());
-        };
-        let key_id = envelope::header(payload)
-            .ok()
-            .and_then(|h| h.key)
-            .map_or(0, |(_, id)| id);
-        let keys = ring
-            .reload(subject)
-            .await
-            .map_err(|error| EnvelopeError::KeyStore {
-                subject,
-                key_id,
-                message: error.to_string(),
-            })?;
-        if keys.get(key_id).is_some() || forgotten(&keys, subject, key_id) {
-            return Ok(());
-        }
-        Err(EnvelopeError::KeyMissing { subject, key_id }.into())
-    }
-
-    /// [`reload_keys_for`](Self::reload_keys_for) a stored event.
+    /// Loads `subject`'s keys for decoding `stored`; a key store failure is a decode error
+    /// naming the key.
     pub(crate) async fn load_keys_or_fail(
         &self,
         stored: &StoredEvent,
         subject: Uuid,
     ) -> Result<(), DecodeError> {
-        self.reload_keys_for(&stored.payload, subject).await
-    }
-
-    /// Loads the keys every record of `events` is encrypted with, so they decode without
-    /// waiting (a projector's batch).
-    pub(crate) async fn load_keys_of(&self, events: &[StoredEvent]) -> Result<(), DecodeError> {
         let Some(ring) = &self.settings.keys else {
             return Ok(());
         };
-        let mut subjects: Vec<(Uuid, &StoredEvent)> = Vec::new();
+        let named = envelope::header(&stored.payload).ok().and_then(|h| h.key);
+        match ring.load(subject).await {
+            // Read just now, and the key the record names is not there: the key store doesn't
+            // have it (asking again would find nothing new).
+            Ok(keys)
+                if named.is_some_and(|(s, id)| {
+                    s == subject && keys.get(id).is_none() && id >= keys.next_id()
+                }) =>
+            {
+                let key_id = named.map_or(0, |(_, id)| id);
+                Err(EnvelopeError::KeyMissing { subject, key_id }.into())
+            }
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let key_id = named.map_or(0, |(_, id)| id);
+                Err(EnvelopeError::KeyStore {
+                    subject,
+                    key_id,
+                    message: error.to_string(),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Loads the keys every record of `events` is encrypted with, so they decode without
+    /// waiting (a projector's batch). Best effort: a key that doesn't load here is asked for
+    /// again by the record that needs it, whose decode error then names it.
+    pub(crate) async fn load_keys_of(&self, events: &[StoredEvent]) {
+        let Some(ring) = &self.settings.keys else {
+            return;
+        };
+        let mut subjects: Vec<Uuid> = Vec::new();
         for stored in events {
             if let Ok(Header {
                 key: Some((subject, _)),
                 ..
             }) = envelope::header(&stored.payload)
-                && !subjects.iter().any(|(s, _)| *s == subject)
-                && ring.fresh(subject).is_none()
+                && !subjects.contains(&subject)
+                && ring.cached(subject, ring.ttl).is_none()
             {
-                subjects.push((subject, stored));
+                subjects.push(subject);
             }
         }
-        for (subject, stored) in subjects {
-            self.load_keys_or_fail(stored, subject).await?;
+        for subject in subjects {
+            if ring.load(subject).await.is_err() {
+                return;
+            }
         }
-        Ok(())
     }
 
     /// A snapshot's state body (in its format), opened with the keys in memory; `Ok(None)` if

@@ -42,6 +42,8 @@
 //!   the same component on the same file, in any process, wait on standby; one takes over when
 //!   the holder stops (it deletes the row) or, after a crash, once its lease has expired
 //!   ([`LEASE`], 10 s by default; [`SqliteOptions::claim_lease`] sets it).
+//! - **Keys.** With encrypted payloads, [`SqliteKeyStore`] keeps their data keys in the same
+//!   file (table `<events>_data_keys`), each wrapped by a master key kept outside it.
 //! - **Async.** SQLite calls block, so each runs on Tokio's blocking thread pool
 //!   ([`tokio::task::spawn_blocking`]); the store must be used inside a Tokio runtime (outside
 //!   one, every call fails with a typed error).
@@ -52,6 +54,7 @@
 //! whether it decodes is the repository's concern.
 
 mod claim;
+mod keys;
 mod options;
 mod projection;
 mod rows;
@@ -68,6 +71,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use claim::{LEASE, RENEW_EVERY, SqliteClaim};
+pub use keys::SqliteKeyStore;
 pub use options::{SqliteOptions, Synchronous};
 pub use projection::SqliteWork;
 
