@@ -70,8 +70,10 @@ fn personal_items(model: &EventModel) -> TokenStream {
             quote!(#private::DataSubject::Id(#read))
         }
     };
+    let in_field = personal.subject.is_some();
     quote! {
         type Forgotten = #private::Forgotten<Self>;
+        const SUBJECT_IN_FIELD: bool = #in_field;
 
         fn data_subject(&self) -> #private::DataSubject {
             #subject

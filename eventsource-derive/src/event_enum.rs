@@ -65,6 +65,7 @@ pub(crate) fn expand(listing: &Listing) -> TokenStream {
             impl #krate::EventEnum for #enum_ident {
                 const NAMES: &'static [&'static str] = &[#(<#paths as #krate::Event>::NAME),*];
                 const PERSONAL: bool = false #(|| <<#paths as #krate::Event>::Forgotten as #private::ForgottenEvent>::PERSONAL)*;
+                const OTHER_SUBJECTS: bool = false #(|| <#paths as #krate::Event>::SUBJECT_IN_FIELD)*;
 
                 fn name(&self) -> &'static str {
                     match self {

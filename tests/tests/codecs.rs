@@ -911,7 +911,18 @@ async fn every_combination_of_settings_decodes_when_reopened_with_other_settings
                 s.expect(&event.payload, compressible, subject, &what);
             }
             let snapshot = opened.store.load_snapshot(id, None).await.unwrap().unwrap();
-            s.expect(&snapshot.state, true, id, &format!("{place}: the snapshot"));
+            if s.encrypted {
+                // The state holds the referrer's data: its snapshot is sealed once more, with
+                // the referrer's key, around the envelope of these settings.
+                let layer = envelope(&snapshot.state).expect("an envelope");
+                assert_eq!(
+                    (layer.format, layer.compression, layer.key.map(|(s, _)| s)),
+                    (0xff, 0, Some(referrer)),
+                    "{place}: the snapshot written with {s}: sealed for the referrer"
+                );
+            } else {
+                s.expect(&snapshot.state, true, id, &format!("{place}: the snapshot"));
+            }
 
             written.push(Written {
                 id,
@@ -1708,4 +1719,90 @@ async fn the_key_stores_keep_their_keys_in_the_stores_database() {
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 1);
     server.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots holding other people's data
+
+/// Ada's state holds Bob's data (a `personal(subject = referrer)` event in her stream). Her
+/// snapshot is sealed once more with Bob's key, so forgetting Bob, whose own stream's snapshots
+/// are the only ones `forget` deletes, still makes it unreadable: the next load replays Ada's
+/// events and sees the referral as forgotten, while her own data stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_a_person_reaches_the_snapshots_of_others_that_hold_their_data() {
+    on_every_store("referrer", async |place| {
+        let opened = place.open().await;
+        let codec = || Settings::encrypted(Format::MessagePack, None).codec(&opened.keys);
+        let customers = customers(&opened.store, codec());
+        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        record(&customers, bob, vec![registered("Bob").into()]).await;
+        record(
+            &customers,
+            ada,
+            vec![
+                registered("Ada").into(),
+                Referred {
+                    referrer: bob,
+                    note: long("Bob's colleague"),
+                }
+                .into(),
+                Tiered { tier: 2 }.into(),
+            ],
+        )
+        .await;
+        assert_eq!(customers.take_snapshot(ada).await.unwrap(), 3);
+        // Read back through a new codec: the snapshot opens (both keys exist) and is used.
+        let before = Repository::<Customer, Store>::new(opened.store.clone())
+            .codec(codec())
+            .get(ada)
+            .await
+            .unwrap();
+        assert_eq!(
+            before.state().replayed,
+            0,
+            "{place}: loaded from the snapshot"
+        );
+        assert_eq!(
+            before.state().referrals,
+            vec![(bob, long("Bob's colleague"))]
+        );
+
+        let forgetting = customers.forget(bob).await.unwrap();
+        assert_eq!(
+            forgetting.recorded.snapshots_deleted, 0,
+            "{place}: Bob has none"
+        );
+        assert!(
+            opened
+                .store
+                .load_snapshot(ada, None)
+                .await
+                .unwrap()
+                .is_some(),
+            "{place}: Ada's snapshot is still stored, but sealed for Bob too"
+        );
+
+        let after = Repository::<Customer, Store>::new(opened.store.clone())
+            .codec(codec())
+            .get(ada)
+            .await
+            .unwrap();
+        assert_eq!(
+            after.state().replayed,
+            3,
+            "{place}: the snapshot no longer opens, so every event is replayed"
+        );
+        assert_eq!(
+            after.state().referrals,
+            Vec::new(),
+            "{place}: Bob's note is gone"
+        );
+        assert_eq!(after.state().forgotten_referrals, vec![bob], "{place}");
+        assert_eq!(
+            (after.state().name.as_deref(), after.state().tier),
+            (Some("Ada"), 2),
+            "{place}: Ada's own data stays"
+        );
+    })
+    .await;
 }

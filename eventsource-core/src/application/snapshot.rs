@@ -11,12 +11,15 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use crate::domain::aggregate::Aggregate;
+use std::ops::ControlFlow;
+
 use crate::domain::event::EventEnum;
 use crate::error::CodecError;
 use crate::persistence::codec::{
     APPLICATION_SUBJECT, Format, Json, MessagePack, PayloadCodec, Pending,
 };
 use crate::persistence::record::Snapshot;
+use crate::persistence::record::StreamRange;
 use crate::persistence::store::EventStore;
 
 /// Whether a save that moved a stream from `old` to `new` crossed a multiple of `every`.
@@ -49,6 +52,7 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
     let Some(settings) = A::SNAPSHOTS else {
         return Found::Nothing;
     };
+
     let snapshot = match store.load_snapshot(id, at_or_below).await {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => return Found::Nothing,
@@ -87,32 +91,30 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
         );
         return Found::Unusable;
     }
-    let personal = <A::Event as EventEnum>::PERSONAL;
-    let subject = if personal { id } else { APPLICATION_SUBJECT };
     let open = || codec.open_snapshot(id, version, A::NAME, settings.fingerprint, &snapshot.state);
-    let opened = match open() {
-        Err(Pending::NeedsKeys(_)) => {
-            if let Err(error) = codec.load_keys([subject]).await {
-                tracing::warn!(
-                    aggregate = A::NAME, stream = %id, version, %error,
-                    "cannot read the snapshot's key; replaying from the events"
-                );
-                return Found::Unusable;
-            }
-            // Loaded now; if the key is still not there, it is a decode failure, reported below.
-            match open() {
-                Err(Pending::NeedsKeys(named)) => {
-                    Err(crate::error::DecodeError::Payload(CodecError::new(
-                        "snapshot",
-                        format!("the key of subject {named} is not in the key store"),
-                    )))
+    // Each layer may need a subject's keys: load them as they are asked for, each once.
+    let mut loaded: Vec<Uuid> = Vec::new();
+    let opened = loop {
+        match open() {
+            Err(Pending::NeedsKeys(named)) if !loaded.contains(&named) => {
+                if let Err(error) = codec.load_keys([named]).await {
+                    tracing::warn!(
+                        aggregate = A::NAME, stream = %id, version, subject = %named, %error,
+                        "cannot read a key of the snapshot; replaying from the events"
+                    );
+                    return Found::Unusable;
                 }
-                Err(Pending::Failed(error)) => Err(error),
-                Ok(opened) => Ok(opened),
+                loaded.push(named);
             }
+            Err(Pending::NeedsKeys(named)) => {
+                break Err(crate::error::DecodeError::Payload(CodecError::new(
+                    "snapshot",
+                    format!("the key of subject {named} is not in the key store"),
+                )));
+            }
+            Err(Pending::Failed(error)) => break Err(error),
+            Ok(opened) => break Ok(opened),
         }
-        Err(Pending::Failed(error)) => Err(error),
-        Ok(opened) => Ok(opened),
     };
     let decoded = match opened {
         // Its subject was forgotten: the state held their data, replay gives what is left.
@@ -132,6 +134,37 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
         }
         None => Found::Nothing,
     }
+}
+
+/// The subjects other than the stream's own whose data `A`'s state at `version` may hold (its
+/// `personal(subject = field)` events name them; their envelopes say so in the clear), with
+/// their keys loaded: a snapshot is sealed once more for each, so forgetting any of them makes
+/// it unreadable. Empty unless `A` has such events and payloads are encrypted. Reads the
+/// stream's records up to `version` (only when a snapshot is written).
+pub(crate) async fn other_subjects<A: Aggregate, S: EventStore + ?Sized>(
+    store: &S,
+    codec: &PayloadCodec,
+    id: Uuid,
+    version: u64,
+) -> crate::Result<Vec<Uuid>> {
+    if !<A::Event as EventEnum>::OTHER_SUBJECTS || codec.key_store().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut others: Vec<Uuid> = Vec::new();
+    store
+        .visit_stream(id, StreamRange::all().to(version), &mut |stored| {
+            if let Some(subject) = PayloadCodec::subject_of(&stored.payload)
+                && subject != id
+                && subject != APPLICATION_SUBJECT
+                && !others.contains(&subject)
+            {
+                others.push(subject);
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+    codec.load_keys_for_writing(others.iter().copied()).await?;
+    Ok(others)
 }
 
 /// Loads the key a snapshot of `A` in stream `id` is encrypted with: the stream's own if the
@@ -155,6 +188,7 @@ pub(crate) fn encode<A: Aggregate>(
     id: Uuid,
     version: u64,
     state: &A,
+    others: &[Uuid],
 ) -> Option<crate::Result<Snapshot>> {
     let settings = A::SNAPSHOTS?;
     let encoded = match codec.written_format() {
@@ -163,7 +197,15 @@ pub(crate) fn encode<A: Aggregate>(
     };
     let personal = <A::Event as EventEnum>::PERSONAL;
     let encoded = encoded.and_then(|body| {
-        codec.seal_snapshot(id, version, A::NAME, settings.fingerprint, personal, body)
+        codec.seal_snapshot(
+            id,
+            version,
+            A::NAME,
+            settings.fingerprint,
+            personal,
+            others,
+            body,
+        )
     });
     Some(
         encoded
@@ -190,6 +232,16 @@ pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized>(
     version: u64,
     state: &A,
 ) {
+    let others = match other_subjects::<A, S>(store, codec, id, version).await {
+        Ok(others) => others,
+        Err(error) => {
+            tracing::warn!(
+                aggregate = A::NAME, stream = %id, version, %error,
+                "cannot find whose data the snapshot holds; the events are saved, loads replay them instead"
+            );
+            return;
+        }
+    };
     if let Err(error) = load_key::<A>(codec, id).await {
         tracing::warn!(
             aggregate = A::NAME, stream = %id, version, %error,
@@ -197,7 +249,7 @@ pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized>(
         );
         return;
     }
-    let result = match encode(codec, id, version, state) {
+    let result = match encode(codec, id, version, state, &others) {
         None => return,
         Some(Ok(snapshot)) => store.save_snapshot(snapshot).await,
         Some(Err(error)) => Err(error),

@@ -61,6 +61,10 @@ pub trait Event: Payload + Send + Sync + 'static {
     /// [`domain::personal`](crate::domain::personal).
     type Forgotten: ForgottenEvent;
 
+    /// Whether the event names its data subject in a field (`#[event(personal(subject = f))]`):
+    /// then an aggregate's state built from it holds another person's data.
+    const SUBJECT_IN_FIELD: bool = false;
+
     /// Whose personal data this event holds, which decides the key it is encrypted with.
     fn data_subject(&self) -> DataSubject {
         DataSubject::None
@@ -122,6 +126,11 @@ pub trait EventEnum: Sized + Send + Sync + 'static {
 
     /// Whether any of these events holds personal data (is marked `#[event(personal)]`).
     const PERSONAL: bool;
+
+    /// Whether any of these events holds the data of a subject named in a field (not the
+    /// stream's own): a snapshot of the state could hold other people's data, which forgetting
+    /// them could not reach, so such aggregates take no snapshots while payloads are encrypted.
+    const OTHER_SUBJECTS: bool = false;
 
     /// This event's stored name.
     fn name(&self) -> &'static str;

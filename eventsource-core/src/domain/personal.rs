@@ -2,14 +2,14 @@
 //!
 //! An event that holds a person's data is marked `#[event(personal)]` (the person is the
 //! aggregate's stream) or `#[event(personal(subject = field))]` (the person is the id in
-//! `field`). With encryption configured (see [`PayloadCodec`](crate::PayloadCodec)) such an
+//! `field`). With encryption configured (see [`PayloadCodec`](crate::persistence::codec::PayloadCodec)) such an
 //! event is encrypted with a key of its data subject's own; forgetting the subject deletes the
 //! key, and from then on the event decodes as a [`Forgotten`] value instead of itself.
 //!
 //! The types make that impossible to overlook: an aggregate that lists a personal event `E`
 //! must implement `Apply<Forgotten<E>>` as well as `Apply<E>` (a projection `Handle<Forgotten<E>>`,
 //! a process `React<Forgotten<E>>`), or it does not compile. For the other events
-//! [`Event::Forgotten`](crate::Event::Forgotten) is [`NotPersonal<E>`], which no value ever has,
+//! [`Event::Forgotten`] is [`NotPersonal<E>`], which no value ever has,
 //! and the impls for it are written here once.
 
 use std::convert::Infallible;
@@ -174,7 +174,7 @@ impl<E> fmt::Debug for NotPersonal<E> {
     }
 }
 
-/// The two things an event's [`Event::Forgotten`](crate::Event::Forgotten) can be:
+/// The two things an event's [`Event::Forgotten`] can be:
 /// [`Forgotten<E>`] or [`NotPersonal<E>`].
 pub trait ForgottenEvent: Sized + Send + Sync + 'static {
     /// Whether the event holds personal data.

@@ -240,7 +240,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     {
         let loaded = self.get(id).await?;
         snapshot::load_key::<A>(&self.codec, id).await?;
-        let snapshot = snapshot::encode(&self.codec, id, loaded.version, &loaded.state)
+        let others =
+            snapshot::other_subjects::<A, S>(&self.store, &self.codec, id, loaded.version).await?;
+        let snapshot = snapshot::encode(&self.codec, id, loaded.version, &loaded.state, &others)
             .ok_or_else(|| Error::Encode {
                 what: format!("snapshot of {} {id}", A::NAME),
                 source: crate::error::CodecError::new(

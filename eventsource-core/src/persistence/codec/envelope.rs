@@ -18,7 +18,12 @@
 //! | 25–36 | nonce (with a cipher) | random per payload |
 //!
 //! then the body: the format's bytes, compressed if the header says so, then encrypted if it
-//! says so (with a 16-byte tag at the end). The associated data of the encryption is the whole
+//! says so (with a 16-byte tag at the end).
+//!
+//! A snapshot whose state holds the data of people other than its stream's subject (events
+//! marked `personal(subject = field)`) is sealed again for each of them: a layer whose format
+//! byte is `0xff` and whose body, once decrypted with that person's key, is the next envelope.
+//! Forgetting any one of them makes the snapshot unreadable, and the state is replayed. The associated data of the encryption is the whole
 //! header and the record it belongs to ([`RecordRef`]: event or snapshot, stream, version, name
 //! and schema version), so a tampered header, a changed byte, a ciphertext copied to another
 //! record and a wrong key each fail authentication.
@@ -34,6 +39,8 @@ const MARKER: u8 = 0x00;
 const VERSION: u8 = 1;
 const CIPHER_NONE: u8 = 0;
 const CIPHER_AES_256_GCM: u8 = 1;
+/// The format byte of a layer: the body is another envelope.
+const FORMAT_LAYER: u8 = 0xff;
 /// Marker, version, format, compression, cipher.
 const FIXED_LEN: usize = 5;
 /// With a cipher: the fixed part, subject, key id, nonce.
@@ -206,9 +213,24 @@ pub(crate) fn seal(
     header
 }
 
+/// Seals an envelope (`inner`) again with another subject's key: a layer.
+pub(crate) fn seal_layer(record: &RecordRef<'_>, key: SealWith<'_>, inner: Vec<u8>) -> Vec<u8> {
+    let nonce = cipher::nonce();
+    let mut header = Vec::with_capacity(SEALED_LEN + inner.len() + 16);
+    header.extend_from_slice(&[MARKER, VERSION, FORMAT_LAYER, 0, CIPHER_AES_256_GCM]);
+    header.extend_from_slice(key.subject.as_bytes());
+    header.extend_from_slice(&key.key_id.to_be_bytes());
+    header.extend_from_slice(&nonce);
+    let sealed = cipher::seal(&key.key.0, &nonce, &record.associated(&header), &inner);
+    header.extend_from_slice(&sealed);
+    header
+}
+
 /// A payload's header, read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
+    /// A layer: the body is another envelope (the format is meaningless).
+    pub(crate) layer: bool,
     pub(crate) format: Format,
     pub(crate) compression: Option<Algorithm>,
     /// The key that encrypts it: subject and id.
@@ -221,6 +243,7 @@ pub(crate) struct Header {
 pub(crate) fn header(payload: &[u8]) -> Result<Header, EnvelopeError> {
     if payload.first() != Some(&MARKER) {
         return Ok(Header {
+            layer: false,
             format: Format::Json,
             compression: None,
             key: None,
@@ -241,11 +264,19 @@ pub(crate) fn header(payload: &[u8]) -> Result<Header, EnvelopeError> {
             hint: "it was written by a newer eventsource; upgrade this program",
         });
     }
-    let format = Format::from_id(fixed[2]).ok_or_else(|| EnvelopeError::Unsupported {
-        what: "format",
-        name: fixed[2].to_string(),
-        hint: "it was written by a newer eventsource; upgrade this program",
-    })?;
+    let layer = fixed[2] == FORMAT_LAYER;
+    if layer && (fixed[3] != 0 || fixed[4] != CIPHER_AES_256_GCM) {
+        return Err(malformed("a layer must be encrypted and uncompressed"));
+    }
+    let format = if layer {
+        Format::Json
+    } else {
+        Format::from_id(fixed[2]).ok_or_else(|| EnvelopeError::Unsupported {
+            what: "format",
+            name: fixed[2].to_string(),
+            hint: "it was written by a newer eventsource; upgrade this program",
+        })?
+    };
     let compression = match fixed[3] {
         0 => None,
         id => Some(
@@ -258,6 +289,7 @@ pub(crate) fn header(payload: &[u8]) -> Result<Header, EnvelopeError> {
     };
     match fixed[4] {
         CIPHER_NONE => Ok(Header {
+            layer,
             format,
             compression,
             key: None,
@@ -279,6 +311,7 @@ pub(crate) fn header(payload: &[u8]) -> Result<Header, EnvelopeError> {
             let mut nonce = [0; NONCE_LEN];
             nonce.copy_from_slice(&sealed[FIXED_LEN + 20..SEALED_LEN]);
             Ok(Header {
+                layer,
                 format,
                 compression,
                 key: Some((subject, key_id)),
@@ -403,6 +436,55 @@ mod tests {
             open(&record(1), &sealed, &h, None, 1 << 20).unwrap_err(),
             EnvelopeError::NoKeyStore { subject, key_id: 3 }
         );
+    }
+
+    #[test]
+    fn a_layer_opens_to_the_envelope_inside_only_with_its_own_key() {
+        let (inner_key, outer_key) = (DataKey::generate(), DataKey::generate());
+        let (stream, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let record = RecordRef {
+            kind: RecordKind::Snapshot,
+            ..record(4)
+        };
+        let inner = seal(
+            &record,
+            Format::Json,
+            None,
+            Some(SealWith {
+                subject: stream,
+                key_id: 1,
+                key: &inner_key,
+            }),
+            b"{}".to_vec(),
+        );
+        let outer = seal_layer(
+            &record,
+            SealWith {
+                subject: other,
+                key_id: 7,
+                key: &outer_key,
+            },
+            inner.clone(),
+        );
+        let h = header(&outer).unwrap();
+        assert!(h.layer);
+        assert_eq!(h.key, Some((other, 7)));
+        assert_eq!(
+            open(&record, &outer, &h, Some(&outer_key), 1 << 20).unwrap(),
+            inner
+        );
+        assert_eq!(
+            open(&record, &outer, &h, Some(&inner_key), 1 << 20).unwrap_err(),
+            EnvelopeError::Authentication {
+                subject: other,
+                key_id: 7
+            }
+        );
+        // A layer must be encrypted and uncompressed.
+        assert!(matches!(
+            header(&[0, 1, 0xff, 0, 0]),
+            Err(EnvelopeError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -168,6 +168,14 @@ impl KeyRing {
     }
 }
 
+/// The error for an event payload sealed in layers, which only snapshots are.
+fn layered_event() -> DecodeError {
+    EnvelopeError::Malformed {
+        message: "an event's payload is sealed in layers, as only snapshots are".into(),
+    }
+    .into()
+}
+
 /// A decode that can't finish without keys that are not in memory yet.
 #[derive(Debug)]
 pub(crate) enum Pending {
@@ -187,6 +195,8 @@ impl From<DecodeError> for Pending {
 enum Opened {
     /// The body, in this format.
     Body(Format, Vec<u8>),
+    /// A layer: another envelope, to open in turn.
+    Layer(Vec<u8>),
     /// The subject's key was deleted: the payload is forgotten.
     Forgotten(Uuid),
 }
@@ -299,8 +309,9 @@ impl PayloadCodec {
         Ok(id)
     }
 
-    /// Deletes `subject`'s keys: its encrypted records decode as forgotten from now on (in
-    /// this process at once; in others within their key cache's time to live). Returns how
+    /// Deletes `subject`'s keys: its encrypted records decode as forgotten from now on (through
+    /// this codec and its clones at once; through other codecs, in this process or others,
+    /// once their cached keys expire: see [`key_cache_ttl`](Self::key_cache_ttl)). Returns how
     /// many keys were deleted. [`Repository::forget`](crate::Repository::forget) also drops
     /// snapshots and cached states and records that it happened.
     pub async fn forget_keys(&self, subject: Uuid) -> Result<usize, KeyError> {
@@ -402,6 +413,7 @@ impl PayloadCodec {
         aggregate: &str,
         fingerprint: u64,
         personal: bool,
+        others: &[Uuid],
         state: Vec<u8>,
     ) -> Result<Vec<u8>, CodecError> {
         let record = RecordRef {
@@ -416,12 +428,27 @@ impl PayloadCodec {
         } else {
             APPLICATION_SUBJECT
         };
-        self.seal_body(&record, subject, state).map_err(|subject| {
+        let not_loaded = |subject: Uuid| {
             CodecError::new(
                 "encryption",
                 format!("the key of subject {subject} was not loaded before encoding"),
             )
-        })
+        };
+        let mut sealed = self
+            .seal_body(&record, subject, state)
+            .map_err(not_loaded)?;
+        for &other in others {
+            let Some((key_id, key)) = self.sealing_key(other).map_err(not_loaded)? else {
+                break;
+            };
+            let with = SealWith {
+                subject: other,
+                key_id,
+                key: &key,
+            };
+            sealed = envelope::seal_layer(&record, with, sealed);
+        }
+        Ok(sealed)
     }
 
     /// Opens a payload's envelope, with keys already in memory.
@@ -461,6 +488,9 @@ impl PayloadCodec {
             self.settings.max_payload,
         )
         .map_err(DecodeError::from)?;
+        if header.layer {
+            return Ok(Opened::Layer(body));
+        }
         Ok(Opened::Body(header.format, body))
     }
 
@@ -486,6 +516,7 @@ impl PayloadCodec {
             Opened::Forgotten(subject) => {
                 Ok(E::forgotten(&stored.name, stored.schema_version, subject)?)
             }
+            Opened::Layer(_) => Err(Pending::Failed(layered_event())),
             Opened::Body(Format::Json, body) => Ok(E::decode(
                 &Json,
                 &stored.name,
@@ -590,9 +621,13 @@ impl PayloadCodec {
             name: aggregate,
             schema: fingerprint,
         };
-        match self.open(&record, state)? {
-            Opened::Body(format, body) => Ok(Some((format, body))),
-            Opened::Forgotten(_) => Ok(None),
+        let mut opened = self.open(&record, state)?;
+        loop {
+            match opened {
+                Opened::Body(format, body) => return Ok(Some((format, body))),
+                Opened::Forgotten(_) => return Ok(None),
+                Opened::Layer(inner) => opened = self.open(&record, &inner)?,
+            }
         }
     }
 
@@ -622,6 +657,7 @@ impl PayloadCodec {
             match self.open(&record, &stored.payload) {
                 Ok(Opened::Body(format, body)) => return Ok(Some(format.to_json(&body)?)),
                 Ok(Opened::Forgotten(_)) => return Ok(None),
+                Ok(Opened::Layer(_)) => return Err(layered_event()),
                 Err(Pending::Failed(error)) => return Err(error),
                 Err(Pending::NeedsKeys(subject)) => self.load_keys_or_fail(stored, subject).await?,
             }
