@@ -63,14 +63,18 @@
 //! ```
 //!
 //! ## Layers
-//! - [`domain`]: [`Event`], [`Aggregate`], [`Apply`], ids.
+//! - [`domain`]: [`Event`], [`Aggregate`], [`Apply`], ids, and personal data
+//!   ([`domain::personal`]: `#[event(personal)]` and the [`Forgotten`] values of forgotten
+//!   subjects).
 //! - [`application`]: the [`Repository`], the [`CommandContext`] stored with every event,
 //!   retries with [`Backoff`], the [`UnitOfWork`] across aggregate types; and the read side:
 //!   a [`Subscription`] follows the log as it grows, a [`Projection`] run by a [`Projector`]
 //!   keeps a read model (exactly once when it lives in the store's database; see
 //!   [`projection`]).
 //! - [`persistence`]: the stored records, [`Position`]s and [`LogPage`]s of the global log,
-//!   [`Codec`]s, the [`EventStore`] contract and the [`WakeUps`] stores send readers.
+//!   the [`EventStore`] contract and the [`WakeUps`] stores send readers; [`Codec`]s and the
+//!   [`PayloadCodec`](persistence::codec::PayloadCodec) that compresses and encrypts payloads
+//!   in self-describing envelopes (forgetting a person: [`application::forget`]).
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
 //! - [`guide`]: walks through one topic each; [`guide::evolution`] changes events and aggregates
