@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use crate::domain::event::EventEnum;
 use crate::error::CodecError;
 use crate::persistence::codec::{
-    APPLICATION_SUBJECT, Format, Json, MessagePack, PayloadCodec, Pending,
+    APPLICATION_SUBJECT, Format, Json, MessagePack, PayloadCodec, Pending, RecordKind, RecordRef,
 };
 use crate::persistence::record::Snapshot;
 use crate::persistence::record::StreamRange;
@@ -182,7 +182,8 @@ pub(crate) async fn load_key<A: Aggregate>(
     codec.load_keys_for_writing([subject]).await
 }
 
-/// The snapshot of `state` at `version` (its key loaded by [`load_key`]), or `None` if the aggregate keeps no snapshots.
+/// The snapshot of `state` at `version` (its keys loaded by [`load_key`] and
+/// [`other_subjects`]), or `None` if the aggregate keeps no snapshots.
 pub(crate) fn encode<A: Aggregate>(
     codec: &PayloadCodec,
     id: Uuid,
@@ -195,18 +196,20 @@ pub(crate) fn encode<A: Aggregate>(
         Format::Json => state.encode_snapshot(&Json)?,
         Format::MessagePack => state.encode_snapshot(&MessagePack)?,
     };
-    let personal = <A::Event as EventEnum>::PERSONAL;
-    let encoded = encoded.and_then(|body| {
-        codec.seal_snapshot(
-            id,
-            version,
-            A::NAME,
-            settings.fingerprint,
-            personal,
-            others,
-            body,
-        )
-    });
+    // The stream's own key if the aggregate has personal events, else the application's.
+    let subject = if <A::Event as EventEnum>::PERSONAL {
+        id
+    } else {
+        APPLICATION_SUBJECT
+    };
+    let record = RecordRef {
+        kind: RecordKind::Snapshot,
+        stream_id: id,
+        version,
+        name: A::NAME,
+        schema: settings.fingerprint,
+    };
+    let encoded = encoded.and_then(|body| codec.seal_snapshot(&record, subject, others, body));
     Some(
         encoded
             .map(|bytes| Snapshot {

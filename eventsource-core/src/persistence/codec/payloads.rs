@@ -408,35 +408,18 @@ impl PayloadCodec {
     /// `personal` (the aggregate has personal events), else the application's.
     pub(crate) fn seal_snapshot(
         &self,
-        stream: Uuid,
-        version: u64,
-        aggregate: &str,
-        fingerprint: u64,
-        personal: bool,
+        record: &RecordRef<'_>,
+        subject: Uuid,
         others: &[Uuid],
         state: Vec<u8>,
     ) -> Result<Vec<u8>, CodecError> {
-        let record = RecordRef {
-            kind: RecordKind::Snapshot,
-            stream_id: stream,
-            version,
-            name: aggregate,
-            schema: fingerprint,
-        };
-        let subject = if personal {
-            stream
-        } else {
-            APPLICATION_SUBJECT
-        };
         let not_loaded = |subject: Uuid| {
             CodecError::new(
                 "encryption",
                 format!("the key of subject {subject} was not loaded before encoding"),
             )
         };
-        let mut sealed = self
-            .seal_body(&record, subject, state)
-            .map_err(not_loaded)?;
+        let mut sealed = self.seal_body(record, subject, state).map_err(not_loaded)?;
         for &other in others {
             let Some((key_id, key)) = self.sealing_key(other).map_err(not_loaded)? else {
                 break;
@@ -446,7 +429,7 @@ impl PayloadCodec {
                 key_id,
                 key: &key,
             };
-            sealed = envelope::seal_layer(&record, with, sealed);
+            sealed = envelope::seal_layer(record, with, sealed);
         }
         Ok(sealed)
     }
