@@ -1,4 +1,6 @@
 //! Helpers shared by the integration test files.
 
+pub(crate) mod child;
 pub(crate) mod postgres;
+pub(crate) mod rng;
 pub(crate) mod stores;
