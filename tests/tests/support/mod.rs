@@ -1,6 +1,7 @@
 //! Helpers shared by the integration test files.
 
 pub(crate) mod child;
+pub(crate) mod cluster;
 pub(crate) mod postgres;
 pub(crate) mod rng;
 pub(crate) mod stores;
