@@ -48,7 +48,8 @@ use tokio::sync::{mpsc, watch};
 mod support;
 use support::child::ChildRun;
 use support::cluster::Cluster;
-use support::postgres::{Server, url};
+use support::postgres::{Server, unique_schema, url};
+use support::proxy::Proxy;
 use support::rng::{Rng, seed};
 
 /// Trials per store unless `EVENTSOURCE_CRASH_TRIALS` says otherwise.
@@ -1119,4 +1120,117 @@ async fn a_private_postgres_restarted_under_load_keeps_every_acknowledged_batch(
     for (variant, (count, first)) in &kinds {
         println!("  {count} × {variant}, the first: {first}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test 3: the connection lost after an append reached the server.
+
+/// An append without tracking is sent in one go, `COMMIT` included (see the PostgreSQL store's
+/// docs). If the connection is lost after that reached the server, the server commits, and no
+/// answer comes back for any of the pipeline's statements: the append must say its outcome is
+/// unknown, not that nothing was written. A proxy lets the server's answers get lost, waits
+/// until the batch is visibly committed, then cuts the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_append_cut_off_after_it_reached_the_server_says_its_outcome_is_unknown() {
+    let Some(mut server) = Server::start().await else {
+        return;
+    };
+    let config: tokio_postgres::Config = url().parse().expect("the PostgreSQL URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        other => {
+            println!("skipping: the proxy needs a TCP host, and the URL names {other:?}");
+            return;
+        }
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let proxy = Proxy::start(format!("{host}:{port}"));
+    // The same server, user and database, through the proxy.
+    let mut proxied = tokio_postgres::Config::new();
+    proxied.host("127.0.0.1").port(proxy.port());
+    if let Some(user) = config.get_user() {
+        proxied.user(user);
+    }
+    if let Some(password) = config.get_password() {
+        proxied.password(password);
+    }
+    if let Some(database) = config.get_dbname() {
+        proxied.dbname(database);
+    }
+    let schema = unique_schema("cut");
+    server.schemas.push(schema.clone());
+    let store = PostgresOptions::from_config(proxied)
+        .schema(schema.clone())
+        .pool_size(1)
+        .connect()
+        .await
+        .expect("connect through the proxy");
+    let mut writer = Writer::new("cut".into(), "cut", pool(9), Rng(7));
+    // One append that gets through, so the next one's statements are prepared already and the
+    // next thing on the connection is the pipeline itself.
+    let first = writer.plan();
+    let position = store
+        .append(first.batch.clone())
+        .await
+        .expect("an append through the proxy");
+    writer.acked(&first, position);
+
+    let mut planned = writer.plan();
+    planned.batch.tracking = None; // the one-round-trip path
+    let id = planned.batch.streams[0].events[0].id;
+    proxy.swallow_answers();
+    let append = {
+        let store = store.clone();
+        let batch = planned.batch.clone();
+        tokio::spawn(async move { store.append(batch).await })
+    };
+    let events = format!("SELECT count(*) FROM \"{schema}\".events WHERE event_id = $1");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let row = server
+            .admin
+            .query_one(&events, &[&id])
+            .await
+            .expect("look for the batch");
+        if row.get::<_, i64>(0) == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the append did not commit within {DEADLINE:?}"
+        );
+        assert!(
+            !append.is_finished(),
+            "the append finished without an answer"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.cut();
+    let outcome = tokio::time::timeout(DEADLINE, append)
+        .await
+        .expect("the append returns once its connection is gone")
+        .expect("the append task");
+    match outcome {
+        Err(error) => assert!(
+            error.may_have_happened(),
+            "batch {} is committed, but its append said nothing was written: {error:?}",
+            planned.id
+        ),
+        Ok(position) => panic!("the append got no answer, yet returned Ok({position})"),
+    }
+
+    // The pool replaces the dead connection: the next append goes through.
+    writer.failed();
+    writer
+        .resync(&store)
+        .await
+        .expect("read the versions again");
+    let next = writer.plan();
+    store
+        .append(next.batch.clone())
+        .await
+        .expect("an append after the cut");
+    let (facts, _) = read_and_check(&store, "after the cut").await;
+    assert!(facts.batches.contains_key(&planned.id));
+    server.finish().await;
 }

@@ -3,5 +3,6 @@
 pub(crate) mod child;
 pub(crate) mod cluster;
 pub(crate) mod postgres;
+pub(crate) mod proxy;
 pub(crate) mod rng;
 pub(crate) mod stores;
