@@ -33,10 +33,9 @@
 //! and amounts; the interleaving with the process still varies).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -57,7 +56,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 mod support;
+use support::child::ChildRun;
 use support::postgres::{Server, url};
+use support::rng::{Rng, seed};
 
 const ACCOUNTS: usize = 20;
 /// Deposited on each account when it is opened, in cents (1,000.00).
@@ -100,35 +101,6 @@ fn transfers_process<S: Claims>(store: S) -> ProcessManager<Transfers, S> {
 
 // ---------------------------------------------------------------------------------------------
 // The requests.
-
-/// A small deterministic generator (splitmix64): no dependency, and a seed replays the requests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed(label: &str) -> u64 {
-    let seed = match std::env::var("TRANSFERS_SEED") {
-        Ok(seed) => seed.parse().expect("TRANSFERS_SEED is a number"),
-        Err(_) => SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1),
-    };
-    println!("{label}: seed {seed} (TRANSFERS_SEED={seed} replays the requests)");
-    seed
-}
 
 /// A transfer a requester asked for.
 #[derive(Debug, Clone)]
@@ -215,7 +187,7 @@ impl Requesters {
                 let closing = if requester == 0 { closing.to_vec() } else { Vec::new() };
                 let mut finished = finished.clone();
                 let requested = Arc::clone(&requested);
-                let mut rng = Rng(seed ^ (requester as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+                let mut rng = Rng(seed).fork(requester as u64);
                 tokio::spawn(async move {
                     let transfers_repo = Repository::<MoneyTransfer, _>::new(store.clone());
                     let accounts_repo =
@@ -294,70 +266,6 @@ impl Requesters {
 
 // ---------------------------------------------------------------------------------------------
 // Where the process runs, and how it dies.
-
-/// This test binary run again as a child process, running one of the ignored `child_…` tests.
-struct ChildRun {
-    process: Option<Child>,
-    stderr: PathBuf,
-}
-
-impl ChildRun {
-    fn start(test: &str, env: (&str, &str), stderr: PathBuf, stdout: Stdio) -> Self {
-        let process = Command::new(std::env::current_exe().expect("this test binary"))
-            .args([
-                "--exact",
-                test,
-                "--ignored",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(env.0, env.1)
-            .stdout(stdout)
-            .stderr(File::create(&stderr).expect("a file for the child's stderr"))
-            .spawn()
-            .expect("start the child");
-        Self {
-            process: Some(process),
-            stderr,
-        }
-    }
-
-    fn process(&mut self) -> &mut Child {
-        self.process.as_mut().expect("a child not yet killed")
-    }
-
-    /// `Err` (with what it wrote to stderr) if the child ended on its own.
-    fn alive(&mut self) -> Result<(), String> {
-        match self.process().try_wait().expect("the child's status") {
-            None => Ok(()),
-            Some(status) => Err(format!(
-                "the child ended on its own ({status}); its stderr:\n{}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            )),
-        }
-    }
-
-    /// SIGKILL, then waits for it to be gone.
-    fn kill(&mut self) {
-        self.alive()
-            .unwrap_or_else(|why| panic!("before the kill: {why}"));
-        let mut process = self.process.take().expect("a child not yet killed");
-        process.kill().expect("SIGKILL the child");
-        let status = process.wait().expect("the child's status");
-        assert!(!status.success(), "the child was killed: {status:?}");
-    }
-}
-
-impl Drop for ChildRun {
-    /// A failing test must not leave a child running the process.
-    fn drop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-}
 
 /// A run of the process on a tokio runtime of its own (for the memory store), shut down
 /// without waiting: every task of it is dropped at its next await, as if the process died.
@@ -528,7 +436,7 @@ async fn killed_and_restarted<S: EventStore + Clone + 'static>(
         1_000 / REQUESTERS,
         &accounts[ACCOUNTS - CLOSED..],
         &finished,
-        seed(label),
+        seed("TRANSFERS_SEED", label),
     );
     let mut run = start();
     for (kill, &after) in KILL_AFTER.iter().enumerate() {
@@ -596,7 +504,7 @@ async fn sqlite_transfers_survive_three_kills_of_the_process() {
         runs += 1;
         Run::Child(ChildRun::start(
             CHILD,
-            (CHILD_ENV, &spec),
+            &[(CHILD_ENV, &spec)],
             dir.path().join(format!("run-{runs}.stderr")),
             Stdio::null(),
         ))
@@ -617,7 +525,7 @@ async fn postgres_transfers_survive_three_kills_of_the_process() {
         runs += 1;
         Run::Child(ChildRun::start(
             CHILD,
-            (CHILD_ENV, &spec),
+            &[(CHILD_ENV, &spec)],
             dir.path().join(format!("run-{runs}.stderr")),
             Stdio::null(),
         ))
@@ -740,7 +648,7 @@ impl SystemChild {
     fn start(schema: &str, stderr: PathBuf) -> Self {
         let mut child = ChildRun::start(
             SYSTEM_CHILD,
-            (SYSTEM_CHILD_ENV, schema),
+            &[(SYSTEM_CHILD_ENV, schema)],
             stderr,
             Stdio::piped(),
         );
@@ -827,7 +735,7 @@ async fn two_systems_on_postgres_one_takes_over_when_the_active_one_is_killed() 
         100,
         &accounts[ACCOUNTS - CLOSED..],
         &finished,
-        seed(label),
+        seed("TRANSFERS_SEED", label),
     );
 
     let first = wait_for_role(&mut children, RunnerRole::Active, "the first active runner").await;

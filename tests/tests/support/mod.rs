@@ -1,4 +1,8 @@
 //! Helpers shared by the integration test files.
 
+pub(crate) mod child;
+pub(crate) mod cluster;
 pub(crate) mod postgres;
+pub(crate) mod proxy;
+pub(crate) mod rng;
 pub(crate) mod stores;

@@ -28,6 +28,12 @@ impl From<Error> for Refusal {
     }
 }
 
+/// Whether `error` is the server's answer refusing a statement (rather than no answer: the
+/// connection closed or broke, and what the server did is unknown).
+fn refused(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some()
+}
+
 /// A failure after which the append may or may not have committed.
 pub(super) fn in_doubt(context: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |error| Error::outcome_unknown(BACKEND, format!("committing ({context})"), error)
@@ -226,12 +232,15 @@ impl PostgresStore {
 
     /// The append's own transaction without tracking: BEGIN, the announcement (`horizon.rs`),
     /// the append statement, the `NOTIFY` (`listen.rs`) and COMMIT are sent together, one
-    /// round trip. If the statement fails, the transaction is aborted
-    /// and the COMMIT rolls it back; if its checks refuse the batch, it inserted nothing and the
+    /// round trip. If the server refuses the statement, the transaction is aborted and the
+    /// COMMIT rolls it back; if its checks refuse the batch, it inserted nothing and the
     /// COMMIT ends an empty transaction.
     ///
-    /// All three messages are queued on the connection when the future is first polled, so a
-    /// cancelled append can't leave the pooled connection inside a transaction.
+    /// All the messages are queued on the connection when the future is first polled, so a
+    /// cancelled append can't leave the pooled connection inside a transaction. For the same
+    /// reason, a statement that gets no answer because the connection failed leaves the
+    /// outcome unknown ([`Error::OutcomeUnknown`]), whichever statement it is: the COMMIT went
+    /// out with it, and the server may have received the whole pipeline and committed it.
     pub(super) async fn write_pipelined(
         &self,
         client: &deadpool_postgres::Object,
@@ -256,15 +265,18 @@ impl PostgresStore {
         );
         let row = match (begun, announced, appended) {
             (Ok(()), Ok(_), Ok(row)) => row,
-            // A failed announcement aborts the transaction; it is the cause to report.
-            (Ok(()), Err(error), _) => {
+            // The server refused the announcement: that aborts the transaction, and it is the
+            // cause to report.
+            (Ok(()), Err(error), _) if refused(&error) => {
                 return Err(Error::backend(
                     BACKEND,
                     format!("{context}: announcing the appender"),
                     error,
                 ));
             }
-            (_, _, Err(error)) => {
+            // The server refused the statement (a version race, or another error): the
+            // transaction is aborted and the COMMIT rolled it back.
+            (_, _, Err(error)) if refused(&error) => {
                 return Err(match self.refusal(error, context) {
                     Refusal::VersionTaken(cause) => {
                         self.version_taken(&***client, plan, cause).await
@@ -273,21 +285,31 @@ impl PostgresStore {
                 });
             }
             // A failed BEGIN with a statement that worked: it ran on its own and may have
-            // committed. (The connection failing fails all of them instead.)
+            // committed.
             (Err(error), _, Ok(_)) => return Err(in_doubt(context)(error)),
+            // No answer: the connection failed. The COMMIT went out with the statements, so
+            // the server may have run all of them and committed.
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                return Err(in_doubt(context)(error));
+            }
         };
         let appended = Appended::read(&row, context)?;
         if !appended.passed {
             return Err(rejected(plan, &appended.versions, Scope::Own));
         }
-        // A failed NOTIFY aborted the transaction and the COMMIT rolled it back (PostgreSQL
-        // answers COMMIT in an aborted transaction with ROLLBACK, not an error).
         if let Err(error) = notified {
-            return Err(Error::backend(
-                BACKEND,
-                format!("{context}: sending the commit notification"),
-                error,
-            ));
+            // Refused, the NOTIFY aborted the transaction and the COMMIT rolled it back
+            // (PostgreSQL answers COMMIT in an aborted transaction with ROLLBACK, not an
+            // error). Unanswered, the COMMIT may have gone through.
+            return Err(if refused(&error) {
+                Error::backend(
+                    BACKEND,
+                    format!("{context}: sending the commit notification"),
+                    error,
+                )
+            } else {
+                in_doubt(context)(error)
+            });
         }
         committed.map_err(in_doubt(context))?;
         appended.last_position(plan)

@@ -160,8 +160,12 @@
 //! was doing; a row that breaks the store's invariants (a negative version, metadata that is not
 //! a JSON object of strings, …) is [`Error::Corrupt`] naming the stream and version. A dead
 //! connection is dropped from the pool when it is handed back. If the connection fails while
-//! `COMMIT` is in flight the append's outcome is unknown: the error says so, and a retry with the
-//! same expected version either succeeds or reports a conflict.
+//! `COMMIT` is in flight the append's outcome is unknown: the error says so
+//! ([`Error::OutcomeUnknown`]), and a retry with the same expected version either succeeds or
+//! reports a conflict. An append without a tracking record sends its `COMMIT` with its
+//! statements (one round trip), so for it that is any connection failure before the answers
+//! come back; with a tracking record, `COMMIT` is sent once the statements have succeeded, and
+//! a connection failure before that means nothing was written.
 //!
 //! Connections are made without TLS (`NoTls`): use a local socket, a private network or a TLS
 //! proxy.
@@ -176,6 +180,7 @@
 //! [`Error::Conflict`]: crate::Error::Conflict
 //! [`Error::TrackingConflict`]: crate::Error::TrackingConflict
 //! [`Error::Backend`]: crate::Error::Backend
+//! [`Error::OutcomeUnknown`]: crate::Error::OutcomeUnknown
 //! [`Error::Corrupt`]: crate::Error::Corrupt
 //! [`Error::Config`]: crate::Error::Config
 
