@@ -12,7 +12,7 @@ use eventsource_core::{
 use super::account::Balance;
 use super::figure::Figure;
 use super::raw::RawRow;
-use super::{BenchResult, BenchStore, Report, Sizes, Workload, process, read_side, rss};
+use super::{BenchResult, BenchStore, Report, Sizes, Workload, codecs, process, read_side, rss};
 use crate::bank::{BankAccount, BankAccountEvent, Deposited, Opened};
 
 /// The repository the bench drives.
@@ -51,11 +51,13 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-/// Runs the chosen workloads on one store, in order, and the raw engine beside them.
+/// Runs the chosen workloads on one store, in order, and the raw engine beside them; then, with
+/// `codecs`, the codec comparison of the chosen ones of W2, W3 and W4 (see [`codecs`]).
 pub async fn run(
     target: &mut BenchStore,
     sizes: &Sizes,
     only: &[Workload],
+    codecs: bool,
     report: &mut Report,
 ) -> BenchResult<()> {
     let name = target.name;
@@ -95,7 +97,7 @@ pub async fn run(
         }
     }
     if wanted(Workload::W2) {
-        w2(name, &accounts, sizes, report).await?;
+        report.push(w2(name, "default", &accounts, sizes).await?);
         logged += sizes.w2_aggregates * sizes.w2_events;
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
@@ -116,7 +118,8 @@ pub async fn run(
         }
     }
     if wanted(Workload::W3) {
-        let stream = w3(name, &accounts, sizes, report).await?;
+        let (stream, figure) = w3(name, "default", &accounts, sizes).await?;
+        report.push(figure);
         logged += sizes.w3_events.max(1);
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
@@ -146,7 +149,9 @@ pub async fn run(
         logged += sizes.w3_large_events.max(1);
     }
     if wanted(Workload::W4) {
-        logged = w4(name, &accounts, sizes, logged, report).await?;
+        let figure;
+        (logged, figure) = w4(name, "default", &accounts, sizes, logged).await?;
+        report.push(figure);
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
             let page = usize::try_from(sizes.w4_page).unwrap_or(usize::MAX);
@@ -169,7 +174,7 @@ pub async fn run(
     if wanted(Workload::W8) {
         // W8 is set beside W2's rate on the same store: measure it now if it wasn't chosen.
         if !wanted(Workload::W2) {
-            w2(name, &accounts, sizes, report).await?;
+            report.push(w2(name, "default", &accounts, sizes).await?);
         }
         let w2_per_second = report
             .figures
@@ -178,6 +183,9 @@ pub async fn run(
             .map(Figure::per_second)
             .ok_or("W8: no W2 figure to set it beside")?;
         process::w8(target, sizes, w2_per_second, report).await?;
+    }
+    if codecs {
+        codecs::run(target, sizes, wanted, report).await?;
     }
     Ok(())
 }
@@ -295,12 +303,12 @@ where
 }
 
 /// W2: `aggregates` new accounts, each created with one save of `events` events.
-async fn w2(
+pub(super) async fn w2(
     store: &str,
+    variant: &str,
     accounts: &Accounts,
     sizes: &Sizes,
-    report: &mut Report,
-) -> BenchResult<()> {
+) -> BenchResult<Figure> {
     rss::reset_peak();
     let per = sizes.w2_events.max(1);
     let start = Instant::now();
@@ -311,11 +319,10 @@ async fn w2(
         accounts.create_with_id(new_id(), events).await?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    report.push(
-        Figure::new(store, "W2", "default", sizes.w2_aggregates * per, seconds)
+    Ok(
+        Figure::new(store, "W2", variant, sizes.w2_aggregates * per, seconds)
             .with("events_per_transaction", per),
-    );
-    Ok(())
+    )
 }
 
 /// Writes one account of `events` events (`Opened` + deposits) in appends of `batch` events.
@@ -335,9 +342,10 @@ pub(super) async fn write_stream(
     Ok(account.id())
 }
 
-/// Replays `id` on a fresh repository (no cache, no snapshot) and checks the result.
-async fn replay(store: &Arc<dyn EventStore>, id: Uuid, events: u64) -> BenchResult<Duration> {
-    let cold = Accounts::new(Arc::clone(store));
+/// Replays `id` on a fresh repository (no cache, no snapshot) with the codec of `accounts`
+/// (whose clones share its key cache) and checks the result.
+async fn replay(accounts: &Accounts, id: Uuid, events: u64) -> BenchResult<Duration> {
+    let cold = Accounts::new(Arc::clone(accounts.store())).codec(accounts.payload_codec().clone());
     let start = Instant::now();
     let account = cold.get(id).await?;
     let elapsed = start.elapsed();
@@ -351,26 +359,24 @@ async fn replay(store: &Arc<dyn EventStore>, id: Uuid, events: u64) -> BenchResu
 }
 
 /// W3: replays one `w3_events`-event account `w3_runs` times; returns its id.
-async fn w3(
+pub(super) async fn w3(
     store: &str,
+    variant: &str,
     accounts: &Accounts,
     sizes: &Sizes,
-    report: &mut Report,
-) -> BenchResult<Uuid> {
+) -> BenchResult<(Uuid, Figure)> {
     let events = sizes.w3_events.max(1);
     let id = write_stream(accounts, events, sizes.write_batch).await?;
     rss::reset_peak();
     let mut runs = Vec::new();
     for _ in 0..sizes.w3_runs.max(1) {
-        runs.push(replay(accounts.store(), id, events).await?);
+        runs.push(replay(accounts, id, events).await?);
     }
     let seconds = median(runs).as_secs_f64();
-    report.push(
-        Figure::new(store, "W3", "default", events, seconds)
-            .with("median_ms", seconds * 1e3)
-            .with("runs", sizes.w3_runs.max(1)),
-    );
-    Ok(id)
+    let figure = Figure::new(store, "W3", variant, events, seconds)
+        .with("median_ms", seconds * 1e3)
+        .with("runs", sizes.w3_runs.max(1));
+    Ok((id, figure))
 }
 
 /// W3-large: replays one very long stream once; reports the resident memory it took above the
@@ -389,7 +395,7 @@ async fn w3_large(
     let baseline = rss::current_kib();
     let baseline_anon = rss::anon_kib();
     let sampler = rss::Sampler::start();
-    let seconds = replay(accounts.store(), id, events).await?.as_secs_f64();
+    let seconds = replay(accounts, id, events).await?.as_secs_f64();
     let (sampled, sampled_anon) = sampler.finish();
     // With a reset peak, VmHWM is exact; the sampler is the fallback (and a cross-check).
     let peak = if reset {
@@ -421,13 +427,13 @@ async fn w3_large(
 }
 
 /// W4: reads the whole global log in pages, decoding every event. Returns the events in the log.
-async fn w4(
+pub(super) async fn w4(
     store: &str,
+    variant: &str,
     accounts: &Accounts,
     sizes: &Sizes,
     logged: u64,
-    report: &mut Report,
-) -> BenchResult<u64> {
+) -> BenchResult<(u64, Figure)> {
     // Top the log up to the configured size with 100-event accounts.
     let mut logged = logged;
     while logged < sizes.w4_events {
@@ -438,10 +444,9 @@ async fn w4(
     rss::reset_peak();
     let read = read_log(accounts, sizes.w4_page).await?;
     check("W4 events read", read.events, logged)?;
-    report.push(
-        Figure::new(store, "W4", "default", read.events, read.seconds).with("page", sizes.w4_page),
-    );
-    Ok(logged)
+    let figure =
+        Figure::new(store, "W4", variant, read.events, read.seconds).with("page", sizes.w4_page);
+    Ok((logged, figure))
 }
 
 /// What one read of the whole log found.
