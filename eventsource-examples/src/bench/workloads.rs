@@ -43,7 +43,7 @@ pub(super) fn check(what: &str, actual: u64, expected: u64) -> BenchResult<()> {
     }
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
+pub(super) fn median(mut values: Vec<Duration>) -> Duration {
     if values.is_empty() {
         return Duration::ZERO;
     }
@@ -97,7 +97,7 @@ pub async fn run(
         }
     }
     if wanted(Workload::W2) {
-        report.push(w2(name, "default", &accounts, sizes).await?);
+        w2(name, &accounts, sizes, report).await?;
         logged += sizes.w2_aggregates * sizes.w2_events;
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
@@ -118,8 +118,7 @@ pub async fn run(
         }
     }
     if wanted(Workload::W3) {
-        let (stream, figure) = w3(name, "default", &accounts, sizes).await?;
-        report.push(figure);
+        let stream = w3(name, &accounts, sizes, report).await?;
         logged += sizes.w3_events.max(1);
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
@@ -149,9 +148,7 @@ pub async fn run(
         logged += sizes.w3_large_events.max(1);
     }
     if wanted(Workload::W4) {
-        let figure;
-        (logged, figure) = w4(name, "default", &accounts, sizes, logged).await?;
-        report.push(figure);
+        logged = w4(name, &accounts, sizes, logged, report).await?;
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
             let page = usize::try_from(sizes.w4_page).unwrap_or(usize::MAX);
@@ -174,7 +171,7 @@ pub async fn run(
     if wanted(Workload::W8) {
         // W8 is set beside W2's rate on the same store: measure it now if it wasn't chosen.
         if !wanted(Workload::W2) {
-            report.push(w2(name, "default", &accounts, sizes).await?);
+            w2(name, &accounts, sizes, report).await?;
         }
         let w2_per_second = report
             .figures
@@ -302,27 +299,33 @@ where
     Ok(events)
 }
 
+/// W2's events for one new account: `Opened`, then deposits, `per` in all.
+pub(super) fn w2_events(per: u64) -> Vec<BankAccountEvent> {
+    let mut events: Vec<BankAccountEvent> = Vec::with_capacity(per as usize);
+    events.push(opened().into());
+    events.extend((1..per).map(|_| BankAccountEvent::from(deposited())));
+    events
+}
+
 /// W2: `aggregates` new accounts, each created with one save of `events` events.
-pub(super) async fn w2(
+async fn w2(
     store: &str,
-    variant: &str,
     accounts: &Accounts,
     sizes: &Sizes,
-) -> BenchResult<Figure> {
+    report: &mut Report,
+) -> BenchResult<()> {
     rss::reset_peak();
     let per = sizes.w2_events.max(1);
     let start = Instant::now();
     for _ in 0..sizes.w2_aggregates {
-        let mut events: Vec<BankAccountEvent> = Vec::with_capacity(per as usize);
-        events.push(opened().into());
-        events.extend((1..per).map(|_| BankAccountEvent::from(deposited())));
-        accounts.create_with_id(new_id(), events).await?;
+        accounts.create_with_id(new_id(), w2_events(per)).await?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok(
-        Figure::new(store, "W2", variant, sizes.w2_aggregates * per, seconds)
+    report.push(
+        Figure::new(store, "W2", "default", sizes.w2_aggregates * per, seconds)
             .with("events_per_transaction", per),
-    )
+    );
+    Ok(())
 }
 
 /// Writes one account of `events` events (`Opened` + deposits) in appends of `batch` events.
@@ -344,7 +347,7 @@ pub(super) async fn write_stream(
 
 /// Replays `id` on a fresh repository (no cache, no snapshot) with the codec of `accounts`
 /// (whose clones share its key cache) and checks the result.
-async fn replay(accounts: &Accounts, id: Uuid, events: u64) -> BenchResult<Duration> {
+pub(super) async fn replay(accounts: &Accounts, id: Uuid, events: u64) -> BenchResult<Duration> {
     let cold = Accounts::new(Arc::clone(accounts.store())).codec(accounts.payload_codec().clone());
     let start = Instant::now();
     let account = cold.get(id).await?;
@@ -359,12 +362,12 @@ async fn replay(accounts: &Accounts, id: Uuid, events: u64) -> BenchResult<Durat
 }
 
 /// W3: replays one `w3_events`-event account `w3_runs` times; returns its id.
-pub(super) async fn w3(
+async fn w3(
     store: &str,
-    variant: &str,
     accounts: &Accounts,
     sizes: &Sizes,
-) -> BenchResult<(Uuid, Figure)> {
+    report: &mut Report,
+) -> BenchResult<Uuid> {
     let events = sizes.w3_events.max(1);
     let id = write_stream(accounts, events, sizes.write_batch).await?;
     rss::reset_peak();
@@ -373,10 +376,12 @@ pub(super) async fn w3(
         runs.push(replay(accounts, id, events).await?);
     }
     let seconds = median(runs).as_secs_f64();
-    let figure = Figure::new(store, "W3", variant, events, seconds)
-        .with("median_ms", seconds * 1e3)
-        .with("runs", sizes.w3_runs.max(1));
-    Ok((id, figure))
+    report.push(
+        Figure::new(store, "W3", "default", events, seconds)
+            .with("median_ms", seconds * 1e3)
+            .with("runs", sizes.w3_runs.max(1)),
+    );
+    Ok(id)
 }
 
 /// W3-large: replays one very long stream once; reports the resident memory it took above the
@@ -427,13 +432,13 @@ async fn w3_large(
 }
 
 /// W4: reads the whole global log in pages, decoding every event. Returns the events in the log.
-pub(super) async fn w4(
+async fn w4(
     store: &str,
-    variant: &str,
     accounts: &Accounts,
     sizes: &Sizes,
     logged: u64,
-) -> BenchResult<(u64, Figure)> {
+    report: &mut Report,
+) -> BenchResult<u64> {
     // Top the log up to the configured size with 100-event accounts.
     let mut logged = logged;
     while logged < sizes.w4_events {
@@ -444,9 +449,10 @@ pub(super) async fn w4(
     rss::reset_peak();
     let read = read_log(accounts, sizes.w4_page).await?;
     check("W4 events read", read.events, logged)?;
-    let figure =
-        Figure::new(store, "W4", variant, read.events, read.seconds).with("page", sizes.w4_page);
-    Ok((logged, figure))
+    report.push(
+        Figure::new(store, "W4", "default", read.events, read.seconds).with("page", sizes.w4_page),
+    );
+    Ok(logged)
 }
 
 /// What one read of the whole log found.
@@ -464,34 +470,59 @@ pub(super) struct LogRead {
 
 /// W4's read: the whole global log in pages of `page`, decoding every event.
 pub(super) async fn read_log(accounts: &Accounts, page: u64) -> BenchResult<LogRead> {
-    let page = usize::try_from(page.max(1)).unwrap_or(usize::MAX);
     let start = Instant::now();
-    let (mut after, mut events) = (Position::START, 0_u64);
-    let (mut opened, mut cents) = (0_u64, 0_u64);
-    loop {
-        let batch = accounts
-            .store()
-            .read_log(LogQuery::after(after, page))
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        after = batch.next;
-        for stored in &batch.events {
-            match accounts.decode(stored).await? {
-                BankAccountEvent::Deposited(deposit) => cents += deposit.cents,
-                BankAccountEvent::Opened(_) => opened += 1,
-                _ => {}
-            }
-            events += 1;
+    let mut reader = LogReader::new(page);
+    while reader.next_page(accounts).await? {}
+    Ok(LogRead {
+        seconds: start.elapsed().as_secs_f64(),
+        ..reader.read
+    })
+}
+
+/// W4's read a page at a time (the codec comparison takes turns between its settings' logs).
+#[derive(Debug)]
+pub(super) struct LogReader {
+    after: Position,
+    page: usize,
+    /// What it read so far (`seconds` stays 0: the caller times).
+    pub(super) read: LogRead,
+}
+
+impl LogReader {
+    /// From the start of the log, in pages of `page` events.
+    pub(super) fn new(page: u64) -> Self {
+        Self {
+            after: Position::START,
+            page: usize::try_from(page.max(1)).unwrap_or(usize::MAX),
+            read: LogRead {
+                events: 0,
+                opened: 0,
+                cents: 0,
+                seconds: 0.0,
+            },
         }
     }
-    Ok(LogRead {
-        events,
-        opened,
-        cents,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+
+    /// Reads the next page and decodes every event in it; `false` at the end of the log.
+    pub(super) async fn next_page(&mut self, accounts: &Accounts) -> BenchResult<bool> {
+        let batch = accounts
+            .store()
+            .read_log(LogQuery::after(self.after, self.page))
+            .await?;
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        self.after = batch.next;
+        for stored in &batch.events {
+            match accounts.decode(stored).await? {
+                BankAccountEvent::Deposited(deposit) => self.read.cents += deposit.cents,
+                BankAccountEvent::Opened(_) => self.read.opened += 1,
+                _ => {}
+            }
+            self.read.events += 1;
+        }
+        Ok(true)
+    }
 }
 
 /// One deposit through load–decide–save, retrying on conflicts and counting them.
