@@ -14,14 +14,19 @@ pub(crate) fn nonce() -> [u8; NONCE_LEN] {
     Aes256Gcm::generate_nonce(&mut OsRng).into()
 }
 
-/// `plain` encrypted with `key` under `nonce`, bound to `associated` (ciphertext + 16-byte tag).
+/// The cipher of `key`, ready to seal and open (its key schedule computed).
+pub(crate) fn prepare(key: &[u8; 32]) -> Aes256Gcm {
+    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
+}
+
+/// `plain` encrypted with `cipher` under `nonce`, bound to `associated` (ciphertext + 16-byte
+/// tag).
 pub(crate) fn seal(
-    key: &[u8; 32],
+    cipher: &Aes256Gcm,
     nonce: &[u8; NONCE_LEN],
     associated: &[u8],
     plain: &[u8],
 ) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
     cipher
         .encrypt(
             Nonce::from_slice(nonce),
@@ -38,12 +43,11 @@ pub(crate) fn seal(
 /// The plaintext, or `None` if the ciphertext, its associated data or the key is not the one
 /// it was sealed with.
 pub(crate) fn open(
-    key: &[u8; 32],
+    cipher: &Aes256Gcm,
     nonce: &[u8; NONCE_LEN],
     associated: &[u8],
     sealed: &[u8],
 ) -> Option<Vec<u8>> {
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
     cipher
         .decrypt(
             Nonce::from_slice(nonce),
@@ -59,7 +63,7 @@ pub(crate) fn open(
 pub(crate) fn wrap(master: &[u8; 32], binding: &[u8], key: &[u8; 32]) -> Vec<u8> {
     let nonce = nonce();
     let mut wrapped = nonce.to_vec();
-    wrapped.extend_from_slice(&seal(master, &nonce, binding, key));
+    wrapped.extend_from_slice(&seal(&prepare(master), &nonce, binding, key));
     wrapped
 }
 
@@ -67,5 +71,7 @@ pub(crate) fn wrap(master: &[u8; 32], binding: &[u8], key: &[u8; 32]) -> Vec<u8>
 pub(crate) fn unwrap(master: &[u8; 32], binding: &[u8], wrapped: &[u8]) -> Option<[u8; 32]> {
     let (nonce, sealed) = wrapped.split_at_checked(NONCE_LEN)?;
     let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-    open(master, &nonce, binding, sealed)?.try_into().ok()
+    open(&prepare(master), &nonce, binding, sealed)?
+        .try_into()
+        .ok()
 }

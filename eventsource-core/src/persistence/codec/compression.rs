@@ -131,8 +131,21 @@ impl Algorithm {
             #[cfg(feature = "zstd")]
             Algorithm::Zstd(_) => {
                 use std::io::Read;
-                let decoder =
+                // A frame that says how long it is (ours all do) is refused before decoding.
+                if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(body)
+                    && declared > limit as u64
+                {
+                    return Err(EnvelopeError::TooLarge { declared, limit });
+                }
+                let mut decoder =
                     zstd::stream::read::Decoder::new(body).map_err(|e| corrupt(e.to_string()))?;
+                // A frame also names its window, which the decoder allocates before it writes a
+                // byte: without a bound, a dozen hostile bytes make it allocate zstd's own
+                // maximum (128 MiB), whatever the limit. No window beyond the limit is needed:
+                // the compressor sizes it to the payload.
+                decoder
+                    .window_log_max(window_log(limit))
+                    .map_err(|e| corrupt(e.to_string()))?;
                 let mut out = Vec::new();
                 let read = decoder
                     .take(limit as u64 + 1)
@@ -154,6 +167,14 @@ impl Algorithm {
             }),
         }
     }
+}
+
+/// The smallest window log (base-2 size) that holds `limit` bytes, within what zstd accepts
+/// (10 to 31).
+#[cfg(feature = "zstd")]
+fn window_log(limit: usize) -> u32 {
+    let bits = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    bits.clamp(10, 31)
 }
 
 #[cfg(test)]
@@ -220,6 +241,62 @@ mod tests {
         assert!(
             matches!(err, EnvelopeError::TooLarge { limit: 100, .. }),
             "{err}"
+        );
+        // Exactly at the limit, at the strongest level: its window fits.
+        let (algorithm, strongest) = Compression::zstd(22).compress(text.as_bytes()).unwrap();
+        assert_eq!(
+            algorithm.decompress(&strongest, text.len()).unwrap(),
+            text.as_bytes()
+        );
+    }
+
+    /// Found with the `payload_envelope` fuzz target under a malloc limit
+    /// (`-malloc_limit_mb=64`, which `fuzz/run` sets for it): a frame that declares no content
+    /// size and a 128 MiB window (and holds one raw byte) made the decoder allocate 128 MiB
+    /// under a 1 MiB limit. A window beyond the limit is refused now.
+    #[cfg(feature = "zstd")]
+    #[test]
+    fn zstd_refuses_a_window_beyond_the_limit_before_allocating_it() {
+        // A frame of one raw byte, its window 2^(10 + exponent) bytes.
+        let frame = |exponent: u8| {
+            [
+                0x28,
+                0xb5,
+                0x2f,
+                0xfd,          // magic
+                0x00,          // no content size, not single-segment, no checksum
+                exponent << 3, // window descriptor
+                0x09,
+                0x00,
+                0x00, // the last block, raw, 1 byte
+                b'A',
+            ]
+        };
+        let err = Algorithm::Zstd(0)
+            .decompress(&frame(17), 1 << 20)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EnvelopeError::Decompress {
+                    algorithm: "zstd",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A window the limit holds (1 MiB) is a valid frame.
+        assert_eq!(
+            Algorithm::Zstd(0).decompress(&frame(10), 1 << 20).unwrap(),
+            b"A"
+        );
+        assert_eq!(
+            (
+                window_log(1),
+                window_log(1 << 20),
+                window_log((1 << 20) + 1)
+            ),
+            (10, 20, 21)
         );
     }
 }

@@ -208,7 +208,7 @@ pub(crate) fn seal(
     header.extend_from_slice(key.subject.as_bytes());
     header.extend_from_slice(&key.key_id.to_be_bytes());
     header.extend_from_slice(&nonce);
-    let sealed = cipher::seal(&key.key.0, &nonce, &record.associated(&header), &body);
+    let sealed = cipher::seal(key.key.cipher(), &nonce, &record.associated(&header), &body);
     header.extend_from_slice(&sealed);
     header
 }
@@ -337,26 +337,30 @@ pub(crate) fn open(
     limit: usize,
 ) -> Result<Vec<u8>, EnvelopeError> {
     let body = &payload[header.len..];
-    let decrypted;
-    let body = match (header.key, key) {
-        (None, _) => body,
+    let decrypted = match (header.key, key) {
+        (None, _) => None,
         (Some((subject, key_id)), None) => {
             return Err(EnvelopeError::NoKeyStore { subject, key_id });
         }
         (Some((subject, key_id)), Some(key)) => {
             let associated = record.associated(&payload[..header.len]);
-            decrypted = cipher::open(&key.0, &header.nonce, &associated, body)
+            let decrypted = cipher::open(key.cipher(), &header.nonce, &associated, body)
                 .ok_or(EnvelopeError::Authentication { subject, key_id })?;
-            &decrypted[..]
+            Some(decrypted)
         }
     };
-    match header.compression {
-        None if body.len() > limit => Err(EnvelopeError::TooLarge {
-            declared: body.len() as u64,
+    let len = decrypted.as_ref().map_or(body.len(), Vec::len);
+    match (header.compression, decrypted) {
+        (None, _) if len > limit => Err(EnvelopeError::TooLarge {
+            declared: len as u64,
             limit,
         }),
-        None => Ok(body.to_vec()),
-        Some(algorithm) => algorithm.decompress(body, limit),
+        // Decrypted: the body is ours already, no copy.
+        (None, Some(decrypted)) => Ok(decrypted),
+        (None, None) => Ok(body.to_vec()),
+        (Some(algorithm), decrypted) => {
+            algorithm.decompress(decrypted.as_deref().unwrap_or(body), limit)
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{KeyInit, OsRng};
@@ -25,26 +25,50 @@ pub type KeyId = u32;
 pub const APPLICATION_SUBJECT: Uuid = Uuid::nil();
 
 /// A 256-bit data key. Its `Debug` shows no key material.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DataKey(pub(crate) [u8; 32]);
+///
+/// It keeps its cipher ready (the AES key schedule and the GHASH key), shared by its clones:
+/// preparing it costs about as much as decrypting a small payload, and every payload
+/// encrypted with the key would otherwise pay it again. It goes when the last clone does (the
+/// key cache drops its clones when a subject is forgotten).
+#[derive(Clone)]
+pub struct DataKey {
+    bytes: [u8; 32],
+    cipher: Arc<Aes256Gcm>,
+}
 
 impl DataKey {
     /// A fresh random key.
     pub fn generate() -> Self {
-        Self(Aes256Gcm::generate_key(OsRng).into())
+        Self::from_bytes(Aes256Gcm::generate_key(OsRng).into())
     }
 
     /// A key from its bytes (a key store reading its own storage).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        Self {
+            bytes,
+            cipher: Arc::new(cipher::prepare(&bytes)),
+        }
     }
 
     /// The key's bytes (a key store writing its own storage: wrap them first, see
     /// [`MasterKey::wrap`]).
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
+    }
+
+    /// The prepared cipher.
+    pub(crate) fn cipher(&self) -> &Aes256Gcm {
+        &self.cipher
     }
 }
+
+impl PartialEq for DataKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for DataKey {}
 
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -106,13 +130,13 @@ impl MasterKey {
     /// `key` encrypted for storage, bound to its subject and id (a wrapped key copied to
     /// another subject or id does not unwrap).
     pub fn wrap(&self, subject: Uuid, id: KeyId, key: &DataKey) -> Vec<u8> {
-        cipher::wrap(&self.0, &wrap_binding(subject, id), &key.0)
+        cipher::wrap(&self.0, &wrap_binding(subject, id), key.as_bytes())
     }
 
     /// The data key from its stored, wrapped form.
     pub fn unwrap(&self, subject: Uuid, id: KeyId, wrapped: &[u8]) -> Result<DataKey, KeyError> {
         cipher::unwrap(&self.0, &wrap_binding(subject, id), wrapped)
-            .map(DataKey)
+            .map(DataKey::from_bytes)
             .ok_or(KeyError::Unwrap { subject, id })
     }
 }
