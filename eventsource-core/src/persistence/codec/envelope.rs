@@ -221,7 +221,12 @@ pub(crate) fn seal_layer(record: &RecordRef<'_>, key: SealWith<'_>, inner: Vec<u
     header.extend_from_slice(key.subject.as_bytes());
     header.extend_from_slice(&key.key_id.to_be_bytes());
     header.extend_from_slice(&nonce);
-    let sealed = cipher::seal(&key.key.0, &nonce, &record.associated(&header), &inner);
+    let sealed = cipher::seal(
+        key.key.cipher(),
+        &nonce,
+        &record.associated(&header),
+        &inner,
+    );
     header.extend_from_slice(&sealed);
     header
 }
