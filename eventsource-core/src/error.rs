@@ -50,6 +50,21 @@ pub enum DecodeError {
         /// What the upcaster said.
         source: UpcastError,
     },
+    /// The record was encrypted with a data subject's key, which was deleted (the subject was
+    /// forgotten), and this event is not marked `#[event(personal)]` here, so it has no
+    /// forgotten value to decode as.
+    #[error(
+        "the data subject {subject} of event `{name}` was forgotten, but `{name}` is not marked `#[event(personal)]` here, so it has no forgotten value; mark it personal and handle `Forgotten<{name}>`"
+    )]
+    Forgotten {
+        /// The event name.
+        name: String,
+        /// The forgotten subject.
+        subject: Uuid,
+    },
+    /// The payload's envelope (its encoding, compression or encryption) could not be opened.
+    #[error(transparent)]
+    Envelope(#[from] crate::persistence::codec::EnvelopeError),
 }
 
 /// The error a function upcaster returns when a stored value can't be brought forward.
@@ -193,6 +208,11 @@ pub enum Error {
         /// Why it failed.
         source: CodecError,
     },
+    /// The key store that encrypts payloads failed (see
+    /// [`PayloadCodec::encrypt`](crate::persistence::codec::PayloadCodec::encrypt)). Nothing
+    /// was written.
+    #[error("the key store failed: {0}")]
+    Key(#[from] crate::persistence::codec::KeyError),
     /// The stream is not in the shape the store contract requires (for example a gap in versions).
     #[error("stream {stream} is inconsistent at version {version}: {message}")]
     Corrupt {

@@ -63,14 +63,18 @@
 //! ```
 //!
 //! ## Layers
-//! - [`domain`]: [`Event`], [`Aggregate`], [`Apply`], ids.
+//! - [`domain`]: [`Event`], [`Aggregate`], [`Apply`], ids, and personal data
+//!   ([`domain::personal`]: `#[event(personal)]` and the [`Forgotten`] values of forgotten
+//!   subjects).
 //! - [`application`]: the [`Repository`], the [`CommandContext`] stored with every event,
 //!   retries with [`Backoff`], the [`UnitOfWork`] across aggregate types; and the read side:
 //!   a [`Subscription`] follows the log as it grows, a [`Projection`] run by a [`Projector`]
 //!   keeps a read model (exactly once when it lives in the store's database; see
 //!   [`projection`]).
 //! - [`persistence`]: the stored records, [`Position`]s and [`LogPage`]s of the global log,
-//!   [`Codec`]s, the [`EventStore`] contract and the [`WakeUps`] stores send readers.
+//!   the [`EventStore`] contract and the [`WakeUps`] stores send readers; [`Codec`]s and the
+//!   [`PayloadCodec`](persistence::codec::PayloadCodec) that compresses and encrypts payloads
+//!   in self-describing envelopes (forgetting a person: [`application::forget`]).
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
 //! - [`guide`]: walks through one topic each; [`guide::evolution`] changes events and aggregates
@@ -106,6 +110,7 @@ pub use application::unit_of_work::{Handle, UnitOfWork, Work};
 pub use domain::aggregate::{Aggregate, Apply, SnapshotSettings, Snapshotted};
 pub use domain::event::{Event, EventEnum, IntoEvents, Payload, UpcastFn};
 pub use domain::id::{id_from_name, new_id};
+pub use domain::personal::{DataSubject, Forgotten, ForgottenRecord, NotPersonal};
 pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
 pub use persistence::codec::{Codec, Json};
 pub use persistence::position::Position;
@@ -157,9 +162,9 @@ pub mod prelude {
     pub use crate::projection::Handle;
     pub use crate::{
         Aggregate, Apply, BoxFuture, CommandContext, CommandError, Event, EventData, EventEnum,
-        EventStore, HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process, ProcessManager,
-        ProcessWork, Projection, Projector, Recorded, Repository, System, UnitOfWork, UpcastError,
-        Uuid, id_from_name,
+        EventStore, Forgotten, HandlerError, IntoEvents, Json, Loaded, MemoryStore, Process,
+        ProcessManager, ProcessWork, Projection, Projector, Recorded, Repository, System,
+        UnitOfWork, UpcastError, Uuid, id_from_name,
     };
 }
 
@@ -168,6 +173,12 @@ pub mod prelude {
 pub mod __private {
     pub use crate::domain::aggregate::{decode_snapshot_state, encode_snapshot_state};
     pub use crate::domain::event::decode_through_steps;
+    pub use crate::domain::personal::{
+        ApplyForgotten, DataSubject, Forgotten, ForgottenEvent, ForgottenRecord, NotPersonal,
+        SubjectId, forgotten_cannot_be_stored, forgotten_record,
+    };
+    pub use crate::process::ReactForgotten;
+    pub use crate::projection::HandleForgotten;
     pub use crate::registry::{AggregateRegistration, EventRegistration};
     pub use crate::schema::{DataShape, FieldShape};
     pub use core::convert::From;

@@ -98,6 +98,53 @@ pub fn decode_to_json(
     }
 }
 
+/// Decodes any stored event to JSON at its newest version, whatever its format, compression and
+/// encryption (its envelope says; `codec` brings the key store for encrypted ones): what a log
+/// viewer, an exporter or an admin tool shows. `Ok(None)` if its data subject was forgotten.
+///
+/// ```
+/// use eventsource_core::persistence::codec::{Format, MemoryKeyStore, PayloadCodec};
+/// use eventsource_core::prelude::*;
+/// use eventsource_core::{StreamRange, registry};
+/// use futures_util::TryStreamExt;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+/// #[event(name = "Shipped", version = 2, upcast(from = 1, with = add_carrier))]
+/// struct Shipped { parcel: String, carrier: String }
+///
+/// fn add_carrier(mut v: serde_json::Value) -> Result<serde_json::Value, UpcastError> {
+///     v["carrier"] = "post".into();
+///     Ok(v)
+/// }
+///
+/// #[derive(Aggregate, Default, Debug)]
+/// #[aggregate(events(Shipped))]
+/// struct Parcel;
+/// impl Apply<Shipped> for Parcel { fn apply(&mut self, _: &Shipped) {} }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let codec = PayloadCodec::new().format(Format::MessagePack).encrypt(MemoryKeyStore::new());
+/// let parcels = Repository::<Parcel, _>::new(MemoryStore::new()).codec(codec.clone());
+/// let id = parcels.create(Shipped { parcel: "p-1".into(), carrier: "van".into() }).await?;
+/// let stored: Vec<_> = parcels.store().read_stream(id, StreamRange::all()).try_collect().await?;
+/// assert_ne!(stored[0].payload.first(), Some(&b'{'));   // binary and encrypted
+/// let json = registry::decode_stored_to_json(&codec, &stored[0]).await.unwrap();
+/// assert_eq!(json, Some(serde_json::json!({"parcel": "p-1", "carrier": "van"})));
+/// # Ok::<_, eventsource_core::Error>(()) }).unwrap();
+/// ```
+pub async fn decode_stored_to_json(
+    codec: &crate::persistence::codec::PayloadCodec,
+    stored: &crate::persistence::record::StoredEvent,
+) -> Result<Option<serde_json::Value>, DecodeError> {
+    let Some(value) = codec.to_json(stored).await? else {
+        return Ok(None);
+    };
+    let bytes = serde_json::to_vec(&value)
+        .map_err(|e| DecodeError::Payload(crate::error::CodecError::new("json", e)))?;
+    decode_to_json(&stored.name, stored.schema_version, &bytes).map(Some)
+}
+
 /// One inconsistency in the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

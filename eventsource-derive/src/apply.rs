@@ -21,6 +21,19 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
             quote_spanned!(span_of(path)=> <Self as #krate::Apply<#path>>::apply(self, event));
         quote!(#enum_ident::#variant(event) => #call,)
     });
+    // A forgotten record goes to the listed event it was: `ApplyForgotten<E>` holds for every
+    // aggregate and event without personal data, so only a personal event needs an impl.
+    let forgotten = model.listing.events.iter().map(|e| {
+        let path = &e.path;
+        let call = quote_spanned! {span_of(path)=>
+            <Self as #krate::__private::ApplyForgotten<#path>>::apply_forgotten(self, record)
+        };
+        quote! {
+            if record.name == <#path as #krate::Event>::NAME {
+                return #call;
+            }
+        }
+    });
     let snapshot_items = snapshot::impl_items(model);
     let snapshot_marker = snapshot::marker(model);
     quote! {
@@ -32,6 +45,9 @@ pub(crate) fn expand(model: &AggregateModel) -> TokenStream {
             fn apply_event(&mut self, event: &#enum_ident) {
                 match event {
                     #(#arms)*
+                    #enum_ident::Forgotten(record) => {
+                        #(#forgotten)*
+                    }
                 }
             }
 

@@ -37,6 +37,8 @@ pub(crate) struct EventModel {
     pub(crate) aliases: Vec<Spanned<String>>,
     /// The stored shape, for the schema lock.
     pub(crate) stored: crate::shape::Stored,
+    /// `personal(...)`: the event holds a person's data, encrypted with their own key.
+    pub(crate) personal: Option<attr::Personal>,
 }
 
 /// A `#[derive(EventData)]` input: a struct or an enum stored inside events.
@@ -238,9 +240,14 @@ impl EventModel {
             ));
             false
         });
+        let personal = attrs.personal.map(|p| p.value);
+        if let Some(subject) = personal.as_ref().and_then(|p| p.subject.as_ref()) {
+            check_subject_field(cx, input, subject);
+        }
         EventModel {
             ident: input.ident.clone(),
             krate: Krate::resolve(cx, attrs.krate, &input.ident, "Event", "event"),
+            personal,
             name,
             version,
             chain,
@@ -248,6 +255,45 @@ impl EventModel {
             stored: crate::shape::of(cx, input, attr::EVENT),
             aliases,
         }
+    }
+}
+
+/// `personal(subject = field)` must name a field of the struct (its type is checked by the
+/// compiler: `SubjectId`).
+fn check_subject_field(cx: &Ctxt, input: &syn::DeriveInput, subject: &syn::Ident) {
+    let fields: Vec<String> = match &input.data {
+        syn::Data::Struct(syn::DataStruct {
+            fields: syn::Fields::Named(named),
+            ..
+        }) => named
+            .named
+            .iter()
+            .filter_map(|f| f.ident.as_ref().map(ToString::to_string))
+            .collect(),
+        _ => {
+            cx.error_spanned_by(
+                subject,
+                format!(
+                    "`personal(subject = {subject})` needs a struct with named fields, one of them the person's id; on `{}`, write `personal` to make the aggregate the subject",
+                    input.ident
+                ),
+            );
+            return;
+        }
+    };
+    if !fields.iter().any(|f| subject == f) {
+        cx.error_spanned_by(
+            subject,
+            format!(
+                "`personal(subject = {subject})`: `{}` has no field `{subject}`; its fields are {}",
+                input.ident,
+                fields
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
     }
 }
 

@@ -30,8 +30,11 @@ pub(crate) const SNAPSHOT_VERSION: &str = "snapshot_version";
 pub(crate) const CONTEXT: &str = "context";
 pub(crate) const OPAQUE: &str = "opaque";
 pub(crate) const ALIASES: &str = "aliases";
+pub(crate) const PERSONAL: &str = "personal";
+pub(crate) const SUBJECT: &str = "subject";
 
-const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, ALIASES, CRATE];
+const EVENT_KEYS: &[&str] = &[NAME, VERSION, UPCAST_FROM, UPCAST, ALIASES, PERSONAL, CRATE];
+const PERSONAL_KEYS: &[&str] = &[SUBJECT];
 const UPCAST_KEYS: &[&str] = &[FROM, WITH];
 const AGGREGATE_KEYS: &[&str] = &[
     EVENTS,
@@ -102,7 +105,16 @@ pub(crate) struct EventAttr {
     pub(crate) broken_step: bool,
     /// `aliases("Old", ...)`: names this event was stored under before it was renamed.
     pub(crate) aliases: Vec<Spanned<String>>,
+    /// `personal` or `personal(subject = field)`: the event holds a person's data.
+    pub(crate) personal: Option<Spanned<Personal>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
+}
+
+/// `personal(...)`: whose data the event holds.
+#[derive(Clone)]
+pub(crate) struct Personal {
+    /// `subject = field`: the field with the person's id; `None`: the aggregate's stream.
+    pub(crate) subject: Option<syn::Ident>,
 }
 
 /// `upcast(from = K, with = path)`.
@@ -201,6 +213,7 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
     let mut upcast_from = Once::new(cx, EVENT, UPCAST_FROM);
     let mut krate = Once::new(cx, EVENT, CRATE);
     let mut aliases = Once::new(cx, EVENT, ALIASES);
+    let mut personal = Once::new(cx, EVENT, PERSONAL);
     let mut upcasts = Vec::new();
     let mut broken_step = false;
     for_each_key(cx, attrs, EVENT, |key, meta| {
@@ -228,6 +241,11 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
                 let list = parse_aliases(cx, meta)?;
                 aliases.set(meta.path.span(), list);
             }
+            PERSONAL => {
+                if let Some(value) = parse_personal(cx, meta)? {
+                    personal.set(meta.path.span(), value);
+                }
+            }
             CRATE => {
                 let path = parse_crate(meta)?;
                 krate.set(meta.path.span(), path);
@@ -243,7 +261,54 @@ pub(crate) fn parse_event_attrs(cx: &Ctxt, attrs: &[syn::Attribute]) -> EventAtt
         upcasts,
         broken_step,
         aliases: aliases.get().map(|a| a.value).unwrap_or_default(),
+        personal: personal.get(),
         krate: krate.get(),
+    }
+}
+
+/// `personal` (a flag: the person is the aggregate's stream) or `personal(subject = field)`.
+fn parse_personal(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Personal>> {
+    if meta.input.peek(Token![=]) {
+        cx.error_spanned_by(
+            &meta.path,
+            "`personal` is a flag, or names the field with the person's id: write `personal` (the person is the aggregate) or `personal(subject = customer_id)`",
+        );
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    if !meta.input.peek(syn::token::Paren) {
+        return Ok(Some(Personal { subject: None }));
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let mut subject = Once::new(cx, PERSONAL, SUBJECT);
+    let mut unknown = false;
+    if !content.is_empty() {
+        let parser = syn::meta::parser(|inner| {
+            if inner.path.is_ident(SUBJECT) {
+                let field: syn::Ident = inner.value()?.parse()?;
+                subject.set(field.span(), field);
+                Ok(())
+            } else {
+                unknown = true;
+                unknown_key(cx, &inner, PERSONAL, PERSONAL_KEYS)
+            }
+        });
+        syn::parse::Parser::parse2(parser, content.parse::<proc_macro2::TokenStream>()?)?;
+    }
+    match subject.get() {
+        Some(field) => Ok(Some(Personal {
+            subject: Some(field.value),
+        })),
+        // The unknown key was reported, with a suggestion.
+        None if unknown => Ok(None),
+        None => {
+            cx.error_spanned_by(
+                &meta.path,
+                "`personal()` names no subject: write `personal` (the person is the aggregate) or `personal(subject = customer_id)`",
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -106,6 +106,16 @@ pub(crate) fn listing(cx: &Ctxt, model: &mut Listing) {
             );
             continue;
         }
+        if event.variant == "Forgotten" {
+            cx.error_spanned_by(
+                &event.path,
+                format!(
+                    "`{text}` would be the variant `Forgotten` of `{enum_name}`, which the derive keeps for events whose data subject was forgotten: import it under another name (`use {text} as ForgottenEvent;`) and list that",
+                    enum_name = model.event_enum,
+                ),
+            );
+            continue;
+        }
         if let Some(first) = by_variant.insert(event.variant.to_string(), text.clone()) {
             cx.error_spanned_by(
                 &event.path,

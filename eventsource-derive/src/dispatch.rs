@@ -13,10 +13,15 @@ use crate::ast::{Listing, span_of};
 /// `<Self as for_event(E)>::method(self, &__recorded, with)`, where `for_event` gives the trait
 /// for one listed event (`::eventsource_core::process::React<E>`) and `with` is the generated
 /// method's other parameter (`__work`).
+///
+/// A forgotten record (the `Forgotten` variant) goes to `forgotten.0`, the trait for the
+/// forgotten value of one listed event (`ReactForgotten<E>`), by its method `forgotten.1`: it is
+/// implemented for every event without personal data, so only a personal event needs an impl.
 pub(crate) fn by_event(
     listing: &Listing,
     for_event: impl Fn(&syn::Path) -> TokenStream,
     method: &str,
+    forgotten: (impl Fn(&syn::Path) -> TokenStream, &str),
     with: &str,
 ) -> TokenStream {
     let krate = &listing.krate;
@@ -40,10 +45,27 @@ pub(crate) fn by_event(
             }
         }
     });
+    let forgotten_arms = listing.events.iter().map(|e| {
+        let path = &e.path;
+        let for_event = (forgotten.0)(path);
+        let method = syn::Ident::new(forgotten.1, span_of(path));
+        let call = quote_spanned! {span_of(path)=>
+            <Self as #for_event>::#method(self, __rest, &__record, #with).await
+        };
+        quote! {
+            if __record.name == <#path as #krate::Event>::NAME {
+                return #call;
+            }
+        }
+    });
     quote! {
         let (__event, __rest) = #krate::__private::split_recorded(__recorded);
         match __event {
             #(#arms)*
+            #enum_ident::Forgotten(__record) => {
+                #(#forgotten_arms)*
+                #krate::__private::Result::Ok(())
+            }
         }
     }
 }

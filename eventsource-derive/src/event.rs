@@ -23,6 +23,7 @@ pub(crate) fn expand(model: &EventModel, lock: &EventLock) -> TokenStream {
     let track_lock = &lock.track;
     let oldest = upcast::oldest_version(model);
     let aliases = model.aliases.iter().map(|a| &a.value);
+    let personal = personal_items(model);
     // Spanned on the type's name, so a missing `Serialize`/`Deserialize` is reported there.
     let header = quote_spanned!(ident.span()=> impl #krate::Event for #ident);
     quote! {
@@ -33,6 +34,8 @@ pub(crate) fn expand(model: &EventModel, lock: &EventLock) -> TokenStream {
                 const VERSION: u32 = #version;
                 const OLDEST_VERSION: u32 = #oldest;
                 const ALIASES: &'static [&'static str] = &[#(#aliases),*];
+
+                #personal
 
                 fn decode_stored<__C: #krate::Codec>(
                     codec: &__C,
@@ -51,6 +54,33 @@ pub(crate) fn expand(model: &EventModel, lock: &EventLock) -> TokenStream {
     }
 }
 
+/// `type Forgotten` and, for a personal event, `data_subject`.
+fn personal_items(model: &EventModel) -> TokenStream {
+    let krate = &model.krate;
+    let private = quote!(#krate::__private);
+    let Some(personal) = &model.personal else {
+        return quote!(type Forgotten = #private::NotPersonal<Self>;);
+    };
+    let subject = match &personal.subject {
+        None => quote!(#private::DataSubject::Stream),
+        // Spanned on the field's name: a field that isn't a `Uuid` is reported there, with
+        // `SubjectId`'s message.
+        Some(field) => {
+            let read = quote_spanned!(field.span()=> #private::SubjectId::subject_id(&self.#field));
+            quote!(#private::DataSubject::Id(#read))
+        }
+    };
+    let in_field = personal.subject.is_some();
+    quote! {
+        type Forgotten = #private::Forgotten<Self>;
+        const SUBJECT_IN_FIELD: bool = #in_field;
+
+        fn data_subject(&self) -> #private::DataSubject {
+            #subject
+        }
+    }
+}
+
 /// What is emitted when the input has errors: an `Event` impl with the right name, so uses of
 /// the type elsewhere don't add errors of their own. It is never run: the crate fails to build.
 pub(crate) fn fallback(ident: &syn::Ident, krate: &Krate) -> TokenStream {
@@ -61,6 +91,7 @@ pub(crate) fn fallback(ident: &syn::Ident, krate: &Krate) -> TokenStream {
             impl #krate::Event for #ident {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = 1;
+                type Forgotten = #krate::__private::NotPersonal<Self>;
                 fn decode_stored<__C: #krate::Codec>(
                     _: &__C,
                     _: u32,

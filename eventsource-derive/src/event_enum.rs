@@ -51,6 +51,9 @@ pub(crate) fn expand(listing: &Listing) -> TokenStream {
         #derives
         #vis enum #enum_ident {
             #(#variants,)*
+            /// An event with personal data whose data subject was forgotten: its payload can't
+            /// be read any more (see `eventsource_core::domain::personal`).
+            Forgotten(#private::ForgottenRecord),
         }
 
         #unique_names
@@ -61,23 +64,52 @@ pub(crate) fn expand(listing: &Listing) -> TokenStream {
             #[automatically_derived]
             impl #krate::EventEnum for #enum_ident {
                 const NAMES: &'static [&'static str] = &[#(<#paths as #krate::Event>::NAME),*];
+                const PERSONAL: bool = false #(|| <<#paths as #krate::Event>::Forgotten as #private::ForgottenEvent>::PERSONAL)*;
+                const OTHER_SUBJECTS: bool = false #(|| <#paths as #krate::Event>::SUBJECT_IN_FIELD)*;
 
                 fn name(&self) -> &'static str {
                     match self {
                         #(#enum_ident::#idents(_) => <#paths as #krate::Event>::NAME,)*
+                        #enum_ident::Forgotten(record) => record.name,
+                    }
+                }
+
+                fn data_subject(&self) -> #private::DataSubject {
+                    match self {
+                        #(#enum_ident::#idents(event) => <#paths as #krate::Event>::data_subject(event),)*
+                        #enum_ident::Forgotten(record) => #private::DataSubject::Id(record.subject),
                     }
                 }
 
                 fn schema_version(&self) -> u32 {
                     match self {
                         #(#enum_ident::#idents(_) => <#paths as #krate::Event>::VERSION,)*
+                        #enum_ident::Forgotten(record) => record.schema_version,
                     }
                 }
 
                 fn encode<__C: #krate::Codec>(&self, codec: &__C) -> #private::Result<#private::Vec<u8>, #krate::CodecError> {
                     match self {
                         #(#enum_ident::#idents(event) => #krate::Payload::encode_payload(event, codec),)*
+                        #enum_ident::Forgotten(record) => #private::Result::Err(#private::forgotten_cannot_be_stored(record)),
                     }
+                }
+
+                fn forgotten(
+                    name: &str,
+                    schema_version: u32,
+                    subject: #krate::Uuid,
+                ) -> #private::Result<Self, #krate::DecodeError> {
+                    #(
+                        if #private::stored_as(name, <#paths as #krate::Event>::NAME, <#paths as #krate::Event>::ALIASES) {
+                            return #private::forgotten_record::<#paths>(schema_version, subject)
+                                .map(#enum_ident::Forgotten);
+                        }
+                    )*
+                    #private::Result::Err(#krate::DecodeError::UnknownEvent {
+                        name: ::std::borrow::ToOwned::to_owned(name),
+                        known: <[&'static str]>::to_vec(<Self as #krate::EventEnum>::NAMES),
+                    })
                 }
 
                 fn decode<__C: #krate::Codec>(
@@ -194,12 +226,17 @@ pub(crate) fn fallback(listing: &Listing) -> TokenStream {
             #[automatically_derived]
             impl #krate::EventEnum for #enum_ident {
                 const NAMES: &'static [&'static str] = &[];
+                const PERSONAL: bool = false;
                 fn name(&self) -> &'static str { match *self {} }
+                fn data_subject(&self) -> #krate::__private::DataSubject { match *self {} }
                 fn schema_version(&self) -> u32 { match *self {} }
                 fn encode<__C: #krate::Codec>(&self, _: &__C) -> #krate::__private::Result<#krate::__private::Vec<u8>, #krate::CodecError> {
                     match *self {}
                 }
                 fn decode<__C: #krate::Codec>(_: &__C, _: &str, _: u32, _: &[u8]) -> #krate::__private::Result<Self, #krate::DecodeError> {
+                    ::core::unreachable!()
+                }
+                fn forgotten(_: &str, _: u32, _: #krate::Uuid) -> #krate::__private::Result<Self, #krate::DecodeError> {
                     ::core::unreachable!()
                 }
             }

@@ -13,6 +13,10 @@ pub(crate) fn expand(model: &ProcessModel) -> TokenStream {
         &model.listing,
         |event| quote!(#krate::process::React<#event>),
         "react",
+        (
+            |event: &syn::Path| quote!(#krate::__private::ReactForgotten<#event>),
+            "react_forgotten",
+        ),
         "__work",
     );
     impl_process(model, &body)

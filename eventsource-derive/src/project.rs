@@ -15,6 +15,10 @@ pub(crate) fn expand(model: &ProjectionModel) -> TokenStream {
         &model.listing,
         |event| quote!(#krate::projection::Handle<#event, #context>),
         "handle",
+        (
+            |event: &syn::Path| quote!(#krate::__private::HandleForgotten<#event, #context>),
+            "handle_forgotten",
+        ),
         "__cx",
     );
     impl_projection(model, &body)

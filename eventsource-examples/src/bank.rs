@@ -8,13 +8,15 @@
 
 use std::time::Duration;
 
-use eventsource_core::Codec;
 use eventsource_core::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// An account was opened.
+/// An account was opened. It names the owner, so it is personal data: with encryption on it is
+/// encrypted with the account's own key, and once its owner is forgotten it decodes as
+/// `Forgotten<Opened>` (see [`BankAccount::forgettable`]).
 #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(personal)]
 pub struct Opened {
     /// Who owns it.
     pub owner: String,
@@ -168,6 +170,18 @@ impl Apply<Opened> for BankAccount {
     }
 }
 
+/// What an account's state keeps once its owner's data is forgotten: who owned it and in which
+/// currency are gone with the `Opened` event; only a closed account may be forgotten, so
+/// nothing needs them any more.
+impl Apply<Forgotten<Opened>> for BankAccount {
+    fn apply(&mut self, _: &Forgotten<Opened>) {
+        FORGOTTEN_OWNER.clone_into(&mut self.owner);
+    }
+}
+
+/// The owner an account shows once its owner's data was forgotten.
+pub const FORGOTTEN_OWNER: &str = "(forgotten)";
+
 impl Apply<Deposited> for BankAccount {
     fn apply(&mut self, event: &Deposited) {
         self.balance = self.balance.saturating_add(event.cents);
@@ -247,6 +261,9 @@ pub enum BankError {
     /// The account was never opened.
     #[error("there is no such account")]
     NoSuchAccount,
+    /// The owner of an open account can't be forgotten: close the account first.
+    #[error("the account is still open: close it before forgetting its owner")]
+    StillOpen,
 }
 
 /// Formats cents as `12.34`.
@@ -286,6 +303,15 @@ impl BankAccount {
     fn open(&self) -> Result<(), BankError> {
         if self.closed {
             return Err(BankError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Whether the owner's data may be forgotten: only once the account is closed (a bank keeps
+    /// what it needs to run an open account; the request waits until it is closed).
+    pub fn forgettable(&self) -> Result<(), BankError> {
+        if !self.closed {
+            return Err(BankError::StillOpen);
         }
         Ok(())
     }
@@ -403,8 +429,8 @@ impl BankAccount {
 /// append, or neither does. The decision awaits the limits service; on a version conflict (a
 /// concurrent command moved either account) the whole unit runs again on fresh state, with the
 /// repository's attempts and backoff.
-pub async fn transfer<S: EventStore, C: Codec>(
-    accounts: &Repository<BankAccount, S, C>,
+pub async fn transfer<S: EventStore>(
+    accounts: &Repository<BankAccount, S>,
     limits: &TransferLimits,
     from: Uuid,
     to: Uuid,

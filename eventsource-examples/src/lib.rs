@@ -8,6 +8,10 @@ pub mod transfers;
 
 use std::sync::Arc;
 
+use eventsource_core::persistence::codec::{
+    Compression, KeyStore, MasterKey, MemoryKeyStore, PayloadCodec,
+};
+use eventsource_core::stores::sqlite::SqliteKeyStore;
 use eventsource_core::{EventStore, MemoryStore, Result, SqliteStore};
 
 /// A store opened from a URL, still as its own type: what a program needs to keep a read model
@@ -50,6 +54,26 @@ impl OpenedStore {
             return Ok(Self::Sqlite(SqliteStore::connect(url).await?));
         }
         Ok(Self::Sqlite(SqliteStore::open(url).await?))
+    }
+
+    /// The codec the demo and the benchmark write with: with a master key, payloads are
+    /// compressed (LZ4) and encrypted, with keys kept by the store's own key store (wrapped by
+    /// `master`; in memory for the memory store); without one, plain JSON.
+    pub fn codec(&self, master: Option<MasterKey>) -> PayloadCodec {
+        let Some(master) = master else {
+            return PayloadCodec::new();
+        };
+        let keys: Arc<dyn KeyStore> = match self {
+            Self::Memory(_) => Arc::new(MemoryKeyStore::new()),
+            Self::Sqlite(store) => Arc::new(SqliteKeyStore::new(store, master)),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => Arc::new(
+                eventsource_core::stores::postgres::PostgresKeyStore::new(store, master),
+            ),
+        };
+        PayloadCodec::new()
+            .compress(Compression::lz4())
+            .encrypt_with(keys)
     }
 
     /// The same store behind the [`EventStore`] trait, for code that works on any store.

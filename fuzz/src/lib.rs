@@ -6,6 +6,8 @@
 
 use eventsource_core::EventEnum;
 
+pub mod payload;
+
 pub use eventsource_examples::bank::{
     BankAccount as Account, Deposited, DepositedV2, Opened, TransferSent, Withdrawn,
 };

@@ -101,7 +101,7 @@ async fn build(store: &Arc<dyn EventStore>, length: u64) -> Uuid {
             .append(AppendBatch::single(
                 id,
                 version,
-                repo.encode(&events).unwrap(),
+                repo.encode(id, version, &events).await.unwrap(),
             ))
             .await
             .unwrap();

@@ -117,6 +117,9 @@ mod broken {
         async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
             self.0.save_snapshot(snapshot).await
         }
+        async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+            self.0.delete_snapshots(stream_id).await
+        }
         async fn load_snapshot(
             &self,
             stream_id: Uuid,
@@ -153,6 +156,9 @@ mod broken {
         }
         async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
             self.0.save_snapshot(snapshot).await
+        }
+        async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+            self.0.delete_snapshots(stream_id).await
         }
         async fn load_snapshot(
             &self,

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use eventsource_core::persistence::codec::{KeyStore, MasterKey};
 use eventsource_core::stores::postgres::tokio_postgres::{self, NoTls};
-use eventsource_core::stores::postgres::{PostgresOptions, PostgresStore};
+use eventsource_core::stores::postgres::{PostgresKeyStore, PostgresOptions, PostgresStore};
 use eventsource_core::testing::conformance;
 use eventsource_core::{
     AppendBatch, Error, EventStore, LogQuery, NewEvent, Position, Snapshot, StoredEvent,
@@ -107,8 +108,9 @@ async fn migrations_are_idempotent_and_race_free() {
 }
 
 /// A schema written by the first release (version 1: no tickets table, no event ids, no
-/// categories) is migrated on connect: its events read as before, with no category and a stable
-/// id derived from their stream and version, and `append_in` works.
+/// categories, no data keys) is migrated on connect: its events read as before, with no
+/// category and a stable id derived from their stream and version, `append_in` works, and it
+/// takes a key store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_schema_is_upgraded_on_connect() {
     let Some(mut server) = Server::start().await else {
@@ -134,6 +136,7 @@ async fn a_version_1_schema_is_upgraded_on_connect() {
         .admin
         .batch_execute(&format!(
             "DROP TABLE \"{schema}\".events_tickets; \
+             DROP TABLE \"{schema}\".events_data_keys; \
              DROP INDEX \"{schema}\".events_by_category; \
              ALTER TABLE \"{schema}\".events DROP COLUMN event_id, DROP COLUMN category; \
              DELETE FROM \"{schema}\".eventsource_migrations WHERE version > 1"
@@ -154,7 +157,7 @@ async fn a_version_1_schema_is_upgraded_on_connect() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     // Version 1 stored neither ids nor categories: the old events read as before, without a
     // category and with the id derived from their stream and version.
     let expected: Vec<StoredEvent> = before
@@ -185,6 +188,11 @@ async fn a_version_1_schema_is_upgraded_on_connect() {
     assert_eq!(log[..3], old[..], "the old events are untouched");
     assert_eq!((log[3].version, log[3].position), (4, last));
     assert_eq!((log[3].id, log[3].category.as_str()), (new_id, "Counter"));
+    // Version 4 added the data keys: the upgraded schema keeps keys.
+    let keys = PostgresKeyStore::new(&upgraded, MasterKey::generate());
+    let subject = Uuid::now_v7();
+    let (key_id, key) = keys.current_key(subject).await.unwrap();
+    assert_eq!(keys.keys(subject).await.unwrap().get(key_id), Some(&key));
     server.finish().await;
 }
 

@@ -193,7 +193,9 @@ async fn each_listed_event_reaches_its_reaction_and_causes_its_events_once() {
         .expect("invoice history");
     assert_eq!(invoiced.len(), 1);
     let invoiced = &invoiced[0];
-    let InvoiceEvent::InvoiceIssued(issued) = &invoiced.event;
+    let InvoiceEvent::InvoiceIssued(issued) = &invoiced.event else {
+        panic!("expected an invoice, got {:?}", invoiced.event)
+    };
     assert_eq!(issued, &InvoiceIssued { order, cents: 250 });
     assert_eq!(invoiced.causation_id(), Some(placed.id));
     assert_eq!(invoiced.correlation_id(), placed.correlation_id());
@@ -205,7 +207,9 @@ async fn each_listed_event_reaches_its_reaction_and_causes_its_events_once() {
         .expect("shipment history");
     assert_eq!(shipped.len(), 1);
     let shipped = &shipped[0];
-    let ShipmentEvent::ShipmentRequested(requested) = &shipped.event;
+    let ShipmentEvent::ShipmentRequested(requested) = &shipped.event else {
+        panic!("expected a shipment, got {:?}", shipped.event)
+    };
     assert_eq!(requested, &ShipmentRequested { order });
     assert_eq!(shipped.causation_id(), Some(paid.id));
     assert_eq!(shipped.correlation_id(), paid.correlation_id());

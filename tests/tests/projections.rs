@@ -682,9 +682,14 @@ async fn a_postgres_projection_waits_for_a_held_appender_and_skips_nothing() {
     let mut held = raw.transaction().await.unwrap();
     let held_id = Uuid::now_v7();
     let encoded = accounts
-        .encode(&[AccountEvent::from(Opened {
-            owner: "held".into(),
-        })])
+        .encode(
+            held_id,
+            0,
+            &[AccountEvent::from(Opened {
+                owner: "held".into(),
+            })],
+        )
+        .await
         .unwrap();
     let held_position = store
         .append_in(

@@ -139,7 +139,7 @@ async fn stream_of(store: &Store, events: u64) -> Uuid {
     let rest: Vec<_> = (1..events)
         .map(|_| TallyEvent::from(Added { n: 1 }))
         .collect();
-    let encoded = repo.encode(&rest).unwrap();
+    let encoded = repo.encode(id, 1, &rest).await.unwrap();
     if !encoded.is_empty() {
         store
             .append(AppendBatch::single(id, 1, encoded))
@@ -363,6 +363,9 @@ impl EventStore for NoSnapshotWrites {
             "the snapshot table is full",
         ))
     }
+    async fn delete_snapshots(&self, stream_id: Uuid) -> eventsource_core::Result<u64> {
+        self.0.delete_snapshots(stream_id).await
+    }
     async fn load_snapshot(
         &self,
         id: Uuid,
@@ -476,7 +479,10 @@ async fn the_cache_is_bounded_and_works_with_snapshots() {
             .append(AppendBatch::single(
                 id,
                 10,
-                repo2.encode(&[TallyEvent::from(Added { n: 1 })]).unwrap(),
+                repo2
+                    .encode(id, 10, &[TallyEvent::from(Added { n: 1 })])
+                    .await
+                    .unwrap(),
             ))
             .await
             .unwrap();

@@ -1,10 +1,13 @@
 //! A SQLite file written by the previous release (schema version 1: no event ids, no
 //! categories) opens with this one: the migration adds the columns and the category index, the
-//! old events read back unchanged with a stable id and no category, and new events get both.
+//! old events read back unchanged with a stable id and no category, and new events get both;
+//! the data keys table is added too, so the upgraded file takes a key store.
 //!
 //! The version-1 tables below are that release's DDL, verbatim, so the test does not depend on
 //! this build's own migrations to produce an "old" file.
 
+use eventsource_core::persistence::codec::{KeyStore, MasterKey};
+use eventsource_core::stores::sqlite::SqliteKeyStore;
 use eventsource_core::{
     AppendBatch, EventStore, LogQuery, NewEvent, Position, SqliteStore, StreamRange, Uuid,
     legacy_event_id,
@@ -133,5 +136,11 @@ async fn a_version_1_file_upgrades_and_reads_every_old_event() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+
+    // Schema version 4 added the data keys: the upgraded file keeps keys.
+    let keys = SqliteKeyStore::new(&again, MasterKey::generate());
+    let subject = Uuid::now_v7();
+    let (id, key) = keys.current_key(subject).await.unwrap();
+    assert_eq!(keys.keys(subject).await.unwrap().get(id), Some(&key));
 }

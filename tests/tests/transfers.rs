@@ -978,6 +978,7 @@ async fn check_log<S: EventStore + Clone + 'static>(
         if stored.category == <BankAccount as Aggregate>::NAME {
             let event = account_repo
                 .decode(&stored)
+                .await
                 .expect("decode an account event");
             let ledger = ledgers
                 .get_mut(&stream)
@@ -1031,6 +1032,7 @@ async fn check_log<S: EventStore + Clone + 'static>(
         } else if stored.category == <MoneyTransfer as Aggregate>::NAME {
             let event = transfer_repo
                 .decode(&stored)
+                .await
                 .expect("decode a transfer event");
             let trail = trails.entry(stream).or_default();
             match event {
@@ -1190,6 +1192,9 @@ async fn check_log<S: EventStore + Clone + 'static>(
                 }
             }
             MoneyTransferEvent::TransferRequested(_) => unreachable!("sorted out above"),
+            MoneyTransferEvent::Forgotten(record) => {
+                panic!("{label}: {id} ends in a forgotten event: {record:?}")
+            }
         }
         // Whatever reached the process after an account was closed sees it closed.
         if let Some(at) = ledgers[&request.from].closed_at

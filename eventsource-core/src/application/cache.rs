@@ -22,6 +22,8 @@ pub(crate) trait StateCache<A>: Send + Sync {
     fn version(&self, id: Uuid) -> Option<u64>;
     /// Forgets a stream.
     fn remove(&self, id: Uuid);
+    /// Forgets every stream.
+    fn clear(&self);
     /// How many streams are cached.
     fn len(&self) -> usize;
     /// At most how many streams are cached.
@@ -128,6 +130,12 @@ impl<A: Clone + Send + Sync> StateCache<A> for LruCache<A> {
         if let Some(entry) = lru.entries.remove(&id) {
             lru.by_use.remove(&entry.tick);
         }
+    }
+
+    fn clear(&self) {
+        let mut lru = self.lock();
+        lru.entries.clear();
+        lru.by_use.clear();
     }
 
     fn len(&self) -> usize {

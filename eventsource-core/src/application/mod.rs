@@ -6,6 +6,7 @@
 mod cache;
 pub mod claim;
 pub mod context;
+pub mod forget;
 pub mod process;
 pub mod projection;
 pub mod repository;

@@ -11,8 +11,15 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use crate::domain::aggregate::Aggregate;
-use crate::persistence::codec::Codec;
+use std::ops::ControlFlow;
+
+use crate::domain::event::EventEnum;
+use crate::error::CodecError;
+use crate::persistence::codec::{
+    APPLICATION_SUBJECT, Format, Json, MessagePack, PayloadCodec, Pending, RecordKind, RecordRef,
+};
 use crate::persistence::record::Snapshot;
+use crate::persistence::record::StreamRange;
 use crate::persistence::store::EventStore;
 
 /// Whether a save that moved a stream from `old` to `new` crossed a multiple of `every`.
@@ -36,15 +43,16 @@ pub(crate) enum Found<A> {
 }
 
 /// The newest usable snapshot of `id` at or below `at_or_below`.
-pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
+pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
     store: &S,
-    codec: &C,
+    codec: &PayloadCodec,
     id: Uuid,
     at_or_below: Option<u64>,
 ) -> Found<A> {
     let Some(settings) = A::SNAPSHOTS else {
         return Found::Nothing;
     };
+
     let snapshot = match store.load_snapshot(id, at_or_below).await {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => return Found::Nothing,
@@ -83,7 +91,39 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
         );
         return Found::Unusable;
     }
-    match A::decode_snapshot(codec, &snapshot.state) {
+    let open = || codec.open_snapshot(id, version, A::NAME, settings.fingerprint, &snapshot.state);
+    // Each layer may need a subject's keys: load them as they are asked for, each once.
+    let mut loaded: Vec<Uuid> = Vec::new();
+    let opened = loop {
+        match open() {
+            Err(Pending::NeedsKeys(named)) if !loaded.contains(&named) => {
+                if let Err(error) = codec.load_keys([named]).await {
+                    tracing::warn!(
+                        aggregate = A::NAME, stream = %id, version, subject = %named, %error,
+                        "cannot read a key of the snapshot; replaying from the events"
+                    );
+                    return Found::Unusable;
+                }
+                loaded.push(named);
+            }
+            Err(Pending::NeedsKeys(named)) => {
+                break Err(crate::error::DecodeError::Payload(CodecError::new(
+                    "snapshot",
+                    format!("the key of subject {named} is not in the key store"),
+                )));
+            }
+            Err(Pending::Failed(error)) => break Err(error),
+            Ok(opened) => break Ok(opened),
+        }
+    };
+    let decoded = match opened {
+        // Its subject was forgotten: the state held their data, replay gives what is left.
+        Ok(None) => return Found::Unusable,
+        Ok(Some((Format::Json, body))) => A::decode_snapshot(&Json, &body),
+        Ok(Some((Format::MessagePack, body))) => A::decode_snapshot(&MessagePack, &body),
+        Err(error) => Some(Err(CodecError::new("snapshot", error))),
+    };
+    match decoded {
         Some(Ok(state)) => Found::Usable { version, state },
         Some(Err(error)) => {
             tracing::warn!(
@@ -96,15 +136,80 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
     }
 }
 
-/// The snapshot of `state` at `version`, or `None` if the aggregate keeps no snapshots.
-pub(crate) fn encode<A: Aggregate, C: Codec>(
-    codec: &C,
+/// The subjects other than the stream's own whose data `A`'s state at `version` may hold (its
+/// `personal(subject = field)` events name them; their envelopes say so in the clear), with
+/// their keys loaded: a snapshot is sealed once more for each, so forgetting any of them makes
+/// it unreadable. Empty unless `A` has such events and payloads are encrypted. Reads the
+/// stream's records up to `version` (only when a snapshot is written).
+pub(crate) async fn other_subjects<A: Aggregate, S: EventStore + ?Sized>(
+    store: &S,
+    codec: &PayloadCodec,
+    id: Uuid,
+    version: u64,
+) -> crate::Result<Vec<Uuid>> {
+    if !<A::Event as EventEnum>::OTHER_SUBJECTS || codec.key_store().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut others: Vec<Uuid> = Vec::new();
+    store
+        .visit_stream(id, StreamRange::all().to(version), &mut |stored| {
+            if let Some(subject) = PayloadCodec::subject_of(&stored.payload)
+                && subject != id
+                && subject != APPLICATION_SUBJECT
+                && !others.contains(&subject)
+            {
+                others.push(subject);
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+    codec.load_keys_for_writing(others.iter().copied()).await?;
+    Ok(others)
+}
+
+/// Loads the key a snapshot of `A` in stream `id` is encrypted with: the stream's own if the
+/// aggregate has personal events (forgetting the stream's subject then loses its snapshots
+/// too), else the application's.
+pub(crate) async fn load_key<A: Aggregate>(
+    codec: &PayloadCodec,
+    id: Uuid,
+) -> Result<(), crate::persistence::codec::KeyError> {
+    let subject = if <A::Event as EventEnum>::PERSONAL {
+        id
+    } else {
+        APPLICATION_SUBJECT
+    };
+    codec.load_keys_for_writing([subject]).await
+}
+
+/// The snapshot of `state` at `version` (its keys loaded by [`load_key`] and
+/// [`other_subjects`]), or `None` if the aggregate keeps no snapshots.
+pub(crate) fn encode<A: Aggregate>(
+    codec: &PayloadCodec,
     id: Uuid,
     version: u64,
     state: &A,
+    others: &[Uuid],
 ) -> Option<crate::Result<Snapshot>> {
     let settings = A::SNAPSHOTS?;
-    let encoded = state.encode_snapshot(codec)?;
+    let encoded = match codec.written_format() {
+        Format::Json => state.encode_snapshot(&Json)?,
+        Format::MessagePack => state.encode_snapshot(&MessagePack)?,
+    };
+    // The stream's own key if the aggregate has personal events, else the application's.
+    let subject = if <A::Event as EventEnum>::PERSONAL {
+        id
+    } else {
+        APPLICATION_SUBJECT
+    };
+    let record = RecordRef {
+        kind: RecordKind::Snapshot,
+        stream_id: id,
+        version,
+        name: A::NAME,
+        schema: settings.fingerprint,
+    };
+    let encoded = encoded.and_then(|body| codec.seal_snapshot(&record, subject, others, body));
     Some(
         encoded
             .map(|bytes| Snapshot {
@@ -123,14 +228,31 @@ pub(crate) fn encode<A: Aggregate, C: Codec>(
 }
 
 /// Writes a snapshot, logging (not returning) a failure: the events are already safe.
-pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized, C: Codec>(
+pub(crate) async fn write_best_effort<A: Aggregate, S: EventStore + ?Sized>(
     store: &S,
-    codec: &C,
+    codec: &PayloadCodec,
     id: Uuid,
     version: u64,
     state: &A,
 ) {
-    let result = match encode(codec, id, version, state) {
+    let others = match other_subjects::<A, S>(store, codec, id, version).await {
+        Ok(others) => others,
+        Err(error) => {
+            tracing::warn!(
+                aggregate = A::NAME, stream = %id, version, %error,
+                "cannot find whose data the snapshot holds; the events are saved, loads replay them instead"
+            );
+            return;
+        }
+    };
+    if let Err(error) = load_key::<A>(codec, id).await {
+        tracing::warn!(
+            aggregate = A::NAME, stream = %id, version, %error,
+            "cannot get the snapshot's key; the events are saved, loads replay them instead"
+        );
+        return;
+    }
+    let result = match encode(codec, id, version, state, &others) {
         None => return,
         Some(Ok(snapshot)) => store.save_snapshot(snapshot).await,
         Some(Err(error)) => Err(error),

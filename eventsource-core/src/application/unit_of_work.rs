@@ -22,13 +22,13 @@ use uuid::Uuid;
 
 use super::context::CommandContext;
 use super::repository::load::load;
-use super::repository::{CommandError, Loaded, encode};
+use super::repository::{CommandError, Loaded, encode, subjects};
 use super::retry::{Backoff, RetryPolicy};
 use super::snapshot;
 use crate::domain::aggregate::Aggregate;
 use crate::domain::event::IntoEvents;
 use crate::error::{Error, Result};
-use crate::persistence::codec::{Codec, Json};
+use crate::persistence::codec::PayloadCodec;
 use crate::persistence::position::Position;
 use crate::persistence::record::{AppendBatch, Metadata, StreamAppend, Tracking};
 use crate::persistence::store::EventStore;
@@ -90,13 +90,13 @@ use crate::persistence::store::EventStore;
 /// assert_eq!(store.stream_version(order).await?, 1);
 /// # Ok::<_, eventsource_core::Error>(()) }).unwrap();
 /// ```
-pub struct UnitOfWork<'r, S, C = Json> {
+pub struct UnitOfWork<'r, S> {
     store: &'r S,
-    codec: &'r C,
+    codec: PayloadCodec,
     retry: RetryPolicy,
 }
 
-impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for UnitOfWork<'_, S, C> {
+impl<S: fmt::Debug> fmt::Debug for UnitOfWork<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnitOfWork")
             .field("store", &self.store)
@@ -106,21 +106,21 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for UnitOfWork<'_, S, C> {
     }
 }
 
-impl<'r, S: EventStore> UnitOfWork<'r, S, Json> {
-    /// A unit of work over `store` with JSON payloads and the default [`RetryPolicy`].
+impl<'r, S: EventStore> UnitOfWork<'r, S> {
+    /// A unit of work over `store` writing plain JSON payloads, with the default
+    /// [`RetryPolicy`].
     pub fn new(store: &'r S) -> Self {
-        Self::with_codec(store, &Json)
-    }
-}
-
-impl<'r, S: EventStore, C: Codec> UnitOfWork<'r, S, C> {
-    /// A unit of work over `store`, encoding payloads with `codec`.
-    pub fn with_codec(store: &'r S, codec: &'r C) -> Self {
         Self {
             store,
-            codec,
+            codec: PayloadCodec::default(),
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// How payloads are written: format, compression, encryption (see [`PayloadCodec`]).
+    pub fn codec(mut self, codec: PayloadCodec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// How many times the unit is tried before it gives up on conflicts (at least 1).
@@ -150,13 +150,17 @@ impl<'r, S: EventStore, C: Codec> UnitOfWork<'r, S, C> {
     /// the work: `|work| Box::pin(async move { … })`.
     pub async fn run<T, E, F>(&self, mut body: F) -> Result<T, CommandError<E>>
     where
-        F: for<'w> FnMut(&'w mut Work<'r, S, C>) -> BoxFuture<'w, Result<T, CommandError<E>>>,
+        F: for<'w> FnMut(&'w mut Work<'r, S>) -> BoxFuture<'w, Result<T, CommandError<E>>>,
     {
         let context = CommandContext::for_command();
         let metadata = context.to_metadata();
         let mut attempt = 1;
         loop {
-            let mut work = Work::new(self.store, self.codec, WorkState::new(metadata.clone()));
+            let mut work = Work::new(
+                self.store,
+                self.codec.clone(),
+                WorkState::new(metadata.clone()),
+            );
             let value = context.clone().enter(body(&mut work)).await?;
             match work.commit(None).await {
                 Ok(_) => return Ok(value),
@@ -175,18 +179,18 @@ impl<'r, S: EventStore, C: Codec> UnitOfWork<'r, S, C> {
 /// [`load`](Self::load) and [`load_or_default`](Self::load_or_default) return a [`Handle`];
 /// read the aggregate with `work[handle]` (a [`Loaded`]) and record events with
 /// [`record`](Self::record).
-pub struct Work<'r, S: ?Sized, C = Json> {
+pub struct Work<'r, S: ?Sized> {
     store: &'r S,
-    codec: &'r C,
-    state: WorkState<S, C>,
+    codec: PayloadCodec,
+    state: WorkState<S>,
 }
 
 /// What a [`Work`] holds apart from its store and codec: the loaded aggregates, and the
 /// metadata each recorded event is written with. A process keeps it between the reactions of
 /// one batch.
-pub(crate) struct WorkState<S: ?Sized, C> {
+pub(crate) struct WorkState<S: ?Sized> {
     serial: u64,
-    slots: Vec<Entry<S, C>>,
+    slots: Vec<Entry<S>>,
     /// The metadata of the events recorded so far, one per context the work ran in (one for a
     /// unit of work; one per upstream event for a process).
     contexts: Vec<Metadata>,
@@ -194,12 +198,12 @@ pub(crate) struct WorkState<S: ?Sized, C> {
 
 /// A loaded aggregate, and for each of its pending events the index of its metadata in
 /// [`WorkState::contexts`].
-struct Entry<S: ?Sized, C> {
-    slot: Box<dyn Slot<S, C>>,
+struct Entry<S: ?Sized> {
+    slot: Box<dyn Slot<S>>,
     contexts: Vec<usize>,
 }
 
-impl<S: ?Sized, C> fmt::Debug for Work<'_, S, C> {
+impl<S: ?Sized> fmt::Debug for Work<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         for entry in &self.state.slots {
@@ -250,7 +254,7 @@ impl<A: Aggregate> fmt::Debug for Handle<A> {
 /// one of this work's.
 static WORKS: AtomicU64 = AtomicU64::new(1);
 
-impl<S: ?Sized, C> WorkState<S, C> {
+impl<S: ?Sized> WorkState<S> {
     /// An empty work whose events are written with `metadata` until
     /// [`Work::enter_context`] says otherwise.
     pub(crate) fn new(metadata: Metadata) -> Self {
@@ -262,8 +266,8 @@ impl<S: ?Sized, C> WorkState<S, C> {
     }
 }
 
-impl<'r, S: EventStore + ?Sized, C: Codec> Work<'r, S, C> {
-    pub(crate) fn new(store: &'r S, codec: &'r C, state: WorkState<S, C>) -> Self {
+impl<'r, S: EventStore + ?Sized> Work<'r, S> {
+    pub(crate) fn new(store: &'r S, codec: PayloadCodec, state: WorkState<S>) -> Self {
         Self {
             store,
             codec,
@@ -273,7 +277,7 @@ impl<'r, S: EventStore + ?Sized, C: Codec> Work<'r, S, C> {
 
     /// The loaded aggregates and pending events, taken out (to be put back in a later `Work`
     /// over the same store with [`new`](Self::new)).
-    pub(crate) fn into_state(self) -> WorkState<S, C> {
+    pub(crate) fn into_state(self) -> WorkState<S> {
         self.state
     }
 
@@ -310,7 +314,7 @@ impl<'r, S: EventStore + ?Sized, C: Codec> Work<'r, S, C> {
                 requested: A::NAME,
             });
         }
-        let loaded = load::<A, S, C>(self.store, self.codec, None, id, None).await?;
+        let loaded = load::<A, S>(self.store, &self.codec, None, id, None).await?;
         self.state.slots.push(Entry {
             slot: Box::new(loaded),
             contexts: Vec::new(),
@@ -365,9 +369,16 @@ impl<'r, S: EventStore + ?Sized, C: Codec> Work<'r, S, C> {
     /// there was nothing to append).
     pub(crate) async fn commit(&mut self, tracking: Option<Tracking>) -> Result<Option<Position>> {
         let mut batch = AppendBatch::default();
+        let subjects: Vec<Uuid> = self
+            .state
+            .slots
+            .iter()
+            .flat_map(|entry| entry.slot.subjects())
+            .collect();
+        self.codec.load_keys_for_writing(subjects).await?;
         for entry in &self.state.slots {
             let metadata = |event: usize| &self.state.contexts[entry.contexts[event]];
-            if let Some(append) = entry.slot.append(self.codec, &metadata)? {
+            if let Some(append) = entry.slot.append(&self.codec, &metadata)? {
                 batch.streams.push(append);
             }
         }
@@ -377,14 +388,14 @@ impl<'r, S: EventStore + ?Sized, C: Codec> Work<'r, S, C> {
         }
         let position = self.store.append(batch).await?;
         for entry in &mut self.state.slots {
-            entry.slot.saved(self.store, self.codec).await;
+            entry.slot.saved(self.store, &self.codec).await;
             entry.contexts.clear();
         }
         Ok(Some(position))
     }
 }
 
-impl<A: Aggregate, S: EventStore + ?Sized, C: Codec> Index<Handle<A>> for Work<'_, S, C> {
+impl<A: Aggregate, S: EventStore + ?Sized> Index<Handle<A>> for Work<'_, S> {
     type Output = Loaded<A>;
 
     /// # Panics
@@ -407,25 +418,27 @@ fn foreign_handle(aggregate: &str, stream: Uuid) -> ! {
 }
 
 /// A loaded aggregate of some type, as the work keeps it.
-trait Slot<S: ?Sized, C>: Send + Sync {
+trait Slot<S: ?Sized>: Send + Sync {
     fn stream(&self) -> Uuid;
     fn aggregate(&self) -> &'static str;
     fn version(&self) -> u64;
     fn pending_len(&self) -> usize;
+    /// The data subjects whose keys encrypt the pending events.
+    fn subjects(&self) -> Vec<Uuid>;
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// The append of the pending events, if any; `metadata(i)` is the metadata of the `i`th.
     fn append<'m>(
         &self,
-        codec: &C,
+        codec: &PayloadCodec,
         metadata: &dyn Fn(usize) -> &'m Metadata,
     ) -> Result<Option<StreamAppend>>;
     /// After a successful append: marks the events saved, and snapshots if the derive's policy
     /// says so.
-    fn saved<'a>(&'a mut self, store: &'a S, codec: &'a C) -> BoxFuture<'a, ()>;
+    fn saved<'a>(&'a mut self, store: &'a S, codec: &'a PayloadCodec) -> BoxFuture<'a, ()>;
 }
 
-impl<A: Aggregate, S: EventStore + ?Sized, C: Codec> Slot<S, C> for Loaded<A> {
+impl<A: Aggregate, S: EventStore + ?Sized> Slot<S> for Loaded<A> {
     fn stream(&self) -> Uuid {
         self.id
     }
@@ -438,6 +451,9 @@ impl<A: Aggregate, S: EventStore + ?Sized, C: Codec> Slot<S, C> for Loaded<A> {
     fn pending_len(&self) -> usize {
         self.pending.len()
     }
+    fn subjects(&self) -> Vec<Uuid> {
+        subjects::<A>(self.id, &self.pending).collect()
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -446,7 +462,7 @@ impl<A: Aggregate, S: EventStore + ?Sized, C: Codec> Slot<S, C> for Loaded<A> {
     }
     fn append<'m>(
         &self,
-        codec: &C,
+        codec: &PayloadCodec,
         metadata: &dyn Fn(usize) -> &'m Metadata,
     ) -> Result<Option<StreamAppend>> {
         if self.pending.is_empty() {
@@ -456,10 +472,10 @@ impl<A: Aggregate, S: EventStore + ?Sized, C: Codec> Slot<S, C> for Loaded<A> {
             stream_id: self.id,
             category: A::NAME.to_owned(),
             expected_version: self.version,
-            events: encode::<A, C>(codec, &self.pending, metadata)?,
+            events: encode::<A>(codec, self.id, self.version, &self.pending, metadata)?,
         }))
     }
-    fn saved<'a>(&'a mut self, store: &'a S, codec: &'a C) -> BoxFuture<'a, ()> {
+    fn saved<'a>(&'a mut self, store: &'a S, codec: &'a PayloadCodec) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if self.pending.is_empty() {
                 return;

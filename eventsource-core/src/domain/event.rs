@@ -3,6 +3,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use uuid::Uuid;
+
+use crate::domain::personal::{DataSubject, ForgottenEvent};
 use crate::error::{CodecError, DecodeError, UpcastError};
 use crate::persistence::codec::Codec;
 
@@ -51,6 +54,21 @@ pub trait Event: Payload + Send + Sync + 'static {
     /// A record stored under one of them at schema version N decodes as this event's version
     /// N, through its upcaster chain; new records are always written under [`Event::NAME`].
     const ALIASES: &'static [&'static str] = &[];
+
+    /// What this event decodes as once its data subject is forgotten:
+    /// [`Forgotten<Self>`](crate::Forgotten) for an event marked `#[event(personal)]`,
+    /// [`NotPersonal<Self>`](crate::NotPersonal) (which never happens) for the rest. See
+    /// [`domain::personal`](crate::domain::personal).
+    type Forgotten: ForgottenEvent;
+
+    /// Whether the event names its data subject in a field (`#[event(personal(subject = f))]`):
+    /// then an aggregate's state built from it holds another person's data.
+    const SUBJECT_IN_FIELD: bool = false;
+
+    /// Whose personal data this event holds, which decides the key it is encrypted with.
+    fn data_subject(&self) -> DataSubject {
+        DataSubject::None
+    }
 
     /// Decodes a payload stored at `schema_version`, upcasting it to this version.
     fn decode_stored<C: Codec>(
@@ -106,8 +124,19 @@ pub trait EventEnum: Sized + Send + Sync + 'static {
     /// The stored names of the events, in the order they were listed.
     const NAMES: &'static [&'static str];
 
+    /// Whether any of these events holds personal data (is marked `#[event(personal)]`).
+    const PERSONAL: bool;
+
+    /// Whether any of these events holds the data of a subject named in a field (not the
+    /// stream's own): a snapshot of the state could hold other people's data, which forgetting
+    /// them could not reach, so such aggregates take no snapshots while payloads are encrypted.
+    const OTHER_SUBJECTS: bool = false;
+
     /// This event's stored name.
     fn name(&self) -> &'static str;
+
+    /// Whose personal data this event holds (see [`Event::data_subject`]).
+    fn data_subject(&self) -> DataSubject;
 
     /// This event's schema version.
     fn schema_version(&self) -> u32;
@@ -122,6 +151,12 @@ pub trait EventEnum: Sized + Send + Sync + 'static {
         schema_version: u32,
         payload: &[u8],
     ) -> Result<Self, DecodeError>;
+
+    /// The value of a stored event whose data subject was forgotten (its key deleted): the
+    /// `Forgotten` variant, if `name` is one of these events and is marked personal. Fails with
+    /// [`DecodeError::UnknownEvent`] for a name this enum doesn't know, and with
+    /// [`DecodeError::Forgotten`] for an event that is not (or no longer) marked personal.
+    fn forgotten(name: &str, schema_version: u32, subject: Uuid) -> Result<Self, DecodeError>;
 }
 
 /// What a command may return: one event, several, or none.

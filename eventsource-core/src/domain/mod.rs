@@ -3,3 +3,4 @@
 pub mod aggregate;
 pub mod event;
 pub mod id;
+pub mod personal;

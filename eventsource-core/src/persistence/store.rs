@@ -91,6 +91,10 @@ pub trait EventStore: Send + Sync {
         at_or_below: Option<u64>,
     ) -> Result<Option<Snapshot>>;
 
+    /// Deletes every snapshot of a stream (its data subject was forgotten, say). Returns how
+    /// many were deleted.
+    async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64>;
+
     /// The last position recorded for a tracker (0 if it has none).
     async fn tracking_position(&self, tracker: &str) -> Result<Position>;
 
@@ -139,6 +143,9 @@ macro_rules! forward_event_store {
             at_or_below: Option<u64>,
         ) -> Result<Option<Snapshot>> {
             (**self).load_snapshot(stream_id, at_or_below).await
+        }
+        async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+            (**self).delete_snapshots(stream_id).await
         }
         async fn tracking_position(&self, tracker: &str) -> Result<Position> {
             (**self).tracking_position(tracker).await

@@ -300,6 +300,14 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+        let mut inner = self.write();
+        Ok(inner
+            .snapshots
+            .remove(&stream_id)
+            .map_or(0, |snapshots| snapshots.len() as u64))
+    }
+
     async fn load_snapshot(
         &self,
         stream_id: Uuid,

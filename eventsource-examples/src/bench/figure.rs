@@ -129,7 +129,11 @@ impl Figure {
 
 /// Which raw figure a figure of ours is set beside.
 fn raw_partner(figure: &Figure) -> Option<&'static str> {
-    if figure.variant.starts_with("raw") || figure.history.is_some() {
+    // A codec comparison's figure is set beside its plain setting instead (`ratio_to_plain`).
+    if figure.variant.starts_with("raw")
+        || figure.variant.starts_with(super::codecs::VARIANT_PREFIX)
+        || figure.history.is_some()
+    {
         return None;
     }
     match (figure.workload, figure.variant.as_str()) {
@@ -141,7 +145,7 @@ fn raw_partner(figure: &Figure) -> Option<&'static str> {
 }
 
 /// `12345678.9` as `12,345,679`.
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

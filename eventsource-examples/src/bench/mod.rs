@@ -21,6 +21,7 @@
 //! and, for SQLite and PostgreSQL, the raw engine in the same run (see [`raw`]).
 
 pub mod account;
+pub mod codecs;
 pub mod figure;
 pub mod process;
 pub mod raw;
@@ -254,10 +255,15 @@ pub struct BenchStore {
     pub opened: OpenedStore,
     /// The raw engine beside it (none for memory).
     pub raw: Option<raw::RawEngine>,
+    /// How it was asked for (a sibling store is opened from it).
+    spec: StoreSpec,
     /// Files to remove afterwards.
     files: Vec<PathBuf>,
     /// A directory to remove afterwards (the bench's temporary directory).
     dir: Option<PathBuf>,
+    /// A PostgreSQL schema to drop afterwards (a sibling store's: URL and schema), where no raw
+    /// engine drops it.
+    schema_to_drop: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for BenchStore {
@@ -266,6 +272,7 @@ impl std::fmt::Debug for BenchStore {
             .field("name", &self.name)
             .field("opened", &self.opened)
             .field("raw", &self.raw)
+            .field("spec", &self.spec)
             .field("files", &self.files)
             .field("dir", &self.dir)
             .finish_non_exhaustive()
@@ -351,6 +358,7 @@ impl From<BenchError> for OpenError {
 impl BenchStore {
     fn new(
         name: &'static str,
+        spec: &StoreSpec,
         opened: OpenedStore,
         raw: Option<raw::RawEngine>,
         files: Vec<PathBuf>,
@@ -361,8 +369,10 @@ impl BenchStore {
             store: opened.events(),
             opened,
             raw,
+            spec: spec.clone(),
             files,
             dir,
+            schema_to_drop: None,
         }
     }
 
@@ -372,12 +382,13 @@ impl BenchStore {
         match spec {
             StoreSpec::Memory => Ok(Self::new(
                 "memory",
+                spec,
                 OpenedStore::Memory(Arc::new(eventsource_core::MemoryStore::new())),
                 None,
                 Vec::new(),
                 None,
             )),
-            StoreSpec::Sqlite(url) => Self::open_sqlite(url.as_deref())
+            StoreSpec::Sqlite(url) => Self::open_sqlite(spec, url.as_deref())
                 .await
                 .map_err(OpenError::Failed),
             #[cfg(feature = "postgres")]
@@ -389,7 +400,7 @@ impl BenchStore {
         }
     }
 
-    async fn open_sqlite(url: Option<&str>) -> BenchResult<Self> {
+    async fn open_sqlite(spec: &StoreSpec, url: Option<&str>) -> BenchResult<Self> {
         use eventsource_core::{SqliteOptions, Synchronous};
         let (options, dir) = match url {
             Some(url) => (SqliteOptions::from_url(url)?, None),
@@ -426,6 +437,7 @@ impl BenchStore {
         let raw = raw::RawSqlite::open(raw_file, path.clone(), synchronous)?;
         Ok(Self::new(
             "sqlite",
+            spec,
             OpenedStore::Sqlite(store),
             Some(raw::RawEngine::Sqlite(raw)),
             path.into_iter().collect(),
@@ -456,11 +468,117 @@ impl BenchStore {
         };
         Ok(Self::new(
             "postgres",
+            &StoreSpec::Postgres(url.to_owned()),
             OpenedStore::Postgres(store),
             Some(raw::RawEngine::Postgres(raw)),
             Vec::new(),
             None,
         ))
+    }
+
+    /// A fresh, empty store of the same kind as this one, without a raw engine, for a
+    /// comparison that needs a log of its own (the codec comparison, see [`codecs`]). `label`
+    /// (letters, digits, `-`) tells it apart: memory opens a new store, SQLite a file
+    /// `<file>.<label>.db` beside this one's (with the same URL parameters), PostgreSQL a schema
+    /// `bench_<pid>_<label>`. [`clean_up`](Self::clean_up) removes it.
+    pub async fn open_sibling(&self, label: &str) -> BenchResult<Self> {
+        match &self.spec {
+            StoreSpec::Memory => Ok(Self::new(
+                "memory",
+                &self.spec,
+                OpenedStore::Memory(Arc::new(eventsource_core::MemoryStore::new())),
+                None,
+                Vec::new(),
+                None,
+            )),
+            StoreSpec::Sqlite(url) => {
+                use eventsource_core::SqliteOptions;
+                let options = match url {
+                    // Beside the file (the query parameters kept); `sqlite::memory:` is new anyway.
+                    Some(url) => {
+                        let (base, query) = match url.split_once('?') {
+                            Some((base, query)) => (base, format!("?{query}")),
+                            None => (url.as_str(), String::new()),
+                        };
+                        let options = SqliteOptions::from_url(url)?;
+                        match options.path() {
+                            Some(_) => {
+                                SqliteOptions::from_url(&format!("{base}.{label}.db{query}"))?
+                            }
+                            None => options,
+                        }
+                    }
+                    None => {
+                        let main = self.files.first().ok_or("the SQLite store has no file")?;
+                        let mut name = main.as_os_str().to_owned();
+                        name.push(format!(".{label}.db"));
+                        SqliteOptions::file(PathBuf::from(name))
+                    }
+                };
+                let path = options.path().map(PathBuf::from);
+                if let Some(path) = &path
+                    && path.exists()
+                {
+                    return Err(format!(
+                        "{} exists; the bench needs a fresh database for its `{label}` comparison",
+                        path.display()
+                    )
+                    .into());
+                }
+                let store = options.open().await?;
+                Ok(Self::new(
+                    "sqlite",
+                    &self.spec,
+                    OpenedStore::Sqlite(store),
+                    None,
+                    path.into_iter().collect(),
+                    None,
+                ))
+            }
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(url) => {
+                use eventsource_core::stores::postgres::PostgresOptions;
+                let schema = format!("bench_{}_{}", std::process::id(), label.replace('-', "_"));
+                let store = PostgresOptions::new(url)
+                    .schema(&schema)
+                    .notify(postgres_notify())
+                    .connect()
+                    .await?;
+                let mut sibling = Self::new(
+                    "postgres",
+                    &self.spec,
+                    OpenedStore::Postgres(store),
+                    None,
+                    Vec::new(),
+                    None,
+                );
+                sibling.schema_to_drop = Some((url.clone(), schema));
+                Ok(sibling)
+            }
+            #[cfg(not(feature = "postgres"))]
+            StoreSpec::Postgres(_) => {
+                Err("this bench was built without the `postgres` feature".into())
+            }
+        }
+    }
+
+    /// The size of the SQLite database (its pages in use, the WAL's committed pages included),
+    /// or `None` for another store or an in-memory database.
+    pub fn database_bytes(&self) -> BenchResult<Option<u64>> {
+        let Some(path) = self.files.first() else {
+            return Ok(None);
+        };
+        let connection = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let pragma = |name: &str| -> rusqlite::Result<u64> {
+            let value: i64 =
+                connection.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))?;
+            Ok(value.max(0).unsigned_abs())
+        };
+        let in_use = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        Ok(Some(in_use * pragma("page_size")?))
     }
 
     /// Removes what the run created: the temporary files, or the PostgreSQL schema.
@@ -471,6 +589,7 @@ impl BenchStore {
             raw,
             files,
             dir,
+            schema_to_drop,
             ..
         } = self;
         drop(store);
@@ -479,6 +598,15 @@ impl BenchStore {
         if let Some(raw::RawEngine::Postgres(raw)) = &raw {
             raw.drop_schema().await?;
         }
+        #[cfg(feature = "postgres")]
+        if let Some((url, schema)) = schema_to_drop {
+            raw::connect_postgres(&url)
+                .await?
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await?;
+        }
+        #[cfg(not(feature = "postgres"))]
+        drop(schema_to_drop);
         drop(raw);
         for file in files {
             raw::remove_sqlite_files(&file);

@@ -593,6 +593,10 @@ impl<S: EventStore> EventStore for Probe<S> {
         self.store.save_snapshot(snapshot).await
     }
 
+    async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+        self.store.delete_snapshots(stream_id).await
+    }
+
     async fn load_snapshot(
         &self,
         stream_id: Uuid,

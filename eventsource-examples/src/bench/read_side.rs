@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventsource_core::projection::{Handle, HandlerError, Projector};
-use eventsource_core::{EventStore, Position, Projection, Recorded, Uuid, new_id};
+use eventsource_core::{EventStore, Forgotten, Position, Projection, Recorded, Uuid, new_id};
 use tokio::time::MissedTickBehavior;
 
 use super::figure::Figure;
@@ -32,6 +32,18 @@ pub struct Balances {
 
 impl Handle<Opened> for Balances {
     async fn handle(&mut self, event: &Recorded<Opened>, _: &mut ()) -> Result<(), HandlerError> {
+        self.cents.entry(event.stream_id).or_default();
+        self.events += 1;
+        Ok(())
+    }
+}
+
+impl Handle<Forgotten<Opened>> for Balances {
+    async fn handle(
+        &mut self,
+        event: &Recorded<Forgotten<Opened>>,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         self.cents.entry(event.stream_id).or_default();
         self.events += 1;
         Ok(())
@@ -60,6 +72,17 @@ pub struct Arrivals {
 
 impl Handle<Opened> for Arrivals {
     async fn handle(&mut self, event: &Recorded<Opened>, _: &mut ()) -> Result<(), HandlerError> {
+        self.handled.push((event.position, Instant::now()));
+        Ok(())
+    }
+}
+
+impl Handle<Forgotten<Opened>> for Arrivals {
+    async fn handle(
+        &mut self,
+        event: &Recorded<Forgotten<Opened>>,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         self.handled.push((event.position, Instant::now()));
         Ok(())
     }

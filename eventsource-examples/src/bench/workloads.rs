@@ -12,7 +12,7 @@ use eventsource_core::{
 use super::account::Balance;
 use super::figure::Figure;
 use super::raw::RawRow;
-use super::{BenchResult, BenchStore, Report, Sizes, Workload, process, read_side, rss};
+use super::{BenchResult, BenchStore, Report, Sizes, Workload, codecs, process, read_side, rss};
 use crate::bank::{BankAccount, BankAccountEvent, Deposited, Opened};
 
 /// The repository the bench drives.
@@ -43,7 +43,7 @@ pub(super) fn check(what: &str, actual: u64, expected: u64) -> BenchResult<()> {
     }
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
+pub(super) fn median(mut values: Vec<Duration>) -> Duration {
     if values.is_empty() {
         return Duration::ZERO;
     }
@@ -51,18 +51,20 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-/// Runs the chosen workloads on one store, in order, and the raw engine beside them.
+/// Runs the chosen workloads on one store, in order, and the raw engine beside them; then, with
+/// `codecs`, the codec comparison of the chosen ones of W2, W3 and W4 (see [`codecs`]).
 pub async fn run(
     target: &mut BenchStore,
     sizes: &Sizes,
     only: &[Workload],
+    codecs: bool,
     report: &mut Report,
 ) -> BenchResult<()> {
     let name = target.name;
     let store = Arc::clone(&target.store);
     let accounts = Accounts::new(Arc::clone(&store));
     let wanted = |w: Workload| only.is_empty() || only.contains(&w);
-    let row = raw_row(&accounts)?;
+    let row = raw_row(&accounts).await?;
     // Events this run has put in the global log, so W4 knows what to expect.
     let mut logged: u64 = 0;
 
@@ -179,12 +181,17 @@ pub async fn run(
             .ok_or("W8: no W2 figure to set it beside")?;
         process::w8(target, sizes, w2_per_second, report).await?;
     }
+    if codecs {
+        codecs::run(target, sizes, wanted, report).await?;
+    }
     Ok(())
 }
 
 /// The row the raw engine inserts: a `Deposited` exactly as the repository encodes it.
-fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
-    let encoded = accounts.encode(&[BankAccountEvent::from(deposited())])?;
+async fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
+    let encoded = accounts
+        .encode(Uuid::nil(), 0, &[BankAccountEvent::from(deposited())])
+        .await?;
     let event = encoded
         .into_iter()
         .next()
@@ -292,6 +299,14 @@ where
     Ok(events)
 }
 
+/// W2's events for one new account: `Opened`, then deposits, `per` in all.
+pub(super) fn w2_events(per: u64) -> Vec<BankAccountEvent> {
+    let mut events: Vec<BankAccountEvent> = Vec::with_capacity(per as usize);
+    events.push(opened().into());
+    events.extend((1..per).map(|_| BankAccountEvent::from(deposited())));
+    events
+}
+
 /// W2: `aggregates` new accounts, each created with one save of `events` events.
 async fn w2(
     store: &str,
@@ -303,10 +318,7 @@ async fn w2(
     let per = sizes.w2_events.max(1);
     let start = Instant::now();
     for _ in 0..sizes.w2_aggregates {
-        let mut events: Vec<BankAccountEvent> = Vec::with_capacity(per as usize);
-        events.push(opened().into());
-        events.extend((1..per).map(|_| BankAccountEvent::from(deposited())));
-        accounts.create_with_id(new_id(), events).await?;
+        accounts.create_with_id(new_id(), w2_events(per)).await?;
     }
     let seconds = start.elapsed().as_secs_f64();
     report.push(
@@ -333,9 +345,10 @@ pub(super) async fn write_stream(
     Ok(account.id())
 }
 
-/// Replays `id` on a fresh repository (no cache, no snapshot) and checks the result.
-async fn replay(store: &Arc<dyn EventStore>, id: Uuid, events: u64) -> BenchResult<Duration> {
-    let cold = Accounts::new(Arc::clone(store));
+/// Replays `id` on a fresh repository (no cache, no snapshot) with the codec of `accounts`
+/// (whose clones share its key cache) and checks the result.
+pub(super) async fn replay(accounts: &Accounts, id: Uuid, events: u64) -> BenchResult<Duration> {
+    let cold = Accounts::new(Arc::clone(accounts.store())).codec(accounts.payload_codec().clone());
     let start = Instant::now();
     let account = cold.get(id).await?;
     let elapsed = start.elapsed();
@@ -360,7 +373,7 @@ async fn w3(
     rss::reset_peak();
     let mut runs = Vec::new();
     for _ in 0..sizes.w3_runs.max(1) {
-        runs.push(replay(accounts.store(), id, events).await?);
+        runs.push(replay(accounts, id, events).await?);
     }
     let seconds = median(runs).as_secs_f64();
     report.push(
@@ -387,7 +400,7 @@ async fn w3_large(
     let baseline = rss::current_kib();
     let baseline_anon = rss::anon_kib();
     let sampler = rss::Sampler::start();
-    let seconds = replay(accounts.store(), id, events).await?.as_secs_f64();
+    let seconds = replay(accounts, id, events).await?.as_secs_f64();
     let (sampled, sampled_anon) = sampler.finish();
     // With a reset peak, VmHWM is exact; the sampler is the fallback (and a cross-check).
     let peak = if reset {
@@ -457,34 +470,59 @@ pub(super) struct LogRead {
 
 /// W4's read: the whole global log in pages of `page`, decoding every event.
 pub(super) async fn read_log(accounts: &Accounts, page: u64) -> BenchResult<LogRead> {
-    let page = usize::try_from(page.max(1)).unwrap_or(usize::MAX);
     let start = Instant::now();
-    let (mut after, mut events) = (Position::START, 0_u64);
-    let (mut opened, mut cents) = (0_u64, 0_u64);
-    loop {
-        let batch = accounts
-            .store()
-            .read_log(LogQuery::after(after, page))
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        after = batch.next;
-        for stored in &batch.events {
-            match accounts.decode(stored)? {
-                BankAccountEvent::Deposited(deposit) => cents += deposit.cents,
-                BankAccountEvent::Opened(_) => opened += 1,
-                _ => {}
-            }
-            events += 1;
+    let mut reader = LogReader::new(page);
+    while reader.next_page(accounts).await? {}
+    Ok(LogRead {
+        seconds: start.elapsed().as_secs_f64(),
+        ..reader.read
+    })
+}
+
+/// W4's read a page at a time (the codec comparison takes turns between its settings' logs).
+#[derive(Debug)]
+pub(super) struct LogReader {
+    after: Position,
+    page: usize,
+    /// What it read so far (`seconds` stays 0: the caller times).
+    pub(super) read: LogRead,
+}
+
+impl LogReader {
+    /// From the start of the log, in pages of `page` events.
+    pub(super) fn new(page: u64) -> Self {
+        Self {
+            after: Position::START,
+            page: usize::try_from(page.max(1)).unwrap_or(usize::MAX),
+            read: LogRead {
+                events: 0,
+                opened: 0,
+                cents: 0,
+                seconds: 0.0,
+            },
         }
     }
-    Ok(LogRead {
-        events,
-        opened,
-        cents,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+
+    /// Reads the next page and decodes every event in it; `false` at the end of the log.
+    pub(super) async fn next_page(&mut self, accounts: &Accounts) -> BenchResult<bool> {
+        let batch = accounts
+            .store()
+            .read_log(LogQuery::after(self.after, self.page))
+            .await?;
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        self.after = batch.next;
+        for stored in &batch.events {
+            match accounts.decode(stored).await? {
+                BankAccountEvent::Deposited(deposit) => self.read.cents += deposit.cents,
+                BankAccountEvent::Opened(_) => self.read.opened += 1,
+                _ => {}
+            }
+            self.read.events += 1;
+        }
+        Ok(true)
+    }
 }
 
 /// One deposit through load–decide–save, retrying on conflicts and counting them.

@@ -6,7 +6,9 @@
 //! cargo run -p eventsource-examples --bin bank -- --store postgres://postgres@127.0.0.1:5432/test
 //! ```
 //! The store can also be set with `EVENTSOURCE_STORE`. Run it twice: the second run continues
-//! from what the first one stored.
+//! from what the first one stored. With `EVENTSOURCE_MASTER_KEY` (64 hex digits, e.g. from
+//! `openssl rand -hex 32`) new events are compressed and encrypted, with keys kept in the
+//! store's own database, and the demo forgets a customer (crypto-shredding).
 // Amounts are in cents and written as euros_cents (`100_00` is 100.00).
 #![allow(clippy::inconsistent_digit_grouping)]
 
@@ -14,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use eventsource_core::persistence::codec::{MasterKey, PayloadCodec};
 use eventsource_core::prelude::*;
 use eventsource_core::{
     AppendBatch, Claims, Error, LogQuery, NewEvent, Position, Recorded, id_from_name,
@@ -90,13 +93,20 @@ fn store_url() -> Result<String, String> {
 async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     say!("eventsource bank demo — store: {url}\n");
     let store = OpenedStore::open(url).await?;
-    let accounts: Accounts = Repository::new(store.events());
+    let master = match std::env::var("EVENTSOURCE_MASTER_KEY") {
+        Ok(hex) => Some(MasterKey::from_hex(&hex)?),
+        Err(_) => None,
+    };
+    let encrypted = master.is_some();
+    let codec = store.codec(master);
+    say!("Payloads: {codec}\n");
+    let accounts: Accounts = Repository::new(store.events()).codec(codec.clone());
 
     // 0. The read side: a projection follows the log live and keeps every account's balance
     //    and statement. On SQLite and PostgreSQL they are tables in the store's own database,
     //    written in the projection's transaction with its tracking position, so it resumes
     //    where the last run stopped; on the memory store, a map rebuilt at each start.
-    let mut statements = ReadSide::start(&store).await?;
+    let mut statements = ReadSide::start(&store, codec.clone()).await?;
 
     // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
     //    name (UUID v5), so every run finds the same streams.
@@ -176,16 +186,22 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     }
     match &store {
         OpenedStore::Memory(store) => {
-            transfers_as_a_process(store.clone(), ada, bob, carol).await?
+            transfers_as_a_process(store.clone(), &codec, ada, bob, carol).await?
         }
         OpenedStore::Sqlite(store) => {
-            transfers_as_a_process(store.clone(), ada, bob, carol).await?
+            transfers_as_a_process(store.clone(), &codec, ada, bob, carol).await?
         }
         #[cfg(feature = "postgres")]
         OpenedStore::Postgres(store) => {
-            transfers_as_a_process(store.clone(), ada, bob, carol).await?
+            transfers_as_a_process(store.clone(), &codec, ada, bob, carol).await?
         }
     }
+
+    // 5b. Forgetting a customer (crypto-shredding): Carol closed her account and asks to be
+    //     forgotten. Her `Opened` holds her name, encrypted with a key of her own; deleting the
+    //     key makes it decode as `Forgotten<Opened>` everywhere, while her balance history and
+    //     everyone else's events stay.
+    forget_carol(&accounts, carol, encrypted).await?;
 
     // 6. History: every event of Ada's account, decoded, with the context it was written in.
     say!("\nAda's history (correlation id, actor):");
@@ -271,16 +287,51 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
 /// Runs the `transfers` process live, requests one transfer that completes (Ada to Bob) and one
 /// that is compensated (Ada to Carol, whose account is closed), waits until the process has
 /// finished both, and prints each transfer's events: one correlation id ties them together.
+/// Forgets Carol (her account is closed), if payloads are encrypted, and shows what is left.
+async fn forget_carol(
+    accounts: &Accounts,
+    carol: Uuid,
+    encrypted: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if !encrypted {
+        say!(
+            "\nForgetting Carol needs encryption: set EVENTSOURCE_MASTER_KEY (64 hex digits) and run again."
+        );
+        return Ok(());
+    }
+    accounts.get(carol).await?.forgettable()?;
+    let forgetting = accounts.forget(carol).await?;
+    say!(
+        "\nCarol asks to be forgotten: {} key(s) and {} snapshot(s) deleted, recorded at position {}",
+        forgetting.recorded.keys_deleted,
+        forgetting.recorded.snapshots_deleted,
+        forgetting.position
+    );
+    let account = accounts.get(carol).await?;
+    say!(
+        "  her account now: owner {}, balance {}, closed {}",
+        account.owner,
+        cents(account.balance),
+        account.closed
+    );
+    if let Some(first) = accounts.history(carol).await?.first() {
+        say!("  v{} {}", first.version, describe(&first.event));
+    }
+    Ok(())
+}
+
 async fn transfers_as_a_process<S: Claims>(
     store: S,
+    codec: &PayloadCodec,
     ada: Uuid,
     bob: Uuid,
     carol: Uuid,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let process = ProcessManager::new(store.clone(), Transfers)
+        .codec(codec.clone())
         .poll_interval(Duration::from_millis(200))
         .spawn();
-    let transfers = Repository::<MoneyTransfer, _>::new(store.clone());
+    let transfers = Repository::<MoneyTransfer, _>::new(store.clone()).codec(codec.clone());
     say!("\nTransfers run as a process (request, debit, credit or refund):");
     for (to, name) in [(bob, "Bob"), (carol, "Carol (closed)")] {
         let request = Uuid::now_v7();
@@ -422,6 +473,7 @@ fn describe(event: &BankAccountEvent) -> String {
         BankAccountEvent::RefundedForTransfer(e) => {
             format!("Refunded {} ({})", cents(e.cents), e.reason)
         }
+        BankAccountEvent::Forgotten(e) => format!("{} (its owner's data was forgotten)", e.name),
     }
 }
 
@@ -459,7 +511,7 @@ async fn legacy_account(
         .store()
         .read_stream(id, eventsource_core::StreamRange::all().to(3));
     while let Some(record) = stored.try_next().await? {
-        let decoded = accounts.decode(&record)?;
+        let decoded = accounts.decode(&record).await?;
         say!(
             "  stored {} v{} {:<32} -> today: {}",
             record.name,

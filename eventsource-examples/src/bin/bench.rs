@@ -5,6 +5,7 @@
 //! cargo run --release -p eventsource-examples --bin bench -- --store sqlite
 //! cargo run --release -p eventsource-examples --bin bench -- --store memory --store postgres --json
 //! cargo run --release -p eventsource-examples --bin bench -- --quick          # smoke run, all stores
+//! cargo run --release -p eventsource-examples --features zstd --bin bench -- --only W2,W3,W4 --codecs
 //! ```
 //!
 //! Without `--store` it runs memory, sqlite and postgres (skipping PostgreSQL with a message when
@@ -31,10 +32,11 @@ struct Args {
     json: bool,
     sizes: Sizes,
     only: Vec<Workload>,
+    codecs: bool,
 }
 
 const USAGE: &str =
-    "usage: bench [--store STORE]... [--json] [--quick] [--only W1,W3,...] [size flags]
+    "usage: bench [--store STORE]... [--json] [--quick] [--only W1,W3,...] [--codecs] [size flags]
 
 STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, default
        postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_<pid> it drops after),
@@ -45,6 +47,10 @@ STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, de
 --quick        tiny sizes, for a smoke run
 --only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5,W6,W7,W8;
                W8 runs W2 too when it isn't listed, for its ratio)
+--codecs       then run W2, W3 and W4 (those --only lists) once per payload codec setting
+               (json, msgpack, json+lz4, json+zstd with the `zstd` feature, json+aes,
+               msgpack+lz4+aes), each on a fresh store of the same kind, with ratios to the
+               json setting and the payload (and SQLite database) bytes stored per event
 
 size flags (defaults in brackets; --quick sets small ones, later flags override):
 --w1-commands N [10000]   --w1-default-commands N [1000, then grown by batched appends]
@@ -68,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         sizes: Sizes::standard(),
         only: Vec::new(),
+        codecs: false,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if raw.iter().any(|a| a == "--quick") {
@@ -97,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--quick" => {}
             "--json" => args.json = true,
+            "--codecs" => args.codecs = true,
             "--store" => {
                 args.explicit_stores = true;
                 for store in value(&mut iter)?.split(',').filter(|s| !s.is_empty()) {
@@ -143,6 +151,12 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.stores.is_empty() {
         args.stores = default_stores();
+    }
+    let compared = [Workload::W2, Workload::W3, Workload::W4];
+    if args.codecs && !args.only.is_empty() && !compared.iter().any(|w| args.only.contains(w)) {
+        return Err(
+            "`--codecs` compares W2, W3 and W4: list at least one of them in `--only`".to_owned(),
+        );
     }
     Ok(args)
 }
@@ -250,7 +264,10 @@ fn run_children(args: &Args) -> ExitCode {
 }
 
 fn print_table(figures: &[Figure], json: bool) {
-    let table = table(figures);
+    let mut table = table(figures);
+    if let Some(codecs) = eventsource_examples::bench::codecs::table(figures) {
+        table = format!("{table}\n{codecs}");
+    }
     if json {
         eprintln!("\n{table}");
     } else {
@@ -286,7 +303,14 @@ async fn run(args: Args) -> ExitCode {
             }
         };
         eprintln!("bench: {} …", target.name);
-        let outcome = workloads::run(&mut target, &args.sizes, &args.only, &mut report).await;
+        let outcome = workloads::run(
+            &mut target,
+            &args.sizes,
+            &args.only,
+            args.codecs,
+            &mut report,
+        )
+        .await;
         let store = target.name;
         if let Err(error) = target.clean_up().await {
             eprintln!("bench: cleaning up after {store}: {error}");

@@ -1,11 +1,11 @@
 //! What every statements read model shares, wherever it keeps its rows: what an event does to
 //! its account (the balance arithmetic) and the text of its statement line.
 
-use eventsource_core::Uuid;
+use eventsource_core::{Forgotten, Uuid};
 
 use crate::bank::{
-    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
-    TransferReceived, TransferSent, Withdrawn, cents,
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, FORGOTTEN_OWNER, Opened,
+    RefundedForTransfer, TransferReceived, TransferSent, Withdrawn, cents,
 };
 
 /// What one event puts on its account's statement.
@@ -18,7 +18,12 @@ pub struct Entry<'e> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum What<'e> {
-    Opened { owner: &'e str, currency: &'e str },
+    Opened {
+        owner: &'e str,
+        currency: &'e str,
+    },
+    /// An `Opened` whose owner was forgotten.
+    OpenedForgotten,
     Deposit,
     Withdrawal,
     TransferTo(Uuid),
@@ -32,6 +37,7 @@ impl Entry<'_> {
     pub fn opened_by(&self) -> Option<&str> {
         match self.what {
             What::Opened { owner, .. } => Some(owner),
+            What::OpenedForgotten => Some(FORGOTTEN_OWNER),
             _ => None,
         }
     }
@@ -65,6 +71,7 @@ impl Entry<'_> {
         };
         let what = match self.what {
             What::Opened { owner, currency } => format!("opened by {owner} in {currency}"),
+            What::OpenedForgotten => format!("opened by {FORGOTTEN_OWNER}"),
             What::Deposit => "deposit".into(),
             What::Withdrawal => "withdrawal".into(),
             What::TransferTo(_) => format!("transfer to {}", other()),
@@ -95,6 +102,15 @@ impl ToEntry for Opened {
                 owner: &self.owner,
                 currency: &self.currency,
             },
+        }
+    }
+}
+
+impl ToEntry for Forgotten<Opened> {
+    fn entry(&self) -> Entry<'_> {
+        Entry {
+            change: 0,
+            what: What::OpenedForgotten,
         }
     }
 }

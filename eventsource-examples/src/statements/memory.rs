@@ -9,9 +9,10 @@ use eventsource_core::prelude::*;
 use super::line::ToEntry;
 use super::{Balance, Report};
 use crate::bank::{
-    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
-    TransferReceived, TransferSent, Withdrawn,
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, FORGOTTEN_OWNER, Opened,
+    RefundedForTransfer, TransferReceived, TransferSent, Withdrawn,
 };
+use eventsource_core::application::forget::SubjectForgotten;
 
 /// One account as the read model sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,7 +38,8 @@ pub struct Statement {
         Closed,
         DebitedForTransfer,
         CreditedByTransfer,
-        RefundedForTransfer
+        RefundedForTransfer,
+        SubjectForgotten
     )
 )]
 pub struct Statements {
@@ -61,6 +63,34 @@ impl<E: ToEntry> Handle<E> for Statements {
         statement.balance = entry.balance_after(statement.balance);
         let line = entry.line(e.version, counterpart.as_deref(), statement.balance);
         statement.lines.push(line);
+        self.processed += 1;
+        Ok(())
+    }
+}
+
+/// An account's owner was forgotten: their name leaves the balances and every statement line
+/// that quotes it (see the SQLite read model).
+impl Handle<SubjectForgotten> for Statements {
+    async fn handle(
+        &mut self,
+        e: &Recorded<SubjectForgotten>,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
+        let owner = self
+            .accounts
+            .get(&e.event.subject)
+            .map(|s| s.owner.clone())
+            .filter(|o| !o.is_empty() && o != FORGOTTEN_OWNER);
+        if let Some(owner) = owner {
+            for statement in self.accounts.values_mut() {
+                for line in &mut statement.lines {
+                    *line = line.replace(&owner, FORGOTTEN_OWNER);
+                }
+            }
+        }
+        if let Some(statement) = self.accounts.get_mut(&e.event.subject) {
+            FORGOTTEN_OWNER.clone_into(&mut statement.owner);
+        }
         self.processed += 1;
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod memory;
 pub mod postgres;
 pub mod sqlite;
 
+use eventsource_core::persistence::codec::PayloadCodec;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,9 +91,10 @@ where
     S: EventStore + Clone + Send + Sync + 'static,
     P::Context: ProjectionContext<S>,
 {
-    async fn spawn(store: S, projection: P) -> Result<Self, HandlerError> {
+    async fn spawn(store: S, projection: P, codec: PayloadCodec) -> Result<Self, HandlerError> {
         let resumed_after = store.tracking_position(P::NAME).await?;
         let running = Projector::new(store.clone(), projection)
+            .codec(codec)
             .poll_interval(Duration::from_secs(1))
             .spawn();
         Ok(Self {
@@ -114,19 +116,20 @@ where
 
 impl ReadSide {
     /// Creates the read model's tables if the store keeps them, and starts the projection: it
-    /// resumes after its tracking position and follows the log live.
-    pub async fn start(store: &OpenedStore) -> Result<Self, HandlerError> {
+    /// resumes after its tracking position and follows the log live, decoding with `codec`
+    /// (which brings the keys of encrypted events).
+    pub async fn start(store: &OpenedStore, codec: PayloadCodec) -> Result<Self, HandlerError> {
         Ok(match store {
             OpenedStore::Sqlite(sqlite) if sqlite.path().is_some() => {
                 sqlite::create_tables(sqlite)?;
-                Self::Sqlite(Follower::spawn(sqlite.clone(), Default::default()).await?)
+                Self::Sqlite(Follower::spawn(sqlite.clone(), Default::default(), codec).await?)
             }
             #[cfg(feature = "postgres")]
             OpenedStore::Postgres(pg) => {
                 let projection = postgres::PostgresStatements::create_tables(pg).await?;
-                Self::Postgres(Follower::spawn(pg.clone(), projection).await?)
+                Self::Postgres(Follower::spawn(pg.clone(), projection, codec).await?)
             }
-            _ => Self::Memory(Follower::spawn(store.events(), Statements::default()).await?),
+            _ => Self::Memory(Follower::spawn(store.events(), Statements::default(), codec).await?),
         })
     }
 

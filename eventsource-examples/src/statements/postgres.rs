@@ -9,9 +9,10 @@ use eventsource_core::stores::postgres::PostgresWork;
 use super::line::ToEntry;
 use super::{Balance, Report};
 use crate::bank::{
-    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
-    TransferReceived, TransferSent, Withdrawn,
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, FORGOTTEN_OWNER, Opened,
+    RefundedForTransfer, TransferReceived, TransferSent, Withdrawn,
 };
+use eventsource_core::application::forget::SubjectForgotten;
 
 /// The statements projection into the store's PostgreSQL schema; it counts the events it
 /// handled in this run.
@@ -27,7 +28,8 @@ use crate::bank::{
         Closed,
         DebitedForTransfer,
         CreditedByTransfer,
-        RefundedForTransfer
+        RefundedForTransfer,
+        SubjectForgotten
     ),
     context = PostgresWork
 )]
@@ -88,6 +90,39 @@ impl<E: ToEntry> Handle<E, PostgresWork> for PostgresStatements {
                 &i64::try_from(e.position.get())?,
                 &line,
             ],
+        )
+        .await?;
+        self.processed += 1;
+        Ok(())
+    }
+}
+
+/// An account's owner was forgotten: their name leaves the balances and every statement line
+/// that quotes it (see the SQLite read model).
+impl Handle<SubjectForgotten, PostgresWork> for PostgresStatements {
+    async fn handle(
+        &mut self,
+        e: &Recorded<SubjectForgotten>,
+        work: &mut PostgresWork,
+    ) -> Result<(), HandlerError> {
+        let db = work.client();
+        let owner: Option<String> = db
+            .query_opt(
+                &format!("SELECT owner FROM {} WHERE account = $1", self.balances),
+                &[&e.event.subject],
+            )
+            .await?
+            .map(|row| row.get(0));
+        if let Some(owner) = owner.filter(|o| !o.is_empty() && o != FORGOTTEN_OWNER) {
+            db.execute(
+                &format!("UPDATE {} SET line = replace(line, $1, $2)", self.lines),
+                &[&owner, &FORGOTTEN_OWNER],
+            )
+            .await?;
+        }
+        db.execute(
+            &format!("UPDATE {} SET owner = $2 WHERE account = $1", self.balances),
+            &[&e.event.subject, &FORGOTTEN_OWNER],
         )
         .await?;
         self.processed += 1;

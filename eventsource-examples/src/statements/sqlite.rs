@@ -13,9 +13,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::line::ToEntry;
 use super::{Balance, Report};
 use crate::bank::{
-    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, Opened, RefundedForTransfer,
-    TransferReceived, TransferSent, Withdrawn,
+    Closed, CreditedByTransfer, DebitedForTransfer, Deposited, FORGOTTEN_OWNER, Opened,
+    RefundedForTransfer, TransferReceived, TransferSent, Withdrawn,
 };
+use eventsource_core::application::forget::SubjectForgotten;
 
 /// The read model's tables, created by the demo if they are missing.
 const TABLES: &str = "
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS bank_statement_lines (
         Closed,
         DebitedForTransfer,
         CreditedByTransfer,
-        RefundedForTransfer
+        RefundedForTransfer,
+        SubjectForgotten
     ),
     context = SqliteWork
 )]
@@ -93,6 +95,39 @@ impl<E: ToEntry> Handle<E, SqliteWork> for SqliteStatements {
                 i64::try_from(e.position.get())?,
                 entry.line(e.version, counterpart.as_deref(), balance),
             ],
+        )?;
+        self.processed += 1;
+        Ok(())
+    }
+}
+
+/// An account's owner was forgotten: their name leaves the balances and every statement line
+/// that quotes it (the opening line of their account, and transfers to and from them in others'
+/// statements). A rebuild would give the same: their `Opened` now decodes as forgotten.
+impl Handle<SubjectForgotten, SqliteWork> for SqliteStatements {
+    async fn handle(
+        &mut self,
+        e: &Recorded<SubjectForgotten>,
+        work: &mut SqliteWork,
+    ) -> Result<(), HandlerError> {
+        let db = work.connection();
+        let account = e.event.subject.to_string();
+        let owner: Option<String> = db
+            .query_row(
+                "SELECT owner FROM bank_balances WHERE account = ?1",
+                [&account],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(owner) = owner.filter(|o| !o.is_empty() && o != FORGOTTEN_OWNER) {
+            db.execute(
+                "UPDATE bank_statement_lines SET line = replace(line, ?1, ?2)",
+                params![owner, FORGOTTEN_OWNER],
+            )?;
+        }
+        db.execute(
+            "UPDATE bank_balances SET owner = ?2 WHERE account = ?1",
+            params![account, FORGOTTEN_OWNER],
         )?;
         self.processed += 1;
         Ok(())

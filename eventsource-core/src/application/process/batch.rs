@@ -17,13 +17,14 @@ use crate::application::projection::{
 use crate::application::repository::Recorded;
 use crate::application::unit_of_work::{Work, WorkState};
 use crate::error::{Error, Result};
-use crate::persistence::codec::Json;
+use crate::persistence::codec::PayloadCodec;
 use crate::persistence::position::Position;
 use crate::persistence::record::{Metadata, Tracking};
 use crate::persistence::store::EventStore;
 
-/// A process seen as a projection whose "read model" is the events it causes.
-pub(crate) struct Reacting<P>(pub(crate) P);
+/// A process seen as a projection whose "read model" is the events it causes, written with
+/// this codec.
+pub(crate) struct Reacting<P>(pub(crate) P, pub(crate) PayloadCodec);
 
 impl<P: Process> Projection for Reacting<P> {
     const NAME: &'static str = P::NAME;
@@ -37,7 +38,8 @@ impl<P: Process> Projection for Reacting<P> {
     ) -> Result<(), HandlerError> {
         let context = CommandContext::caused_by(event.id, &event.metadata).with_actor(P::NAME);
         let state = batch.take_state();
-        let mut work = Work::new(&*batch.store, &Json, state);
+        batch.codec.get_or_insert_with(|| self.1.clone());
+        let mut work = Work::new(&*batch.store, self.1.clone(), state);
         work.enter_context(context.to_metadata());
         let outcome = context.scope(self.0.react(event, &mut work)).await;
         batch.state = Some(work.into_state());
@@ -52,11 +54,14 @@ impl<P: Process> Projection for Reacting<P> {
 /// What the reactions of one batch recorded, on the store they loaded from.
 pub(crate) struct ReactionBatch {
     store: Arc<dyn EventStore>,
-    state: Option<WorkState<dyn EventStore, Json>>,
+    state: Option<WorkState<dyn EventStore>>,
+    /// The process's codec, set by its first reaction (a batch without reactions commits only
+    /// its tracking position, and encodes nothing).
+    codec: Option<PayloadCodec>,
 }
 
 impl ReactionBatch {
-    fn take_state(&mut self) -> WorkState<dyn EventStore, Json> {
+    fn take_state(&mut self) -> WorkState<dyn EventStore> {
         // Absent only while a reaction runs; a reaction cancelled mid-way drops the batch.
         self.state
             .take()
@@ -87,13 +92,15 @@ impl<S: Claims> ProjectionContext<S> for ReactionBatch {
         Ok(Self {
             store: Arc::new(store.clone()),
             state: Some(WorkState::new(Metadata::new())),
+            codec: None,
         })
     }
 
     /// One append: every event the batch's reactions recorded, and the tracking position.
     async fn commit(mut self, _: &S, tracker: &str, position: Position) -> Result<()> {
         let state = self.take_state();
-        let mut work = Work::new(&*self.store, &Json, state);
+        let codec = self.codec.take().unwrap_or_default();
+        let mut work = Work::new(&*self.store, codec, state);
         let tracking = Tracking {
             tracker: tracker.to_owned(),
             position,

@@ -105,13 +105,12 @@ use crate::application::projection::HandlerError;
 use crate::application::repository::Recorded;
 use crate::application::unit_of_work::Work;
 use crate::domain::event::EventEnum;
-use crate::persistence::codec::Json;
 use crate::persistence::store::EventStore;
 
 /// What a reaction loads aggregates from and records events on: a [`Work`] over the process's
 /// store. Everything recorded in one batch of reactions is appended together with the process's
 /// tracking position.
-pub type ProcessWork<'w> = Work<'w, dyn EventStore, Json>;
+pub type ProcessWork<'w> = Work<'w, dyn EventStore>;
 
 /// A process manager: what `#[derive(Process)]` implements.
 pub trait Process: Send + 'static {
@@ -145,4 +144,53 @@ pub trait React<E> {
         event: &Recorded<E>,
         work: &mut ProcessWork<'_>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Reacting to the forgotten value of a listed event: what the `Process` derive calls for a
+/// forgotten record. Implemented for every process that implements `React<E::Forgotten>`, which
+/// for an event without personal data is always.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` holds personal data, but `{Self}` does not say how it reacts once its subject is forgotten",
+    label = "`{Self}` needs a `React<Forgotten<{E}>>` impl",
+    note = "`{E}` is marked `#[event(personal)]`: once its data subject is forgotten it decodes as `Forgotten<{E}>`, which every process that lists it must react to; add:\n    impl React<Forgotten<{E}>> for {Self} {{\n        async fn react(&mut self, event: &Recorded<Forgotten<{E}>>, work: &mut ProcessWork<'_>) -> Result<(), HandlerError> {{\n            Ok(())\n        }}\n    }}"
+)]
+pub trait ReactForgotten<E: crate::Event> {
+    /// Reacts to the forgotten value of a record of `E` (`rest` is the record without its
+    /// event).
+    fn react_forgotten(
+        &mut self,
+        rest: Recorded<()>,
+        record: &crate::ForgottenRecord,
+        work: &mut ProcessWork<'_>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+impl<P, E> ReactForgotten<E> for P
+where
+    P: React<E::Forgotten> + Send + ?Sized,
+    E: crate::Event,
+{
+    async fn react_forgotten(
+        &mut self,
+        rest: Recorded<()>,
+        record: &crate::ForgottenRecord,
+        work: &mut ProcessWork<'_>,
+    ) -> Result<(), HandlerError> {
+        use crate::domain::personal::ForgottenEvent;
+        match E::Forgotten::from_record(record) {
+            Some(forgotten) => self.react(&rest.map(move |()| forgotten), work).await,
+            None => Ok(()),
+        }
+    }
+}
+
+// As for projections: only personal events need a `React<Forgotten<E>>` impl.
+impl<P: ?Sized + Send, E: Send + Sync> React<crate::domain::personal::NotPersonal<E>> for P {
+    async fn react(
+        &mut self,
+        event: &Recorded<crate::domain::personal::NotPersonal<E>>,
+        _: &mut ProcessWork<'_>,
+    ) -> Result<(), HandlerError> {
+        match event.event.never {}
+    }
 }

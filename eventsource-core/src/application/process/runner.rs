@@ -2,6 +2,7 @@
 //! (live), on the projector's engine; [`RunningProcess`] is the live one; [`ProcessError`] says
 //! why one stopped.
 
+use crate::persistence::codec::PayloadCodec;
 use std::time::Duration;
 
 use super::Process;
@@ -152,8 +153,17 @@ impl<P: Process, S: Claims> ProcessManager<P, S> {
     /// A process manager for `process` over `store`, resuming from its tracking position.
     pub fn new(store: S, process: P) -> Self {
         Self {
-            engine: Projector::new(store, Reacting(process)).conflict_retry(default_conflicts()),
+            engine: Projector::new(store, Reacting(process, PayloadCodec::default()))
+                .conflict_retry(default_conflicts()),
         }
+    }
+
+    /// Decodes upstream payloads and writes the events reactions cause with `codec` (format,
+    /// compression, encryption): give it the codec the aggregates' repositories use.
+    pub fn codec(mut self, codec: PayloadCodec) -> Self {
+        self.engine.projection_mut().1 = codec.clone();
+        self.engine = self.engine.codec(codec);
+        self
     }
 
     /// Reacts only to upstream events after `position`: for a process added to a store with a

@@ -123,3 +123,55 @@ pub trait Handle<E, C = ()> {
         cx: &mut C,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
+
+/// Handling the forgotten value of a listed event: what the `Projection` derive calls for a
+/// forgotten record. Implemented for every projection that implements
+/// `Handle<E::Forgotten, C>`, which for an event without personal data is always.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` holds personal data, but `{Self}` does not say what the read model keeps once its subject is forgotten",
+    label = "`{Self}` needs a `Handle<Forgotten<{E}>, _>` impl",
+    note = "`{E}` is marked `#[event(personal)]`: once its data subject is forgotten it decodes as `Forgotten<{E}>`, which every projection that lists it must handle (with the same context type as its other `Handle` impls); add:\n    impl Handle<Forgotten<{E}>> for {Self} {{\n        async fn handle(&mut self, event: &Recorded<Forgotten<{E}>>, cx: &mut ()) -> Result<(), HandlerError> {{\n            /* remove the person's data from the read model */\n            Ok(())\n        }}\n    }}"
+)]
+pub trait HandleForgotten<E: crate::Event, C> {
+    /// Handles the forgotten value of a record of `E` (`rest` is the record without its event).
+    fn handle_forgotten(
+        &mut self,
+        rest: Recorded<()>,
+        record: &crate::ForgottenRecord,
+        cx: &mut C,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+impl<P, E, C> HandleForgotten<E, C> for P
+where
+    P: Handle<E::Forgotten, C> + Send + ?Sized,
+    E: crate::Event,
+    C: Send,
+{
+    async fn handle_forgotten(
+        &mut self,
+        rest: Recorded<()>,
+        record: &crate::ForgottenRecord,
+        cx: &mut C,
+    ) -> Result<(), HandlerError> {
+        use crate::domain::personal::ForgottenEvent;
+        match E::Forgotten::from_record(record) {
+            Some(forgotten) => self.handle(&rest.map(move |()| forgotten), cx).await,
+            None => Ok(()),
+        }
+    }
+}
+
+// Events without personal data are never forgotten: every projection "handles" their
+// (impossible) forgotten value, so only personal events need a `Handle<Forgotten<E>>` impl.
+impl<P: ?Sized + Send, E: Send + Sync, C: Send> Handle<crate::domain::personal::NotPersonal<E>, C>
+    for P
+{
+    async fn handle(
+        &mut self,
+        event: &Recorded<crate::domain::personal::NotPersonal<E>>,
+        _: &mut C,
+    ) -> Result<(), HandlerError> {
+        match event.event.never {}
+    }
+}

@@ -17,7 +17,7 @@ use crate::application::retry::{Backoff, RetryPolicy};
 use crate::application::subscription::Subscription;
 use crate::domain::event::EventEnum;
 use crate::error::{Error, Result};
-use crate::persistence::codec::Json;
+use crate::persistence::codec::PayloadCodec;
 use crate::persistence::position::Position;
 use crate::persistence::record::{LogQuery, StoredEvent};
 use crate::persistence::store::EventStore;
@@ -164,6 +164,8 @@ pub struct Projector<P: Projection, S> {
     /// How a batch whose commit met a version conflict is run again (a process's caused
     /// events; a projection's commit has no streams to conflict on).
     conflicts: RetryPolicy,
+    /// What decodes the payloads (and holds the keys of encrypted ones).
+    codec: PayloadCodec,
 }
 
 impl<P, S> Projector<P, S>
@@ -184,7 +186,20 @@ where
             standby_poll: Duration::from_millis(500),
             policy: ErrorPolicy::default(),
             conflicts: RetryPolicy::default(),
+            codec: PayloadCodec::default(),
         }
+    }
+
+    /// Decodes payloads with `codec`: needed for encrypted payloads (its key store), not for
+    /// formats or compression, which every codec reads.
+    pub fn codec(mut self, codec: PayloadCodec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The projection, to adjust before it runs.
+    pub(crate) fn projection_mut(&mut self) -> &mut P {
+        &mut self.projection
     }
 
     /// How a batch whose commit met a version conflict is run again.
@@ -649,18 +664,23 @@ where
         events: &[StoredEvent],
         cx: &mut P::Context,
     ) -> Result<(), Failure> {
+        let decode_error = |stored: &StoredEvent, source| {
+            Failure::Store(Error::Decode {
+                stream: stored.stream_id,
+                version: stored.version,
+                event: stored.name.clone(),
+                schema_version: stored.schema_version,
+                source,
+            })
+        };
+        // A key that fails to load here fails again for the record that needs it, named below.
+        self.codec.load_keys_of(events).await;
         for (index, stored) in events.iter().enumerate() {
-            let event =
-                P::Event::decode(&Json, &stored.name, stored.schema_version, &stored.payload)
-                    .map_err(|source| {
-                        Failure::Store(Error::Decode {
-                            stream: stored.stream_id,
-                            version: stored.version,
-                            event: stored.name.clone(),
-                            schema_version: stored.schema_version,
-                            source,
-                        })
-                    })?;
+            let event = self
+                .codec
+                .decode::<P::Event>(stored)
+                .await
+                .map_err(|source| decode_error(stored, source))?;
             self.projection
                 .project(Recorded::new(event, stored.clone()), cx)
                 .await

@@ -17,7 +17,7 @@ use crate::domain::aggregate::Aggregate;
 use crate::domain::event::{EventEnum, IntoEvents};
 use crate::domain::id::new_id;
 use crate::error::{Error, Result};
-use crate::persistence::codec::Codec;
+use crate::persistence::codec::PayloadCodec;
 use crate::persistence::position::Position;
 use crate::persistence::record::{AppendBatch, Metadata, NewEvent, StreamAppend};
 use crate::persistence::store::EventStore;
@@ -75,7 +75,7 @@ where
     }
 }
 
-impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Creates a new aggregate with a fresh time-ordered id from its first event(s).
     pub async fn create(&self, events: impl IntoEvents<A::Event>) -> Result<Uuid> {
         let id = new_id();
@@ -307,6 +307,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         metadata: &Metadata,
     ) -> Result<Position> {
         let mut batch = AppendBatch::default();
+        let keyed: Vec<Uuid> = aggregates
+            .iter()
+            .flat_map(|loaded| subjects::<A>(loaded.id, &loaded.pending))
+            .collect();
+        self.codec.load_keys_for_writing(keyed).await?;
         for loaded in aggregates.iter() {
             if loaded.pending.is_empty() {
                 continue;
@@ -315,7 +320,13 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
                 stream_id: loaded.id,
                 category: A::NAME.to_owned(),
                 expected_version: loaded.version,
-                events: encode::<A, C>(&self.codec, &loaded.pending, &|_| metadata)?,
+                events: encode::<A>(
+                    &self.codec,
+                    loaded.id,
+                    loaded.version,
+                    &loaded.pending,
+                    &|_| metadata,
+                )?,
             });
         }
         if batch.streams.is_empty() {
@@ -351,18 +362,34 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         }
     }
 
-    /// Encodes events for appending, with the current [`CommandContext`] as their metadata
-    /// (a fresh correlation id per call outside a scope).
-    pub fn encode(&self, events: &[A::Event]) -> Result<Vec<NewEvent>> {
+    /// Encodes events for appending to stream `id` after version `after` (an encrypted
+    /// payload is bound to its stream and version), with the current [`CommandContext`] as
+    /// their metadata (a fresh correlation id per call outside a scope).
+    pub async fn encode(&self, id: Uuid, after: u64, events: &[A::Event]) -> Result<Vec<NewEvent>> {
         let metadata = CommandContext::for_command().to_metadata();
-        encode::<A, C>(&self.codec, events, &|_| &metadata)
+        let keyed: Vec<Uuid> = subjects::<A>(id, events).collect();
+        self.codec.load_keys_for_writing(keyed).await?;
+        encode::<A>(&self.codec, id, after, events, &|_| &metadata)
     }
 }
 
-/// Encodes events of `A` for appending, each with a fresh id (UUID v7) and its metadata
-/// (`metadata(i)` for the `i`th).
-pub(crate) fn encode<'m, A: Aggregate, C: Codec>(
-    codec: &C,
+/// The data subjects whose keys encrypt `events` of stream `stream`.
+pub(crate) fn subjects<A: Aggregate>(
+    stream: Uuid,
+    events: &[A::Event],
+) -> impl Iterator<Item = Uuid> + '_ {
+    events
+        .iter()
+        .filter_map(move |event| event.data_subject().resolve(stream))
+}
+
+/// Encodes events of `A` for appending to `stream` after version `after`, each with a fresh id
+/// (UUID v7) and its metadata (`metadata(i)` for the `i`th). The keys of their
+/// [`subjects`] must be loaded.
+pub(crate) fn encode<'m, A: Aggregate>(
+    codec: &PayloadCodec,
+    stream: Uuid,
+    after: u64,
     events: &[A::Event],
     metadata: &dyn Fn(usize) -> &'m Metadata,
 ) -> Result<Vec<NewEvent>> {
@@ -370,10 +397,13 @@ pub(crate) fn encode<'m, A: Aggregate, C: Codec>(
         .iter()
         .enumerate()
         .map(|(index, event)| {
-            let payload = event.encode(codec).map_err(|source| Error::Encode {
-                what: event.name().to_owned(),
-                source,
-            })?;
+            let version = after + index as u64 + 1;
+            let payload = codec
+                .encode_event(event, stream, version)
+                .map_err(|source| Error::Encode {
+                    what: event.name().to_owned(),
+                    source,
+                })?;
             Ok(NewEvent {
                 id: Uuid::now_v7(),
                 name: event.name().to_owned(),

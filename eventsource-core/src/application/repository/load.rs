@@ -14,12 +14,13 @@ use crate::application::cache::StateCache;
 use crate::application::snapshot::{self, Found};
 use crate::domain::aggregate::Aggregate;
 use crate::domain::event::EventEnum;
+use crate::error::DecodeError;
 use crate::error::{Error, Result};
-use crate::persistence::codec::Codec;
+use crate::persistence::codec::{APPLICATION_SUBJECT, PayloadCodec, Pending};
 use crate::persistence::record::{StoredEvent, StreamRange};
 use crate::persistence::store::EventStore;
 
-impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Loads the aggregate's current state by replaying its stream.
     ///
     /// Fails with [`Error::NotFound`] if the stream is empty.
@@ -82,15 +83,19 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         let mut events = self.store.read_stream(id, StreamRange::all());
         let mut history = Vec::new();
         while let Some(stored) = events.try_next().await? {
-            let event = self.decode(&stored)?;
+            let event = self.decode(&stored).await?;
             history.push(Recorded::new(event, stored));
         }
         Ok(history)
     }
 
-    /// Decodes a stored event of this aggregate, naming the record on failure.
-    pub fn decode(&self, stored: &StoredEvent) -> Result<A::Event> {
-        decode::<A, C>(&self.codec, stored)
+    /// Decodes a stored event of this aggregate (whatever its format, compression and
+    /// encryption), naming the record on failure.
+    pub async fn decode(&self, stored: &StoredEvent) -> Result<A::Event> {
+        self.codec
+            .decode::<A::Event>(stored)
+            .await
+            .map_err(|source| decode_error(stored, source))
     }
 
     /// Loads the state at `upto` (the latest with `None`), through the cache.
@@ -99,25 +104,23 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
     }
 }
 
-/// Decodes a stored event of `A`, naming the record on failure.
-pub(crate) fn decode<A: Aggregate, C: Codec>(codec: &C, stored: &StoredEvent) -> Result<A::Event> {
-    A::Event::decode(codec, &stored.name, stored.schema_version, &stored.payload).map_err(
-        |source| Error::Decode {
-            stream: stored.stream_id,
-            version: stored.version,
-            event: stored.name.clone(),
-            schema_version: stored.schema_version,
-            source,
-        },
-    )
+/// The error for a stored event that does not decode, naming the record.
+pub(crate) fn decode_error(stored: &StoredEvent, source: DecodeError) -> Error {
+    Error::Decode {
+        stream: stored.stream_id,
+        version: stored.version,
+        event: stored.name.clone(),
+        schema_version: stored.schema_version,
+        source,
+    }
 }
 
 /// Loads the state at `upto` (the latest with `None`): from the best starting point (the
 /// cache, a snapshot, or nothing), then the events after it. A stream with no events loads as
 /// the empty state at version 0.
-pub(crate) async fn load<A, S, C>(
+pub(crate) async fn load<A, S>(
     store: &S,
-    codec: &C,
+    codec: &PayloadCodec,
     cache: Option<&dyn StateCache<A>>,
     id: Uuid,
     upto: Option<u64>,
@@ -125,7 +128,6 @@ pub(crate) async fn load<A, S, C>(
 where
     A: Aggregate,
     S: EventStore + ?Sized,
-    C: Codec,
 {
     let cached = cache
         .and_then(|cache| cache.get(id))
@@ -135,7 +137,7 @@ where
     let found = match (&cached, upto) {
         (Some(_), None) => Found::Nothing,
         (Some((version, _)), Some(upto)) if *version == upto => Found::Nothing,
-        _ => snapshot::find::<A, S, C>(store, codec, id, upto).await,
+        _ => snapshot::find::<A, S>(store, codec, id, upto).await,
     };
     let mut rebuild_snapshot = false;
     let mut from_snapshot = false;
@@ -178,9 +180,9 @@ where
 /// With `check_start` (the state came from a snapshot) it also reads the event at
 /// `loaded.version` itself, to make sure the stream really reached the snapshot's version,
 /// and returns `false` without applying anything if it didn't.
-async fn fold<A, S, C>(
+async fn fold<A, S>(
     store: &S,
-    codec: &C,
+    codec: &PayloadCodec,
     loaded: &mut Loaded<A>,
     upto: Option<u64>,
     mut check_start: bool,
@@ -188,49 +190,77 @@ async fn fold<A, S, C>(
 where
     A: Aggregate,
     S: EventStore + ?Sized,
-    C: Codec,
 {
-    let first = if check_start {
-        loaded.version
+    // The keys this stream's payloads are most likely encrypted with, so that the visit below
+    // rarely has to stop for one (it stops and resumes for any other).
+    let likely = [APPLICATION_SUBJECT, loaded.id];
+    let likely = if <A::Event as EventEnum>::PERSONAL {
+        &likely[..]
     } else {
-        loaded.version + 1
+        &likely[..1]
     };
-    if upto.is_some_and(|upto| first > upto) {
-        return Ok(true);
-    }
-    let mut range = StreamRange::all().from(first);
-    if let Some(upto) = upto {
-        range = range.to(upto);
-    }
+    // Best effort: a key that fails to load here fails again for the record that needs it,
+    // and that error names the record.
+    let _ = codec.load_keys(likely.iter().copied()).await;
     let id = loaded.id;
     let mut matched = true;
-    store
-        .visit_stream(id, range, &mut |stored| {
-            if check_start {
-                // The event at the snapshot's own version: the stream must have reached it.
-                if stored.version != loaded.version {
-                    matched = false;
-                    return Ok(ControlFlow::Break(()));
+    loop {
+        let first = if check_start {
+            loaded.version
+        } else {
+            loaded.version + 1
+        };
+        if upto.is_some_and(|upto| first > upto) {
+            return Ok(true);
+        }
+        let mut range = StreamRange::all().from(first);
+        if let Some(upto) = upto {
+            range = range.to(upto);
+        }
+        let mut needs_keys = None;
+        store
+            .visit_stream(id, range, &mut |stored| {
+                if check_start {
+                    // The event at the snapshot's own version: the stream must have reached it.
+                    if stored.version != loaded.version {
+                        matched = false;
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    check_start = false;
+                    return Ok(ControlFlow::Continue(()));
                 }
-                check_start = false;
-                return Ok(ControlFlow::Continue(()));
-            }
-            if stored.version != loaded.version + 1 {
-                return Err(Error::Corrupt {
-                    stream: id,
-                    version: stored.version,
-                    message: format!(
-                        "expected version {} next, the store returned {}",
-                        loaded.version + 1,
-                        stored.version
-                    ),
-                });
-            }
-            let event = decode::<A, C>(codec, stored)?;
-            loaded.state.apply_event(&event);
-            loaded.version = stored.version;
-            Ok(ControlFlow::Continue(()))
-        })
-        .await?;
+                if stored.version != loaded.version + 1 {
+                    return Err(Error::Corrupt {
+                        stream: id,
+                        version: stored.version,
+                        message: format!(
+                            "expected version {} next, the store returned {}",
+                            loaded.version + 1,
+                            stored.version
+                        ),
+                    });
+                }
+                let event = match codec.decode_now::<A::Event>(stored) {
+                    Ok(event) => event,
+                    Err(Pending::Failed(source)) => return Err(decode_error(stored, source)),
+                    Err(Pending::NeedsKeys(subject)) => {
+                        // Stop here, load the key, and go on from this event.
+                        needs_keys = Some((subject, stored.clone()));
+                        return Ok(ControlFlow::Break(()));
+                    }
+                };
+                loaded.state.apply_event(&event);
+                loaded.version = stored.version;
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+        match needs_keys {
+            None => break,
+            Some((subject, stored)) => codec
+                .load_keys_or_fail(&stored, subject)
+                .await
+                .map_err(|source| decode_error(&stored, source))?,
+        }
+    }
     Ok(matched && !check_start)
 }

@@ -21,7 +21,7 @@ use std::num::NonZeroU64;
 
 use uuid::Uuid;
 
-pub(crate) use self::command::encode;
+pub(crate) use self::command::{encode, subjects};
 pub use self::loaded::{CommandError, Loaded, Recorded};
 use super::cache::{LruCache, StateCache};
 use super::retry::{Backoff, RetryPolicy};
@@ -29,7 +29,7 @@ use super::snapshot;
 use super::unit_of_work::UnitOfWork;
 use crate::domain::aggregate::{Aggregate, Snapshotted};
 use crate::error::{Error, Result};
-use crate::persistence::codec::{Codec, Json};
+use crate::persistence::codec::PayloadCodec;
 use crate::persistence::store::EventStore;
 
 pub use super::retry::DEFAULT_MAX_ATTEMPTS;
@@ -98,16 +98,16 @@ pub use super::retry::DEFAULT_MAX_ATTEMPTS;
 /// assert_eq!(counters.get_at(id, 3).await?.total, 3);   // from no snapshot: the one at 4 is newer
 /// # Ok::<_, eventsource_core::Error>(()) }).unwrap();
 /// ```
-pub struct Repository<A, S, C = Json> {
+pub struct Repository<A, S> {
     store: S,
-    codec: C,
+    codec: PayloadCodec,
     retry: RetryPolicy,
     snapshot_every: Option<NonZeroU64>,
     cache: Option<Box<dyn StateCache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A, S: fmt::Debug, C: fmt::Debug> fmt::Debug for Repository<A, S, C> {
+impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Repository")
             .field("aggregate", &std::any::type_name::<A>())
@@ -120,24 +120,46 @@ impl<A, S: fmt::Debug, C: fmt::Debug> fmt::Debug for Repository<A, S, C> {
     }
 }
 
-impl<A: Aggregate, S: EventStore> Repository<A, S, Json> {
-    /// A repository over `store`, with JSON payloads.
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// A repository over `store`, writing plain JSON payloads (see [`codec`](Self::codec)).
     pub fn new(store: S) -> Self {
-        Self::with_codec(store, Json)
-    }
-}
-
-impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
-    /// A repository over `store`, encoding payloads with `codec`.
-    pub fn with_codec(store: S, codec: C) -> Self {
         Self {
             store,
-            codec,
+            codec: PayloadCodec::default(),
             retry: RetryPolicy::default(),
             snapshot_every: A::SNAPSHOTS.and_then(|settings| settings.every),
             cache: None,
             _aggregate: PhantomData,
         }
+    }
+
+    /// How payloads are written: format, compression, encryption (see [`PayloadCodec`]). Every
+    /// stored payload decodes whatever this is set to (encrypted ones need its key store).
+    ///
+    /// ```
+    /// use eventsource_core::persistence::codec::{Compression, Format, MemoryKeyStore, PayloadCodec};
+    /// use eventsource_core::{MemoryStore, Repository};
+    /// # #[derive(eventsource_core::Event, serde::Serialize, serde::Deserialize, Debug, Clone)]
+    /// # struct Incremented;
+    /// # #[derive(eventsource_core::Aggregate, Default, Debug)]
+    /// # #[aggregate(events(Incremented))]
+    /// # struct Counter;
+    /// # impl eventsource_core::Apply<Incremented> for Counter { fn apply(&mut self, _: &Incremented) {} }
+    /// let codec = PayloadCodec::new()
+    ///     .format(Format::MessagePack)
+    ///     .compress(Compression::lz4())
+    ///     .encrypt(MemoryKeyStore::new());
+    /// let counters = Repository::<Counter, _>::new(MemoryStore::new()).codec(codec);
+    /// assert_eq!(counters.payload_codec().written_format(), Format::MessagePack);
+    /// ```
+    pub fn codec(mut self, codec: PayloadCodec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The codec payloads are written and read with.
+    pub fn payload_codec(&self) -> &PayloadCodec {
+        &self.codec
     }
 
     /// Takes a snapshot whenever a save makes the stream cross a multiple of `every` events
@@ -195,6 +217,21 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         }
     }
 
+    /// Forgets a data subject (crypto-shredding; see
+    /// [`application::forget`](crate::application::forget)): deletes its keys, so its
+    /// personal events decode as [`Forgotten`](crate::Forgotten) from now on, the snapshots of
+    /// its stream, and every cached state of this repository (any of them may hold its data),
+    /// and records [`SubjectForgotten`](crate::application::forget::SubjectForgotten). Fails
+    /// with [`Error::Key`] if this repository's [`codec`](Self::codec) encrypts nothing.
+    pub async fn forget(&self, subject: Uuid) -> Result<crate::application::forget::Forgetting> {
+        let forgetting =
+            crate::application::forget::forget_subject(&self.store, &self.codec, subject).await;
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+        forgetting
+    }
+
     /// Loads the aggregate's latest state and stores a snapshot of it now, whatever the policy.
     /// Returns the snapshot's version. Unlike automatic snapshots, a failure is returned.
     pub async fn take_snapshot(&self, id: Uuid) -> Result<u64>
@@ -202,11 +239,14 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
         A: Snapshotted,
     {
         let loaded = self.get(id).await?;
-        let snapshot = snapshot::encode(&self.codec, id, loaded.version, &loaded.state)
+        snapshot::load_key::<A>(&self.codec, id).await?;
+        let others =
+            snapshot::other_subjects::<A, S>(&self.store, &self.codec, id, loaded.version).await?;
+        let snapshot = snapshot::encode(&self.codec, id, loaded.version, &loaded.state, &others)
             .ok_or_else(|| Error::Encode {
                 what: format!("snapshot of {} {id}", A::NAME),
                 source: crate::error::CodecError::new(
-                    C::NAME,
+                    "snapshot",
                     "the aggregate's `Aggregate::SNAPSHOTS` is `None`, but it implements `Snapshotted`: implement both with `#[derive(Aggregate)]` and `#[aggregate(snapshot)]`",
                 ),
             })??;
@@ -252,8 +292,10 @@ impl<A: Aggregate, S: EventStore, C: Codec> Repository<A, S, C> {
     /// A unit of work over this repository's store and codec, with its retry policy: load
     /// aggregates of any types, decide, and save them all in one atomic append. See
     /// [`UnitOfWork`].
-    pub fn unit_of_work(&self) -> UnitOfWork<'_, S, C> {
-        UnitOfWork::with_codec(&self.store, &self.codec).retry_policy(self.retry)
+    pub fn unit_of_work(&self) -> UnitOfWork<'_, S> {
+        UnitOfWork::new(&self.store)
+            .codec(self.codec.clone())
+            .retry_policy(self.retry)
     }
 
     /// The store.

@@ -105,6 +105,7 @@ use crate::application::repository::Repository;
 use crate::domain::aggregate::Aggregate;
 use crate::domain::event::EventEnum;
 use crate::error::Error;
+use crate::persistence::codec::PayloadCodec;
 use crate::persistence::position::Position;
 
 /// Why a system could not start, or stopped.
@@ -172,6 +173,7 @@ pub struct System<S> {
     /// Declared aggregates by name, with the events each records.
     aggregates: BTreeMap<&'static str, &'static [&'static str]>,
     components: Vec<Box<dyn Component<S>>>,
+    codec: PayloadCodec,
 }
 
 impl<S> std::fmt::Debug for System<S> {
@@ -193,7 +195,18 @@ impl<S: Claims> System<S> {
             store,
             aggregates: BTreeMap::new(),
             components: Vec::new(),
+            codec: PayloadCodec::default(),
         }
+    }
+
+    /// How payloads are written and read (format, compression, encryption; see
+    /// [`PayloadCodec`]): used by [`repository`](Self::repository) and by the projectors and
+    /// process managers that [`projection`](Self::projection) and [`process`](Self::process)
+    /// add after this call. One added with [`projector`](Self::projector) or
+    /// [`process_manager`](Self::process_manager) keeps the codec it was built with.
+    pub fn codec(mut self, codec: PayloadCodec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// Declares an aggregate type of the application: the events it records may be followed.
@@ -209,7 +222,7 @@ impl<S: Claims> System<S> {
         P: Projection,
         P::Context: ProjectionContext<S>,
     {
-        let projector = Projector::new(self.store.clone(), projection);
+        let projector = Projector::new(self.store.clone(), projection).codec(self.codec.clone());
         self.projector(projector)
     }
 
@@ -226,7 +239,7 @@ impl<S: Claims> System<S> {
 
     /// Adds a process, run by a [`ProcessManager`] with its defaults.
     pub fn process<P: Process>(self, process: P) -> Self {
-        let manager = ProcessManager::new(self.store.clone(), process);
+        let manager = ProcessManager::new(self.store.clone(), process).codec(self.codec.clone());
         self.process_manager(manager)
     }
 
@@ -243,7 +256,7 @@ impl<S: Claims> System<S> {
 
     /// A repository of aggregate `A` over the system's store.
     pub fn repository<A: Aggregate>(&self) -> Repository<A, S> {
-        Repository::new(self.store.clone())
+        Repository::new(self.store.clone()).codec(self.codec.clone())
     }
 
     /// The projection `P`, as its projector holds it (an in-memory read model is read here),

@@ -19,6 +19,7 @@ pub struct RunningSystem<S> {
     store: S,
     aggregates: std::collections::BTreeMap<&'static str, &'static [&'static str]>,
     running: Vec<Box<dyn Running<S>>>,
+    codec: crate::persistence::codec::PayloadCodec,
 }
 
 impl<S> std::fmt::Debug for RunningSystem<S> {
@@ -39,6 +40,7 @@ impl<S: Claims> RunningSystem<S> {
         Self {
             store: system.store,
             aggregates: system.aggregates,
+            codec: system.codec,
             running,
         }
     }
@@ -119,6 +121,7 @@ impl<S: Claims> RunningSystem<S> {
                 store: self.store,
                 aggregates: self.aggregates,
                 components,
+                codec: self.codec,
             }),
         }
     }

@@ -34,6 +34,10 @@
 //! - `snapshots(stream_id, version, aggregate, fingerprint, state, recorded_at)`, primary key
 //!   `(stream_id, version)`.
 //! - `tracking(tracker text primary key, position int8)`.
+//! - `events_data_keys(subject uuid, key_id int8, wrapped bytea, forgotten_through int8,
+//!   recorded_at timestamptz)`, primary key `(subject, key_id)`: the data keys of encrypted
+//!   payloads, each wrapped by a master key ([`PostgresKeyStore`]); row 0 of each subject is
+//!   its tombstone once it is forgotten.
 //! - `events_tickets(pid int4)`, unlogged and always empty outside a running
 //!   [`PostgresStore::append_in`]: it inserts and deletes one row to take a transaction id of
 //!   its own (see [`horizon`]).
@@ -183,6 +187,7 @@
 mod append;
 mod claim;
 pub mod horizon;
+mod keys;
 mod listen;
 mod options;
 mod plan;
@@ -200,6 +205,7 @@ use deadpool_postgres::Pool;
 pub use claim::PostgresClaim;
 pub use deadpool_postgres;
 pub use horizon::{HorizonStatus, OpenAppender};
+pub use keys::PostgresKeyStore;
 pub use options::PostgresOptions;
 pub use plan::BatchTooLarge;
 pub use projection::PostgresWork;

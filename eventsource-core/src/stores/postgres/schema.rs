@@ -13,8 +13,8 @@ use crate::stores::sql::{identifier, migration};
 /// The longest schema name PostgreSQL keeps without truncating (`NAMEDATALEN - 1`).
 const MAX_SCHEMA_NAME: usize = 63;
 
-/// The longest table name accepted: constraint and index names append up to 14 bytes to it and
-/// must stay within PostgreSQL's 63.
+/// The longest table name accepted: the names derived from it append up to 15 bytes
+/// (`_data_keys_pkey`) and must stay within PostgreSQL's 63.
 pub(super) const MAX_TABLE_NAME: usize = 48;
 
 /// The name of the migrations table inside the store's schema.
@@ -68,16 +68,17 @@ impl Names {
             }
         }
         let tickets = self.tickets();
+        let data_keys = self.data_keys();
         if self.events == self.snapshots
             || self.events == self.tracking
             || self.snapshots == self.tracking
-            || tickets == self.snapshots
-            || tickets == self.tracking
+            || [&tickets, &data_keys].contains(&&self.snapshots)
+            || [&tickets, &data_keys].contains(&&self.tracking)
         {
             return Err(Error::Config {
                 backend: BACKEND,
                 message: format!(
-                    "the events, snapshots and tracking tables need three different names, none of them `{tickets}` (the events table's tickets), got `{}`, `{}` and `{}`",
+                    "the events, snapshots and tracking tables need three different names, none of them `{tickets}` (the events table's tickets) or `{data_keys}` (its data keys), got `{}`, `{}` and `{}`",
                     self.events, self.snapshots, self.tracking
                 ),
             });
@@ -100,6 +101,17 @@ impl Names {
     /// into (and deletes it again) to take a transaction id of its own: `<events>_tickets`.
     pub(super) fn tickets(&self) -> String {
         format!("{}_tickets", self.events)
+    }
+
+    /// The table of data keys (see [`PostgresKeyStore`](super::PostgresKeyStore)):
+    /// `<events>_data_keys`.
+    pub(super) fn data_keys(&self) -> String {
+        format!("{}{}", self.events, crate::stores::sql::keys::TABLE_SUFFIX)
+    }
+
+    /// `"schema"."table"` for the data keys table.
+    pub(super) fn data_keys_table(&self) -> String {
+        self.table(&self.data_keys())
     }
 }
 
@@ -124,10 +136,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "event ids and categories, and the index for category-filtered log reads",
         sql: migration_3,
     },
+    Migration {
+        version: 4,
+        description: "data keys: per-subject encryption keys, wrapped by the master key, and the tombstones of forgotten subjects",
+        sql: migration_4,
+    },
 ];
 
 /// The schema version this build creates and expects.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 fn migration_1(names: &Names) -> String {
     let events = names.table(&names.events);
@@ -184,6 +201,23 @@ fn migration_3(names: &Names) -> String {
         "ALTER TABLE {events} ADD COLUMN IF NOT EXISTS event_id uuid; \
          ALTER TABLE {events} ADD COLUMN IF NOT EXISTS category text NOT NULL DEFAULT ''; \
          CREATE INDEX IF NOT EXISTS {by_category} ON {events} (category, position);"
+    )
+}
+
+fn migration_4(names: &Names) -> String {
+    let keys = names.data_keys_table();
+    let pkey = quote(&format!("{}_pkey", names.data_keys()));
+    // Row 0 of a subject is its own: the tombstone, and what its writers lock (`keys.rs`).
+    format!(
+        "CREATE TABLE IF NOT EXISTS {keys} (
+            subject           uuid        NOT NULL,
+            key_id            int8        NOT NULL CHECK (key_id BETWEEN 0 AND 4294967295),
+            wrapped           bytea,
+            forgotten_through int8        NOT NULL DEFAULT 0 CHECK (forgotten_through BETWEEN 0 AND 4294967295),
+            recorded_at       timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT {pkey} PRIMARY KEY (subject, key_id),
+            CHECK ((key_id = 0) = (wrapped IS NULL))
+        );"
     )
 }
 
@@ -260,6 +294,7 @@ pub(super) async fn migrate(tx: &Transaction<'_>, names: &Names) -> Result<()> {
         &names.snapshots,
         &names.tracking,
         &names.tickets(),
+        &names.data_keys(),
     ] {
         let row = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&names.table(table)])
@@ -371,6 +406,8 @@ pub(super) struct Sql {
     pub(super) load_snapshot: String,
     /// `$1 stream, $2 version` → its newest snapshot at or below the version.
     pub(super) load_snapshot_at: String,
+    /// `$1 stream`: deletes its snapshots.
+    pub(super) delete_snapshots: String,
 }
 
 /// The columns of a stored event, in the order [`super::rows::event`] reads them.
@@ -552,6 +589,7 @@ impl Sql {
                 "SELECT {SNAPSHOT_COLUMNS} FROM {snapshots} WHERE stream_id = $1::uuid \
                  ORDER BY version DESC LIMIT 1"
             ),
+            delete_snapshots: format!("DELETE FROM {snapshots} WHERE stream_id = $1::uuid"),
             load_snapshot_at: format!(
                 "SELECT {SNAPSHOT_COLUMNS} FROM {snapshots} \
                  WHERE stream_id = $1::uuid AND version <= $2::int8 \
@@ -609,6 +647,13 @@ mod tests {
             ..names
         };
         assert!(matches!(names.validate(), Err(Error::Config { .. })));
+        let names = Names {
+            snapshots: "events_data_keys".into(),
+            ..names
+        };
+        assert!(
+            matches!(names.validate(), Err(Error::Config { message, .. }) if message.contains("data keys"))
+        );
     }
 
     #[test]

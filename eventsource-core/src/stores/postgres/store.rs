@@ -176,6 +176,19 @@ impl EventStore for PostgresStore {
         Ok(())
     }
 
+    async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+        let context = format!("deleting the snapshots of stream {stream_id}");
+        let client = self.client(&context).await?;
+        let statement = client
+            .prepare_cached(&self.sql.delete_snapshots)
+            .await
+            .map_err(pg_error(&context))?;
+        client
+            .execute(&statement, &[&stream_id])
+            .await
+            .map_err(pg_error(context))
+    }
+
     async fn load_snapshot(
         &self,
         stream_id: Uuid,

@@ -42,6 +42,8 @@
 //!   the same component on the same file, in any process, wait on standby; one takes over when
 //!   the holder stops (it deletes the row) or, after a crash, once its lease has expired
 //!   ([`LEASE`], 10 s by default; [`SqliteOptions::claim_lease`] sets it).
+//! - **Keys.** With encrypted payloads, [`SqliteKeyStore`] keeps their data keys in the same
+//!   file (table `<events>_data_keys`), each wrapped by a master key kept outside it.
 //! - **Async.** SQLite calls block, so each runs on Tokio's blocking thread pool
 //!   ([`tokio::task::spawn_blocking`]); the store must be used inside a Tokio runtime (outside
 //!   one, every call fails with a typed error).
@@ -52,6 +54,7 @@
 //! whether it decodes is the repository's concern.
 
 mod claim;
+mod keys;
 mod options;
 mod projection;
 mod rows;
@@ -68,6 +71,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use claim::{LEASE, RENEW_EVERY, SqliteClaim};
+pub use keys::SqliteKeyStore;
 pub use options::{SqliteOptions, Synchronous};
 pub use projection::SqliteWork;
 
@@ -863,6 +867,21 @@ impl EventStore for SqliteStore {
                 ])
                 .map_err(shared.failed(&doing))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+        self.run(move |shared| {
+            let doing = format!("deleting the snapshots of stream {stream_id}");
+            let conn = shared.writer();
+            let mut statement = conn
+                .prepare_cached(&shared.sql.delete_snapshots)
+                .map_err(shared.failed(&doing))?;
+            let deleted = statement
+                .execute(params![stream_id.hyphenated().to_string()])
+                .map_err(shared.failed(&doing))?;
+            Ok(deleted as u64)
         })
         .await
     }

@@ -82,15 +82,22 @@ impl TableNames {
         format!("{}_projection_leases", self.events)
     }
 
+    /// The table of data keys (see [`SqliteKeyStore`](super::SqliteKeyStore)).
+    pub(super) fn data_keys(&self) -> String {
+        format!("{}{}", self.events, crate::stores::sql::keys::TABLE_SUFFIX)
+    }
+
     fn validate(&self) -> Result<()> {
         let migrations = self.migrations();
         let leases = self.leases();
+        let data_keys = self.data_keys();
         let all = [
             ("events", self.events.as_str()),
             ("snapshots", self.snapshots.as_str()),
             ("tracking", self.tracking.as_str()),
             ("migrations", migrations.as_str()),
             ("projection leases", leases.as_str()),
+            ("data keys", data_keys.as_str()),
         ];
         for (role, name) in all {
             validate_identifier(role, name)?;

@@ -18,6 +18,11 @@
 //! events_projection_leases(tracker TEXT PRIMARY KEY,  -- a projection's active runner
 //!        holder TEXT,             -- `<process id>:<uuid>` of the runner holding it
 //!        expires_at INTEGER)      -- microseconds since the Unix epoch; renewed while it runs
+//! events_data_keys(subject TEXT,  -- a data subject, hyphenated lower-case UUID
+//!        key_id INTEGER,          -- 1, 2, …: a key; 0: the subject's own row; PRIMARY KEY with subject
+//!        wrapped BLOB,            -- the data key wrapped by the master key; NULL on row 0
+//!        forgotten_through INTEGER, -- on row 0: keys up to this id were deleted (forgotten)
+//!        recorded_at INTEGER)     -- microseconds: the key's creation, or the last forgetting
 //! ```
 
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -97,6 +102,23 @@ const MIGRATIONS: &[Migration] = &[
             )
         },
     },
+    Migration {
+        version: 4,
+        description: "data keys: per-subject encryption keys, wrapped by the master key, and the tombstones of forgotten subjects",
+        sql: |t| {
+            let keys = t.data_keys();
+            format!(
+                "CREATE TABLE IF NOT EXISTS {keys} (
+                    subject TEXT NOT NULL,
+                    key_id INTEGER NOT NULL CHECK (key_id >= 0),
+                    wrapped BLOB,
+                    forgotten_through INTEGER NOT NULL DEFAULT 0,
+                    recorded_at INTEGER NOT NULL,
+                    PRIMARY KEY (subject, key_id)
+                ) WITHOUT ROWID;"
+            )
+        },
+    },
 ];
 
 /// The schema version this build creates.
@@ -171,6 +193,7 @@ pub(super) struct Sql {
     pub(super) last_position: String,
     pub(super) save_snapshot: String,
     pub(super) load_snapshot: String,
+    pub(super) delete_snapshots: String,
     pub(super) tracking_position: String,
     pub(super) save_tracking: String,
     /// `?1 tracker` → deletes its record (a projection's rebuild).
@@ -234,6 +257,7 @@ impl Sql {
                 "SELECT version, aggregate, fingerprint, state, recorded_at FROM {snapshots}
                  WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1"
             ),
+            delete_snapshots: format!("DELETE FROM {snapshots} WHERE stream_id = ?1"),
             tracking_position: format!("SELECT position FROM {tracking} WHERE tracker = ?1"),
             delete_tracking: format!("DELETE FROM {tracking} WHERE tracker = ?1"),
             save_tracking: format!(
@@ -261,6 +285,6 @@ mod tests {
     #[test]
     fn migrations_are_in_sequence() {
         migration::assert_sequence(MIGRATIONS);
-        assert_eq!(latest_version(), 3);
+        assert_eq!(latest_version(), 4);
     }
 }

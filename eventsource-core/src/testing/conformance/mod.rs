@@ -99,8 +99,16 @@
 //!
 //! The model leaves out snapshots, `last_position`, metadata and schema versions, wake-ups and
 //! subscriptions (the checks above cover them), and events appended outside the sequence.
+//!
+//! # Key stores
+//!
+//! A [`KeyStore`](crate::persistence::codec::KeyStore) (where the keys of encrypted payloads
+//! live) has checks of its own: [`run_key_store`] takes a function that opens a handle on one
+//! key store's storage and runs [`key_store_checks`] (first keys, rotation, forgetting and its
+//! tombstone, the application's key, and concurrent callers in several handles).
 
 mod checks;
+mod keys;
 mod model;
 mod support;
 
@@ -114,6 +122,7 @@ use futures_util::future::BoxFuture;
 use crate::persistence::store::EventStore;
 
 pub use checks::*;
+pub use keys::*;
 pub use model::{ModelCases, model_concurrent_appends, model_sequences};
 
 /// How long one check may take before it fails as hung (a deadlocked store should fail the

@@ -182,13 +182,13 @@ impl<A: Aggregate> AggregateScenario<A> {
             .iter()
             .map(|stored| ExpectedEvent::stored(stored, false))
             .collect();
-        let recorded = stored
-            .into_iter()
-            .map(|stored| match repository.decode(&stored) {
-                Ok(event) => Recorded::new(event, stored),
+        let mut recorded = Vec::with_capacity(stored.len());
+        for stored in stored {
+            match repository.decode(&stored).await {
+                Ok(event) => recorded.push(Recorded::new(event, stored)),
                 Err(error) => panic!("a recorded event does not decode: {error}"),
-            })
-            .collect();
+            }
+        }
         CommandOutcome {
             stream_id,
             result,
