@@ -12,7 +12,8 @@ use std::convert::Infallible;
 
 use eventsource_core::prelude::*;
 use eventsource_core::testing::counting::{CountingStore, StoreCounts};
-use eventsource_core::{AppendBatch, Backoff, Error, Snapshot};
+use eventsource_core::{AppendBatch, Backoff, Codec, CodecError, Error, Snapshot, Work};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 #[derive(Event, Serialize, Deserialize, Debug, Clone)]
@@ -32,6 +33,50 @@ impl Apply<Added> for Tally {
     fn apply(&mut self, event: &Added) {
         self.total += event.n;
         self.count += 1;
+    }
+}
+
+/// Snapshots every 4 events by the derive's policy: what a unit of work follows.
+#[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[aggregate(events(Added), snapshot_every = 4)]
+struct Meter {
+    total: u64,
+}
+
+impl Apply<Added> for Meter {
+    fn apply(&mut self, event: &Added) {
+        self.total += event.n;
+    }
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+struct Beat;
+
+/// A state without fields: all it knows is its version. Its snapshot holds no bytes in a
+/// compact format ([`Terse`]).
+#[derive(Aggregate, Default, Debug, Clone, Serialize, Deserialize)]
+#[aggregate(events(Beat), snapshot)]
+struct Heartbeat {}
+
+impl Apply<Beat> for Heartbeat {
+    fn apply(&mut self, _: &Beat) {}
+}
+
+/// JSON, except that an empty object is written as no bytes at all, as compact binary formats
+/// (postcard, bincode) write a struct without fields.
+#[derive(Debug, Clone, Copy, Default)]
+struct Terse;
+
+impl Codec for Terse {
+    const NAME: &'static str = "terse-json";
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError> {
+        let bytes = Json.encode(value)?;
+        Ok(if bytes == b"{}" { Vec::new() } else { bytes })
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        Json.decode(if bytes.is_empty() { b"{}" } else { bytes })
     }
 }
 
@@ -61,7 +106,11 @@ fn honest(version: u64) -> Tally {
 async fn append_past(repo: &Tallies, id: Uuid, version: u64, events: u64) {
     let batch: Vec<TallyEvent> = (0..events).map(|_| Added { n: 1 }.into()).collect();
     repo.store()
-        .append(AppendBatch::single(id, version, repo.encode(&batch).unwrap()))
+        .append(AppendBatch::single(
+            id,
+            version,
+            repo.encode(&batch).unwrap(),
+        ))
         .await
         .unwrap();
 }
@@ -202,7 +251,11 @@ async fn a_snapshot_ahead_of_the_stream_is_disowned_once_then_skipped() {
     // The check read found no event at 8; the replay read all five; one save disowned the
     // snapshot at 8 and one wrote the state at 5.
     assert_eq!(
-        (counts.stream_reads, counts.events_read, counts.snapshot_saves),
+        (
+            counts.stream_reads,
+            counts.events_read,
+            counts.snapshot_saves
+        ),
         (2, 5, 2)
     );
     let disowned = repo.store().load_snapshot(id, Some(8)).await.unwrap();
@@ -214,6 +267,42 @@ async fn a_snapshot_ahead_of_the_stream_is_disowned_once_then_skipped() {
     assert_eq!(repo.get(id).await.unwrap().state(), &honest(5));
     let counts = repo.store().take_counts();
     assert_eq!((counts.stream_reads, counts.events_read), (1, 5));
+}
+
+#[tokio::test]
+async fn a_snapshot_whose_state_is_empty_is_used_not_taken_for_a_disowned_one() {
+    let beats =
+        Repository::<Heartbeat, _, _>::with_codec(CountingStore::<MemoryStore>::default(), Terse)
+            .snapshot_every(0);
+    let id = beats.create(Beat).await.unwrap();
+    for _ in 0..9 {
+        beats
+            .execute(id, |_| Ok::<_, Infallible>(Beat))
+            .await
+            .unwrap();
+    }
+    assert_eq!(beats.take_snapshot(id).await.unwrap(), 10);
+    let snapshot = beats
+        .store()
+        .load_snapshot(id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(snapshot.state.is_empty(), "the codec wrote no bytes");
+    beats.store().take_counts();
+
+    assert_eq!(beats.get(id).await.unwrap().version(), 10);
+    assert_eq!(
+        beats.store().take_counts(),
+        StoreCounts {
+            snapshot_loads: 1,
+            snapshots_found: 1,
+            stream_reads: 1,
+            events_read: 1,
+            ..StoreCounts::default()
+        },
+        "started from the snapshot at 10: read only the event at 10, wrote no snapshot"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,6 +334,8 @@ async fn a_cached_aggregate_loads_without_reading_old_events_or_snapshots() {
     let counts = repo.store().take_counts();
     assert_eq!((counts.snapshot_loads, counts.events_read), (0, 3));
     assert_eq!(repo.cached_version(id), Some(8));
+    let debug = format!("{repo:?}");
+    assert!(debug.contains("cache_capacity: Some(8)"), "{debug}");
 }
 
 #[tokio::test]
@@ -263,7 +354,11 @@ async fn time_travel_starts_from_the_newer_of_the_cache_and_a_snapshot() {
     assert_eq!(repo.get_at(id, 22).await.unwrap().state(), &honest(22));
     let counts = repo.store().take_counts();
     assert_eq!((counts.snapshots_found, counts.events_read), (1, 3));
-    assert_eq!(repo.cached_version(id), Some(3), "time travel leaves the cache");
+    assert_eq!(
+        repo.cached_version(id),
+        Some(3),
+        "time travel leaves the cache"
+    );
 
     // A snapshot at 10, the cache at 15: for version 17 the cache is the newer start, and only
     // 16 and 17 are read.
@@ -317,7 +412,9 @@ async fn a_store_failure_other_than_a_conflict_is_returned_without_a_retry() {
         ("outcome unknown", || {
             Error::outcome_unknown("test", "committing", "the connection dropped")
         }),
-        ("backend", || Error::backend("test", "appending", "disk full")),
+        ("backend", || {
+            Error::backend("test", "appending", "disk full")
+        }),
     ];
     for (name, failure) in failures {
         repo.store().fail_every_append(move |_| failure());
@@ -405,4 +502,142 @@ async fn the_policy_writes_one_snapshot_per_multiple_crossed() {
     assert_eq!(repo.store().counts().snapshot_saves, 3);
     let newest = repo.store().load_snapshot(id, None).await.unwrap().unwrap();
     assert_eq!(newest.version, 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Units of work
+
+#[tokio::test]
+async fn a_unit_of_work_reads_each_stream_once_and_appends_all_in_one_batch() {
+    let repo = tallies();
+    let (a, b) = (stream_of(&repo, 3).await, stream_of(&repo, 2).await);
+    let new = Uuid::now_v7();
+    repo.store().take_counts();
+    let described = repo
+        .unit_of_work()
+        .run(|work| {
+            Box::pin(async move {
+                let first = work.load::<Tally>(a).await?;
+                let again = work.load::<Tally>(a).await?;
+                let second = work.load::<Tally>(b).await?;
+                work.record(first, Added { n: 10 });
+                work.record(again, Added { n: 10 });
+                work.record(second, Added { n: 1 });
+                // A new stream with an event recorded loads like an existing one.
+                let created = work.load_or_default::<Tally>(new).await?;
+                work.record(created, Added { n: 7 });
+                let reloaded = work.load::<Tally>(new).await?;
+                assert_eq!(work[reloaded].pending().len(), 1);
+                Ok::<_, CommandError<Infallible>>(format!("{work:?}"))
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        described,
+        format!(
+            "[Tally {a} at version 3 (+2 pending), Tally {b} at version 2 (+1 pending), \
+             Tally {new} at version 0 (+1 pending)]"
+        )
+    );
+    assert_eq!(
+        repo.store().take_counts(),
+        StoreCounts {
+            snapshot_loads: 3,
+            stream_reads: 3,
+            events_read: 5,
+            appends: 1,
+            events_appended: 4,
+            ..StoreCounts::default()
+        }
+    );
+    assert_eq!(repo.get(a).await.unwrap().state().total, 23);
+
+    // A unit that records nothing appends nothing.
+    repo.store().take_counts();
+    repo.unit_of_work()
+        .run(|work| {
+            Box::pin(async move {
+                work.load::<Tally>(a).await?;
+                Ok::<_, CommandError<Infallible>>(())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(repo.store().take_counts().appends, 0);
+}
+
+/// A unit of work's body: adds 1 to the tally `id`.
+fn add_one<'r>(
+    id: Uuid,
+) -> impl for<'w> FnMut(
+    &'w mut Work<'r, CountingStore>,
+) -> BoxFuture<'w, Result<(), CommandError<Infallible>>> {
+    move |work| {
+        Box::pin(async move {
+            let tally = work.load::<Tally>(id).await?;
+            work.record(tally, Added { n: 1 });
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_unit_of_work_retries_conflicts_and_returns_other_failures_at_once() {
+    let repo = tallies().max_attempts(3);
+    let id = stream_of(&repo, 2).await;
+    let conflict = move |_: &AppendBatch| Error::Conflict {
+        stream: id,
+        expected: 2,
+        actual: 3,
+    };
+
+    repo.store().fail_appends(2, conflict);
+    repo.store().take_counts();
+    repo.unit_of_work().run(add_one(id)).await.unwrap();
+    let counts = repo.store().take_counts();
+    assert_eq!(
+        (counts.appends, counts.failed_appends, counts.stream_reads),
+        (3, 2, 3)
+    );
+
+    repo.store().fail_appends(3, conflict);
+    match repo.unit_of_work().run(add_one(id)).await {
+        Err(CommandError::Store(Error::TooManyConflicts { attempts: 3, .. })) => {}
+        other => panic!("the unit returned {other:?}"),
+    }
+    assert_eq!(repo.store().take_counts().appends, 3);
+
+    repo.store().fail_every_append(|_| busy());
+    match repo.unit_of_work().run(add_one(id)).await {
+        Err(CommandError::Store(Error::Busy { .. })) => {}
+        other => panic!("the unit returned {other:?}"),
+    }
+    assert_eq!(repo.store().take_counts().appends, 1, "tried once");
+    repo.store().stop_failing();
+    assert_eq!(repo.get(id).await.unwrap().version(), 3);
+}
+
+#[tokio::test]
+async fn a_unit_of_work_snapshots_by_the_derives_policy() {
+    let store = CountingStore::<MemoryStore>::default();
+    let meters = Repository::<Meter, _>::new(store.clone());
+    let id = meters.create(Added { n: 1 }).await.unwrap(); // version 1
+    store.take_counts();
+    let unit = UnitOfWork::new(&store);
+    for _ in 0..8 {
+        unit.run(|work| {
+            Box::pin(async move {
+                let meter = work.load::<Meter>(id).await?;
+                work.record(meter, Added { n: 1 });
+                Ok::<_, CommandError<Infallible>>(())
+            })
+        })
+        .await
+        .unwrap();
+    }
+    // Versions 2 to 9: the saves reaching 4 and 8 took snapshots.
+    assert_eq!(store.counts().snapshot_saves, 2);
+    let newest = store.load_snapshot(id, None).await.unwrap().unwrap();
+    assert_eq!(newest.version, 8);
 }

@@ -289,11 +289,15 @@ impl<S: EventStore> EventStore for CountingStore<S> {
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
         let index = self.start_read(stream_id, range);
         let ledger = Arc::clone(&self.ledger);
-        Box::pin(self.store.read_stream(stream_id, range).inspect(move |item| {
-            if item.is_ok() {
-                count_read_event(&ledger, index);
-            }
-        }))
+        Box::pin(
+            self.store
+                .read_stream(stream_id, range)
+                .inspect(move |item| {
+                    if item.is_ok() {
+                        count_read_event(&ledger, index);
+                    }
+                }),
+        )
     }
 
     async fn visit_stream(
