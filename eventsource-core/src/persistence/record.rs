@@ -375,4 +375,36 @@ mod tests {
         );
         assert_ne!(legacy_event_id(Uuid::nil(), 1), legacy_event_id(stream, 1));
     }
+
+    fn stored(category: &str, name: &str) -> StoredEvent {
+        StoredEvent {
+            id: Uuid::nil(),
+            stream_id: Uuid::nil(),
+            category: category.into(),
+            version: 1,
+            name: name.into(),
+            schema_version: 1,
+            payload: Vec::new(),
+            metadata: Metadata::new(),
+            recorded_at: SystemTime::UNIX_EPOCH,
+            position: Position::new(1),
+        }
+    }
+
+    #[test]
+    fn a_log_query_filters_by_category_and_by_name_and_without_filters_takes_all() {
+        let opened = stored("Account", "Opened");
+        let shipped = stored("Order", "Shipped");
+        let all = LogQuery::from_start(10);
+        assert!(all.matches(&opened) && all.matches(&shipped));
+        let accounts = LogQuery::from_start(10).categories(["Account"]);
+        assert!(accounts.matches(&opened) && !accounts.matches(&shipped));
+        let shipping = LogQuery::from_start(10).names(["Shipped", "Returned"]);
+        assert!(!shipping.matches(&opened) && shipping.matches(&shipped));
+        let both = accounts.names(["Shipped"]);
+        assert!(
+            !both.matches(&opened) && !both.matches(&shipped),
+            "both must hold"
+        );
+    }
 }
