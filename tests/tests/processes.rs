@@ -578,6 +578,7 @@ async fn a_system_refuses_wiring_that_could_never_run() {
         matches!(
             error,
             SystemError::NotRecorded {
+                kind: "projection",
                 component: "pm-receivables",
                 event: "PmInvoiced",
                 ..
@@ -586,9 +587,26 @@ async fn a_system_refuses_wiring_that_could_never_run() {
         "{error}"
     );
     assert!(
+        error.to_string().starts_with(
+            "projection `pm-receivables` follows the event `PmInvoiced`, which none of the system's aggregates (PmOrder) records"
+        ),
+        "{error}"
+    );
+    assert!(
         error
             .to_string()
             .contains("add the aggregate that records it with `.aggregate::<A>()`"),
+        "{error}"
+    );
+    let error = System::new(store.clone())
+        .aggregate::<Order>()
+        .process(Reminders)
+        .check()
+        .expect_err("no aggregate records PmInvoiced");
+    assert!(
+        error
+            .to_string()
+            .starts_with("process `pm-reminders` follows the event `PmInvoiced`"),
         "{error}"
     );
     let twice = System::new(store.clone())
