@@ -134,6 +134,9 @@ fn snapshot_of(id: Uuid, version: u64, state: &Tally) -> Snapshot {
     }
 }
 
+/// Makes the error a failing append returns.
+type MakeError = fn() -> Error;
+
 fn busy() -> Error {
     Error::busy("test", "appending", "the database is locked")
 }
@@ -407,7 +410,7 @@ async fn a_command_on_a_cached_aggregate_reads_nothing_old_and_appends_once() {
 async fn a_store_failure_other_than_a_conflict_is_returned_without_a_retry() {
     let repo = tallies().max_attempts(5);
     let id = stream_of(&repo, 2).await;
-    let failures: [(&str, fn() -> Error); 3] = [
+    let failures: [(&str, MakeError); 3] = [
         ("busy", busy),
         ("outcome unknown", || {
             Error::outcome_unknown("test", "committing", "the connection dropped")
