@@ -405,6 +405,42 @@ async fn a_failing_reaction_stops_before_its_event_and_writes_nothing() {
     on_every_store!("pm_fail", scenario);
 }
 
+/// A live process stopped by a failing reaction says so in its status, in the process's words:
+/// which process, at which event, and what the reaction said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_process_stopped_by_a_reaction_says_why_in_its_status() {
+    let store = MemoryStore::new();
+    let orders = place_orders(&store, 1, 10, false).await; // cents 1..=10
+    let sixth = Repository::<Order, _>::new(store.clone())
+        .history(orders[5])
+        .await
+        .expect("history")[0]
+        .clone();
+    let mut running = ProcessManager::new(
+        store.clone(),
+        Picky {
+            refuse_cents: Some(6),
+        },
+    )
+    .on_error(ErrorPolicy::Stop)
+    .spawn();
+    let last = store.last_position().await.expect("last position");
+    let expected = format!(
+        "process `pm-picky` stopped at event `PmOrdered` (stream {}, version 1, position {}): \
+         refusing an order of 6 cents",
+        sixth.stream_id, sixth.position
+    );
+    match running.wait_for(last, Duration::from_secs(60)).await {
+        Err(ProcessError::Stopped { process, message }) => {
+            assert_eq!((process, message.as_str()), ("pm-picky", expected.as_str()));
+        }
+        other => panic!("expected the process to stop, got {other:?}"),
+    }
+    let status = running.status();
+    assert!(!status.running);
+    assert_eq!(status.error.as_deref(), Some(expected.as_str()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Systems
 
@@ -542,6 +578,7 @@ async fn a_system_refuses_wiring_that_could_never_run() {
         matches!(
             error,
             SystemError::NotRecorded {
+                kind: "projection",
                 component: "pm-receivables",
                 event: "PmInvoiced",
                 ..
@@ -550,9 +587,26 @@ async fn a_system_refuses_wiring_that_could_never_run() {
         "{error}"
     );
     assert!(
+        error.to_string().starts_with(
+            "projection `pm-receivables` follows the event `PmInvoiced`, which none of the system's aggregates (PmOrder) records"
+        ),
+        "{error}"
+    );
+    assert!(
         error
             .to_string()
             .contains("add the aggregate that records it with `.aggregate::<A>()`"),
+        "{error}"
+    );
+    let error = System::new(store.clone())
+        .aggregate::<Order>()
+        .process(Reminders)
+        .check()
+        .expect_err("no aggregate records PmInvoiced");
+    assert!(
+        error
+            .to_string()
+            .starts_with("process `pm-reminders` follows the event `PmInvoiced`"),
         "{error}"
     );
     let twice = System::new(store.clone())

@@ -218,6 +218,81 @@ async fn a_live_in_memory_projection_ends_equal_to_a_rebuild() {
     assert_eq!(live.cents.len(), 80);
 }
 
+/// Fails its first `failures` tries at every deposit of 30; counts the tries there.
+#[derive(Projection, Debug, Default)]
+#[projection(name = "flaky", events(Deposited))]
+struct Flaky {
+    failures: u32,
+    tries_at_30: u32,
+    total: i64,
+}
+
+impl Handle<Deposited> for Flaky {
+    async fn handle(&mut self, e: &Recorded<Deposited>, _: &mut ()) -> Result<(), HandlerError> {
+        if e.event.cents == 30 {
+            self.tries_at_30 += 1;
+            if self.tries_at_30 <= self.failures {
+                return Err(format!("try {} at 30 failed", self.tries_at_30).into());
+            }
+        }
+        self.total += e.event.cents;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_retry_policy_tries_a_failing_batch_as_many_times_as_it_says() {
+    let store = MemoryStore::new();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let id = accounts
+        .create(Opened {
+            owner: "Ada".into(),
+        })
+        .await
+        .unwrap();
+    for cents in [10, 20, 30, 40] {
+        accounts
+            .execute(id, |_| {
+                Ok::<_, std::convert::Infallible>(Deposited { cents })
+            })
+            .await
+            .unwrap();
+    }
+    let retry = || ErrorPolicy::Retry {
+        attempts: 3,
+        backoff: eventsource_core::Backoff::none(),
+    };
+
+    // Two failures, three tries: the third succeeds and the projection goes on.
+    let mut recovers = Projector::new(
+        store.clone(),
+        Flaky {
+            failures: 2,
+            ..Flaky::default()
+        },
+    )
+    .page_size(1)
+    .on_error(retry());
+    recovers.catch_up().await.unwrap();
+    let flaky = recovers.projection();
+    assert_eq!((flaky.tries_at_30, flaky.total), (3, 100));
+
+    // Three failures: the third try is the last, and the projector stops before the 30.
+    let mut gives_up = Projector::new(
+        store.clone(),
+        Flaky {
+            failures: 3,
+            ..Flaky::default()
+        },
+    )
+    .page_size(1)
+    .on_error(retry());
+    let error = gives_up.catch_up().await.unwrap_err();
+    assert!(error.to_string().contains("try 3 at 30 failed"), "{error}");
+    let flaky = gives_up.projection();
+    assert_eq!((flaky.tries_at_30, flaky.total), (3, 30));
+}
+
 // ---------------------------------------------------------------------------------------------
 // In the store's SQLite file: context SqliteWork
 

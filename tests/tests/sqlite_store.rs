@@ -414,6 +414,44 @@ async fn malformed_rows_are_typed_errors() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("schema_version"), "{error}");
+
+    // The error says what the column holds instead.
+    let odd = Uuid::now_v7();
+    for (version, payload, metadata, message) in [
+        (
+            1,
+            "5",
+            "NULL",
+            "column `payload` holds the integer 5, not a blob",
+        ),
+        (
+            2,
+            "2.5",
+            "NULL",
+            "column `payload` holds the real number 2.5, not a blob",
+        ),
+        (
+            3,
+            "X'00'",
+            "X'0102'",
+            "column `metadata` holds a 2-byte blob, not JSON text",
+        ),
+    ] {
+        conn.execute(
+            &format!(
+                "INSERT INTO events (stream_id, version, name, schema_version, payload, metadata, recorded_at)
+                 VALUES (?1, {version}, 'Opened', 1, {payload}, {metadata}, 0)"
+            ),
+            [odd.to_string()],
+        )
+        .unwrap();
+        let error = store
+            .read_stream(odd, StreamRange::all().from(version))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(message), "{error}");
+    }
 }
 
 /// A long stream is read in chunks: the first events arrive before the whole stream is read,

@@ -127,3 +127,24 @@ impl Standby {
         &self.tracker
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory store's claim can't be lost. The clock is paused: the hour passes at once
+    /// when nothing else is left to run, so the test waits for no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_memory_store_claim_is_held_until_released() {
+        let store = MemoryStore::new();
+        let standby = Standby::new("ledger", Duration::from_millis(10), || {
+            panic!("nobody else can hold a memory store's claim")
+        });
+        // The claim is `()`: taken at once, nothing to hold.
+        store.claim("ledger", &standby).await.unwrap();
+        let lost =
+            tokio::time::timeout(Duration::from_secs(3600), MemoryStore::claim_lost(&mut ())).await;
+        assert!(lost.is_err(), "the claim was reported lost");
+        store.release(()).await;
+    }
+}

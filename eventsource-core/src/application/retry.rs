@@ -240,6 +240,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_policy_reports_the_backoff_it_was_given() {
+        let backoff = Backoff::exponential(2 * MS, 50 * MS);
+        assert_eq!(RetryPolicy::new(3, backoff).backoff(), backoff);
+        let none = RetryPolicy::default().with_backoff(Backoff::none());
+        assert_eq!(none.backoff(), Backoff::none());
+        assert_eq!(
+            none.max_attempts(),
+            DEFAULT_MAX_ATTEMPTS,
+            "the attempts are kept"
+        );
+    }
+
     #[tokio::test]
     async fn the_last_conflict_becomes_too_many_conflicts_and_other_errors_pass() {
         let policy = RetryPolicy::new(3, Backoff::none());

@@ -64,3 +64,22 @@ impl From<Position> for u64 {
         position.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_reads_as_its_number_in_messages() {
+        assert_eq!(Position::new(42).to_string(), "42");
+        let error = crate::Error::TrackingConflict {
+            tracker: "ledger".into(),
+            position: Position::new(3),
+            recorded: Position::new(5),
+        };
+        assert_eq!(
+            error.to_string(),
+            "tracking conflict for `ledger`: position 3 is not after the recorded position 5; nothing was written"
+        );
+    }
+}

@@ -337,3 +337,101 @@ impl EventStore for MemoryStore {
             .unwrap_or(Position::START))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+
+    use futures_util::TryStreamExt;
+
+    use super::*;
+    use crate::persistence::record::NewEvent;
+
+    /// Longer than two chunks, so reads and visits cross two chunk boundaries.
+    const LONG: u64 = 2 * READ_CHUNK as u64 + 100;
+
+    async fn long_stream() -> (MemoryStore, Uuid) {
+        let store = MemoryStore::new();
+        let id = Uuid::now_v7();
+        let events = (0..LONG)
+            .map(|_| NewEvent::new("Ticked", 1, b"{}".to_vec()))
+            .collect();
+        store
+            .append(AppendBatch::single(id, 0, events))
+            .await
+            .unwrap();
+        (store, id)
+    }
+
+    async fn read(store: &MemoryStore, id: Uuid, range: StreamRange) -> Vec<u64> {
+        store
+            .read_stream(id, range)
+            .map_ok(|event| event.version)
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// The versions a visit sees, stopping after `stop_after` of them.
+    async fn visit(
+        store: &MemoryStore,
+        id: Uuid,
+        range: StreamRange,
+        stop_after: usize,
+    ) -> Vec<u64> {
+        let mut versions = Vec::new();
+        store
+            .visit_stream(id, range, &mut |event| {
+                versions.push(event.version);
+                Ok(if versions.len() >= stop_after {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })
+            .await
+            .unwrap();
+        versions
+    }
+
+    #[tokio::test]
+    async fn reads_and_visits_cross_chunk_boundaries_in_both_directions() {
+        let (store, id) = long_stream().await;
+        let cases: [(StreamRange, Vec<u64>); 4] = [
+            (StreamRange::all(), (1..=LONG).collect()),
+            (StreamRange::all().backwards(), (1..=LONG).rev().collect()),
+            (
+                StreamRange::all().from(1000).limit(1100),
+                (1000..2100).collect(),
+            ),
+            (
+                StreamRange::all().to(2000).backwards().limit(1500),
+                (501..=2000).rev().collect(),
+            ),
+        ];
+        for (range, expected) in cases {
+            assert_eq!(
+                visit(&store, id, range, usize::MAX).await,
+                expected,
+                "visit {range:?}"
+            );
+            assert_eq!(read(&store, id, range).await, expected, "read {range:?}");
+        }
+        // A visit that stops sees no event after it stopped, even in a later chunk.
+        assert_eq!(
+            visit(&store, id, StreamRange::all(), 1500).await,
+            (1..=1500).collect::<Vec<_>>()
+        );
+        // An unknown stream, and a range past the end, have nothing to read.
+        assert!(
+            visit(&store, Uuid::now_v7(), StreamRange::all(), usize::MAX)
+                .await
+                .is_empty()
+        );
+        assert!(
+            read(&store, id, StreamRange::all().from(LONG + 1))
+                .await
+                .is_empty()
+        );
+    }
+}

@@ -8,6 +8,10 @@
 //!   reactions ([`ProcessScenario`](scenario::ProcessScenario)), each run on a
 //!   [`MemoryStore`](crate::MemoryStore) through the real repository, projector or process
 //!   manager.
+//! - [`counting`] holds [`CountingStore`](counting::CountingStore), which wraps a store and
+//!   counts what it is asked for (appends tried, events read per stream read, snapshots loaded
+//!   and saved) and fails appends on request: for tests that check what a load or a command
+//!   costs, and what it does when the store fails.
 //!
 //! ```toml
 //! [dev-dependencies]
@@ -16,4 +20,5 @@
 //! ```
 
 pub mod conformance;
+pub mod counting;
 pub mod scenario;

@@ -233,3 +233,33 @@ impl crate::application::claim::Claims for SqliteStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::sqlite::SqliteOptions;
+
+    /// Dropping a claim (a runner that ends without releasing it) stops its renewals, so its
+    /// lease expires and another runner takes over. The second take polls every 10 ms and gets
+    /// the lease once it has expired (200 ms); the minute is only an upper bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_claim_stops_renewing_and_a_standby_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteOptions::file(dir.path().join("claims.db"))
+            .claim_lease(Duration::from_millis(200))
+            .open()
+            .await
+            .unwrap();
+        let standby = Standby::new("ledger", Duration::from_millis(10), || {});
+        let first = SqliteClaim::take(&store, "ledger", &standby).await.unwrap();
+        drop(first);
+        let second = tokio::time::timeout(
+            Duration::from_secs(60),
+            SqliteClaim::take(&store, "ledger", &standby),
+        )
+        .await
+        .expect("the dropped claim's lease was still renewed a minute later")
+        .unwrap();
+        second.release(&store).await;
+    }
+}

@@ -922,3 +922,73 @@ impl EventStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pragma(conn: &Connection, name: &str) -> i64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn connections_run_at_the_durability_and_mapping_the_options_ask_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteOptions::file(dir.path().join("settings.db"));
+        // SQLite's numbers for OFF, NORMAL, FULL and EXTRA.
+        for (synchronous, level) in [
+            (Synchronous::Off, 0),
+            (Synchronous::Normal, 1),
+            (Synchronous::Full, 2),
+            (Synchronous::Extra, 3),
+        ] {
+            let writer = open_connection(&file.clone().synchronous(synchronous), true).unwrap();
+            assert_eq!(pragma(&writer, "synchronous"), level, "{synchronous:?}");
+        }
+        let reader = open_connection(&file, false).unwrap();
+        assert_eq!(
+            pragma(&reader, "mmap_size"),
+            256 * 1024 * 1024,
+            "the default"
+        );
+        assert_eq!(pragma(&reader, "query_only"), 1);
+        let reader = open_connection(&file.clone().mmap_size(1 << 20), false).unwrap();
+        assert_eq!(pragma(&reader, "mmap_size"), 1 << 20);
+    }
+
+    #[test]
+    fn a_driver_error_says_what_a_busy_corrupt_or_foreign_file_means() {
+        let failure = |code| {
+            let error = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            sqlite_error(error, "reading stream 7".into(), Duration::from_secs(5))
+        };
+        match failure(rusqlite::ffi::SQLITE_BUSY) {
+            Error::Busy { context, .. } => assert_eq!(
+                context,
+                "reading stream 7 (another connection held the database lock for longer than the busy timeout of 5s)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        for (code, hint) in [
+            (
+                rusqlite::ffi::SQLITE_CORRUPT,
+                " (the database file is corrupt)",
+            ),
+            (
+                rusqlite::ffi::SQLITE_NOTADB,
+                " (the file is not an SQLite database)",
+            ),
+            (rusqlite::ffi::SQLITE_FULL, ""),
+        ] {
+            match failure(code) {
+                Error::Backend { context, .. } => {
+                    assert_eq!(context, format!("reading stream 7{hint}"));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
