@@ -12,8 +12,7 @@ use std::convert::Infallible;
 
 use eventsource_core::prelude::*;
 use eventsource_core::testing::counting::{CountingStore, StoreCounts};
-use eventsource_core::{AppendBatch, Backoff, Codec, CodecError, Error, Snapshot, Work};
-use serde::de::DeserializeOwned;
+use eventsource_core::{AppendBatch, Backoff, Error, Snapshot, Work};
 use serde::{Deserialize, Serialize};
 
 #[derive(Event, Serialize, Deserialize, Debug, Clone)]
@@ -49,37 +48,6 @@ impl Apply<Added> for Meter {
     }
 }
 
-#[derive(Event, Serialize, Deserialize, Debug, Clone)]
-struct Beat;
-
-/// A state without fields: all it knows is its version. Its snapshot holds no bytes in a
-/// compact format ([`Terse`]).
-#[derive(Aggregate, Default, Debug, Clone, Serialize, Deserialize)]
-#[aggregate(events(Beat), snapshot)]
-struct Heartbeat {}
-
-impl Apply<Beat> for Heartbeat {
-    fn apply(&mut self, _: &Beat) {}
-}
-
-/// JSON, except that an empty object is written as no bytes at all, as compact binary formats
-/// (postcard, bincode) write a struct without fields.
-#[derive(Debug, Clone, Copy, Default)]
-struct Terse;
-
-impl Codec for Terse {
-    const NAME: &'static str = "terse-json";
-
-    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError> {
-        let bytes = Json.encode(value)?;
-        Ok(if bytes == b"{}" { Vec::new() } else { bytes })
-    }
-
-    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        Json.decode(if bytes.is_empty() { b"{}" } else { bytes })
-    }
-}
-
 type Tallies = Repository<Tally, CountingStore>;
 
 /// A repository over a fresh counting memory store, without automatic snapshots or retry waits.
@@ -109,7 +77,7 @@ async fn append_past(repo: &Tallies, id: Uuid, version: u64, events: u64) {
         .append(AppendBatch::single(
             id,
             version,
-            repo.encode(&batch).unwrap(),
+            repo.encode(id, version, &batch).await.unwrap(),
         ))
         .await
         .unwrap();
@@ -270,42 +238,6 @@ async fn a_snapshot_ahead_of_the_stream_is_disowned_once_then_skipped() {
     assert_eq!(repo.get(id).await.unwrap().state(), &honest(5));
     let counts = repo.store().take_counts();
     assert_eq!((counts.stream_reads, counts.events_read), (1, 5));
-}
-
-#[tokio::test]
-async fn a_snapshot_whose_state_is_empty_is_used_not_taken_for_a_disowned_one() {
-    let beats =
-        Repository::<Heartbeat, _, _>::with_codec(CountingStore::<MemoryStore>::default(), Terse)
-            .snapshot_every(0);
-    let id = beats.create(Beat).await.unwrap();
-    for _ in 0..9 {
-        beats
-            .execute(id, |_| Ok::<_, Infallible>(Beat))
-            .await
-            .unwrap();
-    }
-    assert_eq!(beats.take_snapshot(id).await.unwrap(), 10);
-    let snapshot = beats
-        .store()
-        .load_snapshot(id, None)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(snapshot.state.is_empty(), "the codec wrote no bytes");
-    beats.store().take_counts();
-
-    assert_eq!(beats.get(id).await.unwrap().version(), 10);
-    assert_eq!(
-        beats.store().take_counts(),
-        StoreCounts {
-            snapshot_loads: 1,
-            snapshots_found: 1,
-            stream_reads: 1,
-            events_read: 1,
-            ..StoreCounts::default()
-        },
-        "started from the snapshot at 10: read only the event at 10, wrote no snapshot"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -88,6 +88,8 @@ pub struct StoreCounts {
     /// Snapshot saves ([`EventStore::save_snapshot`] calls), including the empty snapshots a
     /// repository writes over one that is ahead of its stream.
     pub snapshot_saves: u64,
+    /// [`EventStore::delete_snapshots`] calls (a data subject forgotten).
+    pub snapshot_deletes: u64,
     /// [`EventStore::tracking_position`] calls.
     pub tracking_reads: u64,
 }
@@ -336,6 +338,11 @@ impl<S: EventStore> EventStore for CountingStore<S> {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         self.ledger().counts.snapshot_saves += 1;
         self.store.save_snapshot(snapshot).await
+    }
+
+    async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
+        self.ledger().counts.snapshot_deletes += 1;
+        self.store.delete_snapshots(stream_id).await
     }
 
     async fn load_snapshot(
