@@ -21,8 +21,14 @@ const KEYS: [&str; 9] = [
 
 /// Runs the bench on one store; `None` if the store's server is unreachable (exit code 3).
 fn run_bench(store: &str) -> Option<Vec<Value>> {
+    run_bench_with(store, &[])
+}
+
+/// [`run_bench`] with more arguments.
+fn run_bench_with(store: &str, more: &[&str]) -> Option<Vec<Value>> {
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--store", store, "--quick", "--json"])
+        .args(more)
         .output()
         .expect("the bench binary runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -167,6 +173,63 @@ fn quick_run_on_a_sqlite_file() {
     let figures = run_bench(&format!("sqlite://{}", file.display())).expect("SQLite is embedded");
     check_figures(&figures, "sqlite", true);
     assert!(!file.exists(), "the bench removes its database afterwards");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--codecs`: W2, W3 and W4 once per codec setting, each on a fresh store, every figure set
+/// beside the plain JSON setting's and carrying the bytes stored per event.
+fn check_codec_figures(figures: &[Value], store: &str, database_file: bool) {
+    let mut settings = vec!["json", "msgpack", "json+lz4", "json+aes", "msgpack+lz4+aes"];
+    if cfg!(feature = "zstd") {
+        settings.push("json+zstd");
+    }
+    let bytes = |setting: &str| -> f64 {
+        let figure = figures
+            .iter()
+            .find(|f| f["workload"] == "W4" && f["variant"] == format!("codec:{setting}"))
+            .unwrap_or_else(|| panic!("no W4 codec:{setting} figure on {store}"));
+        figure["payload_bytes_per_event"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no payload bytes in {figure}"))
+    };
+    for setting in &settings {
+        for workload in ["W2", "W3", "W4"] {
+            let figure = figures
+                .iter()
+                .find(|f| f["workload"] == workload && f["variant"] == format!("codec:{setting}"))
+                .unwrap_or_else(|| panic!("no {workload} codec:{setting} figure on {store}"));
+            assert_eq!(figure["store"], store, "{figure}");
+            assert!(figure["ratio_to_plain"].as_f64().is_some(), "{figure}");
+            assert!(figure["codec"].as_str().is_some(), "{figure}");
+            assert_eq!(
+                figure["database_bytes_per_event"].as_f64().is_some(),
+                database_file,
+                "{figure}"
+            );
+        }
+        assert!(bytes(setting) > 0.0, "{setting} on {store}");
+    }
+    // MessagePack is smaller than JSON; encryption adds its header and tag.
+    assert!(bytes("msgpack") < bytes("json"), "{store}");
+    assert!(bytes("json+aes") > bytes("json"), "{store}");
+}
+
+#[test]
+fn codec_comparison_on_memory_and_a_sqlite_file() {
+    let only = ["--only", "W2,W3,W4", "--codecs"];
+    let figures = run_bench_with("memory://", &only).expect("the memory store is reachable");
+    check_codec_figures(&figures, "memory", false);
+
+    let dir = std::env::temp_dir().join(format!("eventsource-bench-codecs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let file = dir.join("bench.db");
+    let figures =
+        run_bench_with(&format!("sqlite://{}", file.display()), &only).expect("SQLite is embedded");
+    check_codec_figures(&figures, "sqlite", true);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the directory is there")
+        .collect();
+    assert!(left.is_empty(), "the bench removes its databases: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
