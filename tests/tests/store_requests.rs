@@ -1,4 +1,5 @@
-//! Loads and commands judged by what they ask of the store, not only by the state they return.
+//! Loads, commands and units of work judged by what they ask of the store, not only by the state
+//! they return.
 //!
 //! A repository that ignores a snapshot, passes over its cache or retries an append that can never
 //! succeed still returns the right state: the other tests can't tell. Here every repository runs
@@ -352,7 +353,9 @@ async fn a_store_failure_other_than_a_conflict_is_returned_without_a_retry() {
         }),
     ];
     for (name, failure) in failures {
-        repo.store().fail_every_append(move |_| failure());
+        // One failure: a command that wrongly tried again would succeed at its second append
+        // and fail this test at once (with every append failing, it would loop).
+        repo.store().fail_appends(1, move |_| failure());
         repo.store().take_counts();
         match repo.execute(id, add(1)).await {
             Err(CommandError::Store(error)) => {
@@ -367,7 +370,6 @@ async fn a_store_failure_other_than_a_conflict_is_returned_without_a_retry() {
             "{name}: tried once"
         );
     }
-    repo.store().stop_failing();
     assert_eq!(repo.get(id).await.unwrap().version(), 2, "nothing written");
 }
 
@@ -543,13 +545,13 @@ async fn a_unit_of_work_retries_conflicts_and_returns_other_failures_at_once() {
     }
     assert_eq!(repo.store().take_counts().appends, 3);
 
-    repo.store().fail_every_append(|_| busy());
+    // One failure, as in the command test: a wrong retry would succeed, not loop.
+    repo.store().fail_appends(1, |_| busy());
     match repo.unit_of_work().run(add_one(id)).await {
         Err(CommandError::Store(Error::Busy { .. })) => {}
         other => panic!("the unit returned {other:?}"),
     }
     assert_eq!(repo.store().take_counts().appends, 1, "tried once");
-    repo.store().stop_failing();
     assert_eq!(repo.get(id).await.unwrap().version(), 3);
 }
 

@@ -183,6 +183,24 @@ impl<S> CountingStore<S> {
 
     /// Fails every append from now on with the error `error` makes, until
     /// [`stop_failing`](Self::stop_failing).
+    ///
+    /// ```
+    /// use eventsource_core::testing::counting::CountingStore;
+    /// use eventsource_core::{AppendBatch, Error, EventStore, MemoryStore, NewEvent, Uuid};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = CountingStore::new(MemoryStore::new());
+    /// store.fail_every_append(|_| Error::busy("test", "appending", "the disk is full"));
+    /// let opened = || NewEvent::new("Opened", 1, b"{}".to_vec());
+    /// let append = || AppendBatch::single(Uuid::now_v7(), 0, vec![opened()]);
+    /// assert!(matches!(store.append(append()).await, Err(Error::Busy { .. })));
+    /// assert_eq!(store.inner().last_position().await?.get(), 0, "nothing written");
+    /// store.stop_failing();
+    /// store.append(append()).await?;
+    /// let counts = store.counts();
+    /// assert_eq!((counts.appends, counts.failed_appends, counts.events_appended), (2, 1, 1));
+    /// # Ok::<_, Error>(()) }).unwrap();
+    /// ```
     pub fn fail_every_append(&self, error: impl Fn(&AppendBatch) -> Error + Send + Sync + 'static) {
         self.ledger().fault = Some(AppendFault {
             remaining: None,
