@@ -111,9 +111,15 @@ struct Cached {
 const IN_USE: Duration = Duration::from_secs(1);
 
 impl KeyRing {
-    /// The subject's keys in memory, to decode or encode with now.
-    fn fresh(&self, subject: Uuid) -> Option<SubjectKeys> {
-        self.cached(subject, self.ttl.max(IN_USE))
+    /// `look` applied to the subject's keys in memory, to decode or encode with now, without
+    /// copying the key list: what every payload sealed or opened asks.
+    fn with_fresh<T>(&self, subject: Uuid, look: impl FnOnce(&SubjectKeys) -> T) -> Option<T> {
+        let max_age = self.ttl.max(IN_USE);
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .get(&subject)
+            .filter(|c| c.fetched.elapsed() < max_age)
+            .map(|c| look(&c.keys))
     }
 
     /// The subject's keys in memory if fetched less than `max_age` ago.
@@ -189,6 +195,16 @@ impl From<DecodeError> for Pending {
     fn from(error: DecodeError) -> Self {
         Pending::Failed(error)
     }
+}
+
+/// What the key cache holds for a payload's key.
+enum Lookup {
+    Found(DataKey),
+    Forgotten,
+    /// Newer than every key the cache knows.
+    Newer,
+    /// Older than the newest known, and not forgotten.
+    Missing,
 }
 
 /// What a payload's envelope opened to.
@@ -335,9 +351,13 @@ impl PayloadCodec {
         let Some(ring) = &self.settings.keys else {
             return Ok(None);
         };
-        let keys = ring.fresh(subject).ok_or(subject)?;
-        let (id, key) = keys.newest().ok_or(subject)?;
-        Ok(Some((id, key.clone())))
+        let newest = ring
+            .with_fresh(subject, |keys| {
+                keys.newest().map(|(id, key)| (id, key.clone()))
+            })
+            .flatten()
+            .ok_or(subject)?;
+        Ok(Some(newest))
     }
 
     /// Seals `body` (in the written format) for `record`, with `subject`'s key if encrypting.
@@ -440,20 +460,29 @@ impl PayloadCodec {
         let key = match (header.key, &self.settings.keys) {
             (None, _) | (Some(_), None) => None,
             (Some((subject, key_id)), Some(ring)) => {
-                let keys = ring.fresh(subject).ok_or(Pending::NeedsKeys(subject))?;
-                match keys.get(key_id) {
-                    Some(key) => Some(key.clone()),
-                    None if key_id <= keys.forgotten_through && subject != APPLICATION_SUBJECT => {
-                        return Ok(Opened::Forgotten(subject));
-                    }
+                let found = ring
+                    .with_fresh(subject, |keys| match keys.get(key_id) {
+                        Some(key) => Lookup::Found(key.clone()),
+                        None if key_id <= keys.forgotten_through
+                            && subject != APPLICATION_SUBJECT =>
+                        {
+                            Lookup::Forgotten
+                        }
+                        None if key_id >= keys.next_id() => Lookup::Newer,
+                        None => Lookup::Missing,
+                    })
+                    .ok_or(Pending::NeedsKeys(subject))?;
+                match found {
+                    Lookup::Found(key) => Some(key),
+                    Lookup::Forgotten => return Ok(Opened::Forgotten(subject)),
                     // Newer than every key the cache knows: another process may have added it
                     // since (a rotation, a subject that came back). Read the keys again
                     // (`load_keys_or_fail` says if the key store doesn't have it either).
-                    None if key_id >= keys.next_id() => {
+                    Lookup::Newer => {
                         ring.forget_cached(subject);
                         return Err(Pending::NeedsKeys(subject));
                     }
-                    None => {
+                    Lookup::Missing => {
                         return Err(DecodeError::from(EnvelopeError::KeyMissing {
                             subject,
                             key_id,
