@@ -25,11 +25,25 @@ pub(super) async fn run(cx: &Context, args: TailArgs) -> Outcome {
         .names(args.events.iter().cloned());
     let mut log = Subscription::new(cx.events.clone(), query).poll_interval(POLL);
     let mut shown = 0u64;
+    let mut told = false;
     loop {
         let events = log.try_next_batch().await?;
         if events.is_empty() {
             if !args.follow {
                 return Ok(());
+            }
+            if !told {
+                // On stderr, so that a pipe gets events only: a person (or a test) learns that
+                // everything stored so far was shown.
+                eprintln!(
+                    "caught up at position {}; waiting for new events ({})",
+                    log.position(),
+                    match log.is_live() {
+                        true => "woken by the store's commits",
+                        false => "polling every 250 ms",
+                    }
+                );
+                told = true;
             }
             log.wait().await;
             continue;
