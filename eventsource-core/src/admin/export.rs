@@ -29,17 +29,12 @@ pub(super) async fn run(cx: &Context, args: ExportArgs) -> Outcome {
         ),
         None => (Box::new(std::io::stdout().lock()), "stdout".to_owned()),
     };
-    let mut write = |line: &Exported| -> Outcome {
-        let text = serde_json::to_string(line)
-            .map_err(|e| AdminError::Refused(format!("cannot write an event as JSON: {e}")))?;
-        writeln!(sink, "{text}").map_err(AdminError::io(format!("writing to {target}")))
-    };
     let mut written = 0u64;
     match args.stream {
         Some(stream) => {
             let mut events = cx.events.read_stream(stream, StreamRange::all());
             while let Some(event) = events.try_next().await? {
-                write(&Exported::of(&event))?;
+                write(&mut sink, &target, &Exported::of(&event))?;
                 written += 1;
             }
         }
@@ -53,7 +48,7 @@ pub(super) async fn run(cx: &Context, args: ExportArgs) -> Outcome {
                     .await?;
                 let next = page.next;
                 for event in &page.events {
-                    write(&Exported::of(event))?;
+                    write(&mut sink, &target, &Exported::of(event))?;
                     written += 1;
                 }
                 if next <= after {
@@ -63,11 +58,17 @@ pub(super) async fn run(cx: &Context, args: ExportArgs) -> Outcome {
             }
         }
     }
-    drop(write);
     sink.flush()
-        .map_err(AdminError::io(format!("writing to {}", "the export")))?;
+        .map_err(AdminError::io(format!("writing to {target}")))?;
     if args.output.is_some() {
         eprintln!("exported {written} event(s)");
     }
     Ok(())
+}
+
+/// Writes one event as a JSON line.
+fn write(sink: &mut dyn Write, target: &str, line: &Exported) -> Outcome {
+    let text = serde_json::to_string(line)
+        .map_err(|e| AdminError::Refused(format!("cannot write an event as JSON: {e}")))?;
+    writeln!(sink, "{text}").map_err(AdminError::io(format!("writing to {target}")))
 }

@@ -112,7 +112,7 @@ pub enum AdminError {
     Refused(String),
     /// A rebuild failed (exit code 3).
     #[error(transparent)]
-    Projection(#[from] ProjectionError),
+    Projection(Box<ProjectionError>),
     /// An import was refused, or does not read back as its file (exit code 3, or 1 for a
     /// mismatch).
     #[error(transparent)]
@@ -120,6 +120,12 @@ pub enum AdminError {
     /// `check` found problems (exit code 1); the report was printed.
     #[error("{0}")]
     Problems(String),
+}
+
+impl From<ProjectionError> for AdminError {
+    fn from(error: ProjectionError) -> Self {
+        AdminError::Projection(Box::new(error))
+    }
 }
 
 impl AdminError {
@@ -264,6 +270,12 @@ impl Admin {
         };
         match self.run(cli).await {
             Ok(()) => ExitCode::SUCCESS,
+            // The reader went away (`bank-admin tail | head`): nothing left to say.
+            Err(AdminError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                ExitCode::SUCCESS
+            }
             Err(error) => {
                 let code = error.exit_code();
                 if !matches!(error, AdminError::Problems(_)) {

@@ -267,9 +267,15 @@ pub(super) async fn rebuild(
     bar.set_position(0);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, {eta} left)",
+            "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({rate}, {eta} left)",
         )
         .map_err(|e| AdminError::Refused(format!("the progress bar's template: {e}")))?
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} events/s", state.per_sec());
+            },
+        )
         .progress_chars("=> "),
     );
     bar.set_message(format!("rebuilding {}", read_model.tracker));

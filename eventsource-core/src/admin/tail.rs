@@ -36,12 +36,8 @@ pub(super) async fn run(cx: &Context, args: TailArgs) -> Outcome {
                 // On stderr, so that a pipe gets events only: a person (or a test) learns that
                 // everything stored so far was shown.
                 eprintln!(
-                    "caught up at position {}; waiting for new events ({})",
-                    log.position(),
-                    match log.is_live() {
-                        true => "woken by the store's commits",
-                        false => "polling every 250 ms",
-                    }
+                    "caught up at position {}; waiting for new events (read again when the store signals a commit, else every 250 ms)",
+                    log.position()
                 );
                 told = true;
             }
