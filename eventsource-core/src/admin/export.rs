@@ -13,10 +13,9 @@ use std::io::{BufWriter, Write};
 use futures_util::TryStreamExt;
 
 use super::args::ExportArgs;
+use super::log::{PAGE, each_page};
 use super::record::Exported;
-use super::streams::PAGE;
 use super::{AdminError, Context, Outcome};
-use crate::persistence::position::Position;
 use crate::persistence::record::{LogQuery, StreamRange};
 
 pub(super) async fn run(cx: &Context, args: ExportArgs) -> Outcome {
@@ -40,22 +39,15 @@ pub(super) async fn run(cx: &Context, args: ExportArgs) -> Outcome {
         }
         None => {
             let end = cx.events.last_position().await?;
-            let mut after = Position::START;
-            while after < end {
-                let page = cx
-                    .events
-                    .read_log(LogQuery::after(after, PAGE).up_to(end))
-                    .await?;
-                let next = page.next;
-                for event in &page.events {
+            let query = LogQuery::from_start(PAGE);
+            each_page(&*cx.events, query, end, |events| {
+                for event in &events {
                     write(&mut sink, &target, &Exported::of(event))?;
                     written += 1;
                 }
-                if next <= after {
-                    break;
-                }
-                after = next;
-            }
+                Ok::<_, AdminError>(true)
+            })
+            .await?;
         }
     }
     sink.flush()

@@ -20,8 +20,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::args::ImportArgs;
+use super::log::PAGE;
 use super::record::Exported;
-use super::streams::PAGE;
 use super::{AdminError, Context, Outcome};
 use crate::error::Error;
 use crate::persistence::position::Position;

@@ -55,12 +55,14 @@
 //!
 //! The jobs live one per file: `args.rs` (the command line), `output.rs` (tables, colours, JSON
 //! lines), `streams.rs` (`streams`, `stream`), `state.rs`, `tail.rs`, `check.rs`,
-//! `projections.rs` (`projections`, `rebuild`), `export.rs` and `import.rs`.
+//! `projections.rs` (`projections`, `rebuild`), `export.rs`, `import.rs`, and `log.rs` (reading
+//! the log page by page).
 
 mod args;
 mod check;
 mod export;
 mod import;
+mod log;
 mod output;
 mod projections;
 mod record;

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::args::RebuildArgs;
-use super::streams::PAGE;
+use super::log::{PAGE, each_page};
 use super::{AdminError, Context, Outcome, Registered};
 use crate::application::projection::{
     HandlerError, Progress, Projection, ProjectionContext, ProjectionError, Projector,
@@ -139,22 +139,17 @@ struct StatusLine {
 async fn count(
     store: &dyn EventStore,
     events: &[&str],
-    mut after: Position,
+    after: Position,
     end: Position,
     cap: u64,
 ) -> crate::Result<u64> {
     let mut counted = 0;
-    while after < end && counted < cap {
-        let query = LogQuery::after(after, PAGE)
-            .up_to(end)
-            .names(events.iter().copied());
-        let page = store.read_log(query).await?;
+    let query = LogQuery::after(after, PAGE).names(events.iter().copied());
+    each_page(store, query, end, |page| {
         counted += page.len() as u64;
-        if page.next <= after {
-            break;
-        }
-        after = page.next;
-    }
+        Ok::<_, crate::Error>(counted < cap)
+    })
+    .await?;
     Ok(counted)
 }
 

@@ -11,13 +11,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::args::{StreamArgs, StreamsArgs};
+use super::log::{PAGE, each_page};
 use super::record::{Decoded, Exported, rfc3339};
 use super::{AdminError, Context, Outcome};
 use crate::persistence::position::Position;
 use crate::persistence::record::{LogQuery, StoredEvent, StreamRange};
-
-/// How many events a page of the log holds while the admin reads it.
-pub(super) const PAGE: usize = 1_000;
 
 /// One stream, as the log shows it.
 #[derive(Debug, Serialize)]
@@ -36,14 +34,9 @@ pub(super) async fn list(cx: &Context, args: StreamsArgs) -> Outcome {
     let end = cx.events.last_position().await?;
     let mut streams: Vec<StreamLine> = Vec::new();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
-    let mut after = Position::START;
-    while after < end {
-        let query = LogQuery::after(after, PAGE)
-            .up_to(end)
-            .categories(args.aggregates.iter().cloned());
-        let page = cx.events.read_log(query).await?;
-        let next = page.next;
-        for event in page {
+    let query = LogQuery::from_start(PAGE).categories(args.aggregates.iter().cloned());
+    each_page(&*cx.events, query, end, |events| {
+        for event in events {
             let line = match index.get(&event.stream_id) {
                 Some(&at) => &mut streams[at],
                 None => {
@@ -70,11 +63,9 @@ pub(super) async fn list(cx: &Context, args: StreamsArgs) -> Outcome {
                 line.category = event.category;
             }
         }
-        if next <= after {
-            break;
-        }
-        after = next;
-    }
+        Ok::<_, AdminError>(true)
+    })
+    .await?;
     if cx.out.json {
         for stream in &streams {
             cx.out.json_line(stream)?;

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use super::args::TailArgs;
+use super::log::PAGE;
 use super::record::{Decoded, Exported};
-use super::streams::{PAGE, metadata_text, or_dash};
+use super::streams::{metadata_text, or_dash};
 use super::{Context, Outcome};
 use crate::application::subscription::Subscription;
 use crate::persistence::record::{LogQuery, StoredEvent};
