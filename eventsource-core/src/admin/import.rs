@@ -315,3 +315,145 @@ async fn verify(
     }
     Ok((first, checked))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persistence::record::StoredEvent;
+    use crate::stores::memory::MemoryStore;
+
+    /// Lines for events of `streams` in the order given: (stream index, version).
+    fn lines(streams: &[Uuid], order: &[(usize, u64)]) -> Vec<Line> {
+        order
+            .iter()
+            .enumerate()
+            .map(|(i, &(stream, version))| Line {
+                number: i + 1,
+                event: Exported {
+                    position: Position::new(i as u64 + 1),
+                    stream_id: streams[stream],
+                    category: "Account".into(),
+                    version,
+                    id: Uuid::now_v7(),
+                    name: format!("E{i}"),
+                    schema_version: 1,
+                    recorded_at: String::new(),
+                    metadata: [("n".to_owned(), i.to_string())].into(),
+                    payload: "e30=".into(),
+                },
+            })
+            .collect()
+    }
+
+    /// Gathers `lines` into batches of at most `limit` events, as `run` does.
+    fn batches(lines: &[Line], limit: usize) -> Vec<Gathered> {
+        let mut all = vec![Gathered::default()];
+        for line in lines {
+            if !all.last_mut().unwrap().add(line, limit).unwrap() {
+                all.push(Gathered::default());
+                assert!(all.last_mut().unwrap().add(line, limit).unwrap());
+            }
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn batches_keep_the_files_order_and_read_back_event_for_event() {
+        let streams = [Uuid::now_v7(), Uuid::now_v7()];
+        // a1 a2 b1 a3 b2 b3: `a` comes back after `b`, so the batch must end before a3.
+        let lines = lines(&streams, &[(0, 1), (0, 2), (1, 1), (0, 3), (1, 2), (1, 3)]);
+        let gathered = batches(&lines, 100);
+        let shapes: Vec<Vec<(Uuid, u64, usize)>> = gathered
+            .iter()
+            .map(|g| {
+                g.batch
+                    .streams
+                    .iter()
+                    .map(|s| (s.stream_id, s.expected_version, s.events.len()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                vec![(streams[0], 0, 2), (streams[1], 0, 1)],
+                vec![(streams[0], 2, 1), (streams[1], 1, 2)],
+            ]
+        );
+        // With two events a batch: a1 a2 | b1 a3 | b2 b3.
+        let small = batches(&lines, 2);
+        assert_eq!(small.len(), 3);
+        assert!(small.iter().all(|g| g.batch.event_count() == 2));
+
+        let store = MemoryStore::new();
+        let file = Path::new("log.jsonl");
+        for batch in gathered {
+            append(&store, file, batch).await.unwrap();
+        }
+        let (first, checked) = verify(&store, file, &lines, Position::START).await.unwrap();
+        assert_eq!((first, checked), (Some(Position::new(1)), 6));
+
+        // Changed metadata on line 4 is found and named.
+        let mut altered = lines;
+        altered[3]
+            .event
+            .metadata
+            .insert("n".into(), "changed".into());
+        let mismatch = verify(&store, file, &altered, Position::START)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &mismatch,
+                AdminError::Import(ImportError::Mismatch {
+                    line: 4,
+                    field: "metadata",
+                    ..
+                })
+            ),
+            "{mismatch}"
+        );
+        assert_eq!(mismatch.exit_code(), super::super::EXIT_PROBLEMS);
+    }
+
+    #[tokio::test]
+    async fn a_stream_the_store_has_already_refuses_the_batch_and_writes_nothing() {
+        let streams = [Uuid::now_v7(), Uuid::now_v7()];
+        let store = MemoryStore::new();
+        let existing = crate::NewEvent::new("Opened", 1, "{}");
+        store
+            .append(AppendBatch::single_in(
+                "Account",
+                streams[1],
+                0,
+                vec![existing],
+            ))
+            .await
+            .unwrap();
+        let lines = lines(&streams, &[(0, 1), (1, 1)]);
+        let mut gathered = batches(&lines, 100);
+        let error = append(&store, Path::new("log.jsonl"), gathered.remove(0))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                AdminError::Import(ImportError::Conflict {
+                    line: 2,
+                    expected: 0,
+                    actual: 1,
+                    ..
+                })
+            ),
+            "{error}"
+        );
+        assert_eq!(error.exit_code(), super::super::EXIT_CANNOT_RUN);
+        assert_eq!(store.stream_version(streams[0]).await.unwrap(), 0);
+        let log: Vec<StoredEvent> = store
+            .read_log(LogQuery::from_start(10))
+            .await
+            .unwrap()
+            .events;
+        assert_eq!(log.len(), 1, "nothing of the refused batch was written");
+    }
+}
