@@ -73,12 +73,20 @@ fn admin_json(url: &str, args: &[&str]) -> Vec<Value> {
 
 /// Runs the bank demo on `url`.
 fn bank(url: &str) {
-    let output = Command::new(env!("CARGO_BIN_EXE_bank"))
+    bank_with(url, None)
+}
+
+/// Runs the bank demo on `url`, encrypting with `master_key` if given.
+fn bank_with(url: &str, master_key: Option<&str>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bank"));
+    command
         .env_remove("EVENTSOURCE_STORE")
         .env_remove("EVENTSOURCE_MASTER_KEY")
-        .args(["--store", url])
-        .output()
-        .expect("the bank demo runs");
+        .args(["--store", url]);
+    if let Some(key) = master_key {
+        command.env("EVENTSOURCE_MASTER_KEY", key);
+    }
+    let output = command.output().expect("the bank demo runs");
     assert!(
         output.status.success(),
         "bank --store {url}: {}\n{}",
@@ -411,6 +419,26 @@ fn every_command_on_sqlite() {
     let url = format!("sqlite://{}", dir.path().join("bank.db").display());
     let fresh = format!("sqlite://{}", dir.path().join("copy.db").display());
     exercise(&url, &fresh, "sqlite");
+}
+
+/// Encrypted payloads show only with the master key; a forgotten person's show as forgotten.
+#[test]
+fn encrypted_payloads_need_the_master_key() {
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("encrypted.db").display());
+    bank_with(&url, Some(key));
+    let ada = ada().to_string();
+    let without = admin_json(&url, &["stream", &ada]);
+    assert!(without[0]["data"].is_null(), "{}", without[0]);
+    assert!(without[0]["error"].is_string(), "{}", without[0]);
+    let with = admin_json(&url, &["--master-key", key, "stream", &ada]);
+    assert_eq!(with[0]["data"]["owner"], "Ada Lovelace");
+    assert!(with.iter().all(|e| e.get("error").is_none()), "{with:?}");
+    let carol = id_from_name("bank-demo/accounts", "carol").to_string();
+    let forgotten = admin_json(&url, &["--master-key", key, "stream", &carol]);
+    assert_eq!(forgotten[0]["name"], "Opened");
+    assert_eq!(forgotten[0]["forgotten"], true, "{}", forgotten[0]);
 }
 
 #[test]
