@@ -8,7 +8,7 @@ use crate::persistence::position::Position;
 
 /// Look inside an event store: its streams, its log, its schema lock and its read models.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(long_about = None)]
 pub(super) struct Cli {
     /// The store: sqlite://FILE (or a bare path), postgres://USER@HOST:PORT/DB[?schema=NAME],
     /// memory://.

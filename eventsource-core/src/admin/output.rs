@@ -41,17 +41,17 @@ impl Output {
     /// Writes a table: a header row, then the rows, columns padded to their widest cell (the
     /// last one not padded).
     pub(super) fn table(&self, headers: &[&str], rows: &[Vec<String>]) -> Outcome {
-        let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = headers.iter().map(|h| visible_len(h)).collect();
         for row in rows {
             for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
+                *width = (*width).max(visible_len(cell));
             }
         }
         let render = |cells: &mut dyn Iterator<Item = &str>| {
             let mut line = String::new();
             for (i, cell) in cells.enumerate() {
                 if i + 1 < widths.len() {
-                    let pad = widths[i].saturating_sub(cell.chars().count());
+                    let pad = widths[i].saturating_sub(visible_len(cell));
                     line.push_str(cell);
                     line.extend(std::iter::repeat_n(' ', pad + 2));
                 } else {
@@ -98,5 +98,38 @@ impl Output {
             true => format!("\x1b[{code}m{text}\x1b[0m"),
             false => text.to_owned(),
         }
+    }
+}
+
+/// How many characters of `text` show on a terminal: colour codes (`ESC [ … m`) take none.
+fn visible_len(text: &str) -> usize {
+    let mut count = 0;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_codes_take_no_width() {
+        let out = Output {
+            json: false,
+            color: true,
+        };
+        assert_eq!(visible_len(&out.accent("BankAccount")), 11);
+        assert_eq!(visible_len("Überweisung"), 11);
     }
 }
