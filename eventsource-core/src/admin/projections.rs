@@ -273,6 +273,8 @@ pub(super) async fn rebuild(
         )
         .progress_chars("=> "),
     );
+    // Until the first batch commits, the rebuild takes the read model's claim (it waits
+    // while another runner of it is active) and clears it.
     bar.set_message(format!("rebuilding {}", read_model.tracker));
     let started = Instant::now();
     let handled = bar.clone();
