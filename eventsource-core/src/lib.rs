@@ -77,6 +77,8 @@
 //!   in self-describing envelopes (forgetting a person: [`application::forget`]).
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
 //! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
+//! - `admin` (feature `cli`): the admin CLI a program embeds in a few lines: streams, the log
+//!   with `--follow`, the schema lock check, read models' lag and rebuilds, export and import.
 //! - [`guide`]: walks through one topic each; [`guide::evolution`] changes events and aggregates
 //!   without losing what is stored.
 #![forbid(unsafe_code)]
@@ -84,6 +86,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod admin;
 pub mod application;
 pub mod domain;
 pub mod error;

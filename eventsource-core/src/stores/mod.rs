@@ -1,4 +1,5 @@
-//! Store backends: one module each, the optional ones behind cargo features.
+//! Store backends: one module each, the optional ones behind cargo features; and opening one
+//! from a URL ([`AnyStore`]).
 
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -7,3 +8,6 @@ pub mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod url;
+
+pub use url::AnyStore;

@@ -134,33 +134,57 @@ impl PostgresStatements {
     /// Creates the read model's tables in the store's schema if they are missing, and the
     /// projection that writes them.
     pub async fn create_tables(store: &PostgresStore) -> Result<Self, HandlerError> {
-        let schema = store.schema();
-        let projection = Self {
-            balances: format!("\"{schema}\".bank_balances"),
-            lines: format!("\"{schema}\".bank_statement_lines"),
-            processed: 0,
-        };
+        let projection = Self::of(store);
         store
             .pool()
             .get()
             .await?
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (
-                     account uuid PRIMARY KEY,
-                     owner   text NOT NULL,
-                     cents   int8 NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS {} (
-                     account  uuid NOT NULL,
-                     version  int8 NOT NULL,
-                     position int8 NOT NULL,
-                     line     text NOT NULL,
-                     PRIMARY KEY (account, version)
-                 );",
-                projection.balances, projection.lines
-            ))
+            .batch_execute(&projection.tables())
             .await?;
         Ok(projection)
+    }
+
+    /// The projection that writes the tables in `store`'s schema (which may not exist yet: see
+    /// [`create_tables`](Self::create_tables) and [`clear`](Self::clear)).
+    pub fn of(store: &PostgresStore) -> Self {
+        let schema = store.schema();
+        Self {
+            balances: format!("\"{schema}\".bank_balances"),
+            lines: format!("\"{schema}\".bank_statement_lines"),
+            processed: 0,
+        }
+    }
+
+    /// Empties the read model inside the projection's transaction (creating its tables if they
+    /// are missing), for a rebuild from the first event.
+    pub async fn clear(&mut self, work: &mut PostgresWork) -> Result<(), HandlerError> {
+        let db = work.client();
+        db.batch_execute(&self.tables()).await?;
+        db.batch_execute(&format!(
+            "DELETE FROM {}; DELETE FROM {};",
+            self.balances, self.lines
+        ))
+        .await?;
+        self.processed = 0;
+        Ok(())
+    }
+
+    fn tables(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                 account uuid PRIMARY KEY,
+                 owner   text NOT NULL,
+                 cents   int8 NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS {} (
+                 account  uuid NOT NULL,
+                 version  int8 NOT NULL,
+                 position int8 NOT NULL,
+                 line     text NOT NULL,
+                 PRIMARY KEY (account, version)
+             );",
+            self.balances, self.lines
+        )
     }
 
     /// Reads every balance and the last `lines` lines of `account`'s statement from the tables.

@@ -151,6 +151,16 @@ pub fn create_tables(store: &SqliteStore) -> Result<(), HandlerError> {
 }
 
 impl SqliteStatements {
+    /// Empties the read model inside the projection's transaction (creating its tables if they
+    /// are missing), for a rebuild from the first event.
+    pub fn clear(&mut self, work: &mut SqliteWork) -> Result<(), HandlerError> {
+        work.connection().execute_batch(TABLES)?;
+        work.connection()
+            .execute_batch("DELETE FROM bank_balances; DELETE FROM bank_statement_lines;")?;
+        self.processed = 0;
+        Ok(())
+    }
+
     /// Reads every balance and the last `lines` lines of `account`'s statement from the tables.
     pub fn report(
         &self,

@@ -32,7 +32,7 @@ use std::future::Future;
 
 pub use context::{ProjectionContext, Standby};
 pub use runner::{
-    ErrorPolicy, ProjectionError, Projector, RunnerRole, RunnerStatus, RunningProjection,
+    ErrorPolicy, Progress, ProjectionError, Projector, RunnerRole, RunnerStatus, RunningProjection,
 };
 
 use crate::application::repository::Recorded;

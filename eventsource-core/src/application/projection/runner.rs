@@ -166,6 +166,28 @@ pub struct Projector<P: Projection, S> {
     conflicts: RetryPolicy,
     /// What decodes the payloads (and holds the keys of encrypted ones).
     codec: PayloadCodec,
+    /// Told after each committed batch (see [`on_progress`](Self::on_progress)).
+    progress: Option<ProgressHook>,
+}
+
+/// What a projector reports after each batch it committed: a rebuild's progress bar is
+/// driven by these (see [`Projector::on_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// How many events the batch handled (and committed).
+    pub handled: u64,
+    /// Everything up to here is processed and committed.
+    pub position: Position,
+}
+
+/// The function a projector reports its [`Progress`] to.
+#[derive(Clone)]
+struct ProgressHook(Arc<dyn Fn(Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
 }
 
 impl<P, S> Projector<P, S>
@@ -187,7 +209,56 @@ where
             policy: ErrorPolicy::default(),
             conflicts: RetryPolicy::default(),
             codec: PayloadCodec::default(),
+            progress: None,
         }
+    }
+
+    /// Calls `report` after each batch the projector committed, with how many events it
+    /// handled and the position reached: what a progress bar needs (the admin CLI's
+    /// `rebuild` draws one). It runs on the projector's task between batches: keep it quick.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use eventsource_core::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+    /// struct Ticked;
+    /// #[derive(Aggregate, Default, Debug)]
+    /// #[aggregate(events(Ticked))]
+    /// struct Clock;
+    /// impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) {} }
+    ///
+    /// #[derive(Projection, Default)]
+    /// #[projection(name = "ticks", events(Ticked))]
+    /// struct Ticks(u64);
+    /// impl Handle<Ticked> for Ticks {
+    ///     async fn handle(&mut self, _: &Recorded<Ticked>, _: &mut ()) -> Result<(), HandlerError> {
+    ///         self.0 += 1;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let clocks = Repository::<Clock, _>::new(store.clone());
+    /// let id = clocks.create(Ticked).await?;
+    /// for _ in 0..9 {
+    ///     clocks.execute(id, |_| Ok::<_, std::convert::Infallible>(Ticked)).await.unwrap();
+    /// }
+    /// let seen = Arc::new(AtomicU64::new(0));
+    /// let counter = seen.clone();
+    /// let mut ticks = Projector::new(store, Ticks::default())
+    ///     .page_size(4)
+    ///     .on_progress(move |p| { counter.fetch_add(p.handled, Ordering::Relaxed); });
+    /// ticks.rebuild(|ticks, _| Box::pin(async move { ticks.0 = 0; Ok(()) })).await?;
+    /// assert_eq!((ticks.projection().0, seen.load(Ordering::Relaxed)), (10, 10));
+    /// # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub fn on_progress(mut self, report: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(ProgressHook(Arc::new(report)));
+        self
     }
 
     /// Decodes payloads with `codec`: needed for encrypted payloads (its key store), not for
@@ -551,10 +622,17 @@ where
                 Ok(committed) => {
                     done += committed;
                     tries = 0;
-                    self.position = Some(match done == events.len() {
+                    let position = match done == events.len() {
                         true => read_to,
                         false => events[done - 1].position,
-                    });
+                    };
+                    self.position = Some(position);
+                    if let Some(ProgressHook(report)) = &self.progress {
+                        report(Progress {
+                            handled: committed as u64,
+                            position,
+                        });
+                    }
                 }
                 Err(Failure::Store(source)) => return Err(self.store_error(source)),
                 Err(Failure::Handler { index, source }) => {
