@@ -208,6 +208,18 @@ fn check_codec_figures(figures: &[Value], store: &str, database_file: bool) {
             );
         }
         assert!(bytes(setting) > 0.0, "{setting} on {store}");
+        // Beside each encrypted setting's W3, the cipher alone and the best ratio it leaves.
+        let w3 = figures
+            .iter()
+            .find(|f| f["workload"] == "W3" && f["variant"] == format!("codec:{setting}"))
+            .expect("found above");
+        let encrypted = setting.ends_with("aes");
+        let cipher_ns = w3["cipher_alone_ns"].as_f64();
+        assert_eq!(cipher_ns.is_some(), encrypted, "{w3}");
+        assert!(cipher_ns.is_none_or(|ns| ns > 0.0), "{w3}");
+        let ceiling = w3["ratio_ceiling_with_cipher"].as_f64();
+        assert_eq!(ceiling.is_some(), encrypted, "{w3}");
+        assert!(ceiling.is_none_or(|c| c > 0.0 && c < 1.0), "{w3}");
     }
     // MessagePack is smaller than JSON; encryption adds its header and tag.
     assert!(bytes("msgpack") < bytes("json"), "{store}");
