@@ -37,6 +37,51 @@ pub struct EventRegistration {
     /// Decodes a JSON payload stored at any version this type can upcast from, and returns it
     /// re-encoded as JSON at this type's version.
     pub decode_json: fn(u32, &[u8]) -> Result<serde_json::Value, DecodeError>,
+    /// The upcaster steps this type declares, oldest first: one per
+    /// `#[event(upcast(from = K, with = f))]`, or the single typed step of
+    /// `#[event(upcast_from = Previous)]` (the steps below `Previous` are in its own
+    /// registration). Empty for a first version. For tools such as the
+    /// [event catalog](crate::catalog).
+    pub upcasts: &'static [UpcastStep],
+    /// Whether the event holds personal data (`#[event(personal)]`), and whose.
+    pub personal: PersonalData,
+    /// The type's doc comment, one line per `///` line (empty without one).
+    pub doc: &'static str,
+}
+
+/// One step of an event's upcaster chain: records stored at version `from` become version `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpcastStep {
+    /// The stored version the step reads.
+    pub from: u32,
+    /// The version it produces (`from + 1`).
+    pub to: u32,
+    /// A function over the stored JSON value, or a typed `From` conversion.
+    pub kind: UpcastKind,
+    /// The function's path as written (`deposited_v1_to_v2`) or, for a typed step, the previous
+    /// version's type (`DepositedV2`).
+    pub with: &'static str,
+}
+
+/// How an [`UpcastStep`] converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpcastKind {
+    /// `#[event(upcast(from = K, with = f))]`: `f` rewrites the stored JSON value.
+    Function,
+    /// `#[event(upcast_from = Previous)]`: the record decodes as `Previous`, then `From` converts.
+    From,
+}
+
+/// Whose personal data an event holds (`#[event(personal)]`): its payload is encrypted with that
+/// person's own key and decodes as forgotten once they are forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonalData {
+    /// No personal data.
+    None,
+    /// `#[event(personal)]`: the aggregate's stream is the data subject.
+    OfStream,
+    /// `#[event(personal(subject = field))]`: the subject's id is in this field.
+    InField(&'static str),
 }
 
 /// A registered aggregate type (submitted by `#[derive(Aggregate)]`).
@@ -347,6 +392,9 @@ mod tests {
             shape: "",
             fields: &[],
             decode_json: no_decode,
+            upcasts: &[],
+            personal: PersonalData::None,
+            doc: "",
         }
     }
 
