@@ -76,7 +76,8 @@
 //!   [`PayloadCodec`](persistence::codec::PayloadCodec) that compresses and encrypts payloads
 //!   in self-describing envelopes (forgetting a person: [`application::forget`]).
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
-//! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
+//! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`];
+//!   the [`catalog`] documents them all, as Markdown or one HTML page.
 //! - [`guide`]: walks through one topic each; [`guide::evolution`] changes events and aggregates
 //!   without losing what is stored.
 #![forbid(unsafe_code)]
@@ -85,6 +86,7 @@
 #![warn(missing_docs)]
 
 pub mod application;
+pub mod catalog;
 pub mod domain;
 pub mod error;
 pub mod guide;
@@ -179,7 +181,9 @@ pub mod __private {
     };
     pub use crate::process::ReactForgotten;
     pub use crate::projection::HandleForgotten;
-    pub use crate::registry::{AggregateRegistration, EventRegistration};
+    pub use crate::registry::{
+        AggregateRegistration, EventRegistration, PersonalData, UpcastKind, UpcastStep,
+    };
     pub use crate::schema::{DataShape, FieldShape};
     pub use core::convert::From;
     pub use core::option::Option;

@@ -1,0 +1,367 @@
+//! The catalog as Markdown (GitHub-flavoured): a table of contents, a table per aggregate, and
+//! per event its versions, fields, upcaster chain and side-by-side diffs.
+//!
+//! Names come from user code and lock files, so everything written is escaped: text with
+//! [`escape_markdown`], code with [`code_span`], and table cells additionally for `|`.
+
+use std::fmt::Write as _;
+
+use super::{Catalog, EventEntry, ShapeSource, VersionEntry, field_text};
+use crate::registry::{PersonalData, UpcastKind};
+use crate::schema::Shape;
+
+/// Escapes text for Markdown: every ASCII punctuation character that Markdown could read as
+/// syntax gets a backslash, and line breaks become spaces (a name must stay on its line).
+///
+/// ```
+/// use eventsource_core::catalog::escape_markdown;
+/// assert_eq!(escape_markdown("*Odd* [name]"), r"\*Odd\* \[name\]");
+/// ```
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '<' | '>' | '(' | ')' | '#' | '+'
+            | '-' | '!' | '&' | '~' | '"' | '\'' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A Markdown code span holding `text` literally: fenced with one backtick more than the
+/// longest run of backticks inside, padded with a space where the text starts or ends with one;
+/// line breaks become spaces.
+///
+/// ```
+/// use eventsource_core::catalog::code_span;
+/// assert_eq!(code_span("Vec<u8>"), "`Vec<u8>`");
+/// assert_eq!(code_span("a`b"), "``a`b``");
+/// ```
+pub fn code_span(text: &str) -> String {
+    let text = text.replace(['\n', '\r'], " ");
+    if text.is_empty() {
+        return "` `".to_owned();
+    }
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
+/// A table cell: GitHub splits rows at every unescaped `|`, even inside code spans.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+pub(super) fn render(catalog: &Catalog) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Event catalog\n");
+    let _ = writeln!(
+        md,
+        "Generated from the event registry{}: {} aggregate(s), {} event(s), {} stored version(s). \
+         Do not edit by hand.\n",
+        if catalog.with_lock {
+            " and the schema lock"
+        } else {
+            " (no schema lock: the fields of versions no type writes any more are unknown)"
+        },
+        catalog.aggregates.len(),
+        catalog.events.len(),
+        catalog.events.iter().map(|e| e.versions.len()).sum::<usize>(),
+    );
+    contents(&mut md, catalog);
+    for aggregate in &catalog.aggregates {
+        let _ = writeln!(md, "<a id=\"{}\"></a>\n", aggregate.anchor);
+        let _ = writeln!(md, "## Aggregate {}\n", escape_markdown(&aggregate.name));
+        let _ = writeln!(md, "Rust type {}.\n", code_span(&aggregate.type_name));
+        let _ = writeln!(md, "| Event | Writes version | Decodes versions | Personal data |");
+        let _ = writeln!(md, "|---|---|---|---|");
+        for (name, version) in &aggregate.events {
+            let event = catalog.event(name);
+            let link = match event {
+                Some(e) => format!("[{}](#{})", escape_markdown(name), e.anchor),
+                None => format!("{} (not registered)", escape_markdown(name)),
+            };
+            let decodes = event.map_or_else(String::new, versions_span);
+            let personal = event.map_or("", |e| personal_word(e.personal));
+            let _ = writeln!(
+                md,
+                "| {} | {version} | {} | {} |",
+                cell(&link),
+                cell(&decodes),
+                cell(personal)
+            );
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(md, "## Events\n");
+    for event in &catalog.events {
+        render_event(&mut md, event);
+    }
+    if !catalog.types.is_empty() {
+        nested_types(&mut md, catalog);
+    }
+    md
+}
+
+fn contents(md: &mut String, catalog: &Catalog) {
+    let _ = writeln!(md, "## Contents\n");
+    for aggregate in &catalog.aggregates {
+        let _ = writeln!(
+            md,
+            "- [Aggregate {}](#{})",
+            escape_markdown(&aggregate.name),
+            aggregate.anchor
+        );
+        for (name, _) in &aggregate.events {
+            if let Some(event) = catalog.event(name) {
+                let _ = writeln!(
+                    md,
+                    "  - [{}](#{}) v{}",
+                    escape_markdown(name),
+                    event.anchor,
+                    event.latest
+                );
+            }
+        }
+    }
+    let unlisted: Vec<&EventEntry> = catalog.unlisted().collect();
+    if !unlisted.is_empty() {
+        let _ = writeln!(md, "- Events no aggregate lists");
+        for event in unlisted {
+            let _ = writeln!(
+                md,
+                "  - [{}](#{}) v{}",
+                escape_markdown(&event.name),
+                event.anchor,
+                event.latest
+            );
+        }
+    }
+    if !catalog.types.is_empty() {
+        let _ = writeln!(md, "- [Nested types](#nested-types)");
+    }
+    md.push('\n');
+}
+
+fn render_event(md: &mut String, event: &EventEntry) {
+    let _ = writeln!(md, "<a id=\"{}\"></a>\n", event.anchor);
+    let _ = writeln!(md, "### {}\n", escape_markdown(&event.name));
+    for line in event.doc.lines() {
+        let _ = writeln!(md, "> {line}");
+    }
+    if !event.doc.is_empty() {
+        md.push('\n');
+    }
+    let _ = writeln!(md, "- Rust type: {}", code_span(&event.type_name));
+    let _ = writeln!(
+        md,
+        "- Writes version {}; decodes {}",
+        event.latest,
+        versions_span(event)
+    );
+    if !event.aggregates.is_empty() {
+        let names: Vec<String> = event.aggregates.iter().map(|a| escape_markdown(a)).collect();
+        let _ = writeln!(md, "- Listed by: {}", names.join(", "));
+    }
+    if !event.aliases.is_empty() {
+        let names: Vec<String> = event.aliases.iter().map(|a| code_span(a)).collect();
+        let _ = writeln!(
+            md,
+            "- Also decodes records stored under the old name(s): {}",
+            names.join(", ")
+        );
+    }
+    if event.personal != PersonalData::None {
+        let _ = writeln!(md, "- **Personal data**: {}", personal_sentence(event.personal));
+    }
+    md.push('\n');
+
+    let steps: Vec<_> = event.versions.iter().filter_map(|v| v.upcast).collect();
+    if !steps.is_empty() {
+        let _ = writeln!(md, "Upcaster chain:\n");
+        let _ = writeln!(md, "| Step | Kind | Upcaster |");
+        let _ = writeln!(md, "|---|---|---|");
+        for step in steps {
+            let (kind, with) = match step.kind {
+                UpcastKind::Function => ("function over the stored JSON", code_span(step.with)),
+                UpcastKind::From => (
+                    "typed, through `From`",
+                    code_span(&format!("From<{}>", step.with)),
+                ),
+            };
+            let _ = writeln!(
+                md,
+                "| v{} → v{} | {} | {} |",
+                step.from,
+                step.to,
+                cell(kind),
+                cell(&with)
+            );
+        }
+        md.push('\n');
+    }
+    for version in &event.versions {
+        render_version(md, version);
+    }
+}
+
+fn render_version(md: &mut String, version: &VersionEntry) {
+    let source = match version.source {
+        ShapeSource::Code => "fields from the code",
+        ShapeSource::Lock => "fields from the schema lock: no type writes it any more",
+        ShapeSource::Unknown => "fields unknown: no type writes it and the schema lock has no record of it",
+    };
+    let type_name = version
+        .type_name
+        .as_deref()
+        .map(|t| format!(" {}", code_span(t)))
+        .unwrap_or_default();
+    let _ = writeln!(md, "#### Version {}{type_name}\n", version.version);
+    let locked = if version.locked { "locked" } else { "not locked" };
+    let _ = writeln!(md, "*{source}; {locked}.*\n");
+    for sentence in &version.lock_differs {
+        let _ = writeln!(md, "- **Differs from the lock**: {}", escape_markdown(sentence));
+    }
+    if !version.lock_differs.is_empty() {
+        md.push('\n');
+    }
+    if let Some(shape) = &version.shape {
+        fields_table(md, shape);
+    }
+    if let Some(diff) = &version.diff {
+        let _ = writeln!(md, "Changes from v{} to v{}:\n", diff.from, diff.to);
+        if diff.is_empty() {
+            let _ = writeln!(md, "*The same fields: the upcaster changes values only.*\n");
+            return;
+        }
+        let _ = writeln!(md, "| v{} | v{} | Change |", diff.from, diff.to);
+        let _ = writeln!(md, "|---|---|---|");
+        for row in &diff.rows {
+            let side = |f: &Option<crate::schema::Field>| {
+                f.as_ref()
+                    .map(|f| cell(&code_span(&field_text(f))))
+                    .unwrap_or_default()
+            };
+            let status = match row.status {
+                super::RowStatus::Same => "".to_owned(),
+                other => format!("**{}**", other.as_str()),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                side(&row.before),
+                side(&row.after),
+                status
+            );
+        }
+        md.push('\n');
+        for sentence in &diff.changes {
+            let _ = writeln!(md, "- {}", escape_markdown(sentence));
+        }
+        md.push('\n');
+    }
+}
+
+fn fields_table(md: &mut String, shape: &Shape) {
+    for attr in &shape.attrs {
+        let _ = writeln!(md, "Type attribute: {}\n", code_span(attr));
+    }
+    if shape.fields.is_empty() {
+        let _ = writeln!(md, "*No fields.*\n");
+        return;
+    }
+    let _ = writeln!(md, "| Field | Type | serde |");
+    let _ = writeln!(md, "|---|---|---|");
+    for field in &shape.fields {
+        let attrs = if field.attrs.is_empty() {
+            String::new()
+        } else {
+            code_span(&field.attrs.join(" "))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            cell(&code_span(&field.name)),
+            cell(&code_span(&field.ty)),
+            cell(&attrs)
+        );
+    }
+    md.push('\n');
+}
+
+fn nested_types(md: &mut String, catalog: &Catalog) {
+    let _ = writeln!(md, "<a id=\"nested-types\"></a>\n");
+    let _ = writeln!(md, "## Nested types\n");
+    let _ = writeln!(
+        md,
+        "Types stored inside events, as the schema lock records them.\n"
+    );
+    for locked in &catalog.types {
+        let _ = writeln!(
+            md,
+            "### {} ({})\n",
+            escape_markdown(&locked.name),
+            locked.kind
+        );
+        let _ = writeln!(md, "Rust type {}.\n", code_span(&locked.type_name));
+        for at in &locked.stored_at {
+            let _ = writeln!(
+                md,
+                "- stored in {} v{} at {}",
+                escape_markdown(&at.event),
+                at.version,
+                code_span(&at.path)
+            );
+        }
+        if !locked.stored_at.is_empty() {
+            md.push('\n');
+        }
+        fields_table(md, &locked.shape);
+    }
+}
+
+/// `v1–v3` or `v1`.
+pub(super) fn versions_span(event: &EventEntry) -> String {
+    match (event.versions.first(), event.versions.last()) {
+        (Some(first), Some(last)) if first.version != last.version => {
+            format!("v{}–v{}", first.version, last.version)
+        }
+        (Some(only), _) => format!("v{}", only.version),
+        _ => String::new(),
+    }
+}
+
+pub(super) fn personal_word(personal: PersonalData) -> &'static str {
+    match personal {
+        PersonalData::None => "",
+        PersonalData::OfStream | PersonalData::InField(_) => "yes",
+    }
+}
+
+pub(super) fn personal_sentence(personal: PersonalData) -> String {
+    match personal {
+        PersonalData::None => "no".to_owned(),
+        PersonalData::OfStream => {
+            "yes; the data subject is the aggregate's stream (encrypted with its key, forgotten with it)".to_owned()
+        }
+        PersonalData::InField(field) => format!(
+            "yes; the data subject's id is in field {} (encrypted with their key, forgotten with them)",
+            code_span(field)
+        ),
+    }
+}
