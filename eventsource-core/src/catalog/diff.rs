@@ -10,13 +10,13 @@ pub struct VersionDiff {
     pub from: u32,
     /// The newer version.
     pub to: u32,
-    /// One row per field of either version: the older version's fields in their order (each
-    /// next to the same field in the newer version, or alone if it was removed), then the
-    /// fields the newer version added, in its order.
+    /// One row per field of either version, each field next to the same field of the other
+    /// version: both versions' fields in their order, a removed field where it was, an added
+    /// one where it is.
     pub rows: Vec<DiffRow>,
-    /// Every change in a sentence, in the schema lock's words (including what rows can't show:
-    /// the type's serde attributes, a reordering).
-    pub changes: Vec<String>,
+    /// Every change, as the schema lock names them (including what rows can't show: the
+    /// type's serde attributes, a reordering); [`Change::sentence`] words each.
+    pub changes: Vec<Change>,
 }
 
 /// One row of a side-by-side diff.
@@ -59,43 +59,26 @@ impl RowStatus {
 impl VersionDiff {
     /// The diff from `before` (version `from`) to `after` (version `to`).
     pub fn between(from: u32, before: &Shape, to: u32, after: &Shape) -> VersionDiff {
-        let mut rows: Vec<DiffRow> = before
-            .fields
-            .iter()
-            .map(|old| match after.fields.iter().find(|f| f.name == old.name) {
-                Some(new) => DiffRow {
-                    before: Some(old.clone()),
-                    after: Some(new.clone()),
-                    status: if same_field(old, new) {
-                        RowStatus::Same
-                    } else {
-                        RowStatus::Changed
-                    },
-                },
-                None => DiffRow {
-                    before: Some(old.clone()),
-                    after: None,
-                    status: RowStatus::Removed,
-                },
-            })
-            .collect();
-        rows.extend(
-            after
-                .fields
-                .iter()
-                .filter(|new| !before.fields.iter().any(|old| old.name == new.name))
-                .map(|new| DiffRow {
-                    before: None,
-                    after: Some(new.clone()),
-                    status: RowStatus::Added,
-                }),
-        );
         VersionDiff {
             from,
             to,
-            rows,
-            changes: before.changes(after).iter().map(Change::sentence).collect(),
+            rows: rows(before, after),
+            changes: before.changes(after),
         }
+    }
+
+    /// The changes the rows can't show by themselves, in sentences: the type's serde attributes,
+    /// a reordering, a field whose type reads the same but holds something else now.
+    pub fn notes(&self) -> impl Iterator<Item = String> + '_ {
+        self.changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Change::ContainerAttrs { .. } | Change::Reordered | Change::Reshaped { .. }
+                )
+            })
+            .map(Change::sentence)
     }
 
     /// Whether nothing changed (a version raised without changing the shape: the upcaster
@@ -103,6 +86,55 @@ impl VersionDiff {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+}
+
+/// Walks both field lists in order. A field of the older version that the newer one lacks is
+/// a removed row where it stood; a field only the newer version has is an added row where it
+/// stands; a field both have is one row, at its place in the newer version (a moved field's old
+/// place is skipped).
+fn rows(before: &Shape, after: &Shape) -> Vec<DiffRow> {
+    let in_after = |name: &str| after.fields.iter().any(|f| f.name == name);
+    let in_before = |name: &str| before.fields.iter().find(|f| f.name == name);
+    let mut rows = Vec::with_capacity(before.fields.len().max(after.fields.len()));
+    let mut old = before.fields.iter().peekable();
+    for new in &after.fields {
+        // The removed fields that stood before this one's old place (or before it, if new).
+        while let Some(field) = old.next_if(|f| !in_after(&f.name)) {
+            rows.push(DiffRow {
+                before: Some(field.clone()),
+                after: None,
+                status: RowStatus::Removed,
+            });
+        }
+        match in_before(&new.name) {
+            Some(field) => {
+                if old.peek().is_some_and(|f| f.name == new.name) {
+                    old.next();
+                }
+                rows.push(DiffRow {
+                    before: Some(field.clone()),
+                    after: Some(new.clone()),
+                    status: if same_field(field, new) {
+                        RowStatus::Same
+                    } else {
+                        RowStatus::Changed
+                    },
+                });
+            }
+            None => rows.push(DiffRow {
+                before: None,
+                after: Some(new.clone()),
+                status: RowStatus::Added,
+            }),
+        }
+    }
+    // What is left: removed fields after the last kept one, and the old places of moved ones.
+    rows.extend(old.filter(|f| !in_after(&f.name)).map(|field| DiffRow {
+        before: Some(field.clone()),
+        after: None,
+        status: RowStatus::Removed,
+    }));
+    rows
 }
 
 /// The same field as far as stored events are concerned: type, attributes, and, where both

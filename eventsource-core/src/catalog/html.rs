@@ -6,8 +6,10 @@
 
 use std::fmt::Write as _;
 
-use super::markdown::versions_span;
-use super::{Catalog, EventEntry, RowStatus, ShapeSource, VersionEntry, field_text};
+use super::{
+    Catalog, EventEntry, RowStatus, ShapeSource, VersionEntry, doc_for_catalog, field_text,
+    versions_span, with_code_spans,
+};
 use crate::registry::{PersonalData, UpcastKind};
 use crate::schema::{Field, Shape};
 
@@ -49,7 +51,7 @@ nav h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .06em; colo
 nav ul { list-style: none; margin: 0; padding: 0; }
 nav ul ul { padding-left: 1rem; margin-bottom: .5rem; }
 nav li { margin: .15rem 0; }
-nav .version { color: var(--muted); font-size: 12px; }
+nav .ver { color: var(--muted); font-size: 12px; }
 main { padding: 1.5rem 2.5rem 4rem; max-width: 72rem; }
 a { color: var(--accent); text-decoration: none; }
 a:hover { text-decoration: underline; }
@@ -62,6 +64,7 @@ code { font: 13px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace
 p code, li code, dd code, h3 code, h4 code { background: var(--bg-soft); padding: .05rem .3rem; border-radius: 4px; }
 .summary { color: var(--muted); margin: 0; }
 table { border-collapse: collapse; margin: .4rem 0 .8rem; width: 100%; }
+table.fields { width: auto; min-width: 50%; }
 th, td { border: 1px solid var(--line); padding: .3rem .6rem; text-align: left; vertical-align: top; }
 th { background: var(--bg-soft); font-weight: 600; font-size: 13px; }
 .event { border: 1px solid var(--line); border-radius: 8px; padding: 1rem 1.25rem; margin: 1.25rem 0; }
@@ -74,7 +77,7 @@ th { background: var(--bg-soft); font-weight: 600; font-size: 13px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: .5rem 0 .75rem; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
-.version { border-top: 1px dashed var(--line); padding-top: .75rem; margin-top: .75rem; }
+.event .version { border-top: 1px dashed var(--line); padding-top: .75rem; margin-top: .75rem; }
 .source { color: var(--muted); font-size: 13px; margin: 0 0 .4rem; }
 .unknown { color: var(--muted); font-style: italic; }
 .diff td { width: 50%; }
@@ -152,7 +155,7 @@ pub(super) fn render(catalog: &Catalog) -> String {
         html.push_str("</tbody>\n</table>\n</section>\n");
     }
     html.push_str("<section id=\"events\">\n<h2>Events</h2>\n");
-    for event in &catalog.events {
+    for event in catalog.in_reading_order() {
         render_event(&mut html, event);
     }
     html.push_str("</section>\n");
@@ -168,7 +171,7 @@ fn contents(html: &mut String, catalog: &Catalog) {
     let event_item = |html: &mut String, event: &EventEntry| {
         let _ = writeln!(
             html,
-            "<li><a href=\"#{}\">{}</a> <span class=\"version\">v{}</span></li>",
+            "<li><a href=\"#{}\">{}</a> <span class=\"ver\">v{}</span></li>",
             escape_html(&event.anchor),
             escape_html(&event.name),
             event.latest
@@ -221,7 +224,10 @@ fn render_event(html: &mut String, event: &EventEntry) {
     );
     if !event.doc.is_empty() {
         html.push_str("<div class=\"doc\">\n");
-        for paragraph in event.doc.split("\n\n").filter(|p| !p.trim().is_empty()) {
+        for paragraph in doc_for_catalog(&event.doc)
+            .split("\n\n")
+            .filter(|p| !p.trim().is_empty())
+        {
             let _ = writeln!(html, "<p>{}</p>", inline_code(paragraph.trim()));
         }
         html.push_str("</div>\n");
@@ -275,7 +281,10 @@ fn render_event(html: &mut String, event: &EventEntry) {
         for step in steps {
             let (kind, with) = match step.kind {
                 UpcastKind::Function => ("function over the stored JSON", step.with.to_owned()),
-                UpcastKind::From => ("typed, through <code>From</code>", format!("From<{}>", step.with)),
+                UpcastKind::From => (
+                    "typed, through <code>From</code>",
+                    format!("From<{}>", step.with),
+                ),
             };
             let _ = writeln!(
                 html,
@@ -329,16 +338,11 @@ fn render_version(html: &mut String, version: &VersionEntry) {
         }
         html.push_str("</ul>\n");
     }
-    match &version.shape {
-        Some(shape) => fields_table(html, shape),
-        None => html.push_str("<p class=\"unknown\">No fields to show.</p>\n"),
+    if let Some(shape) = &version.shape {
+        fields_table(html, shape);
     }
     if let Some(diff) = &version.diff {
-        let _ = writeln!(
-            html,
-            "<h5>Changes from v{} to v{}</h5>",
-            diff.from, diff.to
-        );
+        let _ = writeln!(html, "<h5>Changes from v{} to v{}</h5>", diff.from, diff.to);
         if diff.is_empty() {
             html.push_str(
                 "<p class=\"unknown\">The same fields: the upcaster changes values only.</p>\n",
@@ -363,11 +367,15 @@ fn render_version(html: &mut String, version: &VersionEntry) {
                     side("after", row.after.as_ref(), &mark),
                 );
             }
-            html.push_str("</tbody>\n</table>\n<ul class=\"changes\">\n");
-            for sentence in &diff.changes {
-                let _ = writeln!(html, "<li>{}</li>", inline_code(sentence));
+            html.push_str("</tbody>\n</table>\n");
+            let notes: Vec<String> = diff.notes().collect();
+            if !notes.is_empty() {
+                html.push_str("<ul class=\"changes\">\n");
+                for note in &notes {
+                    let _ = writeln!(html, "<li>{}</li>", inline_code(note));
+                }
+                html.push_str("</ul>\n");
             }
-            html.push_str("</ul>\n");
         }
     }
     html.push_str("</div>\n");
@@ -396,16 +404,27 @@ fn fields_table(html: &mut String, shape: &Shape) {
         html.push_str("<p class=\"unknown\">No fields.</p>\n");
         return;
     }
-    html.push_str(
-        "<table class=\"fields\">\n<thead><tr><th>Field</th><th>Type</th><th>serde</th></tr></thead>\n<tbody>\n",
+    // The serde column only where some field has attributes.
+    let with_attrs = shape.fields.iter().any(|f| !f.attrs.is_empty());
+    let serde_header = if with_attrs { "<th>serde</th>" } else { "" };
+    let _ = writeln!(
+        html,
+        "<table class=\"fields\">\n<thead><tr><th>Field</th><th>Type</th>{serde_header}</tr></thead>\n<tbody>"
     );
     for field in &shape.fields {
+        let attrs = if with_attrs {
+            format!(
+                "<td><code>{}</code></td>",
+                escape_html(&field.attrs.join(" "))
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             html,
-            "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            "<tr><td><code>{}</code></td><td><code>{}</code></td>{attrs}</tr>",
             escape_html(&field.name),
             escape_html(&field.ty),
-            escape_html(&field.attrs.join(" "))
         );
     }
     html.push_str("</tbody>\n</table>\n");
@@ -440,20 +459,9 @@ fn nested_types(html: &mut String, catalog: &Catalog) {
     html.push_str("</section>\n");
 }
 
-/// Escapes `text` and sets its `` `code` `` spans in `<code>`; an unpaired backtick stays as
-/// it is.
+/// Escapes `text` and sets its `` `code` `` spans in `<code>`.
 fn inline_code(text: &str) -> String {
-    let parts: Vec<&str> = text.split('`').collect();
-    if parts.len() % 2 == 0 {
-        return escape_html(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    for (i, part) in parts.iter().enumerate() {
-        if i % 2 == 1 {
-            let _ = write!(out, "<code>{}</code>", escape_html(part));
-        } else {
-            out.push_str(&escape_html(part));
-        }
-    }
-    out
+    with_code_spans(text, escape_html, |code| {
+        format!("<code>{}</code>", escape_html(code))
+    })
 }

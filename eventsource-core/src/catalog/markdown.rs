@@ -6,7 +6,10 @@
 
 use std::fmt::Write as _;
 
-use super::{Catalog, EventEntry, ShapeSource, VersionEntry, field_text};
+use super::{
+    Catalog, EventEntry, ShapeSource, VersionEntry, doc_for_catalog, field_text, versions_span,
+    with_code_spans,
+};
 use crate::registry::{PersonalData, UpcastKind};
 use crate::schema::Shape;
 
@@ -62,6 +65,44 @@ pub fn code_span(text: &str) -> String {
     format!("{fence}{pad}{text}{pad}{fence}")
 }
 
+/// A sentence with `` `code` `` spans: its text escaped, its code kept as code.
+fn inline(text: &str) -> String {
+    with_code_spans(text, escape_markdown, code_span)
+}
+
+/// A doc comment's line, kept as the Markdown it is, except that a `<` outside code spans is
+/// escaped: the catalog shows no raw HTML (a doc may mention `<T>` or hold a tag).
+fn without_raw_html(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_code: Option<usize> = None;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                let mut run = 1;
+                while chars.next_if_eq(&'`').is_some() {
+                    run += 1;
+                }
+                out.push_str(&"`".repeat(run));
+                in_code = match in_code {
+                    None => Some(run),
+                    Some(open) if open == run => None,
+                    other => other,
+                };
+            }
+            '\\' if in_code.is_none() => {
+                out.push(c);
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '<' if in_code.is_none() => out.push_str("\\<"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A table cell: GitHub splits rows at every unescaped `|`, even inside code spans.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|")
@@ -81,14 +122,21 @@ pub(super) fn render(catalog: &Catalog) -> String {
         },
         catalog.aggregates.len(),
         catalog.events.len(),
-        catalog.events.iter().map(|e| e.versions.len()).sum::<usize>(),
+        catalog
+            .events
+            .iter()
+            .map(|e| e.versions.len())
+            .sum::<usize>(),
     );
     contents(&mut md, catalog);
     for aggregate in &catalog.aggregates {
         let _ = writeln!(md, "<a id=\"{}\"></a>\n", aggregate.anchor);
         let _ = writeln!(md, "## Aggregate {}\n", escape_markdown(&aggregate.name));
         let _ = writeln!(md, "Rust type {}.\n", code_span(&aggregate.type_name));
-        let _ = writeln!(md, "| Event | Writes version | Decodes versions | Personal data |");
+        let _ = writeln!(
+            md,
+            "| Event | Writes version | Decodes versions | Personal data |"
+        );
         let _ = writeln!(md, "|---|---|---|---|");
         for (name, version) in &aggregate.events {
             let event = catalog.event(name);
@@ -109,7 +157,7 @@ pub(super) fn render(catalog: &Catalog) -> String {
         md.push('\n');
     }
     let _ = writeln!(md, "## Events\n");
-    for event in &catalog.events {
+    for event in catalog.in_reading_order() {
         render_event(&mut md, event);
     }
     if !catalog.types.is_empty() {
@@ -161,8 +209,8 @@ fn contents(md: &mut String, catalog: &Catalog) {
 fn render_event(md: &mut String, event: &EventEntry) {
     let _ = writeln!(md, "<a id=\"{}\"></a>\n", event.anchor);
     let _ = writeln!(md, "### {}\n", escape_markdown(&event.name));
-    for line in event.doc.lines() {
-        let _ = writeln!(md, "> {line}");
+    for line in doc_for_catalog(&event.doc).lines() {
+        let _ = writeln!(md, "> {}", without_raw_html(line));
     }
     if !event.doc.is_empty() {
         md.push('\n');
@@ -175,7 +223,11 @@ fn render_event(md: &mut String, event: &EventEntry) {
         versions_span(event)
     );
     if !event.aggregates.is_empty() {
-        let names: Vec<String> = event.aggregates.iter().map(|a| escape_markdown(a)).collect();
+        let names: Vec<String> = event
+            .aggregates
+            .iter()
+            .map(|a| escape_markdown(a))
+            .collect();
         let _ = writeln!(md, "- Listed by: {}", names.join(", "));
     }
     if !event.aliases.is_empty() {
@@ -187,7 +239,11 @@ fn render_event(md: &mut String, event: &EventEntry) {
         );
     }
     if event.personal != PersonalData::None {
-        let _ = writeln!(md, "- **Personal data**: {}", personal_sentence(event.personal));
+        let _ = writeln!(
+            md,
+            "- **Personal data**: {}",
+            personal_sentence(event.personal)
+        );
     }
     md.push('\n');
 
@@ -224,7 +280,9 @@ fn render_version(md: &mut String, version: &VersionEntry) {
     let source = match version.source {
         ShapeSource::Code => "fields from the code",
         ShapeSource::Lock => "fields from the schema lock: no type writes it any more",
-        ShapeSource::Unknown => "fields unknown: no type writes it and the schema lock has no record of it",
+        ShapeSource::Unknown => {
+            "fields unknown: no type writes it and the schema lock has no record of it"
+        }
     };
     let type_name = version
         .type_name
@@ -232,10 +290,14 @@ fn render_version(md: &mut String, version: &VersionEntry) {
         .map(|t| format!(" {}", code_span(t)))
         .unwrap_or_default();
     let _ = writeln!(md, "#### Version {}{type_name}\n", version.version);
-    let locked = if version.locked { "locked" } else { "not locked" };
+    let locked = if version.locked {
+        "locked"
+    } else {
+        "not locked"
+    };
     let _ = writeln!(md, "*{source}; {locked}.*\n");
     for sentence in &version.lock_differs {
-        let _ = writeln!(md, "- **Differs from the lock**: {}", escape_markdown(sentence));
+        let _ = writeln!(md, "- **Differs from the lock**: {}", inline(sentence));
     }
     if !version.lock_differs.is_empty() {
         md.push('\n');
@@ -270,10 +332,13 @@ fn render_version(md: &mut String, version: &VersionEntry) {
             );
         }
         md.push('\n');
-        for sentence in &diff.changes {
-            let _ = writeln!(md, "- {}", escape_markdown(sentence));
+        let notes: Vec<String> = diff.notes().collect();
+        for note in &notes {
+            let _ = writeln!(md, "- {}", inline(note));
         }
-        md.push('\n');
+        if !notes.is_empty() {
+            md.push('\n');
+        }
     }
 }
 
@@ -285,21 +350,29 @@ fn fields_table(md: &mut String, shape: &Shape) {
         let _ = writeln!(md, "*No fields.*\n");
         return;
     }
-    let _ = writeln!(md, "| Field | Type | serde |");
-    let _ = writeln!(md, "|---|---|---|");
+    // The serde column only where some field has attributes.
+    let with_attrs = shape.fields.iter().any(|f| !f.attrs.is_empty());
+    if with_attrs {
+        let _ = writeln!(md, "| Field | Type | serde |\n|---|---|---|");
+    } else {
+        let _ = writeln!(md, "| Field | Type |\n|---|---|");
+    }
     for field in &shape.fields {
-        let attrs = if field.attrs.is_empty() {
-            String::new()
-        } else {
-            code_span(&field.attrs.join(" "))
-        };
-        let _ = writeln!(
+        let _ = write!(
             md,
-            "| {} | {} | {} |",
+            "| {} | {} |",
             cell(&code_span(&field.name)),
             cell(&code_span(&field.ty)),
-            cell(&attrs)
         );
+        if with_attrs {
+            let attrs = if field.attrs.is_empty() {
+                String::new()
+            } else {
+                code_span(&field.attrs.join(" "))
+            };
+            let _ = write!(md, " {} |", cell(&attrs));
+        }
+        md.push('\n');
     }
     md.push('\n');
 }
@@ -335,25 +408,14 @@ fn nested_types(md: &mut String, catalog: &Catalog) {
     }
 }
 
-/// `v1–v3` or `v1`.
-pub(super) fn versions_span(event: &EventEntry) -> String {
-    match (event.versions.first(), event.versions.last()) {
-        (Some(first), Some(last)) if first.version != last.version => {
-            format!("v{}–v{}", first.version, last.version)
-        }
-        (Some(only), _) => format!("v{}", only.version),
-        _ => String::new(),
-    }
-}
-
-pub(super) fn personal_word(personal: PersonalData) -> &'static str {
+fn personal_word(personal: PersonalData) -> &'static str {
     match personal {
         PersonalData::None => "",
         PersonalData::OfStream | PersonalData::InField(_) => "yes",
     }
 }
 
-pub(super) fn personal_sentence(personal: PersonalData) -> String {
+fn personal_sentence(personal: PersonalData) -> String {
     match personal {
         PersonalData::None => "no".to_owned(),
         PersonalData::OfStream => {

@@ -51,9 +51,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::registry::{
-    self, AggregateRegistration, EventRegistration, PersonalData, UpcastStep,
-};
+use crate::registry::{self, AggregateRegistration, EventRegistration, PersonalData, UpcastStep};
 use crate::schema::{Field, Lock, LockedType, Shape, registered_shape};
 
 mod diff;
@@ -220,7 +218,9 @@ impl Catalog {
         Ok(Catalog {
             aggregates,
             events: entries,
-            types: lock.map(|l| l.types().cloned().collect()).unwrap_or_default(),
+            types: lock
+                .map(|l| l.types().cloned().collect())
+                .unwrap_or_default(),
             with_lock: lock.is_some(),
         })
     }
@@ -228,6 +228,24 @@ impl Catalog {
     /// The event stored as `name`.
     pub fn event(&self, name: &str) -> Option<&EventEntry> {
         self.events.iter().find(|e| e.name == name)
+    }
+
+    /// Every event once, in the order a reader meets them: each aggregate's events as it lists
+    /// them (its lifecycle, usually), then the events no aggregate lists.
+    pub fn in_reading_order(&self) -> Vec<&EventEntry> {
+        let mut seen = BTreeSet::new();
+        let mut order = Vec::with_capacity(self.events.len());
+        let listed = self
+            .aggregates
+            .iter()
+            .flat_map(|a| a.events.iter())
+            .filter_map(|(name, _)| self.event(name));
+        for event in listed.chain(self.unlisted()) {
+            if seen.insert(event.name.as_str()) {
+                order.push(event);
+            }
+        }
+        order
     }
 
     /// The events no aggregate lists (a process's or a projection's own, or a stale type).
@@ -273,7 +291,10 @@ fn event_entry(
     if let Some(lock) = lock {
         versions.extend(lock.events().filter(|e| e.name == name).map(|e| e.version));
     }
-    let steps: Vec<UpcastStep> = types.iter().flat_map(|t| t.upcasts.iter().copied()).collect();
+    let steps: Vec<UpcastStep> = types
+        .iter()
+        .flat_map(|t| t.upcasts.iter().copied())
+        .collect();
 
     let mut entries: Vec<VersionEntry> = Vec::with_capacity(versions.len());
     for version in versions {
@@ -299,7 +320,9 @@ fn event_entry(
         };
         let previous = entries.last();
         let diff = match (previous.and_then(|p| p.shape.as_ref()), &shape) {
-            (Some(before), Some(after)) => previous.map(|p| VersionDiff::between(p.version, before, version, after)),
+            (Some(before), Some(after)) => {
+                previous.map(|p| VersionDiff::between(p.version, before, version, after))
+            }
             _ => None,
         };
         entries.push(VersionEntry {
@@ -349,6 +372,60 @@ pub(crate) fn field_text(field: &Field) -> String {
     text
 }
 
+/// Renders a sentence with `` `code` `` spans (as the lock words changes): `text` renders the
+/// parts between spans, `code` the spans; with an unpaired backtick, it is all text.
+pub(crate) fn with_code_spans(
+    sentence: &str,
+    text: impl Fn(&str) -> String,
+    code: impl Fn(&str) -> String,
+) -> String {
+    let parts: Vec<&str> = sentence.split('`').collect();
+    if !parts.len().is_multiple_of(2) {
+        return parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| if i % 2 == 1 { code(part) } else { text(part) })
+            .collect();
+    }
+    text(sentence)
+}
+
+/// A doc comment as the catalog shows it: rustdoc's intra-doc links (`` [`Type`] ``), which
+/// lead nowhere outside rustdoc, become plain code (`` `Type` ``); Markdown links stay.
+pub(crate) fn doc_for_catalog(doc: &str) -> String {
+    let mut out = String::with_capacity(doc.len());
+    let mut rest = doc;
+    while let Some(start) = rest.find("[`") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("`]") else { break };
+        let inner = &after[..end];
+        let tail = &after[end + 2..];
+        out.push_str(&rest[..start]);
+        if inner.contains('`') || tail.starts_with('(') || tail.starts_with('[') {
+            // Not an intra-doc link: keep it as written.
+            out.push_str(&rest[start..start + 2 + end + 2]);
+        } else {
+            out.push('`');
+            out.push_str(inner);
+            out.push('`');
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `v1–v3` or `v1`.
+pub(crate) fn versions_span(event: &EventEntry) -> String {
+    match (event.versions.first(), event.versions.last()) {
+        (Some(first), Some(last)) if first.version != last.version => {
+            format!("v{}–v{}", first.version, last.version)
+        }
+        (Some(only), _) => format!("v{}", only.version),
+        _ => String::new(),
+    }
+}
+
 /// `Deposited` → `deposited`: lower-case letters and digits, other runs as one `-`.
 fn slug(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -360,7 +437,11 @@ fn slug(text: &str) -> String {
         }
     }
     let out = out.trim_matches('-');
-    if out.is_empty() { "x".to_owned() } else { out.to_owned() }
+    if out.is_empty() {
+        "x".to_owned()
+    } else {
+        out.to_owned()
+    }
 }
 
 /// Hands out fragment identifiers, each once (`a`, `a-2`, …): two names may slug alike.

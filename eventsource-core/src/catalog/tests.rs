@@ -4,7 +4,7 @@
 use super::*;
 use crate::error::DecodeError;
 use crate::registry::{PersonalData, UpcastKind, UpcastStep};
-use crate::schema::{FieldShape, LockedEvent};
+use crate::schema::{Change, FieldShape, LockedEvent};
 
 fn no_decode(_: u32, _: &[u8]) -> Result<serde_json::Value, DecodeError> {
     Ok(serde_json::Value::Null)
@@ -119,8 +119,8 @@ fn every_version_with_its_fields_source_and_upcaster() {
         .map(|v| v.upcast.map(|s| s.with))
         .collect();
     assert_eq!(steps, [None, Some("add_currency"), Some("DepositedV2")]);
-    assert_eq!(deposited.versions[0].locked, true);
-    assert_eq!(deposited.versions[1].locked, false);
+    assert!(deposited.versions[0].locked);
+    assert!(!deposited.versions[1].locked);
     assert!(deposited.versions[0].diff.is_none());
 }
 
@@ -151,19 +151,23 @@ fn diffs_show_added_removed_and_changed_fields_side_by_side() {
             (None, Some("currency"), RowStatus::Added),
         ]
     );
-    assert_eq!(
-        one_to_two.changes,
-        ["field `currency` was added (`String`)"]
-    );
+    let sentences: Vec<String> = one_to_two.changes.iter().map(Change::sentence).collect();
+    assert_eq!(sentences, ["field `currency` was added (`String`)"]);
+    assert_eq!(one_to_two.notes().count(), 0, "the rows show it all");
 
     let two_to_three = deposited.versions[2].diff.as_ref().unwrap();
+    // In the newer version's order, the removed field where it stood.
     let statuses: Vec<RowStatus> = two_to_three.rows.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses,
-        [RowStatus::Removed, RowStatus::Changed, RowStatus::Added]
+        [RowStatus::Removed, RowStatus::Added, RowStatus::Changed]
     );
     assert_eq!(
-        two_to_three.rows[1].after.as_ref().map(field_text).as_deref(),
+        two_to_three.rows[2]
+            .after
+            .as_ref()
+            .map(field_text)
+            .as_deref(),
         Some("currency: String #[serde(default)]")
     );
     assert_eq!(two_to_three.changes.len(), 3, "{:?}", two_to_three.changes);
@@ -181,10 +185,57 @@ fn a_field_whose_type_holds_something_else_is_changed() {
     };
     let diff = VersionDiff::between(1, &before, 2, &after);
     assert_eq!(diff.rows[0].status, RowStatus::Changed);
-    assert!(diff.changes[0].contains("what `Address` holds changed"));
+    let notes: Vec<String> = diff.notes().collect();
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].contains("what `Address` holds changed"),
+        "{notes:?}"
+    );
     let same = VersionDiff::between(1, &before, 2, &before);
     assert!(same.is_empty());
     assert_eq!(same.rows[0].status, RowStatus::Same);
+}
+
+#[test]
+fn rows_follow_both_orders_and_a_reordering_is_noted() {
+    let shape = |names: &[&str]| Shape {
+        attrs: vec![],
+        fields: names.iter().map(|n| Field::new(*n, "u8")).collect(),
+    };
+    let diff = VersionDiff::between(
+        1,
+        &shape(&["a", "gone", "b", "c"]),
+        2,
+        &shape(&["b", "new", "a", "c"]),
+    );
+    let rows: Vec<(Option<&str>, Option<&str>)> = diff
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.before.as_ref().map(|f| f.name.as_str()),
+                r.after.as_ref().map(|f| f.name.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (Some("b"), Some("b")),
+            (None, Some("new")),
+            (Some("a"), Some("a")),
+            (Some("gone"), None),
+            (Some("c"), Some("c")),
+        ]
+    );
+    assert_eq!(diff.rows.len(), 5, "every field once");
+    // The lock names a reordering only when nothing else changed; the rows show it anyway.
+    let swapped = VersionDiff::between(1, &shape(&["a", "b"]), 2, &shape(&["b", "a"]));
+    assert_eq!(
+        swapped.notes().collect::<Vec<_>>(),
+        ["the fields were reordered"]
+    );
+    assert!(swapped.rows.iter().all(|r| r.status == RowStatus::Same));
 }
 
 #[test]
@@ -290,6 +341,7 @@ fn hostile_names_never_reach_the_page_as_markup() {
 
     let md = catalog.to_markdown();
     assert!(!md.contains("<script>"), "{md}");
+    assert!(md.contains(r"> Says \<i>hi\</i> & `<tt>`."), "{md}");
     assert!(!md.contains("<Agg|x>"), "{md}");
     // The field with a `|` in its name stays one cell.
     let row = md
@@ -310,4 +362,42 @@ fn unescaped_pipes(line: &str) -> usize {
         }
     }
     count
+}
+
+#[test]
+fn intra_doc_links_become_code_and_markdown_links_stay() {
+    assert_eq!(
+        doc_for_catalog("See [`BankAccount::forgettable`] and [`x`](https://e.x) or [`a`][b]."),
+        "See `BankAccount::forgettable` and [`x`](https://e.x) or [`a`][b]."
+    );
+    assert_eq!(doc_for_catalog("[`open"), "[`open");
+}
+
+#[test]
+fn the_reading_order_follows_the_aggregates_then_the_rest() {
+    let events = [
+        event("B", 1, "x::B", "a: u8\n", ONE_FIELD),
+        event("A", 1, "x::A", "a: u8\n", ONE_FIELD),
+        event("Z", 1, "x::Z", "a: u8\n", ONE_FIELD),
+    ];
+    let aggregates = [
+        AggregateRegistration {
+            name: "First",
+            type_name: "x::First",
+            events: &[("Z", 1), ("B", 1)],
+        },
+        AggregateRegistration {
+            name: "Second",
+            type_name: "x::Second",
+            events: &[("B", 1)],
+        },
+    ];
+    let catalog = Catalog::from_registrations(&events, &aggregates, None).unwrap();
+    let order: Vec<&str> = catalog
+        .in_reading_order()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(order, ["Z", "B", "A"]);
+    assert_eq!(catalog.event("B").unwrap().aggregates, ["First", "Second"]);
 }
