@@ -277,7 +277,12 @@ fn doc_text(attrs: &[syn::Attribute]) -> String {
                 ..
             }) => {
                 let line = text.value();
-                Some(line.strip_prefix(' ').unwrap_or(&line).trim_end().to_owned())
+                Some(
+                    line.strip_prefix(' ')
+                        .unwrap_or(&line)
+                        .trim_end()
+                        .to_owned(),
+                )
             }
             _ => None,
         })

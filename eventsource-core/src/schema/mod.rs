@@ -57,7 +57,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-
 use crate::registry::{self, EventRegistration};
 
 mod data;
