@@ -69,7 +69,9 @@ pub enum UpcastKind {
     /// `#[event(upcast(from = K, with = f))]`: `f` rewrites the stored JSON value.
     Function,
     /// `#[event(upcast_from = Previous)]`: the record decodes as `Previous`, then `From` converts.
-    From,
+    // Not named `From`: a public item of that name makes rustc spell the trait
+    // `std::convert::From` in every user's error messages (tests/ui/event/typed_step_without_from).
+    Typed,
 }
 
 /// Whose personal data an event holds (`#[event(personal)]`): its payload is encrypted with that

@@ -69,7 +69,7 @@ fn upcast_steps(model: &EventModel) -> Vec<TokenStream> {
             let from = to.saturating_sub(1);
             let with = path_text(previous);
             vec![quote! {
-                #private::UpcastStep { from: #from, to: #to, kind: #private::UpcastKind::From, with: #with }
+                #private::UpcastStep { from: #from, to: #to, kind: #private::UpcastKind::Typed, with: #with }
             }]
         }
     }

@@ -7,10 +7,10 @@
 use std::fmt::Write as _;
 
 use super::{
-    Catalog, EventEntry, RowStatus, ShapeSource, VersionEntry, doc_for_catalog, field_text,
+    Catalog, EventEntry, RowStatus, VersionEntry, doc_for_catalog, field_text, upcast_words,
     versions_span, with_code_spans,
 };
-use crate::registry::{PersonalData, UpcastKind};
+use crate::registry::PersonalData;
 use crate::schema::{Field, Shape};
 
 /// Escapes text for HTML element content and quoted attribute values: `&`, `<`, `>`, `"` and
@@ -104,19 +104,8 @@ pub(super) fn render(catalog: &Catalog) -> String {
     html.push_str("<main>\n<h1>Event catalog</h1>\n");
     let _ = writeln!(
         html,
-        "<p class=\"summary\">Generated from the event registry{}: {} aggregate(s), {} event(s), {} stored version(s).</p>",
-        if catalog.with_lock {
-            " and the schema lock"
-        } else {
-            " (no schema lock: the fields of versions no type writes any more are unknown)"
-        },
-        catalog.aggregates.len(),
-        catalog.events.len(),
-        catalog
-            .events
-            .iter()
-            .map(|e| e.versions.len())
-            .sum::<usize>(),
+        "<p class=\"summary\">{}</p>",
+        escape_html(&catalog.summary())
     );
     for aggregate in &catalog.aggregates {
         let _ = writeln!(
@@ -279,19 +268,14 @@ fn render_event(html: &mut String, event: &EventEntry) {
     if !steps.is_empty() {
         html.push_str("<h5>Upcaster chain</h5>\n<table>\n<thead><tr><th>Step</th><th>Kind</th><th>Upcaster</th></tr></thead>\n<tbody>\n");
         for step in steps {
-            let (kind, with) = match step.kind {
-                UpcastKind::Function => ("function over the stored JSON", step.with.to_owned()),
-                UpcastKind::From => (
-                    "typed, through <code>From</code>",
-                    format!("From<{}>", step.with),
-                ),
-            };
+            let (kind, with) = upcast_words(&step);
             let _ = writeln!(
                 html,
-                "<tr><td>v{} → v{}</td><td>{kind}</td><td><code>{}</code></td></tr>",
+                "<tr><td>v{} → v{}</td><td>{}</td><td>{}</td></tr>",
                 step.from,
                 step.to,
-                escape_html(&with)
+                inline_code(kind),
+                inline_code(&with)
             );
         }
         html.push_str("</tbody>\n</table>\n");
@@ -319,14 +303,11 @@ fn render_version(html: &mut String, version: &VersionEntry) {
         "<h4>Version {}{type_name}{locked}</h4>",
         version.version
     );
-    let source = match version.source {
-        ShapeSource::Code => "Fields from the code.",
-        ShapeSource::Lock => "Fields from the schema lock: no type writes this version any more.",
-        ShapeSource::Unknown => {
-            "Fields unknown: no type writes this version and the schema lock has no record of it."
-        }
-    };
-    let _ = writeln!(html, "<p class=\"source\">{source}</p>");
+    let _ = writeln!(
+        html,
+        "<p class=\"source\">{}</p>",
+        version.source.sentence()
+    );
     if !version.lock_differs.is_empty() {
         html.push_str("<ul class=\"changes warning\">\n");
         for sentence in &version.lock_differs {

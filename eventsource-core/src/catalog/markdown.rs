@@ -7,10 +7,10 @@
 use std::fmt::Write as _;
 
 use super::{
-    Catalog, EventEntry, ShapeSource, VersionEntry, doc_for_catalog, field_text, versions_span,
+    Catalog, EventEntry, VersionEntry, doc_for_catalog, field_text, upcast_words, versions_span,
     with_code_spans,
 };
-use crate::registry::{PersonalData, UpcastKind};
+use crate::registry::PersonalData;
 use crate::schema::Shape;
 
 /// Escapes text for Markdown: every ASCII punctuation character that Markdown could read as
@@ -111,23 +111,7 @@ fn cell(text: &str) -> String {
 pub(super) fn render(catalog: &Catalog) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Event catalog\n");
-    let _ = writeln!(
-        md,
-        "Generated from the event registry{}: {} aggregate(s), {} event(s), {} stored version(s). \
-         Do not edit by hand.\n",
-        if catalog.with_lock {
-            " and the schema lock"
-        } else {
-            " (no schema lock: the fields of versions no type writes any more are unknown)"
-        },
-        catalog.aggregates.len(),
-        catalog.events.len(),
-        catalog
-            .events
-            .iter()
-            .map(|e| e.versions.len())
-            .sum::<usize>(),
-    );
+    let _ = writeln!(md, "{} Do not edit by hand.\n", catalog.summary());
     contents(&mut md, catalog);
     for aggregate in &catalog.aggregates {
         let _ = writeln!(md, "<a id=\"{}\"></a>\n", aggregate.anchor);
@@ -167,6 +151,15 @@ pub(super) fn render(catalog: &Catalog) -> String {
 }
 
 fn contents(md: &mut String, catalog: &Catalog) {
+    let event_item = |md: &mut String, event: &EventEntry| {
+        let _ = writeln!(
+            md,
+            "  - [{}](#{}) v{}",
+            escape_markdown(&event.name),
+            event.anchor,
+            event.latest
+        );
+    };
     let _ = writeln!(md, "## Contents\n");
     for aggregate in &catalog.aggregates {
         let _ = writeln!(
@@ -177,13 +170,7 @@ fn contents(md: &mut String, catalog: &Catalog) {
         );
         for (name, _) in &aggregate.events {
             if let Some(event) = catalog.event(name) {
-                let _ = writeln!(
-                    md,
-                    "  - [{}](#{}) v{}",
-                    escape_markdown(name),
-                    event.anchor,
-                    event.latest
-                );
+                event_item(md, event);
             }
         }
     }
@@ -191,13 +178,7 @@ fn contents(md: &mut String, catalog: &Catalog) {
     if !unlisted.is_empty() {
         let _ = writeln!(md, "- Events no aggregate lists");
         for event in unlisted {
-            let _ = writeln!(
-                md,
-                "  - [{}](#{}) v{}",
-                escape_markdown(&event.name),
-                event.anchor,
-                event.latest
-            );
+            event_item(md, event);
         }
     }
     if !catalog.types.is_empty() {
@@ -253,20 +234,14 @@ fn render_event(md: &mut String, event: &EventEntry) {
         let _ = writeln!(md, "| Step | Kind | Upcaster |");
         let _ = writeln!(md, "|---|---|---|");
         for step in steps {
-            let (kind, with) = match step.kind {
-                UpcastKind::Function => ("function over the stored JSON", code_span(step.with)),
-                UpcastKind::From => (
-                    "typed, through `From`",
-                    code_span(&format!("From<{}>", step.with)),
-                ),
-            };
+            let (kind, with) = upcast_words(&step);
             let _ = writeln!(
                 md,
                 "| v{} → v{} | {} | {} |",
                 step.from,
                 step.to,
-                cell(kind),
-                cell(&with)
+                cell(&inline(kind)),
+                cell(&inline(&with))
             );
         }
         md.push('\n');
@@ -277,13 +252,6 @@ fn render_event(md: &mut String, event: &EventEntry) {
 }
 
 fn render_version(md: &mut String, version: &VersionEntry) {
-    let source = match version.source {
-        ShapeSource::Code => "fields from the code",
-        ShapeSource::Lock => "fields from the schema lock: no type writes it any more",
-        ShapeSource::Unknown => {
-            "fields unknown: no type writes it and the schema lock has no record of it"
-        }
-    };
     let type_name = version
         .type_name
         .as_deref()
@@ -291,11 +259,11 @@ fn render_version(md: &mut String, version: &VersionEntry) {
         .unwrap_or_default();
     let _ = writeln!(md, "#### Version {}{type_name}\n", version.version);
     let locked = if version.locked {
-        "locked"
+        "Locked."
     } else {
-        "not locked"
+        "Not locked."
     };
-    let _ = writeln!(md, "*{source}; {locked}.*\n");
+    let _ = writeln!(md, "*{} {locked}*\n", version.source.sentence());
     for sentence in &version.lock_differs {
         let _ = writeln!(md, "- **Differs from the lock**: {}", inline(sentence));
     }

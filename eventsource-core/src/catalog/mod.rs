@@ -1,7 +1,7 @@
 //! The event catalog: every aggregate, event, version, field and upcaster step of a program, as
 //! Markdown and as one self-contained HTML page, for the people who read and write its events.
 //!
-//! The catalog is built from the [registry](crate::registry) (what the code registers: each event
+//! The catalog is built from the [registry](crate::registry::events) (what the code registers: each event
 //! type's stored name, version, fields, aliases, personal data and upcaster steps; each
 //! aggregate's events) and, optionally, the [schema lock](crate::schema) (`events.lock`, which
 //! keeps the stored shape of every version, including versions whose Rust type is gone). Each
@@ -51,7 +51,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::registry::{self, AggregateRegistration, EventRegistration, PersonalData, UpcastStep};
+use crate::registry::{
+    self, AggregateRegistration, EventRegistration, PersonalData, UpcastKind, UpcastStep,
+};
 use crate::schema::{Field, Lock, LockedType, Shape, registered_shape};
 
 mod diff;
@@ -142,6 +144,21 @@ pub enum ShapeSource {
     Lock,
     /// No type writes it and the lock has no record of it (or no lock was read).
     Unknown,
+}
+
+impl ShapeSource {
+    /// Where the fields come from, in a sentence.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            ShapeSource::Code => "Fields from the code.",
+            ShapeSource::Lock => {
+                "Fields from the schema lock: no type writes this version any more."
+            }
+            ShapeSource::Unknown => {
+                "Fields unknown: no type writes this version and the schema lock has no record of it."
+            }
+        }
+    }
 }
 
 /// One version of an event.
@@ -253,6 +270,21 @@ impl Catalog {
         self.events.iter().filter(|e| e.aggregates.is_empty())
     }
 
+    /// What the catalog was built from and how much it holds, in a sentence (its header).
+    pub fn summary(&self) -> String {
+        format!(
+            "Generated from the event registry{}: {} aggregate(s), {} event(s), {} stored version(s).",
+            if self.with_lock {
+                " and the schema lock"
+            } else {
+                " (no schema lock: the fields of versions no type writes any more are unknown)"
+            },
+            self.aggregates.len(),
+            self.events.len(),
+            self.events.iter().map(|e| e.versions.len()).sum::<usize>(),
+        )
+    }
+
     /// The catalog as one Markdown document (GitHub-flavoured: tables, explicit anchors).
     pub fn to_markdown(&self) -> String {
         markdown::render(self)
@@ -360,6 +392,14 @@ fn event_entry(
         aggregates,
         versions: entries,
     })
+}
+
+/// An upcaster step's kind and what it runs, as the catalog words them (with `` `code` ``).
+pub(crate) fn upcast_words(step: &UpcastStep) -> (&'static str, String) {
+    match step.kind {
+        UpcastKind::Function => ("function over the stored JSON", format!("`{}`", step.with)),
+        UpcastKind::Typed => ("typed, through `From`", format!("`From<{}>`", step.with)),
+    }
 }
 
 /// One field as the catalog writes it: `name: Type #[serde(...)]`.

@@ -63,7 +63,7 @@ fn deposited() -> [EventRegistration; 2] {
     v3.upcasts = &[UpcastStep {
         from: 2,
         to: 3,
-        kind: UpcastKind::From,
+        kind: UpcastKind::Typed,
         with: "DepositedV2",
     }];
     v3.doc = "Money was paid in.\n\nIn `cents`.";
@@ -247,7 +247,7 @@ fn without_a_lock_an_untyped_version_is_unknown_and_has_no_diff() {
     assert!(deposited.versions[0].shape.is_none());
     assert!(deposited.versions[1].diff.is_none());
     assert!(deposited.versions[2].diff.is_some());
-    assert!(catalog.to_markdown().contains("fields unknown"));
+    assert!(catalog.to_markdown().contains("Fields unknown"));
     assert_eq!(catalog.unlisted().count(), 1);
 }
 
@@ -344,24 +344,10 @@ fn hostile_names_never_reach_the_page_as_markup() {
     assert!(md.contains(r"> Says \<i>hi\</i> & `<tt>`."), "{md}");
     assert!(!md.contains("<Agg|x>"), "{md}");
     // The field with a `|` in its name stays one cell.
-    let row = md
-        .lines()
-        .find(|l| l.contains("a\\|b"))
-        .expect("the field's row");
-    assert_eq!(unescaped_pipes(row), 4, "{row}");
-}
-
-fn unescaped_pipes(line: &str) -> usize {
-    let mut count = 0;
-    let mut escaped = false;
-    for c in line.chars() {
-        match c {
-            '\\' if !escaped => escaped = true,
-            '|' if !escaped => count += 1,
-            _ => escaped = false,
-        }
-    }
-    count
+    assert!(
+        md.contains("| `a\\|b` | `Vec<&'static str>` | `#[serde(rename = \"</td>\")]` |\n"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -400,4 +386,33 @@ fn the_reading_order_follows_the_aggregates_then_the_rest() {
         .collect();
     assert_eq!(order, ["Z", "B", "A"]);
     assert_eq!(catalog.event("B").unwrap().aggregates, ["First", "Second"]);
+}
+
+#[test]
+fn the_lock_s_nested_types_get_a_section_of_their_own() {
+    let lock = Lock::parse(
+        "event \"Opened\" v1 type=bank::Opened\n    address: Address\n\n\
+         type \"Address\" struct type=bank::Address\n    in \"Opened\" v1 at Opened.address\n    street: String\n",
+    )
+    .unwrap();
+    let events = [event(
+        "Opened",
+        1,
+        "bank::Opened",
+        "address: Address\n",
+        ONE_FIELD,
+    )];
+    let catalog = Catalog::from_registrations(&events, [], Some(&lock)).unwrap();
+    assert_eq!(catalog.types.len(), 1);
+    let md = catalog.to_markdown();
+    assert!(md.contains("- [Nested types](#nested-types)"), "{md}");
+    assert!(md.contains("### Address (struct)"), "{md}");
+    assert!(
+        md.contains("- stored in Opened v1 at `Opened.address`"),
+        "{md}"
+    );
+    assert!(md.contains("| `street` | `String` |"), "{md}");
+    let html = catalog.to_html();
+    assert!(html.contains("<section id=\"nested-types\">"));
+    assert!(html.contains("<a href=\"#nested-types\">"));
 }
