@@ -377,14 +377,20 @@ fn check<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn no_decode(_: u32, _: &[u8]) -> Result<serde_json::Value, DecodeError> {
         Ok(serde_json::Value::Null)
     }
 
-    fn event(name: &'static str, version: u32, type_name: &'static str) -> EventRegistration {
+    /// A registration with no fields, aliases, upcasters or personal data (the catalog's tests
+    /// build theirs from it too).
+    pub(crate) fn event(
+        name: &'static str,
+        version: u32,
+        type_name: &'static str,
+    ) -> EventRegistration {
         EventRegistration {
             name,
             version,

@@ -2,13 +2,8 @@
 //! upcaster steps, diffs, anchors, and escaping of hostile names.
 
 use super::*;
-use crate::error::DecodeError;
 use crate::registry::{PersonalData, UpcastKind, UpcastStep};
 use crate::schema::{Change, FieldShape, LockedEvent};
-
-fn no_decode(_: u32, _: &[u8]) -> Result<serde_json::Value, DecodeError> {
-    Ok(serde_json::Value::Null)
-}
 
 const TWO_FIELDS: &[FieldShape] = &[FieldShape::AS_WRITTEN, FieldShape::AS_WRITTEN];
 const ONE_FIELD: &[FieldShape] = &[FieldShape::AS_WRITTEN];
@@ -21,17 +16,9 @@ fn event(
     fields: &'static [FieldShape],
 ) -> EventRegistration {
     EventRegistration {
-        name,
-        version,
-        type_name,
-        oldest_version: version,
-        aliases: &[],
         shape,
         fields,
-        decode_json: no_decode,
-        upcasts: &[],
-        personal: PersonalData::None,
-        doc: "",
+        ..crate::registry::tests::event(name, version, type_name)
     }
 }
 
