@@ -76,7 +76,8 @@
 //!   [`PayloadCodec`](persistence::codec::PayloadCodec) that compresses and encrypts payloads
 //!   in self-describing envelopes (forgetting a person: [`application::forget`]).
 //! - [`stores`]: [`MemoryStore`], and the database stores behind cargo features.
-//! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`].
+//! - [`registry`]: every event and aggregate type in the program, and [`registry::validate`];
+//!   the [`catalog`] documents them all, as Markdown or one HTML page.
 //! - `admin` (feature `cli`): the admin CLI a program embeds in a few lines: streams, the log
 //!   with `--follow`, the schema lock check, read models' lag and rebuilds, export and import.
 //! - [`guide`]: walks through one topic each; [`guide::evolution`] changes events and aggregates
@@ -89,6 +90,7 @@
 #[cfg(feature = "cli")]
 pub mod admin;
 pub mod application;
+pub mod catalog;
 pub mod domain;
 pub mod error;
 pub mod guide;
@@ -183,7 +185,9 @@ pub mod __private {
     };
     pub use crate::process::ReactForgotten;
     pub use crate::projection::HandleForgotten;
-    pub use crate::registry::{AggregateRegistration, EventRegistration};
+    pub use crate::registry::{
+        AggregateRegistration, EventRegistration, PersonalData, UpcastKind, UpcastStep,
+    };
     pub use crate::schema::{DataShape, FieldShape};
     pub use core::convert::From;
     pub use core::option::Option;

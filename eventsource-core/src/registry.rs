@@ -37,6 +37,53 @@ pub struct EventRegistration {
     /// Decodes a JSON payload stored at any version this type can upcast from, and returns it
     /// re-encoded as JSON at this type's version.
     pub decode_json: fn(u32, &[u8]) -> Result<serde_json::Value, DecodeError>,
+    /// The upcaster steps this type declares, oldest first: one per
+    /// `#[event(upcast(from = K, with = f))]`, or the single typed step of
+    /// `#[event(upcast_from = Previous)]` (the steps below `Previous` are in its own
+    /// registration). Empty for a first version. For tools such as the
+    /// [event catalog](crate::catalog).
+    pub upcasts: &'static [UpcastStep],
+    /// Whether the event holds personal data (`#[event(personal)]`), and whose.
+    pub personal: PersonalData,
+    /// The type's doc comment, one line per `///` line (empty without one).
+    pub doc: &'static str,
+}
+
+/// One step of an event's upcaster chain: records stored at version `from` become version `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpcastStep {
+    /// The stored version the step reads.
+    pub from: u32,
+    /// The version it produces (`from + 1`).
+    pub to: u32,
+    /// A function over the stored JSON value, or a typed `From` conversion.
+    pub kind: UpcastKind,
+    /// The function's path as written (`deposited_v1_to_v2`) or, for a typed step, the previous
+    /// version's type (`DepositedV2`).
+    pub with: &'static str,
+}
+
+/// How an [`UpcastStep`] converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpcastKind {
+    /// `#[event(upcast(from = K, with = f))]`: `f` rewrites the stored JSON value.
+    Function,
+    /// `#[event(upcast_from = Previous)]`: the record decodes as `Previous`, then `From` converts.
+    // Not named `From`: a public item of that name makes rustc spell the trait
+    // `std::convert::From` in every user's error messages (tests/ui/event/typed_step_without_from).
+    Typed,
+}
+
+/// Whose personal data an event holds (`#[event(personal)]`): its payload is encrypted with that
+/// person's own key and decodes as forgotten once they are forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonalData {
+    /// No personal data.
+    None,
+    /// `#[event(personal)]`: the aggregate's stream is the data subject.
+    OfStream,
+    /// `#[event(personal(subject = field))]`: the subject's id is in this field.
+    InField(&'static str),
 }
 
 /// A registered aggregate type (submitted by `#[derive(Aggregate)]`).
@@ -330,14 +377,20 @@ fn check<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn no_decode(_: u32, _: &[u8]) -> Result<serde_json::Value, DecodeError> {
         Ok(serde_json::Value::Null)
     }
 
-    fn event(name: &'static str, version: u32, type_name: &'static str) -> EventRegistration {
+    /// A registration with no fields, aliases, upcasters or personal data (the catalog's tests
+    /// build theirs from it too).
+    pub(crate) fn event(
+        name: &'static str,
+        version: u32,
+        type_name: &'static str,
+    ) -> EventRegistration {
         EventRegistration {
             name,
             version,
@@ -347,6 +400,9 @@ mod tests {
             shape: "",
             fields: &[],
             decode_json: no_decode,
+            upcasts: &[],
+            personal: PersonalData::None,
+            doc: "",
         }
     }
 

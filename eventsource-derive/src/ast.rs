@@ -39,6 +39,8 @@ pub(crate) struct EventModel {
     pub(crate) stored: crate::shape::Stored,
     /// `personal(...)`: the event holds a person's data, encrypted with their own key.
     pub(crate) personal: Option<attr::Personal>,
+    /// The type's doc comment (its `///` lines joined), for the registry and the event catalog.
+    pub(crate) doc: String,
 }
 
 /// A `#[derive(EventData)]` input: a struct or an enum stored inside events.
@@ -254,8 +256,38 @@ impl EventModel {
             chain_reported,
             stored: crate::shape::of(cx, input, attr::EVENT),
             aliases,
+            doc: doc_text(&input.attrs),
         }
     }
+}
+
+/// The text of the `///` lines (`#[doc = "…"]`), one line each, with the single space after
+/// `///` removed.
+fn doc_text(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value:
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(text),
+                        ..
+                    }),
+                ..
+            }) => {
+                let line = text.value();
+                Some(
+                    line.strip_prefix(' ')
+                        .unwrap_or(&line)
+                        .trim_end()
+                        .to_owned(),
+                )
+            }
+            _ => None,
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// `personal(subject = field)` must name a field of the struct (its type is checked by the

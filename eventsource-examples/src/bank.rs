@@ -89,10 +89,6 @@ pub struct TransferReceived {
     pub cents: u64,
 }
 
-/// A bank account's state.
-///
-/// It keeps snapshots (`snapshot`): none are taken unless a repository asks for them with
-/// `snapshot_every(n)` or `take_snapshot`, as the benchmark's `snapshots` variant does.
 /// The account was closed: it takes no more deposits, withdrawals or transfers. Its balance
 /// stays on it (the bank pays it out by other means), and a refund of a transfer it sent still
 /// lands.
@@ -137,6 +133,10 @@ pub struct RefundedForTransfer {
     pub reason: String,
 }
 
+/// A bank account's state.
+///
+/// It keeps snapshots (`snapshot`): none are taken unless a repository asks for them with
+/// `snapshot_every(n)` or `take_snapshot`, as the benchmark's `snapshots` variant does.
 #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[aggregate(
     events(

@@ -57,13 +57,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use eventsource_schema::{LOCK_FILE, Lock, LockedEvent, LockedType, Shape, StoredAt, TypeKind};
-
 use crate::registry::{self, EventRegistration};
 
 mod data;
 
 pub use data::{DataShape, EventData, FieldShape};
+/// The lock's model, for tools that read `events.lock` (the [event catalog](crate::catalog)).
+pub use eventsource_schema::{
+    Change, Field, LOCK_FILE, Lock, LockedEvent, LockedType, ParseError, Shape, StoredAt, TypeKind,
+};
 
 /// How [`check_lock`] treats differences between the code and the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,7 +383,7 @@ pub fn check_lock(
 }
 
 /// A registered shape (the derive's canonical text) with the fingerprints of its fields' types.
-fn registered_shape(text: &str, fields: &[FieldShape]) -> Result<Shape, String> {
+pub(crate) fn registered_shape(text: &str, fields: &[FieldShape]) -> Result<Shape, String> {
     let mut shape = Shape::parse_canonical(text)?;
     if shape.fields.len() != fields.len() {
         return Err(format!(
