@@ -106,7 +106,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     //    and statement. On SQLite and PostgreSQL they are tables in the store's own database,
     //    written in the projection's transaction with its tracking position, so it resumes
     //    where the last run stopped; on the memory store, a map rebuilt at each start.
-    let mut statements = ReadSide::start(&store, codec.clone()).await?;
+    let statements = ReadSide::start(&store, codec.clone()).await?;
 
     // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
     //    name (UUID v5), so every run finds the same streams.

@@ -134,10 +134,9 @@ impl PostgresStatements {
     /// Creates the read model's tables in the store's schema if they are missing, and the
     /// projection that writes them.
     pub async fn create_tables(store: &PostgresStore) -> Result<Self, HandlerError> {
-        let schema = store.schema();
         let projection = Self {
-            balances: format!("\"{schema}\".bank_balances"),
-            lines: format!("\"{schema}\".bank_statement_lines"),
+            balances: balances_table(store),
+            lines: format!("\"{}\".bank_statement_lines", store.schema()),
             processed: 0,
         };
         store
@@ -171,24 +170,8 @@ impl PostgresStatements {
         account: Uuid,
         lines: usize,
     ) -> Result<Report, HandlerError> {
+        let balances = read_balances(store, None).await?;
         let db = store.pool().get().await?;
-        let balances = db
-            .query(
-                &format!(
-                    "SELECT owner, cents FROM {} ORDER BY account",
-                    self.balances
-                ),
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Balance {
-                    owner: row.get(0),
-                    cents: u64::try_from(row.get::<_, i64>(1))?,
-                })
-            })
-            .collect::<Result<Vec<_>, HandlerError>>()?;
         let mut statement: Vec<String> = db
             .query(
                 &format!(
@@ -213,4 +196,36 @@ impl PostgresStatements {
             statement,
         })
     }
+}
+
+/// `"schema".bank_balances`.
+fn balances_table(store: &PostgresStore) -> String {
+    format!("\"{}\".bank_balances", store.schema())
+}
+
+/// Reads every account's balance from the store's `bank_balances` table, by account id, or
+/// only `account`'s (none if the read model has not seen it).
+pub async fn read_balances(
+    store: &PostgresStore,
+    account: Option<Uuid>,
+) -> Result<Vec<Balance>, HandlerError> {
+    let db = store.pool().get().await?;
+    db.query(
+        &format!(
+            "SELECT account, owner, cents FROM {} WHERE $1::uuid IS NULL OR account = $1
+             ORDER BY account",
+            balances_table(store)
+        ),
+        &[&account],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Balance {
+            account: row.get(0),
+            owner: row.get(1),
+            cents: u64::try_from(row.get::<_, i64>(2))?,
+        })
+    })
+    .collect()
 }
