@@ -2,6 +2,8 @@
 //! 127.0.0.1 picked by the system, drives it with an HTTP client, and checks the answers and
 //! what was stored, on a fresh SQLite file and a fresh PostgreSQL schema (skipped with a
 //! message when the server is unreachable, except under `CI=true`, where it fails).
+// Amounts are in cents and written as euros_cents (`100_00` is 100.00), as in the bank demo.
+#![allow(clippy::inconsistent_digit_grouping)]
 
 mod support;
 
@@ -341,6 +343,12 @@ async fn every_endpoint(store: OpenedStore) {
     );
     assert_eq!(api.balance_cents(ada).await, 45_00);
     assert_eq!(api.balance_cents(bob).await, 25_00);
+    // The finished transfer's position: the read model has the credit once it got there.
+    let credited = api
+        .get(&format!("/balances/{bob}?after={}", completed["position"]))
+        .await
+        .expect(200);
+    assert_eq!(credited["cents"], 25_00, "{credited}");
 
     let (carol, _) = api.account_with("Carol Cray", 0).await;
     let closed = api

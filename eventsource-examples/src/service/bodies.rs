@@ -74,7 +74,8 @@ impl AccountChanged {
     }
 }
 
-/// `GET /accounts/{id}`: the account as its events say now.
+/// `GET /accounts/{id}`: the account as its events say now, and the position of its last
+/// event.
 #[derive(Debug, Serialize)]
 pub(crate) struct Account {
     id: Uuid,
@@ -83,10 +84,11 @@ pub(crate) struct Account {
     currency: String,
     balance_cents: u64,
     closed: bool,
+    position: u64,
 }
 
-impl From<Loaded<BankAccount>> for Account {
-    fn from(account: Loaded<BankAccount>) -> Self {
+impl Account {
+    pub(crate) fn new(account: Loaded<BankAccount>, position: Position) -> Self {
         let (id, version) = (account.id(), account.version());
         let BankAccount {
             owner,
@@ -101,6 +103,7 @@ impl From<Loaded<BankAccount>> for Account {
             currency,
             balance_cents: balance,
             closed,
+            position: position.get(),
         }
     }
 }
@@ -184,7 +187,9 @@ pub(crate) struct TransferAccepted {
     pub(crate) position: u64,
 }
 
-/// `GET /transfers/{id}`.
+/// `GET /transfers/{id}`, with the position of its last event: once it is finished, a read of
+/// the balances `?after=` it sees the money where it went (the credit or refund is appended
+/// with the transfer's last event).
 #[derive(Debug, Serialize)]
 pub(crate) struct Transfer {
     id: Uuid,
@@ -194,10 +199,11 @@ pub(crate) struct Transfer {
     cents: u64,
     status: TransferStatus,
     reason: Option<String>,
+    position: u64,
 }
 
-impl From<Loaded<MoneyTransfer>> for Transfer {
-    fn from(transfer: Loaded<MoneyTransfer>) -> Self {
+impl Transfer {
+    pub(crate) fn new(transfer: Loaded<MoneyTransfer>, position: Position) -> Self {
         let (id, version) = (transfer.id(), transfer.version());
         let MoneyTransfer {
             from,
@@ -214,6 +220,7 @@ impl From<Loaded<MoneyTransfer>> for Transfer {
             cents,
             status,
             reason,
+            position: position.get(),
         }
     }
 }

@@ -83,13 +83,16 @@ async fn open_account(
         .into_response())
 }
 
-/// `GET /accounts/{id}`: the account's state, replayed from its events.
+/// `GET /accounts/{id}`: the account's state, replayed from its events, and where its last
+/// event is.
 async fn account(
     State(bank): Shared,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Account>, ApiError> {
     ensure::<BankAccount>(bank.accounts.store(), id).await?;
-    Ok(axum::Json(bank.accounts.get(id).await?.into()))
+    let account = bank.accounts.get(id).await?;
+    let position = position_of(bank.accounts.store(), id, account.version()).await?;
+    Ok(axum::Json(Account::new(account, position)))
 }
 
 /// `POST /accounts/{id}/deposits {"cents"}`.
@@ -180,7 +183,9 @@ async fn transfer(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Transfer>, ApiError> {
     ensure::<MoneyTransfer>(bank.transfers.store(), id).await?;
-    Ok(axum::Json(bank.transfers.get(id).await?.into()))
+    let transfer = bank.transfers.get(id).await?;
+    let position = position_of(bank.transfers.store(), id, transfer.version()).await?;
+    Ok(axum::Json(Transfer::new(transfer, position)))
 }
 
 /// `GET /balances?after=`: every balance from the read model.
