@@ -47,9 +47,9 @@ struct Args {
 )]
 struct Cli {
     /// Where to run: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL,
-    /// default postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_<pid> it drops
+    /// default postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_PID it drops
     /// after), a sqlite://FILE that does not exist yet, a postgres:// URL, or all. Repeat or
-    /// separate with commas [default: memory,sqlite,postgres, postgres skipped if unreachable].
+    /// separate with commas (default: memory,sqlite,postgres, postgres skipped if unreachable).
     /// EVENTSOURCE_BENCH_NOTIFY=off: postgres appends send no NOTIFY (wake-ups off).
     #[arg(long = "store", value_name = "STORE", value_delimiter = ',', action = ArgAction::Append)]
     stores: Vec<String>,
@@ -81,69 +81,69 @@ struct Cli {
 
 /// The size flags: each overrides one of [`Sizes`] (the standard sizes, or `--quick`'s).
 #[derive(Debug, clap::Args)]
-#[command(next_help_heading = "Sizes (defaults in brackets; --quick sets small ones)")]
+#[command(next_help_heading = "Sizes (--quick sets small ones; a flag overrides either)")]
 struct SizeFlags {
-    /// W1: commands on the one aggregate [10000].
+    /// W1: commands on the one aggregate (default 10000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w1_commands: Option<u64>,
-    /// W1 default: commands run back to back [1000, then grown by batched appends].
+    /// W1 default: commands run back to back (default 1000, then grown by batched appends).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w1_default_commands: Option<u64>,
-    /// W2: new aggregates [1000].
+    /// W2: new aggregates (default 1000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w2_aggregates: Option<u64>,
-    /// W2: events per aggregate [10].
+    /// W2: events per aggregate (default 10).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w2_events: Option<u64>,
-    /// W3: events in the replayed stream [10000].
+    /// W3: events in the replayed stream (default 10000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w3_events: Option<u64>,
-    /// W3: replays [20].
+    /// W3: replays (default 20).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w3_runs: Option<u64>,
-    /// W3-large: events in the long stream [1000000].
+    /// W3-large: events in the long stream (default 1000000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w3_large_events: Option<u64>,
-    /// W4: events in the log it reads [100000].
+    /// W4: events in the log it reads (default 100000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w4_events: Option<u64>,
-    /// W4: events per page [1000].
+    /// W4: events per page (default 1000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w4_page: Option<u64>,
-    /// W5: concurrent writers [4].
+    /// W5: concurrent writers (default 4).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w5_writers: Option<u64>,
-    /// W5: commands per writer [250].
+    /// W5: commands per writer (default 250).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w5_commands: Option<u64>,
-    /// W6: the log its projection catches up over, from zero [1000000].
+    /// W6: the log its projection catches up over, from zero (default 1000000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w6_events: Option<u64>,
-    /// W7: events appended one by one while its projector runs [10000].
+    /// W7: events appended one by one while its projector runs (default 10000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w7_events: Option<u64>,
-    /// W7: microseconds between appends [1000].
+    /// W7: microseconds between appends (default 1000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w7_interval_us: Option<u64>,
-    /// W8: transfers requested in each of its live and catch-up runs [2000].
+    /// W8: transfers requested in each of its live and catch-up runs (default 2000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w8_transfers: Option<u64>,
-    /// W8: the accounts they move money between [20].
+    /// W8: the accounts they move money between (default 20).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w8_accounts: Option<u64>,
-    /// W8: concurrent requesters [4].
+    /// W8: concurrent requesters (default 4).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w8_requesters: Option<u64>,
-    /// Raw engine: single-row transactions [2000].
+    /// Raw engine: single-row transactions (default 2000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     raw_single: Option<u64>,
-    /// Events per append when writing long streams [10000].
+    /// Events per append when writing long streams (default 10000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     write_batch: Option<u64>,
-    /// W1 snapshots: a snapshot every N events [100].
+    /// W1 snapshots: a snapshot every N events (default 100).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     snapshot_every: Option<u64>,
-    /// W1 cache: its capacity in aggregates [1000].
+    /// W1 cache: its capacity in aggregates (default 1000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     cache_capacity: Option<u64>,
 }
