@@ -343,7 +343,11 @@ async fn every_endpoint(store: OpenedStore) {
     );
     assert_eq!(api.balance_cents(ada).await, 45_00);
     assert_eq!(api.balance_cents(bob).await, 25_00);
-    // The finished transfer's position: the read model has the credit once it got there.
+    // The finished transfer's position is past the credit (one append, the transfer's event
+    // last): the read model has the credit once it got there.
+    let credit = stream(&store, bob).await.pop().expect("the credit");
+    assert_eq!(credit.name, "CreditedByTransfer");
+    assert!(credit.position.get() < completed["position"].as_u64().expect("a position"));
     let credited = api
         .get(&format!("/balances/{bob}?after={}", completed["position"]))
         .await
@@ -374,6 +378,9 @@ async fn every_endpoint(store: OpenedStore) {
         .expect(202);
     let compensated = api.finished_transfer(uuid(&to_closed["id"])).await;
     assert_eq!(compensated["status"], "Compensated", "{compensated}");
+    let refund = stream(&store, ada).await.pop().expect("the refund");
+    assert_eq!(refund.name, "RefundedForTransfer");
+    assert!(refund.position.get() < compensated["position"].as_u64().expect("a position"));
     assert_eq!(api.balance_cents(ada).await, 45_00, "the money went back");
 
     let too_much = api
