@@ -25,6 +25,9 @@ use crate::transfers::{self, MoneyTransfer, TransferStatus};
 
 type Shared = State<Arc<Bank>>;
 
+/// The longest owner's name an account is opened with, in bytes.
+const MAX_OWNER_LEN: usize = 200;
+
 /// The service's routes, each answering inside the request's command context.
 pub(crate) fn router(bank: Arc<Bank>) -> Router {
     Router::new()
@@ -51,10 +54,10 @@ async fn open_account(
     Json(body): Json<OpenAccount>,
 ) -> Result<Response, ApiError> {
     let owner = body.owner.trim();
-    if owner.is_empty() || owner.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "`owner` must be 1 to 200 bytes of text".into(),
-        ));
+    if owner.is_empty() || owner.len() > MAX_OWNER_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "`owner` must be 1 to {MAX_OWNER_LEN} bytes of text"
+        )));
     }
     let currency = body.currency.unwrap_or_else(|| "EUR".into());
     if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
