@@ -1,8 +1,9 @@
 //! Shared code for the example programs: the bank domain and its read model, opening a store
-//! from a URL, and the benchmark's workloads.
+//! from a URL, the benchmark's workloads, and the bank as an HTTP service.
 
 pub mod bank;
 pub mod bench;
+pub mod service;
 pub mod statements;
 pub mod transfers;
 

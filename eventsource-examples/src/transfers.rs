@@ -15,7 +15,9 @@
 //!             TransferDeclined (transfer)
 //! ```
 //!
-//! Each reaction's events are appended together with the process's tracking position, so every
+//! Each reaction's events are appended together with the process's tracking position, in the
+//! order drawn (the transfer's own event last, so the position of a finished transfer's last
+//! event is past the money's move: waiting for it, a read model sees the credit or refund), so every
 //! step happens exactly once, even if the process is killed between steps; the events of one
 //! transfer share the correlation id of its request, and each names the event it followed as
 //! its cause. Money in flight (debited, not yet credited or refunded) is on no account for a
@@ -200,7 +202,9 @@ impl React<DebitedForTransfer> for Transfers {
             cents,
         } = e.event;
         let source = e.stream_id;
-        let transfer = work.load::<MoneyTransfer>(id).await?;
+        // The transfer is loaded last, so its event ends the append (a unit of work appends in
+        // the order it loaded): the position of a finished transfer's last event is past the
+        // credit or refund, and a reader who waits for it sees where the money went.
         let target = work.load_or_default::<BankAccount>(to).await?;
         let credit = if work[target].version() == 0 {
             Err(BankError::NoSuchAccount)
@@ -210,10 +214,12 @@ impl React<DebitedForTransfer> for Transfers {
         match credit {
             Ok(credited) => {
                 work.record(target, credited);
+                let transfer = work.load::<MoneyTransfer>(id).await?;
                 work.record(transfer, TransferCompleted { cents });
             }
             Err(refusal) => {
                 let source = work.load::<BankAccount>(source).await?;
+                let transfer = work.load::<MoneyTransfer>(id).await?;
                 let reason = format!("the target refused it: {refusal}");
                 work.record(
                     source,

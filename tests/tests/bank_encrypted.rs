@@ -80,7 +80,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 async fn the_bank_runs_encrypted<S: Claims>(store: OpenedStore, process_store: S, place: &str) {
     let codec: PayloadCodec = store.codec(Some(MasterKey::generate()));
     let accounts: Accounts = Repository::new(store.events()).codec(codec.clone());
-    let mut statements = ReadSide::start(&store, codec.clone()).await.unwrap();
+    let statements = ReadSide::start(&store, codec.clone()).await.unwrap();
 
     let ada = open(&accounts, "Ada Lovelace").await;
     let bob = open(&accounts, "Bob Babbage").await;

@@ -821,7 +821,7 @@ async fn a_process_deployed_later_starts_after_the_position_it_is_given() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_for_an_event_a_runner_does_not_follow_returns() {
     async fn scenario<S: Claims>(name: &str, store: S) {
-        let mut receivables = Projector::new(store.clone(), Receivables::default())
+        let receivables = Projector::new(store.clone(), Receivables::default())
             .poll_interval(Duration::from_millis(50))
             .spawn();
         let mut invoicing = ProcessManager::new(store.clone(), Invoicing::default())

@@ -53,7 +53,7 @@ where
 {
     let (_, outcome) = active.stop().await;
     outcome.unwrap();
-    let mut taken_over = standby;
+    let taken_over = standby;
     until("the standby to take over", Duration::from_secs(60), || {
         taken_over.status().role == RunnerRole::Active
     })
@@ -201,7 +201,7 @@ async fn postgres_projectors_take_turns_and_apply_every_event_once() {
     let mut a = Some(pg_projector(&first, "a", Duration::from_secs(1)));
     let mut b = Some(pg_projector(&second, "b", Duration::from_secs(1)));
     let active = one_active(&[a.as_ref().unwrap(), b.as_ref().unwrap()]).await;
-    let (mut active, standby, active_name, standby_name) = match active {
+    let (active, standby, active_name, standby_name) = match active {
         0 => (a.take().unwrap(), b.take().unwrap(), "a", "b"),
         _ => (b.take().unwrap(), a.take().unwrap(), "b", "a"),
     };
@@ -227,7 +227,7 @@ async fn postgres_projectors_take_turns_and_apply_every_event_once() {
     // A third runner waits; the active one's lock connection is killed. The lock goes with
     // the session, the killed runner goes back to standby (after giving the standbys an
     // interval), and the third one takes over.
-    let mut third = pg_projector(&first, "c", Duration::from_millis(50));
+    let third = pg_projector(&first, "c", Duration::from_millis(50));
     until(
         "the third runner on standby",
         Duration::from_secs(60),
@@ -340,7 +340,7 @@ async fn sqlite_projectors_take_turns_and_apply_every_event_once() {
 
     let a = sqlite_projector(&first, "a");
     let b = sqlite_projector(&second, "b");
-    let (mut active, standby, active_name, standby_name) = match one_active(&[&a, &b]).await {
+    let (active, standby, active_name, standby_name) = match one_active(&[&a, &b]).await {
         0 => (a, b, "a", "b"),
         _ => (b, a, "b", "a"),
     };

@@ -99,7 +99,7 @@ where
     S: EventStore + Clone + Send + Sync + 'static,
     P::Context: ProjectionContext<S>,
 {
-    let mut running = Projector::new(store.clone(), projection)
+    let running = Projector::new(store.clone(), projection)
         .page_size(page)
         .spawn();
     let last = write(store, 80, 124).await;
@@ -171,7 +171,7 @@ async fn a_running_projection_says_how_many_events_it_is_behind() {
             .unwrap();
     }
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let mut running = Projector::new(
+    let running = Projector::new(
         Arc::clone(&store),
         Gated {
             gate: Arc::clone(&gate),
@@ -688,7 +688,7 @@ async fn a_postgres_projection_interrupted_mid_batch_resumes_exactly_once() {
         schema: schema.clone(),
         stall_at: None,
     };
-    let mut running = Projector::new(store.clone(), resumed).page_size(50).spawn();
+    let running = Projector::new(store.clone(), resumed).page_size(50).spawn();
     assert!(
         running
             .wait_for(last, Duration::from_secs(120))
@@ -729,7 +729,7 @@ async fn a_postgres_projection_waits_for_a_held_appender_and_skips_nothing() {
         .await
         .unwrap();
 
-    let mut running = Projector::new(
+    let running = Projector::new(
         store.clone(),
         PgBalances {
             schema: schema.clone(),

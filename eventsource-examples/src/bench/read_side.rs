@@ -189,7 +189,7 @@ pub async fn w7(
     let head = accounts.save(&mut [&mut account]).await?;
 
     rss::reset_peak();
-    let mut running = Projector::new(Arc::clone(events), Arrivals::default())
+    let running = Projector::new(Arc::clone(events), Arrivals::default())
         .starting_after(head)
         .poll_interval(W7_POLL)
         .spawn();

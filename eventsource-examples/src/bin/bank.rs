@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use eventsource_core::persistence::codec::{MasterKey, PayloadCodec};
 use eventsource_core::prelude::*;
 use eventsource_core::{
@@ -41,16 +42,23 @@ const DEFAULT_STORE: &str = "sqlite://bank.db";
 
 type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
 
+/// The bank demo: a short story of two accounts told through their events. Run it twice: the
+/// second run continues from what the first one stored.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bank",
+    after_help = "With EVENTSOURCE_MASTER_KEY (64 hex digits, e.g. from `openssl rand -hex 32`) new events are compressed and encrypted, with keys kept in the store's own database, and the demo forgets a customer."
+)]
+struct Args {
+    /// The store: sqlite://FILE, memory://, or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "URL", env = "EVENTSOURCE_STORE", default_value = DEFAULT_STORE)]
+    store: String,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let url = match store_url() {
-        Ok(url) => url,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&url).await {
+    let args = Args::parse();
+    match run(&args.store).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("\nThe demo stopped: {error}");
@@ -62,32 +70,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn store_url() -> Result<String, String> {
-    let mut args = std::env::args().skip(1);
-    let mut url = std::env::var("EVENTSOURCE_STORE").ok();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--store" => {
-                url = Some(
-                    args.next()
-                        .ok_or("`--store` needs a URL, for example `--store memory://`")?,
-                )
-            }
-            "-h" | "--help" => {
-                return Err(format!(
-                    "usage: bank [--store URL]\n\nURL: sqlite://FILE (default {DEFAULT_STORE}), memory://, or postgres://USER@HOST:PORT/DB.\nThe store can also be set with EVENTSOURCE_STORE."
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "unknown argument `{other}`; run with --help for usage"
-                ));
-            }
-        }
-    }
-    Ok(url.unwrap_or_else(|| DEFAULT_STORE.to_owned()))
 }
 
 async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -106,7 +88,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     //    and statement. On SQLite and PostgreSQL they are tables in the store's own database,
     //    written in the projection's transaction with its tracking position, so it resumes
     //    where the last run stopped; on the memory store, a map rebuilt at each start.
-    let mut statements = ReadSide::start(&store, codec.clone()).await?;
+    let statements = ReadSide::start(&store, codec.clone()).await?;
 
     // 1. Open two accounts, or find them from an earlier run. Their ids are derived from a
     //    name (UUID v5), so every run finds the same streams.

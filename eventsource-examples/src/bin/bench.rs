@@ -9,13 +9,15 @@
 //! ```
 //!
 //! Without `--store` it runs memory, sqlite and postgres (skipping PostgreSQL with a message when
-//! the server is unreachable). Run with `--help` for the size flags. Results: see `BENCHMARKS.md`.
+//! the server is unreachable). Run with `--help` for the size flags (clap reads them). Results: see
+//! `BENCHMARKS.md`.
 //!
 //! `EVENTSOURCE_BENCH_NOTIFY=off` runs the PostgreSQL store with `PostgresOptions::notify(false)`
 //! (appends send no `NOTIFY`), to compare what wake-ups cost.
 
 use std::process::ExitCode;
 
+use clap::{ArgAction, Parser};
 use eventsource_examples::bench::Figure;
 use eventsource_examples::bench::figure::table;
 use eventsource_examples::bench::{
@@ -35,130 +37,197 @@ struct Args {
     codecs: bool,
 }
 
-const USAGE: &str =
-    "usage: bench [--store STORE]... [--json] [--quick] [--only W1,W3,...] [--codecs] [size flags]
+/// The command line as clap reads it; [`parse_args`] turns it into [`Args`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "The standard workloads (W1-W8, W3-large) on every store, beside the raw engine in the same run.",
+    // A flag given twice keeps its last value, as the size flags always did.
+    args_override_self = true
+)]
+struct Cli {
+    /// Where to run: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL,
+    /// default postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_PID it drops
+    /// after), a sqlite://FILE that does not exist yet, a postgres:// URL, or all. Repeat or
+    /// separate with commas (default: memory,sqlite,postgres, postgres skipped if unreachable).
+    /// EVENTSOURCE_BENCH_NOTIFY=off: postgres appends send no NOTIFY (wake-ups off).
+    #[arg(long = "store", value_name = "STORE", value_delimiter = ',', action = ArgAction::Append)]
+    stores: Vec<String>,
+    /// One JSON object per figure on stdout (the table then goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Tiny sizes, for a smoke run (the size flags still override them).
+    #[arg(long)]
+    quick: bool,
+    /// Run only these workloads (W1,W2,W3,W3-large,W4,W5,W6,W7,W8; W8 runs W2 too when it
+    /// isn't listed, for its ratio).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        action = ArgAction::Append,
+        value_parser = workload
+    )]
+    only: Vec<Workload>,
+    /// Then run W2, W3 and W4 (those --only lists) once per payload codec setting (json,
+    /// msgpack, json+lz4, json+zstd with the `zstd` feature, json+aes, msgpack+lz4+aes), each on
+    /// a fresh store of the same kind, with ratios to the json setting and the payload (and
+    /// SQLite database) bytes stored per event.
+    #[arg(long)]
+    codecs: bool,
+    #[command(flatten)]
+    sizes: SizeFlags,
+}
 
-STORE: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL, default
-       postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_<pid> it drops after),
-       a sqlite://FILE that does not exist yet, or a postgres:// URL. Repeat or separate with
-       commas; default: memory,sqlite,postgres (postgres skipped if unreachable).
-       EVENTSOURCE_BENCH_NOTIFY=off: postgres appends send no NOTIFY (wake-ups off).
---json         one JSON object per figure on stdout (the table then goes to stderr)
---quick        tiny sizes, for a smoke run
---only LIST    run only these workloads (W1,W2,W3,W3-large,W4,W5,W6,W7,W8;
-               W8 runs W2 too when it isn't listed, for its ratio)
---codecs       then run W2, W3 and W4 (those --only lists) once per payload codec setting
-               (json, msgpack, json+lz4, json+zstd with the `zstd` feature, json+aes,
-               msgpack+lz4+aes), each on a fresh store of the same kind, with ratios to the
-               json setting and the payload (and SQLite database) bytes stored per event
+/// The size flags: each overrides one of [`Sizes`] (the standard sizes, or `--quick`'s).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Sizes (--quick sets small ones; a flag overrides either)")]
+struct SizeFlags {
+    /// W1: commands on the one aggregate (default 10000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w1_commands: Option<u64>,
+    /// W1 default: commands run back to back (default 1000, then grown by batched appends).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w1_default_commands: Option<u64>,
+    /// W2: new aggregates (default 1000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w2_aggregates: Option<u64>,
+    /// W2: events per aggregate (default 10).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w2_events: Option<u64>,
+    /// W3: events in the replayed stream (default 10000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w3_events: Option<u64>,
+    /// W3: replays (default 20).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w3_runs: Option<u64>,
+    /// W3-large: events in the long stream (default 1000000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w3_large_events: Option<u64>,
+    /// W4: events in the log it reads (default 100000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w4_events: Option<u64>,
+    /// W4: events per page (default 1000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w4_page: Option<u64>,
+    /// W5: concurrent writers (default 4).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w5_writers: Option<u64>,
+    /// W5: commands per writer (default 250).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w5_commands: Option<u64>,
+    /// W6: the log its projection catches up over, from zero (default 1000000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w6_events: Option<u64>,
+    /// W7: events appended one by one while its projector runs (default 10000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w7_events: Option<u64>,
+    /// W7: microseconds between appends (default 1000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w7_interval_us: Option<u64>,
+    /// W8: transfers requested in each of its live and catch-up runs (default 2000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w8_transfers: Option<u64>,
+    /// W8: the accounts they move money between (default 20).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w8_accounts: Option<u64>,
+    /// W8: concurrent requesters (default 4).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    w8_requesters: Option<u64>,
+    /// Raw engine: single-row transactions (default 2000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    raw_single: Option<u64>,
+    /// Events per append when writing long streams (default 10000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    write_batch: Option<u64>,
+    /// W1 snapshots: a snapshot every N events (default 100).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    snapshot_every: Option<u64>,
+    /// W1 cache: its capacity in aggregates (default 1000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    cache_capacity: Option<u64>,
+}
 
-size flags (defaults in brackets; --quick sets small ones, later flags override):
---w1-commands N [10000]   --w1-default-commands N [1000, then grown by batched appends]
---w2-aggregates N [1000]  --w2-events N [10]
---w3-events N [10000]     --w3-runs N [20]          --w3-large-events N [1000000]
---w4-events N [100000]    --w4-page N [1000]
---w5-writers N [4]        --w5-commands N [250, per writer]
---w6-events N [1000000, the log W6's projection catches up over, from zero]
---w7-events N [10000, appended one by one while W7's projector runs]
---w7-interval-us N [1000, between W7's appends]
---w8-transfers N [2000, requested in each of W8's live and catch-up runs]
---w8-accounts N [20, the accounts they move money between]
---w8-requesters N [4, concurrent requesters]
---raw-single N [2000]     --write-batch N [10000, events per append when writing long streams]
---snapshot-every N [100, W1 snapshots]           --cache-capacity N [1000, W1 cache]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        stores: Vec::new(),
-        explicit_stores: false,
-        json: false,
-        sizes: Sizes::standard(),
-        only: Vec::new(),
-        codecs: false,
-    };
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    if raw.iter().any(|a| a == "--quick") {
-        args.sizes = Sizes::quick();
-    }
-    let mut iter = raw.into_iter();
-    while let Some(arg) = iter.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
+impl SizeFlags {
+    /// `sizes` with every flag given put over it (counts that must be positive raised to 1).
+    fn apply(&self, sizes: &mut Sizes) {
+        let set = |size: &mut u64, flag: Option<u64>, least: u64| {
+            if let Some(value) = flag {
+                *size = value.max(least);
             }
-            _ => (arg.clone(), None),
         };
-        let value = |iter: &mut std::vec::IntoIter<String>| {
-            inline
-                .clone()
-                .or_else(|| iter.next())
-                .ok_or_else(|| format!("`{flag}` needs a value"))
-        };
-        let number = |iter: &mut std::vec::IntoIter<String>| -> Result<u64, String> {
-            let text = value(iter)?;
-            text.replace('_', "")
-                .parse()
-                .map_err(|_| format!("`{flag} {text}`: expected a whole number"))
-        };
-        let sizes = &mut args.sizes;
-        match flag.as_str() {
-            "--quick" => {}
-            "--json" => args.json = true,
-            "--codecs" => args.codecs = true,
-            "--store" => {
-                args.explicit_stores = true;
-                for store in value(&mut iter)?.split(',').filter(|s| !s.is_empty()) {
-                    if store == "all" {
-                        args.stores.extend(default_stores());
-                    } else {
-                        args.stores.push(StoreSpec::parse(store)?);
-                    }
-                }
-            }
-            "--only" => {
-                for w in value(&mut iter)?.split(',').filter(|s| !s.is_empty()) {
-                    args.only
-                        .push(Workload::parse(w).ok_or_else(|| format!("unknown workload `{w}`"))?);
-                }
-            }
-            "--w1-commands" => sizes.w1_commands = number(&mut iter)?,
-            "--w1-default-commands" => sizes.w1_default_commands = number(&mut iter)?,
-            "--w2-aggregates" => sizes.w2_aggregates = number(&mut iter)?,
-            "--w2-events" => sizes.w2_events = number(&mut iter)?.max(1),
-            "--w3-events" => sizes.w3_events = number(&mut iter)?.max(1),
-            "--w3-runs" => sizes.w3_runs = number(&mut iter)?.max(1),
-            "--w3-large-events" => sizes.w3_large_events = number(&mut iter)?.max(1),
-            "--w4-events" => sizes.w4_events = number(&mut iter)?,
-            "--w4-page" => sizes.w4_page = number(&mut iter)?.max(1),
-            "--w5-writers" => sizes.w5_writers = number(&mut iter)?.max(1),
-            "--w5-commands" => sizes.w5_commands = number(&mut iter)?,
-            "--w6-events" => sizes.w6_events = number(&mut iter)?,
-            "--w7-events" => sizes.w7_events = number(&mut iter)?.max(1),
-            "--w7-interval-us" => sizes.w7_interval_us = number(&mut iter)?.max(1),
-            "--w8-transfers" => sizes.w8_transfers = number(&mut iter)?.max(1),
-            "--w8-accounts" => sizes.w8_accounts = number(&mut iter)?.max(2),
-            "--w8-requesters" => sizes.w8_requesters = number(&mut iter)?.max(1),
-            "--raw-single" => sizes.raw_single = number(&mut iter)?,
-            "--write-batch" => sizes.write_batch = number(&mut iter)?.max(1),
-            "--snapshot-every" => sizes.snapshot_every = number(&mut iter)?.max(1),
-            "--cache-capacity" => {
-                sizes.cache_capacity =
-                    usize::try_from(number(&mut iter)?.max(1)).unwrap_or(usize::MAX)
-            }
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+        set(&mut sizes.w1_commands, self.w1_commands, 0);
+        set(&mut sizes.w1_default_commands, self.w1_default_commands, 0);
+        set(&mut sizes.w2_aggregates, self.w2_aggregates, 0);
+        set(&mut sizes.w2_events, self.w2_events, 1);
+        set(&mut sizes.w3_events, self.w3_events, 1);
+        set(&mut sizes.w3_runs, self.w3_runs, 1);
+        set(&mut sizes.w3_large_events, self.w3_large_events, 1);
+        set(&mut sizes.w4_events, self.w4_events, 0);
+        set(&mut sizes.w4_page, self.w4_page, 1);
+        set(&mut sizes.w5_writers, self.w5_writers, 1);
+        set(&mut sizes.w5_commands, self.w5_commands, 0);
+        set(&mut sizes.w6_events, self.w6_events, 0);
+        set(&mut sizes.w7_events, self.w7_events, 1);
+        set(&mut sizes.w7_interval_us, self.w7_interval_us, 1);
+        set(&mut sizes.w8_transfers, self.w8_transfers, 1);
+        set(&mut sizes.w8_accounts, self.w8_accounts, 2);
+        set(&mut sizes.w8_requesters, self.w8_requesters, 1);
+        set(&mut sizes.raw_single, self.raw_single, 0);
+        set(&mut sizes.write_batch, self.write_batch, 1);
+        set(&mut sizes.snapshot_every, self.snapshot_every, 1);
+        if let Some(capacity) = self.cache_capacity {
+            sizes.cache_capacity = usize::try_from(capacity.max(1)).unwrap_or(usize::MAX);
         }
     }
-    if args.stores.is_empty() {
-        args.stores = default_stores();
+}
+
+/// A whole number, `_` allowed between digits (`10_000`).
+fn whole_number(text: &str) -> Result<u64, String> {
+    text.replace('_', "")
+        .parse()
+        .map_err(|_| format!("expected a whole number, not `{text}`"))
+}
+
+/// A workload's label (`W3-large`), case-insensitively.
+fn workload(text: &str) -> Result<Workload, String> {
+    Workload::parse(text).ok_or_else(|| format!("unknown workload `{text}`"))
+}
+
+fn parse_args() -> Result<Args, String> {
+    let cli = Cli::parse();
+    let mut sizes = if cli.quick {
+        Sizes::quick()
+    } else {
+        Sizes::standard()
+    };
+    cli.sizes.apply(&mut sizes);
+    let mut stores = Vec::new();
+    for store in cli.stores.iter().filter(|s| !s.is_empty()) {
+        if store == "all" {
+            stores.extend(default_stores());
+        } else {
+            stores.push(StoreSpec::parse(store)?);
+        }
+    }
+    let explicit_stores = !cli.stores.is_empty();
+    if stores.is_empty() {
+        stores = default_stores();
     }
     let compared = [Workload::W2, Workload::W3, Workload::W4];
-    if args.codecs && !args.only.is_empty() && !compared.iter().any(|w| args.only.contains(w)) {
+    if cli.codecs && !cli.only.is_empty() && !compared.iter().any(|w| cli.only.contains(w)) {
         return Err(
             "`--codecs` compares W2, W3 and W4: list at least one of them in `--only`".to_owned(),
         );
     }
-    Ok(args)
+    Ok(Args {
+        stores,
+        explicit_stores,
+        json: cli.json,
+        sizes,
+        only: cli.only,
+        codecs: cli.codecs,
+    })
 }
 
 fn default_stores() -> Vec<StoreSpec> {

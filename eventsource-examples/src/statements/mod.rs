@@ -34,6 +34,8 @@ pub use memory::Statements;
 /// One account's balance, as the read model keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
+    /// The account (its stream id).
+    pub account: Uuid,
     /// Who owns the account.
     pub owner: String,
     /// Its balance in cents.
@@ -59,8 +61,9 @@ pub struct Report {
 /// The statements projection running beside the demo, in the form the store allows.
 #[derive(Debug)]
 pub enum ReadSide {
-    /// In memory (the memory store, or an SQLite database with no file).
-    Memory(Follower<Statements, Arc<dyn EventStore>>),
+    /// In memory (the memory store, or an SQLite database with no file), with a view of its
+    /// accounts.
+    Memory(Follower<Statements, Arc<dyn EventStore>>, memory::Accounts),
     /// Tables in the store's SQLite file.
     Sqlite(Follower<sqlite::SqliteStatements, SqliteStore>),
     /// Tables in the store's PostgreSQL schema.
@@ -129,22 +132,63 @@ impl ReadSide {
                 let projection = postgres::PostgresStatements::create_tables(pg).await?;
                 Self::Postgres(Follower::spawn(pg.clone(), projection, codec).await?)
             }
-            _ => Self::Memory(Follower::spawn(store.events(), Statements::default(), codec).await?),
+            _ => {
+                let statements = Statements::default();
+                let accounts = statements.accounts();
+                Self::Memory(
+                    Follower::spawn(store.events(), statements, codec).await?,
+                    accounts,
+                )
+            }
         })
     }
 
     /// Waits until the projection has handled everything up to `position`, at most `timeout`
-    /// (`Ok(false)` if the time ran out).
+    /// (`Ok(false)` if the time ran out). Any number of tasks may wait at once.
     pub async fn wait_for(
-        &mut self,
+        &self,
         position: Position,
         timeout: Duration,
     ) -> Result<bool, ProjectionError> {
         match self {
-            Self::Memory(f) => f.running.wait_for(position, timeout).await,
+            Self::Memory(f, _) => f.running.wait_for(position, timeout).await,
             Self::Sqlite(f) => f.running.wait_for(position, timeout).await,
             #[cfg(feature = "postgres")]
             Self::Postgres(f) => f.running.wait_for(position, timeout).await,
+        }
+    }
+
+    /// How far the projection has got: every event up to this position is in the read model.
+    pub fn position(&self) -> Position {
+        match self {
+            Self::Memory(f, _) => f.running.status().position,
+            Self::Sqlite(f) => f.running.status().position,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(f) => f.running.status().position,
+        }
+    }
+
+    /// Reads every account's balance from the read model while the projection runs, by account
+    /// id, or only `account`'s (none if the read model has not seen it yet).
+    pub async fn balances(&self, account: Option<Uuid>) -> Result<Vec<Balance>, HandlerError> {
+        match self {
+            Self::Memory(_, accounts) => Ok(accounts.balances(account)),
+            Self::Sqlite(f) => {
+                let store = f.store.clone();
+                tokio::task::spawn_blocking(move || sqlite::read_balances(&store, account)).await?
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(f) => postgres::read_balances(&f.store, account).await,
+        }
+    }
+
+    /// Stops the projection after the batch in hand; the error it had stopped with, if any.
+    pub async fn stop(self) -> Result<(), HandlerError> {
+        match self {
+            Self::Memory(f, _) => f.stop().await.map(drop),
+            Self::Sqlite(f) => f.stop().await.map(drop),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(f) => f.stop().await.map(drop),
         }
     }
 
@@ -152,7 +196,7 @@ impl ReadSide {
     /// lines of `account`'s statement.
     pub async fn finish(self, account: Uuid, lines: usize) -> Result<Report, HandlerError> {
         match self {
-            Self::Memory(f) => {
+            Self::Memory(f, _) => {
                 let (statements, _, resumed_after) = f.stop().await?;
                 Ok(statements.report(resumed_after, account, lines))
             }

@@ -149,7 +149,7 @@ impl PostgresStatements {
     pub fn of(store: &PostgresStore) -> Self {
         let schema = store.schema();
         Self {
-            balances: format!("\"{schema}\".bank_balances"),
+            balances: balances_table(store),
             lines: format!("\"{schema}\".bank_statement_lines"),
             processed: 0,
         }
@@ -195,24 +195,8 @@ impl PostgresStatements {
         account: Uuid,
         lines: usize,
     ) -> Result<Report, HandlerError> {
+        let balances = read_balances(store, None).await?;
         let db = store.pool().get().await?;
-        let balances = db
-            .query(
-                &format!(
-                    "SELECT owner, cents FROM {} ORDER BY account",
-                    self.balances
-                ),
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Balance {
-                    owner: row.get(0),
-                    cents: u64::try_from(row.get::<_, i64>(1))?,
-                })
-            })
-            .collect::<Result<Vec<_>, HandlerError>>()?;
         let mut statement: Vec<String> = db
             .query(
                 &format!(
@@ -237,4 +221,36 @@ impl PostgresStatements {
             statement,
         })
     }
+}
+
+/// `"schema".bank_balances`.
+fn balances_table(store: &PostgresStore) -> String {
+    format!("\"{}\".bank_balances", store.schema())
+}
+
+/// Reads every account's balance from the store's `bank_balances` table, by account id, or
+/// only `account`'s (none if the read model has not seen it).
+pub async fn read_balances(
+    store: &PostgresStore,
+    account: Option<Uuid>,
+) -> Result<Vec<Balance>, HandlerError> {
+    let db = store.pool().get().await?;
+    db.query(
+        &format!(
+            "SELECT account, owner, cents FROM {} WHERE $1::uuid IS NULL OR account = $1
+             ORDER BY account",
+            balances_table(store)
+        ),
+        &[&account],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Balance {
+            account: row.get(0),
+            owner: row.get(1),
+            cents: u64::try_from(row.get::<_, i64>(2))?,
+        })
+    })
+    .collect()
 }

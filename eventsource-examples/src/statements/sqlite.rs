@@ -150,6 +150,36 @@ pub fn create_tables(store: &SqliteStore) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Reads every account's balance from the tables, by account id, or only `account`'s (none if
+/// the read model has not seen it). It blocks on the file: call it from a blocking task in async
+/// code.
+pub fn read_balances(
+    store: &SqliteStore,
+    account: Option<Uuid>,
+) -> Result<Vec<Balance>, HandlerError> {
+    balances(&open(store)?.0, account)
+}
+
+fn balances(db: &Connection, account: Option<Uuid>) -> Result<Vec<Balance>, HandlerError> {
+    db.prepare(
+        "SELECT account, owner, cents FROM bank_balances
+         WHERE ?1 IS NULL OR account = ?1 ORDER BY account",
+    )?
+    .query_map([account.map(|id| id.to_string())], |row| {
+        Ok((row.get::<_, String>(0)?, row.get(1)?, row.get::<_, i64>(2)?))
+    })?
+    .map(|row| {
+        let (account, owner, cents) = row?;
+        Ok(Balance {
+            account: Uuid::parse_str(&account)
+                .map_err(|e| format!("bank_balances holds account `{account}`: {e}"))?,
+            owner,
+            cents: u64::try_from(cents)?,
+        })
+    })
+    .collect()
+}
+
 impl SqliteStatements {
     /// Empties the read model inside the projection's transaction (creating its tables if they
     /// are missing), for a rebuild from the first event.
@@ -170,17 +200,7 @@ impl SqliteStatements {
         lines: usize,
     ) -> Result<Report, HandlerError> {
         let (db, path) = open(store)?;
-        let balances = db
-            .prepare("SELECT owner, cents FROM bank_balances ORDER BY account")?
-            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)?)))?
-            .map(|row| {
-                let (owner, cents) = row?;
-                Ok(Balance {
-                    owner,
-                    cents: u64::try_from(cents)?,
-                })
-            })
-            .collect::<Result<Vec<_>, HandlerError>>()?;
+        let balances = balances(&db, None)?;
         let mut statement = db
             .prepare(
                 "SELECT line FROM bank_statement_lines WHERE account = ?1

@@ -830,15 +830,18 @@ impl<P: Projection, S> RunningProjection<P, S> {
     /// Waits until everything up to `position` is processed (read-your-writes: pass the
     /// position an append or a command returned), at most `timeout`. `Ok(false)` if the time
     /// ran out; an error if the projection stopped before reaching it.
+    ///
+    /// It takes `&self`, so any number of tasks (the requests of a service reading the model)
+    /// can wait at once, each for its own position.
     pub async fn wait_for(
-        &mut self,
+        &self,
         position: Position,
         timeout: Duration,
     ) -> Result<bool, ProjectionError> {
+        let mut watch = self.watch.clone();
         let reached = tokio::time::timeout(
             timeout,
-            self.watch
-                .wait_for(|status| status.position >= position || !status.running),
+            watch.wait_for(|status| status.position >= position || !status.running),
         )
         .await
         .map(|status| status.map(|status| status.clone()));
