@@ -488,3 +488,54 @@ fn every_command_on_postgres() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// `catalog` needs no store: its Markdown is the committed `docs/catalog/bank.md` (which
+/// `tests/tests/catalog.rs` checks against the registry), and its HTML page names every event
+/// the bank registers, written to `--out` in a directory it creates.
+#[test]
+fn catalog_writes_the_committed_markdown_and_an_html_page() {
+    let markdown = admin_expect("memory://", &["catalog"], 0);
+    let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/catalog/bank.md");
+    let committed = std::fs::read_to_string(committed_path).expect("docs/catalog/bank.md");
+    assert!(
+        markdown == committed,
+        "`bank-admin catalog` differs from docs/catalog/bank.md"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("new/bank.html");
+    let page_arg = page.display().to_string();
+    admin_expect(
+        "memory://",
+        &["catalog", "--format", "html", "--out", &page_arg],
+        0,
+    );
+    let html = std::fs::read_to_string(&page).expect("the page was written");
+    assert!(
+        html.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &html[..80.min(html.len())]
+    );
+    let bank_events: Vec<&str> = eventsource_core::registry::events()
+        .filter(|e| e.type_name.starts_with("eventsource_examples::"))
+        .map(|e| e.name)
+        .collect();
+    assert!(bank_events.len() >= 13, "{bank_events:?}");
+    for name in bank_events {
+        assert!(html.contains(name), "the page lacks {name}");
+    }
+
+    let missing = dir.path().join("nowhere");
+    let output = admin(
+        "memory://",
+        &["catalog", "--lock", &missing.display().to_string()],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no schema lock"));
+    assert_eq!(
+        admin("memory://", &["catalog", "--format", "pdf"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -224,7 +224,7 @@ fn the_committed_markdown_catalog_is_current() {
     assert!(
         committed == bank_catalog().to_markdown(),
         "docs/catalog/bank.md is not the catalog the code generates; refresh it with\n  \
-         cargo run -p eventsource-examples --bin bank-catalog -- --format markdown --out docs/catalog/bank.md"
+         cargo run -p eventsource-examples --bin bank-admin -- catalog --out docs/catalog/bank.md"
     );
 }
 

@@ -59,6 +59,9 @@ pub(super) enum Command {
     /// Appends exported JSON lines to the store (streams, versions, ids, metadata, payloads),
     /// then checks them event for event against the file.
     Import(ImportArgs),
+    /// Writes the event catalog: every aggregate, event, version, field and upcaster step, as
+    /// Markdown or as one HTML page. Needs no store.
+    Catalog(CatalogArgs),
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +128,29 @@ pub(super) struct CheckArgs {
     /// The directory holding events.lock (default: the one the program was built with).
     #[arg(long, value_name = "DIR")]
     pub(super) lock: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CatalogArgs {
+    /// Markdown, or one self-contained HTML page.
+    #[arg(long, value_enum, default_value_t = CatalogFormat::Markdown)]
+    pub(super) format: CatalogFormat,
+    /// The file to write (default: stdout).
+    #[arg(long, short, value_name = "FILE")]
+    pub(super) out: Option<PathBuf>,
+    /// The directory holding events.lock, whose older versions' fields the catalog shows
+    /// (default: the one the program was built with).
+    #[arg(long, value_name = "DIR")]
+    pub(super) lock: Option<PathBuf>,
+}
+
+/// The catalog's output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum CatalogFormat {
+    /// Markdown, for a repository's docs.
+    Markdown,
+    /// One HTML page with its styles inline.
+    Html,
 }
 
 #[derive(Debug, Args)]

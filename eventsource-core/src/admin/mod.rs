@@ -59,6 +59,7 @@
 //! the log page by page).
 
 mod args;
+mod catalog;
 mod check;
 mod export;
 mod import;
@@ -295,8 +296,12 @@ impl Admin {
 
     async fn run(self, cli: args::Cli) -> Outcome {
         let out = output::Output::stdout(cli.json);
-        if let args::Command::Check(check) = &cli.command {
-            return check::run(&out, self.lock.as_ref(), check);
+        match &cli.command {
+            args::Command::Check(check) => return check::run(&out, self.lock.as_ref(), check),
+            args::Command::Catalog(catalog) => {
+                return catalog::write(self.lock.as_ref().map(|(dir, _)| dir), catalog);
+            }
+            _ => {}
         }
         let url = cli
             .store
@@ -330,7 +335,7 @@ impl Admin {
             args::Command::Rebuild(a) => projections::rebuild(&cx, self.read_models, a).await,
             args::Command::Export(a) => export::run(&cx, a).await,
             args::Command::Import(a) => import::run(&cx, a).await,
-            args::Command::Check(_) => Ok(()),
+            args::Command::Check(_) | args::Command::Catalog(_) => Ok(()),
         }
     }
 }

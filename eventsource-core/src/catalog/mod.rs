@@ -45,8 +45,9 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The bank example writes its catalog with
-//! `cargo run -p eventsource-examples --bin bank-catalog -- --format html --out bank.html`.
+//! The admin CLI (`eventsource_core::admin`, feature `cli`) writes it as its `catalog` command; the bank
+//! example's with `cargo run -p eventsource-examples --bin bank-admin -- catalog --format html
+//! --out bank.html`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
