@@ -114,8 +114,19 @@ impl Servers {
             .connect()
             .await
             .expect("connect a fresh NATS store");
+        assert_eq!(store.replicas(), self.replicas, "the store's replicas");
         self.made.lock().unwrap().push(store.clone());
         store
+    }
+
+    /// Another connection to the same store (as another process would have).
+    pub(crate) async fn reopen(&self, store: &NatsStore) -> NatsStore {
+        NatsStore::options(&self.urls)
+            .name(store.name())
+            .replicas(self.replicas)
+            .connect()
+            .await
+            .expect("connect to the same store again")
     }
 
     /// Deletes every store made.
