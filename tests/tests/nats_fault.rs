@@ -62,7 +62,7 @@ async fn writer(
     total: Arc<AtomicUsize>,
 ) -> Written {
     let streams: Vec<Uuid> = (0..STREAMS_PER_WRITER).map(|_| Uuid::now_v7()).collect();
-    let mut versions = vec![0u64; STREAMS_PER_WRITER];
+    let mut versions = [0u64; STREAMS_PER_WRITER];
     let mut written = Written::default();
     let mut turn = seed;
     while !stop.load(Ordering::Relaxed) {
@@ -116,14 +116,14 @@ async fn follower(store: NatsStore, stop: Arc<AtomicBool>) -> Vec<StoredEvent> {
                 }
                 assert!(page.next >= after);
                 after = page.next;
-                let done = page.is_empty() && stopping;
-                seen.extend(page.events);
-                if done {
-                    return seen;
-                }
-                if seen.len() % 100 == 0 {
+                if page.is_empty() {
+                    if stopping {
+                        return seen;
+                    }
+                    // Caught up: let the writers write.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                seen.extend(page.events);
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -236,10 +236,12 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
     };
     wait_for(LOAD, "before the kill").await;
     let killed = leader(&js).await;
-    let at_kill = total.load(Ordering::Relaxed);
     let killed_at = Instant::now();
     cluster.kill(&killed);
-    wait_for(at_kill + 1, "after the kill").await;
+    let at_kill = total.load(Ordering::Relaxed);
+    // Each writer has at most one append of at most 3 events in flight: past that many, an
+    // append sent after the kill was acknowledged.
+    wait_for(at_kill + WRITERS * 3 + 1, "after the kill").await;
     let resumed_after = killed_at.elapsed();
     wait_for(at_kill + LOAD, "after the kill").await;
     stop.store(true, Ordering::Relaxed);
