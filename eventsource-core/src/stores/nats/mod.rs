@@ -58,6 +58,13 @@
 //! and a page that is not full says the next read starts there. Each event of a read is one
 //! request (`next_by_subj` from the last sequence read), so reads cost a round trip per event.
 //!
+//! # Claims
+//!
+//! A process manager or a `System` running on this store takes its component's claim in the
+//! key-value bucket `NAME-claims` (created at the first claim): a lease key per tracker,
+//! renewed while it runs, expiring [`LEASE`] after a crashed holder's last renewal (see
+//! [`NatsClaim`]).
+//!
 //! # Wake-ups
 //!
 //! [`EventStore::wake_ups`] wakes readers after this store's own appends and, once a reader
@@ -65,6 +72,7 @@
 //! messages only) delivers a notice for each stored event.
 
 mod append;
+mod claim;
 mod log;
 mod message;
 mod options;
@@ -79,6 +87,7 @@ use std::sync::{Arc, OnceLock};
 use async_nats::jetstream;
 use uuid::Uuid;
 
+pub use claim::{LEASE, NatsClaim, RENEW_EVERY};
 pub use options::{ATOMIC_BATCH_SINCE, DEFAULT_NAME, MAX_BATCH_MESSAGES, NatsOptions, Storage};
 
 use crate::error::Result;
@@ -117,6 +126,8 @@ struct Inner {
     commits: CommitSignal,
     /// The task that turns everyone's appends into wake-ups, started by the first reader.
     watcher: OnceLock<tokio::task::AbortHandle>,
+    /// The key-value bucket of claims, created by the first claim.
+    claims: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
 }
 
 impl Drop for Inner {
@@ -162,6 +173,21 @@ impl NatsStore {
 
     /// Deletes the store's streams and everything in them (for tests and tools; nothing asks).
     pub async fn destroy(&self) -> Result<()> {
+        let claims = format!("{}-claims", self.name());
+        // The claims bucket exists only if something claimed: not finding it is fine.
+        if self.inner.context.get_key_value(&claims).await.is_ok() {
+            self.inner
+                .context
+                .delete_key_value(&claims)
+                .await
+                .map_err(|error| {
+                    crate::Error::backend(
+                        BACKEND,
+                        format!("deleting the key-value bucket `{claims}`"),
+                        error,
+                    )
+                })?;
+        }
         for stream in [&self.inner.events, &self.inner.snapshots] {
             let name = &stream.cached_info().config.name;
             self.inner

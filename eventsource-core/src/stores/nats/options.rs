@@ -195,6 +195,7 @@ impl NatsOptions {
                 atomic,
                 commits: CommitSignal::new(),
                 watcher: OnceLock::new(),
+                claims: tokio::sync::OnceCell::new(),
             }),
         })
     }

@@ -67,6 +67,11 @@ impl Subjects {
         format!("{}.t.{}", self.prefix, token(tracker))
     }
 
+    /// The key of a tracker's claim in the claims bucket.
+    pub(super) fn claim_key(&self, tracker: &str) -> String {
+        token(tracker)
+    }
+
     /// The snapshot of `stream` at `version`.
     pub(super) fn snapshot(&self, stream: Uuid, version: u64) -> String {
         format!("{}.s.{}.{}", self.prefix, stream, version)
