@@ -105,6 +105,15 @@ impl Inner {
                 futures_util::stream::once(async move {
                     let mut events = Vec::new();
                     let mut reader = StreamReader::new(stream_id, forwards);
+                    // With a limit, only the newest `limit` events of the range are needed.
+                    if let Some(limit) = range.limit {
+                        let last = self
+                            .last_of_stream(stream_id)
+                            .await?
+                            .map_or(0, |l| l.version);
+                        let top = range.to.map_or(last, |to| to.min(last));
+                        reader.start = reader.start.max((top + 1).saturating_sub(limit as u64));
+                    }
                     while let Some(event) = reader.next(self).await? {
                         events.push(event);
                     }
@@ -138,6 +147,9 @@ struct StreamReader {
     /// The version of the last event read.
     version: u64,
     handed_out: usize,
+    /// The first version to read: the reader seeks there before its first read.
+    start: u64,
+    started: bool,
 }
 
 impl StreamReader {
@@ -148,10 +160,69 @@ impl StreamReader {
             after: 0,
             version: 0,
             handed_out: 0,
+            start: range.from,
+            started: false,
         }
     }
 
+    /// Moves to just before the event at `version` without reading the events before it: a
+    /// binary search over sequences (versions grow with sequences within a stream), a request
+    /// per step instead of one per skipped event.
+    async fn seek(&mut self, inner: &Inner, version: u64) -> Result<()> {
+        let subject = inner.subjects.stream_any_category(self.stream_id);
+        let Some(last) = inner.last_of_stream(self.stream_id).await? else {
+            return Ok(());
+        };
+        if last.version < version {
+            // Nothing that far: the read ends at once.
+            self.after = last.sequence;
+            self.version = last.version;
+            return Ok(());
+        }
+        let (mut lo, mut hi) = (1, last.sequence);
+        while lo <= hi {
+            let middle = lo + (hi - lo) / 2;
+            let Some(found) = inner
+                .get(
+                    &inner.events,
+                    Get::Next {
+                        subject: &subject,
+                        from: middle,
+                    },
+                )
+                .await?
+            else {
+                break;
+            };
+            let found_version =
+                message::event_version(&found.payload, Position::new(found.sequence))?;
+            match found_version.cmp(&version) {
+                std::cmp::Ordering::Less => lo = found.sequence + 1,
+                std::cmp::Ordering::Greater => hi = middle.saturating_sub(1),
+                std::cmp::Ordering::Equal => {
+                    self.after = found.sequence - 1;
+                    self.version = version - 1;
+                    return Ok(());
+                }
+            }
+        }
+        Err(Error::Corrupt {
+            stream: self.stream_id,
+            version,
+            message: format!(
+                "the stream is at version {} but version {version} was not found",
+                last.version
+            ),
+        })
+    }
+
     async fn next(&mut self, inner: &Inner) -> Result<Option<StoredEvent>> {
+        if !self.started {
+            self.started = true;
+            if self.start > 1 {
+                self.seek(inner, self.start).await?;
+            }
+        }
         loop {
             if self.handed_out >= self.range.limit.unwrap_or(usize::MAX) {
                 return Ok(None);
