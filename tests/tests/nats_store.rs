@@ -53,6 +53,18 @@ async fn conformance_suite_on_a_three_node_cluster() {
     conformance_on(servers, "conf3", 8).await;
 }
 
+/// The single server and a fresh store on it, or `None` (the test is skipped).
+async fn single_store(tag: &str) -> Option<(Servers, NatsStore)> {
+    let servers = Servers::single().await?;
+    let store = servers.store(tag).await;
+    Some((servers, store))
+}
+
+/// A new stream's first event, `Opened`, in `category`.
+fn opening(category: &str, id: Uuid) -> AppendBatch {
+    AppendBatch::single_in(category, id, 0, vec![event("Opened")])
+}
+
 fn event(name: &str) -> NewEvent {
     NewEvent::new(name, 1, b"{}".to_vec())
 }
@@ -62,34 +74,20 @@ fn event(name: &str) -> NewEvent {
 /// (`Nats-Expected-Last-Subject-Sequence-Subject`) keeps them from both writing version 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_writers_with_two_categories_never_both_write_version_one() {
-    let Some(servers) = Servers::single().await else {
+    let Some((servers, first)) = single_store("categories").await else {
         return;
     };
-    let first = servers.store("categories").await;
     let second = servers.reopen(&first).await;
     let mut refused_by_the_server = 0;
     for _ in 0..100 {
         let id = Uuid::now_v7();
         let a = tokio::spawn({
             let store = first.clone();
-            async move {
-                store
-                    .append(AppendBatch::single_in("Left", id, 0, vec![event("Opened")]))
-                    .await
-            }
+            async move { store.append(opening("Left", id)).await }
         });
         let b = tokio::spawn({
             let store = second.clone();
-            async move {
-                store
-                    .append(AppendBatch::single_in(
-                        "Right",
-                        id,
-                        0,
-                        vec![event("Opened")],
-                    ))
-                    .await
-            }
+            async move { store.append(opening("Right", id)).await }
         });
         let outcomes = [a.await.unwrap(), b.await.unwrap()];
         let written = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -124,10 +122,9 @@ async fn racing_writers_with_two_categories_never_both_write_version_one() {
 /// not only by its own appends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_is_woken_by_another_connections_append() {
-    let Some(servers) = Servers::single().await else {
+    let Some((servers, writer)) = single_store("wake").await else {
         return;
     };
-    let writer = servers.store("wake").await;
     let reader = servers.reopen(&writer).await;
     let mut wake = reader.wake_ups();
     assert!(wake.is_live());
@@ -153,20 +150,11 @@ async fn a_reader_is_woken_by_another_connections_append() {
 /// so with a typed error and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_keeps_its_category() {
-    let Some(servers) = Servers::single().await else {
+    let Some((servers, store)) = single_store("keep").await else {
         return;
     };
-    let store = servers.store("keep").await;
     let id = Uuid::now_v7();
-    store
-        .append(AppendBatch::single_in(
-            "Account",
-            id,
-            0,
-            vec![event("Opened")],
-        ))
-        .await
-        .unwrap();
+    store.append(opening("Account", id)).await.unwrap();
     let moved = store
         .append(AppendBatch::single_in(
             "Order",
@@ -207,15 +195,7 @@ async fn an_old_server_refuses_what_it_cannot_write_atomically() {
     };
     let id = Uuid::now_v7();
     let other = Uuid::now_v7();
-    let position = store
-        .append(AppendBatch::single_in(
-            "Account",
-            id,
-            0,
-            vec![event("Opened")],
-        ))
-        .await
-        .unwrap();
+    let position = store.append(opening("Account", id)).await.unwrap();
     assert_eq!(store.last_position().await.unwrap(), position);
     let refused = [
         AppendBatch::single_in("Account", id, 1, vec![event("A"), event("B")]),
