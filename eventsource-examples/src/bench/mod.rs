@@ -298,12 +298,16 @@ pub fn default_nats_url() -> String {
     std::env::var("EVENTSOURCE_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:14222".to_owned())
 }
 
-/// The NATS cluster URL for `--store nats-cluster`: `.ci/nats`'s three nodes, replicas 3.
+/// The NATS cluster URL for `--store nats-cluster`: the first of `.ci/nats`'s three nodes
+/// (the client learns the others from it), replicas 3. One URL, without commas: `--store`
+/// lists are split on commas, also when the bench hands a store to its child process.
 pub fn default_nats_cluster_url() -> String {
-    let urls = std::env::var("EVENTSOURCE_NATS_CLUSTER_URLS").unwrap_or_else(|_| {
-        "nats://127.0.0.1:14231,nats://127.0.0.1:14232,nats://127.0.0.1:14233".to_owned()
-    });
-    format!("{urls}?replicas=3")
+    let urls = std::env::var("EVENTSOURCE_NATS_CLUSTER_URLS").unwrap_or_default();
+    let first = urls.split(',').find(|url| !url.trim().is_empty());
+    format!(
+        "{}?replicas=3",
+        first.map_or("nats://127.0.0.1:14231", str::trim)
+    )
 }
 
 /// The environment variable that turns the PostgreSQL store's `NOTIFY` off for a run

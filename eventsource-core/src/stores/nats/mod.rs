@@ -30,24 +30,24 @@
 //!   stream's leader when it commits, strictly increasing, the same on every replica. Tracking
 //!   records are messages of the same stream, so positions have gaps where they are.
 //! - For each stream of an append the store reads the stream's last message (`NAME.e.*.S`) and
-//!   compares its version with the expected one ([`Error::Conflict`] if they differ); the first
+//!   compares its version with the expected one ([`Error::Conflict`](crate::Error::Conflict) if they differ); the first
 //!   message for the stream then carries `Nats-Expected-Last-Subject-Sequence` (that message's
 //!   sequence, or 0 for a new stream) with `Nats-Expected-Last-Subject-Sequence-Subject:
 //!   NAME.e.*.S`, so the server refuses it if any writer got in between, whatever category it
 //!   used. A refusal is diagnosed by reading the versions again and reported as the same
-//!   [`Error::Conflict`]. A tracking record is checked the same way on `NAME.t.TRACKER`.
+//!   [`Error::Conflict`](crate::Error::Conflict). A tracking record is checked the same way on `NAME.t.TRACKER`.
 //! - An append of one event (and no tracking record) is one message. Anything bigger, several
 //!   events of one stream, several streams, or a tracking record, is one **atomic batch**
 //!   (`Nats-Batch-Id`, `Nats-Batch-Sequence`, `Nats-Batch-Commit`, nats-server 2.12 and the
 //!   stream's `allow_atomic`): the server stores all of its messages or none. A server without
-//!   atomic batches refuses such appends with [`Error::Unsupported`] before anything is sent,
+//!   atomic batches refuses such appends with [`Error::Unsupported`](crate::Error::Unsupported) before anything is sent,
 //!   rather than writing them message by message. A batch holds at most
 //!   [`MAX_BATCH_MESSAGES`] messages.
 //! - A message larger than the server's `max_payload` (1 MB unless configured) is refused with
-//!   [`Error::Unsupported`] before anything is sent.
+//!   [`Error::Unsupported`](crate::Error::Unsupported) before anything is sent.
 //! - An append whose answer does not come (timeout, connection lost after sending) is
-//!   [`Error::OutcomeUnknown`]; a server that has no leader for the stream right now (an election)
-//!   is [`Error::Busy`].
+//!   [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown); a server that has no leader for the stream right now (an election)
+//!   is [`Error::Busy`](crate::Error::Busy).
 //!
 //! # Reads, and why a follower never skips
 //!
