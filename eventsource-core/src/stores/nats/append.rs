@@ -19,8 +19,15 @@ use crate::persistence::record::AppendBatch;
 /// stream's last event whatever the category it was appended with (nats-server 2.11).
 const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 
-/// JetStream's error code for a refused `Nats-Expected-Last-Subject-Sequence`.
-const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// JetStream's error codes for a refused `Nats-Expected-Last-Subject-Sequence`: against the
+/// stored messages (10071), or, on a replicated stream, against a message on the subject that
+/// the leader has proposed but not yet applied (10164).
+const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
+
+/// How often, and how long apart, a refusal for a concurrent append is diagnosed again while
+/// that append may still be in flight (proposed, not yet readable).
+const DIAGNOSIS_TRIES: u32 = 20;
+const DIAGNOSIS_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// One message to publish.
 #[derive(Debug)]
@@ -251,6 +258,31 @@ impl Inner {
     /// What a refused append is: a conflict if a stream or the tracker moved since the check,
     /// else the server's error. Nothing was written either way.
     async fn refused(&self, batch: &AppendBatch, error: ApiError) -> Error {
+        let concurrent = WRONG_LAST_SEQUENCE.contains(&error.err_code);
+        for _ in 1..if concurrent { DIAGNOSIS_TRIES } else { 1 } {
+            match self.diagnose(batch).await {
+                Ok(Some(conflict)) => return conflict,
+                Ok(None) => tokio::time::sleep(DIAGNOSIS_PAUSE).await,
+                Err(read) => return read,
+            }
+        }
+        match self.diagnose(batch).await {
+            Ok(Some(conflict)) => conflict,
+            // The check refused, but the versions still read as expected: the concurrent append
+            // that got in first was not applied (it failed), or the server refused for another
+            // reason.
+            Ok(None) if concurrent => Error::busy(
+                BACKEND,
+                "appending (a concurrent append got in first)",
+                error,
+            ),
+            Ok(None) => Error::backend(BACKEND, "appending (the server refused it)", error),
+            Err(read) => read,
+        }
+    }
+
+    /// The conflict that explains a refusal, if the streams or the tracker moved.
+    async fn diagnose(&self, batch: &AppendBatch) -> Result<Option<Error>> {
         let diagnosis = async {
             for append in &batch.streams {
                 let actual = self
@@ -277,18 +309,7 @@ impl Inner {
             }
             Ok::<_, Error>(None)
         };
-        match diagnosis.await {
-            Ok(Some(conflict)) => conflict,
-            // The check refused, but the versions read back as expected: a writer came and the
-            // stream is as it was (it can't be), or the server refused for another reason.
-            Ok(None) if error.err_code == WRONG_LAST_SEQUENCE => Error::busy(
-                BACKEND,
-                "appending (a concurrent append got in first)",
-                error,
-            ),
-            Ok(None) => Error::backend(BACKEND, "appending (the server refused it)", error),
-            Err(read) => read,
-        }
+        diagnosis.await
     }
 
     /// Refuses a message larger than the server takes, before anything is sent.
