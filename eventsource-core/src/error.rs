@@ -283,6 +283,18 @@ pub enum Error {
         /// The driver's error.
         source: BoxError,
     },
+    /// The store can't do this on its engine (a NATS server without atomic batch publish asked
+    /// to append several events at once, a message larger than the server takes). Nothing was
+    /// written; the reason says what would make it work.
+    #[error("{backend} store can't {operation}: {reason}; nothing was written")]
+    Unsupported {
+        /// The store backend.
+        backend: &'static str,
+        /// What was asked.
+        operation: String,
+        /// Why this store can't, and what to change.
+        reason: String,
+    },
     /// The storage backend failed (connection lost, disk full, …).
     #[error("{backend} store failed while {context}: {source}")]
     Backend {

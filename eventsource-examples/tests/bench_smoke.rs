@@ -257,3 +257,22 @@ fn quick_run_on_postgres_when_reachable() {
         None => eprintln!("skipping: PostgreSQL at {url} is unreachable"),
     }
 }
+
+/// The NATS store on `.ci/nats`'s single server and three-node cluster (replicas 3), each run
+/// in streams the bench deletes afterwards. No raw engine beside it.
+#[test]
+fn quick_run_on_nats_when_reachable() {
+    for (store, name) in [("nats", "nats"), ("nats-cluster", "nats-r3")] {
+        match run_bench(store) {
+            Some(figures) => check_figures(&figures, name, false),
+            None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!(
+                    "the NATS servers for `--store {store}` are unreachable (.ci/nats start), and CI=true requires them"
+                )
+            }
+            None => eprintln!(
+                "skipping: the NATS servers for `--store {store}` are unreachable (.ci/nats start)"
+            ),
+        }
+    }
+}

@@ -78,7 +78,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 async fn the_bank_runs_encrypted<S: Claims>(store: OpenedStore, process_store: S, place: &str) {
-    let codec: PayloadCodec = store.codec(Some(MasterKey::generate()));
+    let codec: PayloadCodec = store
+        .codec(Some(MasterKey::generate()))
+        .expect("a key store");
     let accounts: Accounts = Repository::new(store.events()).codec(codec.clone());
     let statements = ReadSide::start(&store, codec.clone()).await.unwrap();
 

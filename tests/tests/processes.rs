@@ -705,6 +705,12 @@ async fn two_runners_of_a_process_share_the_work_one_at_a_time() {
         scenario("postgres", store).await;
         server.finish().await;
     }
+    // NATS: the claim is a lease key in the store's key-value bucket.
+    if let Some(servers) = support::nats::Servers::single().await {
+        let store = servers.store("pm-share").await;
+        scenario("nats", store).await;
+        servers.finish().await;
+    }
 }
 
 /// A live process meets a busy store: another connection holds SQLite's write lock for longer

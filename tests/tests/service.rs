@@ -962,7 +962,9 @@ async fn read_model_rows(store: &OpenedStore) -> Vec<(Uuid, String, u64)> {
             })
             .collect()
         }
-        OpenedStore::Memory(_) => unreachable!("the memory store keeps no tables"),
+        OpenedStore::Memory(_) | OpenedStore::Nats(_) => {
+            unreachable!("the memory and NATS stores keep no tables")
+        }
     }
 }
 

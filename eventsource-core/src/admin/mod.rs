@@ -319,7 +319,7 @@ impl Admin {
             })?),
             None => None,
         };
-        let codec = store.codec(master);
+        let codec = store.codec(master)?;
         let cx = Context {
             out,
             events: store.events(),

@@ -6,6 +6,7 @@
 //! | `memory://` | [`MemoryStore`], in process memory, gone on exit |
 //! | `sqlite://path/to/file.db`, `sqlite::memory:`, or a bare file path (no `://`) | `SqliteStore` (feature `sqlite`) |
 //! | `postgres://user@host:port/db` (or `postgresql://`), optionally `?schema=NAME` | `PostgresStore` (feature `postgres`) |
+//! | `nats://host:port` (several servers separated by commas), optionally `?name=NAME&replicas=N` | `NatsStore` (feature `nats`) |
 //!
 //! Any other `scheme://` is refused with [`Error::Config`] naming the schemes this build
 //! knows: a typo or an unsupported database never quietly becomes an SQLite file.
@@ -25,6 +26,7 @@ pub const SCHEMES: &[&str] = &[
     "sqlite::memory:",
     "postgres://USER@HOST:PORT/DB",
     "postgresql://…",
+    "nats://HOST:PORT[,HOST:PORT…][?name=NAME&replicas=N]",
     "a bare file path (SQLite)",
 ];
 
@@ -58,6 +60,9 @@ pub enum AnyStore {
     /// `postgres://…`, with the `postgres` feature.
     #[cfg(feature = "postgres")]
     Postgres(crate::stores::postgres::PostgresStore),
+    /// `nats://…`, with the `nats` feature.
+    #[cfg(feature = "nats")]
+    Nats(crate::stores::nats::NatsStore),
 }
 
 /// What a URL names, before anything is opened.
@@ -66,6 +71,15 @@ enum Target<'a> {
     Memory,
     Sqlite(&'a str),
     Postgres { url: String, schema: Option<String> },
+    Nats(Nats),
+}
+
+/// What a `nats://` URL names: the servers, and the store's name and replicas if given.
+#[derive(Debug, PartialEq, Eq)]
+struct Nats {
+    urls: String,
+    name: Option<String>,
+    replicas: Option<usize>,
 }
 
 impl AnyStore {
@@ -100,10 +114,26 @@ impl AnyStore {
                 backend: "postgres",
                 message: "this program was built without the `postgres` feature".into(),
             }),
+            #[cfg(feature = "nats")]
+            Target::Nats(nats) => {
+                let mut options = crate::stores::nats::NatsStore::options(nats.urls);
+                if let Some(name) = nats.name {
+                    options = options.name(name);
+                }
+                if let Some(replicas) = nats.replicas {
+                    options = options.replicas(replicas);
+                }
+                Ok(Self::Nats(options.connect().await?))
+            }
+            #[cfg(not(feature = "nats"))]
+            Target::Nats(_) => Err(Error::Config {
+                backend: "nats",
+                message: "this program was built without the `nats` feature".into(),
+            }),
         }
     }
 
-    /// The kind of store, in one word: `memory`, `sqlite` or `postgres`.
+    /// The kind of store, in one word: `memory`, `sqlite`, `postgres` or `nats`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Memory(_) => "memory",
@@ -111,6 +141,8 @@ impl AnyStore {
             Self::Sqlite(_) => "sqlite",
             #[cfg(feature = "postgres")]
             Self::Postgres(_) => "postgres",
+            #[cfg(feature = "nats")]
+            Self::Nats(_) => "nats",
         }
     }
 
@@ -118,9 +150,13 @@ impl AnyStore {
     /// with keys kept by the store's own key store (wrapped by `master`; in memory for the
     /// memory store); without one, plain JSON. Either reads every payload format; only the
     /// one with the key store opens encrypted payloads.
-    pub fn codec(&self, master: Option<MasterKey>) -> PayloadCodec {
+    ///
+    /// Fails with [`Error::Unsupported`] for a master key on a store without a key store
+    /// (NATS, so far): its keys would live in memory only, and the payloads encrypted under them
+    /// would be unreadable after the program ends.
+    pub fn codec(&self, master: Option<MasterKey>) -> Result<PayloadCodec> {
         let Some(master) = master else {
-            return PayloadCodec::new();
+            return Ok(PayloadCodec::new());
         };
         let keys: Arc<dyn KeyStore> = match self {
             Self::Memory(_) => {
@@ -135,10 +171,18 @@ impl AnyStore {
             Self::Postgres(store) => Arc::new(crate::stores::postgres::PostgresKeyStore::new(
                 store, master,
             )),
+            #[cfg(feature = "nats")]
+            Self::Nats(_) => {
+                return Err(Error::Unsupported {
+                    backend: "nats",
+                    operation: "encrypt payloads".into(),
+                    reason: "there is no key store on NATS yet, and keys kept in memory would leave the payloads unreadable after this program ends; run without a master key".into(),
+                });
+            }
         };
-        PayloadCodec::new()
+        Ok(PayloadCodec::new()
             .compress(Compression::lz4())
-            .encrypt_with(keys)
+            .encrypt_with(keys))
     }
 
     /// The same store behind the [`EventStore`] trait, for code that works on any store.
@@ -149,6 +193,8 @@ impl AnyStore {
             Self::Sqlite(store) => Arc::new(store.clone()),
             #[cfg(feature = "postgres")]
             Self::Postgres(store) => Arc::new(store.clone()),
+            #[cfg(feature = "nats")]
+            Self::Nats(store) => Arc::new(store.clone()),
         }
     }
 }
@@ -163,6 +209,9 @@ fn parse(url: &str) -> Result<Target<'_>> {
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(postgres(url));
+    }
+    if url.starts_with("nats://") {
+        return nats(url);
     }
     match url.split_once("://") {
         Some((scheme, _)) => Err(Error::Config {
@@ -204,13 +253,43 @@ fn postgres(url: &str) -> Target<'static> {
     Target::Postgres { url, schema }
 }
 
+/// A NATS URL: the servers before `?`, and our own `name=` and `replicas=` parameters.
+fn nats(url: &str) -> Result<Target<'static>> {
+    let (urls, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut nats = Nats {
+        urls: urls.to_owned(),
+        name: None,
+        replicas: None,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("name", name)) => nats.name = Some(name.to_owned()),
+            Some(("replicas", n)) => {
+                nats.replicas = Some(n.parse().map_err(|_| Error::Config {
+                    backend: "nats",
+                    message: format!("`replicas={n}` in `{url}` is not a number"),
+                })?)
+            }
+            _ => {
+                return Err(Error::Config {
+                    backend: "nats",
+                    message: format!(
+                        "unknown parameter `{pair}` in `{url}`; known: name=NAME, replicas=N"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Target::Nats(nats))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn an_unknown_scheme_is_refused_with_the_known_ones() {
-        for url in ["mysql://x", "nats://127.0.0.1:4222", "file:///tmp/bank.db"] {
+        for url in ["mysql://x", "kafka://127.0.0.1:9092", "file:///tmp/bank.db"] {
             let error = parse(url).unwrap_err();
             assert!(
                 matches!(error, Error::Config { backend: "URL", .. }),
@@ -250,6 +329,34 @@ mod tests {
                 schema: None
             }
         );
+        assert_eq!(
+            parse("nats://a:1,nats://b:2?name=bank&replicas=3").unwrap(),
+            Target::Nats(Nats {
+                urls: "nats://a:1,nats://b:2".into(),
+                name: Some("bank".into()),
+                replicas: Some(3)
+            })
+        );
+        assert_eq!(
+            parse("nats://127.0.0.1:14222").unwrap(),
+            Target::Nats(Nats {
+                urls: "nats://127.0.0.1:14222".into(),
+                name: None,
+                replicas: None
+            })
+        );
+        for bad in ["nats://a:1?replicas=three", "nats://a:1?stream=x"] {
+            assert!(
+                matches!(
+                    parse(bad),
+                    Err(Error::Config {
+                        backend: "nats",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[cfg(feature = "sqlite")]

@@ -246,7 +246,7 @@ impl Report {
 
 /// A store under test, opened fresh for the run, and what it takes to clean up after it.
 pub struct BenchStore {
-    /// `memory`, `sqlite` or `postgres`.
+    /// `memory`, `sqlite`, `postgres`, `nats` or `nats-r3` (replicated).
     pub name: &'static str,
     /// The store.
     pub store: Arc<dyn EventStore>,
@@ -288,6 +288,26 @@ pub enum StoreSpec {
     Sqlite(Option<String>),
     /// `postgres` (URL from `EVENTSOURCE_POSTGRES_URL`) or a `postgres://` URL.
     Postgres(String),
+    /// `nats` (URL from `EVENTSOURCE_NATS_URL`), `nats-cluster` (`EVENTSOURCE_NATS_CLUSTER_URLS`,
+    /// replicas 3) or a `nats://` URL (`?replicas=N` allowed; the bench names the store).
+    Nats(String),
+}
+
+/// The NATS URL when `--store nats` names none: `.ci/nats`'s single server.
+pub fn default_nats_url() -> String {
+    std::env::var("EVENTSOURCE_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:14222".to_owned())
+}
+
+/// The NATS cluster URL for `--store nats-cluster`: the first of `.ci/nats`'s three nodes
+/// (the client learns the others from it), replicas 3. One URL, without commas: `--store`
+/// lists are split on commas, also when the bench hands a store to its child process.
+pub fn default_nats_cluster_url() -> String {
+    let urls = std::env::var("EVENTSOURCE_NATS_CLUSTER_URLS").unwrap_or_default();
+    let first = urls.split(',').find(|url| !url.trim().is_empty());
+    format!(
+        "{}?replicas=3",
+        first.map_or("nats://127.0.0.1:14231", str::trim)
+    )
 }
 
 /// The environment variable that turns the PostgreSQL store's `NOTIFY` off for a run
@@ -315,7 +335,9 @@ impl StoreSpec {
         match self {
             StoreSpec::Memory => "memory".to_owned(),
             StoreSpec::Sqlite(None) => "sqlite".to_owned(),
-            StoreSpec::Sqlite(Some(url)) | StoreSpec::Postgres(url) => url.clone(),
+            StoreSpec::Sqlite(Some(url)) | StoreSpec::Postgres(url) | StoreSpec::Nats(url) => {
+                url.clone()
+            }
         }
     }
 
@@ -328,12 +350,15 @@ impl StoreSpec {
             url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 StoreSpec::Postgres(url.to_owned())
             }
+            "nats" => StoreSpec::Nats(default_nats_url()),
+            "nats-cluster" => StoreSpec::Nats(default_nats_cluster_url()),
+            url if url.starts_with("nats://") => StoreSpec::Nats(url.to_owned()),
             url if url.starts_with("sqlite:") || !url.contains("://") => {
                 StoreSpec::Sqlite(Some(url.to_owned()))
             }
             other => {
                 return Err(format!(
-                    "unknown store `{other}`: use memory, sqlite, postgres, or a sqlite:// or postgres:// URL"
+                    "unknown store `{other}`: use memory, sqlite, postgres, nats, nats-cluster, or a sqlite://, postgres:// or nats:// URL"
                 ));
             }
         })
@@ -397,7 +422,36 @@ impl BenchStore {
             StoreSpec::Postgres(_) => Err(OpenError::Failed(
                 "this bench was built without the `postgres` feature".into(),
             )),
+            StoreSpec::Nats(url) => Self::open_nats(spec, url, "main").await,
         }
+    }
+
+    /// A fresh NATS store `bench-<pid>-<label>` on the servers `url` names (its own JetStream
+    /// streams, deleted by [`clean_up`](Self::clean_up)); no raw engine.
+    async fn open_nats(spec: &StoreSpec, url: &str, label: &str) -> Result<Self, OpenError> {
+        if url.contains("name=") {
+            return Err(OpenError::Failed(
+                "the bench names its own NATS store (bench-<pid>-…): drop `name=` from the URL"
+                    .into(),
+            ));
+        }
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let named = format!("{url}{separator}name=bench-{}-{label}", std::process::id());
+        let opened = match OpenedStore::open(&named).await {
+            Ok(opened) => opened,
+            Err(error @ eventsource_core::Error::Backend { .. }) => {
+                return Err(OpenError::Unreachable(format!(
+                    "NATS at {url} is unreachable: {error}"
+                )));
+            }
+            Err(error) => return Err(OpenError::Failed(error.into())),
+        };
+        let name = match &opened {
+            #[cfg(feature = "nats")]
+            OpenedStore::Nats(store) if store.replicas() > 1 => "nats-r3",
+            _ => "nats",
+        };
+        Ok(Self::new(name, spec, opened, None, Vec::new(), None))
     }
 
     async fn open_sqlite(spec: &StoreSpec, url: Option<&str>) -> BenchResult<Self> {
@@ -559,6 +613,14 @@ impl BenchStore {
             StoreSpec::Postgres(_) => {
                 Err("this bench was built without the `postgres` feature".into())
             }
+            StoreSpec::Nats(url) => {
+                Self::open_nats(&self.spec, url, label)
+                    .await
+                    .map_err(|error| match error {
+                        OpenError::Unreachable(message) => message.into(),
+                        OpenError::Failed(error) => error,
+                    })
+            }
         }
     }
 
@@ -593,6 +655,10 @@ impl BenchStore {
             ..
         } = self;
         drop(store);
+        #[cfg(feature = "nats")]
+        if let OpenedStore::Nats(nats) = &opened {
+            nats.destroy().await?;
+        }
         drop(opened);
         #[cfg(feature = "postgres")]
         if let Some(raw::RawEngine::Postgres(raw)) = &raw {

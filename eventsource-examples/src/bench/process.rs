@@ -73,6 +73,10 @@ pub async fn w8(
         OpenedStore::Postgres(store) => {
             run(name, store.clone(), events, sizes, w2_per_second, report).await
         }
+        #[cfg(feature = "nats")]
+        OpenedStore::Nats(store) => {
+            run(name, store.clone(), events, sizes, w2_per_second, report).await
+        }
     }
 }
 

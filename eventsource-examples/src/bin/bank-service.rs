@@ -74,7 +74,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         Err(_) => None,
     };
     let settings = Settings {
-        codec: store.codec(master),
+        codec: store.codec(master)?,
         max_attempts: args.max_attempts,
         read_timeout: Duration::from_millis(args.read_timeout_ms),
     };

@@ -50,7 +50,8 @@ type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
     after_help = "With EVENTSOURCE_MASTER_KEY (64 hex digits, e.g. from `openssl rand -hex 32`) new events are compressed and encrypted, with keys kept in the store's own database, and the demo forgets a customer."
 )]
 struct Args {
-    /// The store: sqlite://FILE, memory://, or postgres://USER@HOST:PORT/DB.
+    /// The store: sqlite://FILE, memory://, postgres://USER@HOST:PORT/DB, or
+    /// nats://HOST:PORT[,HOST:PORT…][?name=NAME&replicas=N] (NATS JetStream 2.12+).
     #[arg(long, value_name = "URL", env = "EVENTSOURCE_STORE", default_value = DEFAULT_STORE)]
     store: String,
 }
@@ -80,7 +81,7 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
         Err(_) => None,
     };
     let encrypted = master.is_some();
-    let codec = store.codec(master);
+    let codec = store.codec(master)?;
     say!("Payloads: {codec}\n");
     let accounts: Accounts = Repository::new(store.events()).codec(codec.clone());
 
@@ -175,6 +176,10 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
         }
         #[cfg(feature = "postgres")]
         OpenedStore::Postgres(store) => {
+            transfers_as_a_process(store.clone(), &codec, ada, bob, carol).await?
+        }
+        #[cfg(feature = "nats")]
+        OpenedStore::Nats(store) => {
             transfers_as_a_process(store.clone(), &codec, ada, bob, carol).await?
         }
     }

@@ -48,8 +48,12 @@ struct Args {
 struct Cli {
     /// Where to run: memory, sqlite (a temporary file), postgres (EVENTSOURCE_POSTGRES_URL,
     /// default postgres://postgres@127.0.0.1:5432/test; runs in a schema bench_PID it drops
-    /// after), a sqlite://FILE that does not exist yet, a postgres:// URL, or all. Repeat or
-    /// separate with commas (default: memory,sqlite,postgres, postgres skipped if unreachable).
+    /// after), a sqlite://FILE that does not exist yet, a postgres:// URL, nats
+    /// (EVENTSOURCE_NATS_URL, default nats://127.0.0.1:14222), nats-cluster (the first of
+    /// EVENTSOURCE_NATS_CLUSTER_URLS, replicas 3), a nats://HOST:PORT[?replicas=N] URL of one
+    /// server (each NATS run in streams bench-PID-… it deletes after; servers: .ci/nats start),
+    /// or all. Repeat or separate with commas (default: memory,sqlite,postgres, postgres
+    /// skipped if unreachable).
     /// EVENTSOURCE_BENCH_NOTIFY=off: postgres appends send no NOTIFY (wake-ups off).
     #[arg(long = "store", value_name = "STORE", value_delimiter = ',', action = ArgAction::Append)]
     stores: Vec<String>,

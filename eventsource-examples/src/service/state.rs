@@ -84,6 +84,8 @@ enum TransfersProcess {
     Sqlite(RunningProcess<Transfers, eventsource_core::SqliteStore>),
     #[cfg(feature = "postgres")]
     Postgres(RunningProcess<Transfers, eventsource_core::PostgresStore>),
+    #[cfg(feature = "nats")]
+    Nats(RunningProcess<Transfers, eventsource_core::stores::nats::NatsStore>),
 }
 
 impl TransfersProcess {
@@ -98,6 +100,8 @@ impl TransfersProcess {
             OpenedStore::Sqlite(store) => Self::Sqlite(on(store.clone(), codec)),
             #[cfg(feature = "postgres")]
             OpenedStore::Postgres(store) => Self::Postgres(on(store.clone(), codec)),
+            #[cfg(feature = "nats")]
+            OpenedStore::Nats(store) => Self::Nats(on(store.clone(), codec)),
         }
     }
 
@@ -107,6 +111,8 @@ impl TransfersProcess {
             Self::Sqlite(running) => running.stop().await.1,
             #[cfg(feature = "postgres")]
             Self::Postgres(running) => running.stop().await.1,
+            #[cfg(feature = "nats")]
+            Self::Nats(running) => running.stop().await.1,
         }
     }
 }

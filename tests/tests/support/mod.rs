@@ -3,6 +3,8 @@
 pub(crate) mod child;
 pub(crate) mod cluster;
 pub(crate) mod markup;
+pub(crate) mod nats;
+pub(crate) mod nats_cluster;
 pub(crate) mod postgres;
 pub(crate) mod proxy;
 pub(crate) mod rng;
