@@ -51,7 +51,8 @@ type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
 )]
 struct Args {
     /// The store: sqlite://FILE, memory://, postgres://USER@HOST:PORT/DB, or
-    /// nats://HOST:PORT[,HOST:PORT…][?name=NAME&replicas=N] (NATS JetStream 2.12+).
+    /// nats://HOST:PORT (NATS JetStream 2.12+; more servers after commas, then optionally
+    /// ?name=NAME&replicas=N).
     #[arg(long, value_name = "URL", env = "EVENTSOURCE_STORE", default_value = DEFAULT_STORE)]
     store: String,
 }
