@@ -394,12 +394,14 @@ fn follow(url: &str, last: u64) {
 }
 
 fn refuses_unknown_schemes_and_bad_arguments() {
-    for url in ["mysql://x", "nats://127.0.0.1:4222"] {
+    for url in ["mysql://x", "redis://127.0.0.1:6379"] {
         let output = admin(url, &["streams"]);
         assert_eq!(output.status.code(), Some(3));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr.contains("sqlite://FILE") && stderr.contains("postgres://"),
+            stderr.contains("sqlite://FILE")
+                && stderr.contains("postgres://")
+                && stderr.contains("nats://"),
             "{stderr}"
         );
     }
