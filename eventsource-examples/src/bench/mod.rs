@@ -24,7 +24,7 @@
 //! and, for SQLite and PostgreSQL, the raw engine in the same run: the store's own row shape
 //! (see [`raw`]) and the engine's fastest shape for each access pattern (see [`raw_best`]).
 //! `--prefill N` fills the store with N events over many streams before the workloads run
-//! (see [`interleaved::prefill`]).
+//! (see [`interleaved`]).
 
 pub mod account;
 pub mod codecs;
