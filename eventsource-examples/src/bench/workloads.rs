@@ -589,9 +589,16 @@ async fn w5(
     let accounts = Arc::new(Accounts::new(Arc::clone(events)));
     w5_writers(store, &accounts, "", writers, sizes.w5_commands, report).await?;
     for writers in [writers, writers * 4] {
-        let caching =
-            Arc::new(Accounts::new(Arc::clone(events)).with_cache(sizes.cache_capacity));
-        w5_writers(store, &caching, "-cache", writers, sizes.w5_commands, report).await?;
+        let caching = Arc::new(Accounts::new(Arc::clone(events)).with_cache(sizes.cache_capacity));
+        w5_writers(
+            store,
+            &caching,
+            "-cache",
+            writers,
+            sizes.w5_commands,
+            report,
+        )
+        .await?;
         w5_cache_gets(store, &caching, writers, sizes.w5_commands, report).await?;
     }
     Ok(())
@@ -686,8 +693,14 @@ async fn w5_cache_gets(
         task.await??;
     }
     report.push(
-        Figure::new(store, "W5", "cache-get", readers * gets, start.elapsed().as_secs_f64())
-            .with("readers", readers),
+        Figure::new(
+            store,
+            "W5",
+            "cache-get",
+            readers * gets,
+            start.elapsed().as_secs_f64(),
+        )
+        .with("readers", readers),
     );
     Ok(())
 }
