@@ -578,7 +578,8 @@ async fn concurrent(
 
 /// W5: concurrent writers on distinct aggregates, then on one aggregate; then the same with the
 /// repository's cache (capacity `--cache-capacity`) at `--w5-writers` writers and at four times
-/// as many (4 and 16 by default), and the cache alone under contention (`cache-get`).
+/// as many (4 and 16 by default), the cache alone under contention (`cache-get`), and on memory
+/// the cache with a byte budget (`distinct-cache-budget`, `same-cache-budget`).
 async fn w5(
     store: &str,
     events: &Arc<dyn EventStore>,
@@ -600,9 +601,21 @@ async fn w5(
         )
         .await?;
         w5_cache_gets(store, &caching, writers, sizes.w5_commands, report).await?;
+        // What weighing costs: with a byte budget every saved state is encoded once to be
+        // weighed. Only on memory, where it isn't lost under a commit.
+        if store == "memory" {
+            let budget = Accounts::new(Arc::clone(events))
+                .with_cache_budget(sizes.cache_capacity, W5_CACHE_BUDGET_BYTES)?;
+            let (suffix, commands) = ("-cache-budget", sizes.w5_commands);
+            w5_writers(store, &Arc::new(budget), suffix, writers, commands, report).await?;
+        }
     }
     Ok(())
 }
+
+/// The byte budget of W5's `cache-budget` variants: far more than the accounts need, so it
+/// measures the weighing, not evictions.
+const W5_CACHE_BUDGET_BYTES: usize = 64 << 20;
 
 /// W5 with `writers` writers on `accounts`, its variants named `distinct{suffix}` and
 /// `same{suffix}`.
