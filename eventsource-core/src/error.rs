@@ -249,7 +249,8 @@ pub enum Error {
     /// A command context's metadata key or stored value was refused.
     #[error(transparent)]
     Metadata(#[from] crate::application::context::MetadataError),
-    /// A store was configured with something it can't use (a bad table name, URL, …).
+    /// A store (or the repository's cache, `backend: "cache"`) was configured with something it
+    /// can't use (a bad table name, URL, a byte budget too small for one state, …).
     #[error("invalid {backend} store configuration: {message}")]
     Config {
         /// The store backend.

@@ -96,12 +96,22 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
         ("W4", "default"),
         ("W5", "distinct"),
         ("W5", "same"),
+        ("W5", "distinct-cache"),
+        ("W5", "same-cache"),
         ("W6", "default"),
         ("W6", "log-read"),
         ("W7", "default"),
         ("W8", "live"),
         ("W8", "catch-up"),
     ];
+    if store == "memory" {
+        // The cache alone, and with a byte budget: measured on memory only.
+        expected.extend([
+            ("W5", "cache-get"),
+            ("W5", "distinct-cache-budget"),
+            ("W5", "same-cache-budget"),
+        ]);
+    }
     if raw {
         expected.extend([
             ("W1", "raw-single"),

@@ -101,6 +101,30 @@ impl Apply<Added> for Plain {
     }
 }
 
+/// A notebook whose state grows with its notes: what a byte budget weighs.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+struct Filled {
+    notes: Vec<String>,
+}
+
+#[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[aggregate(events(Filled), snapshot)]
+struct Notebook {
+    notes: Vec<String>,
+}
+
+impl Apply<Filled> for Notebook {
+    fn apply(&mut self, event: &Filled) {
+        self.notes.extend(event.notes.iter().cloned());
+    }
+}
+
+fn filled(notes: usize, length: usize) -> Filled {
+    Filled {
+        notes: (0..notes).map(|i| format!("{i:0length$}")).collect(),
+    }
+}
+
 fn add(n: u64) -> impl FnMut(&Tally) -> Result<Added, std::convert::Infallible> {
     move |_| Ok(Added { n })
 }
@@ -456,21 +480,33 @@ async fn the_cache_is_bounded_and_works_with_snapshots() {
             repo.get(id).await.unwrap();
         }
         assert_eq!(repo.cached_len(), 2, "{store_name}");
+        // Which one went is the eviction policy's choice (CLOCK-PRO, not LRU); each cached one
+        // is at its stream's version (stream `i` has `3 + i` events).
+        let cached: Vec<_> = ids.iter().map(|id| repo.cached_version(*id)).collect();
+        let (evicted, kept): (Vec<_>, Vec<_>) = (0..3).partition(|i| cached[*i].is_none());
+        assert_eq!(evicted.len(), 1, "{store_name}: {cached:?}");
+        for i in &kept {
+            assert_eq!(cached[*i], Some(3 + *i as u64), "{store_name}");
+        }
+        // A cached one doesn't need a snapshot: the cache is the newer start.
+        let (k, e) = (kept[0], evicted[0]);
+        let events = |i: usize| 3 + i as u64;
+        store
+            .save_snapshot(marked(ids[k], events(k) - 1, 1000))
+            .await
+            .unwrap();
         assert_eq!(
-            repo.cached_version(ids[0]),
-            None,
-            "{store_name}: least recent out"
-        );
-        assert_eq!(
-            (repo.cached_version(ids[1]), repo.cached_version(ids[2])),
-            (Some(4), Some(5))
+            repo.get(ids[k]).await.unwrap().total,
+            events(k),
+            "{store_name}"
         );
         // An evicted aggregate loads from its snapshot.
-        store.save_snapshot(marked(ids[0], 2, 1000)).await.unwrap();
-        assert_eq!(repo.get(ids[0]).await.unwrap().total, 1003, "{store_name}");
-        // A cached one doesn't need it: the cache is the newer start.
-        store.save_snapshot(marked(ids[2], 4, 1000)).await.unwrap();
-        assert_eq!(repo.get(ids[2]).await.unwrap().total, 5, "{store_name}");
+        store.save_snapshot(marked(ids[e], 2, 1000)).await.unwrap();
+        assert_eq!(
+            repo.get(ids[e]).await.unwrap().total,
+            1000 + events(e),
+            "{store_name}"
+        );
         // For time travel, a snapshot between the cached version and the target is used.
         let repo2 = Repository::<Tally, _>::new(store.clone()).with_cache(2);
         let id = stream_of(&store, 10).await;
@@ -497,14 +533,16 @@ async fn the_cache_is_bounded_and_works_with_snapshots() {
 async fn concurrent_commands_on_one_cached_aggregate_all_land() {
     on_every_store("snapshots", |store_name, store| async move {
         // Two "processes", each with its own cache, four tasks each.
+        // One caches by entries, the other by entries and bytes.
         let repos: Vec<_> = (0..2)
-            .map(|_| {
-                Arc::new(
-                    Repository::<Tally, _>::new(store.clone())
-                        .snapshot_every(7)
-                        .with_cache(8)
-                        .max_attempts(1000),
-                )
+            .map(|process| {
+                let repo = Repository::<Tally, _>::new(store.clone())
+                    .snapshot_every(7)
+                    .max_attempts(1000);
+                Arc::new(match process {
+                    0 => repo.with_cache(8),
+                    _ => repo.with_cache_budget(8, 1 << 16).unwrap(),
+                })
             })
             .collect();
         let id = repos[0].create(Added { n: 0 }).await.unwrap();
@@ -542,6 +580,98 @@ async fn concurrent_commands_on_one_cached_aggregate_all_land() {
             replayed.apply_event(&recorded.event);
         }
         assert_eq!(replayed, state, "{store_name}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_with_a_byte_budget_fast_forwards_from_its_cached_state() {
+    on_every_store("snapshots", |store_name, store| async move {
+        let cached = Repository::<Tally, _>::new(store.clone())
+            .snapshot_every(0)
+            .with_cache_budget(16, 1 << 20)
+            .unwrap();
+        let id = cached.create(Added { n: 1 }).await.unwrap();
+        cached.execute(id, add(1)).await.unwrap();
+        assert_eq!(cached.cached_version(id), Some(2), "{store_name}");
+
+        // Another process appends; the cached state is behind, and a command fast-forwards it.
+        let other = Repository::<Tally, _>::new(store.clone());
+        for _ in 0..5 {
+            other.execute(id, add(10)).await.unwrap();
+        }
+        assert_eq!(cached.cached_version(id), Some(2));
+        let doubled = cached
+            .execute(id, |t: &Tally| {
+                Ok::<_, std::convert::Infallible>(Added { n: t.total })
+            })
+            .await
+            .unwrap();
+        assert_eq!((doubled.version(), doubled.total), (8, 104), "{store_name}");
+        assert_eq!(cached.cached_version(id), Some(8));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_budget_evicts_heavy_states_and_keeps_light_ones() {
+    on_every_store("snapshots", |store_name, store| async move {
+        // A heavy notebook: 100 notes of 100 characters, over 10 kB as a JSON snapshot. The
+        // budget holds four of them; under 64 entries the cache is one shard on any machine.
+        let heavy = serde_json::to_vec(&Notebook {
+            notes: filled(100, 100).notes,
+        })
+        .unwrap()
+        .len();
+        let notebooks = Repository::<Notebook, _>::new(store.clone())
+            .with_cache_budget(40, 4 * heavy + heavy / 2)
+            .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..12 {
+            ids.push(notebooks.create(filled(100, 100)).await.unwrap());
+            assert!(
+                notebooks.cached_len() <= 4,
+                "{store_name}: {}",
+                notebooks.cached_len()
+            );
+        }
+        assert!(notebooks.cached_len() >= 1, "{store_name}");
+        // Evicted or not, every notebook loads whole.
+        for id in &ids {
+            assert_eq!(notebooks.get(*id).await.unwrap().notes.len(), 100);
+        }
+
+        // Light notebooks: the entry count binds, not the bytes.
+        let notebooks = Repository::<Notebook, _>::new(store.clone())
+            .with_cache_budget(40, 4 * heavy + heavy / 2)
+            .unwrap();
+        for _ in 0..100 {
+            notebooks.create(filled(1, 5)).await.unwrap();
+            assert!(notebooks.cached_len() <= 40, "{store_name}");
+        }
+        assert!(
+            notebooks.cached_len() > 20,
+            "{store_name}: {}",
+            notebooks.cached_len()
+        );
+
+        // A notebook that grows past the whole budget leaves the cache, and still loads whole.
+        let id = notebooks.create(filled(1, 5)).await.unwrap();
+        assert_eq!(notebooks.cached_version(id), Some(1));
+        notebooks
+            .execute(id, |_: &Notebook| {
+                Ok::<_, std::convert::Infallible>(filled(1000, 100))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            notebooks.cached_version(id),
+            None,
+            "{store_name}: too heavy to cache"
+        );
+        let grown = notebooks.get(id).await.unwrap();
+        assert_eq!((grown.version(), grown.notes.len()), (2, 1001));
+        assert_eq!(notebooks.cached_version(id), None, "{store_name}");
     })
     .await;
 }

@@ -10,7 +10,10 @@
 //!   it takes above the baseline measured just before;
 //! - **W4** read the whole global log in pages, decoding every event;
 //! - **W5** concurrent writers on distinct aggregates, then on one aggregate (conflicts counted,
-//!   none lost);
+//!   none lost); then both with the repository's cache at `--w5-writers` and four times as many
+//!   writers (`distinct-cache`, `same-cache`), and on the memory store the cache alone under
+//!   contention (`cache-get`: cached loads, no events to read) and the cache with a byte budget
+//!   (`distinct-cache-budget`, `same-cache-budget`);
 //! - **W6** a projection catching up from zero over the whole log, beside W4's read of the same
 //!   log (issue 11; it runs right after W4, on the log W1–W4 wrote, topped up);
 //! - **W7** a live projection: latency from an append's commit to its handler (see [`read_side`]);

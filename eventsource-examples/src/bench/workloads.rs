@@ -654,15 +654,57 @@ async fn concurrent(
     ))
 }
 
-/// W5: concurrent writers on distinct aggregates, then on one aggregate.
+/// W5: concurrent writers on distinct aggregates, then on one aggregate; then the same with the
+/// repository's cache (capacity `--cache-capacity`) at `--w5-writers` writers and at four times
+/// as many (4 and 16 by default), the cache alone under contention (`cache-get`), and on memory
+/// the cache with a byte budget (`distinct-cache-budget`, `same-cache-budget`).
 async fn w5(
     store: &str,
     events: &Arc<dyn EventStore>,
     sizes: &Sizes,
     report: &mut Report,
 ) -> BenchResult<()> {
+    let writers = sizes.w5_writers.max(1);
     let accounts = Arc::new(Accounts::new(Arc::clone(events)));
-    let (writers, commands) = (sizes.w5_writers.max(1), sizes.w5_commands);
+    w5_writers(store, &accounts, "", writers, sizes.w5_commands, report).await?;
+    for writers in [writers, writers * 4] {
+        let caching = Arc::new(Accounts::new(Arc::clone(events)).with_cache(sizes.cache_capacity));
+        w5_writers(
+            store,
+            &caching,
+            "-cache",
+            writers,
+            sizes.w5_commands,
+            report,
+        )
+        .await?;
+        w5_cache_gets(store, &caching, writers, sizes.w5_commands, report).await?;
+        // What weighing costs: with a byte budget every saved state is encoded once to be
+        // weighed. Only on memory, where it isn't lost under a commit.
+        if store == "memory" {
+            let budget = Accounts::new(Arc::clone(events))
+                .with_cache_budget(sizes.cache_capacity, W5_CACHE_BUDGET_BYTES)?;
+            let (suffix, commands) = ("-cache-budget", sizes.w5_commands);
+            w5_writers(store, &Arc::new(budget), suffix, writers, commands, report).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The byte budget of W5's `cache-budget` variants: far more than the accounts need, so it
+/// measures the weighing, not evictions.
+const W5_CACHE_BUDGET_BYTES: usize = 64 << 20;
+
+/// W5 with `writers` writers on `accounts`, its variants named `distinct{suffix}` and
+/// `same{suffix}`.
+async fn w5_writers(
+    store: &str,
+    accounts: &Arc<Accounts>,
+    suffix: &str,
+    writers: u64,
+    commands: u64,
+    report: &mut Report,
+) -> BenchResult<()> {
     let total = writers * commands;
 
     rss::reset_peak();
@@ -670,13 +712,13 @@ async fn w5(
     for _ in 0..writers {
         ids.push(accounts.create(opened()).await?);
     }
-    let (seconds, conflicts) = concurrent(&accounts, &ids, writers, commands).await?;
+    let (seconds, conflicts) = concurrent(accounts, &ids, writers, commands).await?;
     let mut saved = 0;
     for id in &ids {
         saved += accounts.get(*id).await?.version() - 1;
     }
     report.push(
-        Figure::new(store, "W5", "distinct", total, seconds)
+        Figure::new(store, "W5", format!("distinct{suffix}"), total, seconds)
             .with("writers", writers)
             .with("conflicts", conflicts)
             .with("lost", total.saturating_sub(saved)),
@@ -685,16 +727,71 @@ async fn w5(
 
     rss::reset_peak();
     let id = accounts.create(opened()).await?;
-    let (seconds, conflicts) = concurrent(&accounts, &[id], writers, commands).await?;
+    let (seconds, conflicts) = concurrent(accounts, &[id], writers, commands).await?;
     let account = accounts.get(id).await?;
     let saved = account.version() - 1;
     report.push(
-        Figure::new(store, "W5", "same", total, seconds)
+        Figure::new(store, "W5", format!("same{suffix}"), total, seconds)
             .with("writers", writers)
             .with("conflicts", conflicts)
             .with("lost", total.saturating_sub(saved)),
     );
     check("W5 same: deposits saved", saved, total)?;
     check("W5 same: balance", account.balance, total * DEPOSIT_CENTS)?;
+    Ok(())
+}
+
+/// Loads per reader in `cache-get`, per W5 command: enough that on the memory store the run
+/// lasts long enough to time the cache.
+const CACHE_GETS_PER_COMMAND: u64 = 40;
+
+/// The cache alone under contention: `readers` tasks each load a cached aggregate of their own
+/// over and over. Every load takes the state from the cache, asks the store for the events
+/// after it (there are none) and puts the state back, so on the memory store the cache's own
+/// cost dominates; on the others the store's read does. Only on the memory store, where it
+/// measures the cache (elsewhere it would measure `SELECT`s).
+async fn w5_cache_gets(
+    store: &str,
+    accounts: &Arc<Accounts>,
+    readers: u64,
+    commands: u64,
+    report: &mut Report,
+) -> BenchResult<()> {
+    if store != "memory" {
+        return Ok(());
+    }
+    let gets = commands * CACHE_GETS_PER_COMMAND;
+    rss::reset_peak();
+    let mut ids = Vec::new();
+    for _ in 0..readers {
+        let id = accounts.create(opened()).await?;
+        accounts.get(id).await?;
+        ids.push(id);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for id in ids {
+        let accounts = Arc::clone(accounts);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..gets {
+                let account = accounts.get(id).await?;
+                check("W5 cache-get: version", account.version(), 1)?;
+            }
+            BenchResult::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    report.push(
+        Figure::new(
+            store,
+            "W5",
+            "cache-get",
+            readers * gets,
+            start.elapsed().as_secs_f64(),
+        )
+        .with("readers", readers),
+    );
     Ok(())
 }

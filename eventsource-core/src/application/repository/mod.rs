@@ -17,13 +17,13 @@ mod loaded;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 
 use uuid::Uuid;
 
 pub(crate) use self::command::{encode, subjects};
 pub use self::loaded::{CommandError, Loaded, Recorded};
-use super::cache::{LruCache, StateCache};
+use super::cache::{ShardedCache, StateCache, snapshot_bytes};
 use super::retry::{Backoff, RetryPolicy};
 use super::snapshot;
 use super::unit_of_work::UnitOfWork;
@@ -116,6 +116,10 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("retry", &self.retry)
             .field("snapshot_every", &self.snapshot_every)
             .field("cache_capacity", &self.cache.as_ref().map(|c| c.capacity()))
+            .field(
+                "cache_max_bytes",
+                &self.cache.as_ref().and_then(|c| c.max_bytes()),
+            )
             .finish()
     }
 }
@@ -181,22 +185,89 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.snapshot_every
     }
 
-    /// Keeps the latest loaded or saved state of up to `capacity` aggregates in memory (least
-    /// recently used out first); `0` turns the cache off.
+    /// Keeps the latest loaded or saved state of up to `capacity` aggregates in memory; `0`
+    /// turns the cache off. When it is full, the aggregates loaded least often lately go first
+    /// (CLOCK-PRO: one loaded again and again outlives a burst of aggregates loaded once).
     ///
     /// A load then reads only the events after the cached version, so it stays correct when
     /// another process (or repository) appended to the stream meanwhile. A cached entry is
-    /// always a state the store really had: only saved states are cached, and a version conflict
-    /// leaves the entry as it was, just behind, for the retry to fast-forward.
+    /// always a state the store really had: only saved states are cached, a version conflict
+    /// leaves the entry as it was, just behind, for the retry to fast-forward, and of two
+    /// concurrent commands the older state never replaces the newer. The cache is sharded, so
+    /// concurrent commands on different aggregates rarely wait for one another.
+    ///
+    /// To bound it by bytes as well, see [`with_cache_budget`](Self::with_cache_budget).
     pub fn with_cache(mut self, capacity: usize) -> Self
     where
         A: Clone,
     {
         self.cache = match capacity {
             0 => None,
-            capacity => Some(Box::new(LruCache::<A>::new(capacity))),
+            capacity => Some(Box::new(ShardedCache::<A>::by_entries(capacity))),
         };
         self
+    }
+
+    /// Like [`with_cache`](Self::with_cache), and the cached states weigh at most `max_bytes`
+    /// in all; `0` for either turns the cache off.
+    ///
+    /// A cached state weighs its inline size (`size_of` the aggregate, plus its stream id and
+    /// version), plus, for an aggregate that keeps snapshots (`#[aggregate(snapshot)]`), the
+    /// length of its JSON snapshot, which stands for the strings, vectors and maps it owns. The
+    /// cache can't see inside an aggregate that keeps no snapshots: only its inline size
+    /// counts. Whichever bound is reached first applies: each entry also counts as at least
+    /// `max_bytes / capacity`. The cache is split into shards (a few per core, of at least 32
+    /// entries), each with its part of both bounds; a state heavier than its shard's part of the
+    /// budget is not cached, and loads it as without a cache.
+    ///
+    /// Weighing encodes the state once per saved or newly loaded version, so a byte budget costs
+    /// a little on each command; [`with_cache`](Self::with_cache) weighs nothing.
+    ///
+    /// Fails with [`Error::Config`] if `max_bytes` can't hold even one state.
+    ///
+    /// ```
+    /// use eventsource_core::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Event, Serialize, Deserialize, Debug, Clone)]
+    /// struct Noted { text: String }
+    ///
+    /// #[derive(Aggregate, Default, Debug, Clone, Serialize, Deserialize)]
+    /// #[aggregate(events(Noted), snapshot)]
+    /// struct Notebook { notes: Vec<String> }
+    ///
+    /// impl Apply<Noted> for Notebook {
+    ///     fn apply(&mut self, event: &Noted) { self.notes.push(event.text.clone()); }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// // Up to 10,000 notebooks, and no more than 64 MiB of them.
+    /// let notebooks = Repository::<Notebook, _>::new(MemoryStore::new())
+    ///     .with_cache_budget(10_000, 64 << 20)?;
+    /// let id = notebooks.create(Noted { text: "first".into() }).await?;
+    /// assert_eq!(notebooks.cached_version(id), Some(1));
+    ///
+    /// // A budget too small for one notebook is a configuration error.
+    /// let refused = Repository::<Notebook, _>::new(MemoryStore::new()).with_cache_budget(10, 8);
+    /// assert!(matches!(refused, Err(eventsource_core::Error::Config { backend: "cache", .. })));
+    /// # Ok::<_, eventsource_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn with_cache_budget(mut self, capacity: usize, max_bytes: usize) -> Result<Self>
+    where
+        A: Clone,
+    {
+        self.cache = match NonZeroUsize::new(max_bytes) {
+            Some(max_bytes) if capacity > 0 => {
+                Some(Box::new(ShardedCache::<A>::by_entries_and_bytes(
+                    capacity,
+                    max_bytes,
+                    A::NAME,
+                    snapshot_bytes::<A>,
+                )?))
+            }
+            _ => None,
+        };
+        Ok(self)
     }
 
     /// The version of the aggregate's state in the cache, if it is cached.
