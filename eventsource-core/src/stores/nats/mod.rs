@@ -72,6 +72,7 @@
 //! messages only) delivers a notice for each stored event.
 
 mod append;
+mod batch;
 mod claim;
 mod log;
 mod message;
@@ -119,6 +120,8 @@ struct Inner {
     subjects: Subjects,
     /// Whether the server and the events stream take atomic batches.
     atomic: bool,
+    /// Batched reads through direct get, where the server and the events stream have them.
+    direct: Option<batch::DirectGet>,
     /// The largest message the server takes.
     max_payload: usize,
     server_version: String,
