@@ -223,7 +223,10 @@ impl Cursor {
             if message.sequence <= expected_above {
                 return Err(Error::backend(
                     BACKEND,
-                    format!("reading messages on `{}` from sequence {from}", self.subject),
+                    format!(
+                        "reading messages on `{}` from sequence {from}",
+                        self.subject
+                    ),
                     format!(
                         "the server sent sequence {} after {expected_above}: not in order",
                         message.sequence

@@ -236,16 +236,14 @@ impl NatsOptions {
                     error,
                 )
             })?;
-            events = self.stream(context, events.cached_info().config.clone()).await?;
+            events = self
+                .stream(context, events.cached_info().config.clone())
+                .await?;
         }
-        let get = events
-            .cached_info()
-            .config
-            .allow_direct
-            .then(|| DirectGet {
-                subject: format!("$JS.API.DIRECT.GET.{name}"),
-                timeout: self.request_timeout,
-            });
+        let get = events.cached_info().config.allow_direct.then(|| DirectGet {
+            subject: format!("$JS.API.DIRECT.GET.{name}"),
+            timeout: self.request_timeout,
+        });
         Ok(WithDirectGet {
             stream: events,
             get,
