@@ -4,10 +4,10 @@
 //!
 //! A replica applies the stream's Raft log in order, so what one holds is a prefix of the log,
 //! and a batch is every message on the subject from the asked sequence up to that replica's
-//! end (or the batch size): never a gap, but possibly short when the replica lags. The readers
-//! ([`read`](super::read), [`log`](super::log)) therefore take a batch that says its replica
-//! has nothing more (`Nats-Num-Pending: 0` at the end of batch, or no message at all) as
-//! "ask the leader", never as "the end": see [`Inner::next_from_leader`](super::Inner).
+//! end (or the batch size): never a gap, but possibly short when the replica lags. A
+//! [`Cursor`], which the readers ([`read`](super::read), [`log`](super::log)) use, therefore
+//! takes a batch that says its replica has nothing more (`Nats-Num-Pending: 0` at the end of
+//! batch, or no message at all) as "ask the leader", never as "the end".
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub(super) struct DirectGet {
 
 impl Inner {
     /// Up to `size` messages on `subject` from sequence `from` on, from whichever replica
-    /// answers. Only called when [`Inner::direct`] is set.
+    /// answers. Only called when the store has batched reads (`Inner::direct`).
     pub(super) async fn direct_batch(
         &self,
         direct: &DirectGet,
