@@ -11,7 +11,7 @@ use std::time::Duration;
 use eventsource_core::stores::nats::NatsStore;
 use eventsource_core::testing::conformance;
 use eventsource_core::{
-    AppendBatch, Error, EventStore, NewEvent, Position, StreamAppend, StreamRange, Uuid,
+    AppendBatch, Error, EventStore, LogQuery, NewEvent, Position, StreamAppend, StreamRange, Uuid,
 };
 use futures_util::TryStreamExt;
 
@@ -197,6 +197,19 @@ async fn an_old_server_refuses_what_it_cannot_write_atomically() {
     let other = Uuid::now_v7();
     let position = store.append(opening("Account", id)).await.unwrap();
     assert_eq!(store.last_position().await.unwrap(), position);
+    // No batched direct get before 2.11: reads ask the leader per event, and still work.
+    assert!(!store.batched_reads(), "{}", store.server_version());
+    let read: Vec<_> = store
+        .read_stream(id, StreamRange::all())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [position]
+    );
+    let page = store.read_log(LogQuery::from_start(10)).await.unwrap();
+    assert_eq!(page.events.len(), 1);
     let refused = [
         AppendBatch::single_in("Account", id, 1, vec![event("A"), event("B")]),
         AppendBatch::single_in("Account", id, 1, vec![event("A")]).tracked("t", Position::new(1)),
@@ -229,4 +242,336 @@ async fn an_old_server_refuses_what_it_cannot_write_atomically() {
     assert_eq!(store.stream_version(other).await.unwrap(), 0);
     assert_eq!(store.last_position().await.unwrap(), position);
     store.destroy().await.unwrap();
+}
+
+/// `events` events named `Even`/`Odd` by version, appended to `id` in category `Long` in atomic
+/// batches of at most 600, with one event of another stream of the same category between them
+/// (so the stream's subject filter has something to skip).
+async fn long_stream(store: &NatsStore, id: Uuid, events: u64) {
+    let other = Uuid::now_v7();
+    let mut version = 0;
+    let mut other_version = 0;
+    while version < events {
+        let count = (events - version).min(600);
+        let batch = (version + 1..=version + count)
+            .map(|v| event(if v % 2 == 0 { "Even" } else { "Odd" }))
+            .collect();
+        store
+            .append(AppendBatch::single_in("Long", id, version, batch))
+            .await
+            .unwrap();
+        version += count;
+        store
+            .append(AppendBatch::single_in(
+                "Long",
+                other,
+                other_version,
+                vec![event("Other")],
+            ))
+            .await
+            .unwrap();
+        other_version += 1;
+    }
+}
+
+fn versions(events: &[eventsource_core::StoredEvent]) -> Vec<u64> {
+    events.iter().map(|event| event.version).collect()
+}
+
+/// Reads of more events than one batch (500): whole, from a version, up to a version, with a
+/// limit, backwards, and the log in pages with category and name filters, on the single server
+/// and on the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_longer_than_one_batch() {
+    for servers in [Servers::single().await, Servers::cluster().await] {
+        let Some(servers) = servers else {
+            return;
+        };
+        let store = servers.store("long").await;
+        assert!(
+            store.batched_reads(),
+            "nats-server {}",
+            store.server_version()
+        );
+        let id = Uuid::now_v7();
+        long_stream(&store, id, 1234).await;
+        let read = |range: StreamRange| {
+            let store = store.clone();
+            async move {
+                store
+                    .read_stream(id, range)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            versions(&read(StreamRange::all()).await),
+            (1..=1234).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            versions(&read(StreamRange::all().from(100).to(1100)).await),
+            (100..=1100).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            versions(&read(StreamRange::all().from(700).limit(520)).await),
+            (700..=1219).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            versions(&read(StreamRange::all().backwards().limit(510)).await),
+            (725..=1234).rev().collect::<Vec<_>>()
+        );
+        // The log of the category in pages of 700: the stream's events and the other stream's
+        // three, in position order, each once.
+        let mut log = Vec::new();
+        let mut after = Position::new(0);
+        loop {
+            let page = store
+                .read_log(LogQuery::after(after, 700).categories(["Long"]))
+                .await
+                .unwrap();
+            if page.events.is_empty() {
+                break;
+            }
+            after = page.next;
+            log.extend(page.events);
+        }
+        assert_eq!(log.len(), 1234 + 3);
+        assert!(log.windows(2).all(|w| w[0].position < w[1].position));
+        assert_eq!(
+            versions(
+                &log.iter()
+                    .filter(|event| event.stream_id == id)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            ),
+            (1..=1234).collect::<Vec<_>>()
+        );
+        // Only the `Even` events, in one page bigger than the batch.
+        let even = store
+            .read_log(LogQuery::from_start(1000).names(["Even"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            versions(&even.events),
+            (1..=1234).filter(|v| v % 2 == 0).collect::<Vec<_>>()
+        );
+        servers.finish().await;
+    }
+}
+
+/// Another connection to `store` through one node of the cluster only, so that its batched
+/// reads are answered by that node's replica (a follower when that node does not lead).
+async fn through_node(url: &str, store: &NatsStore) -> NatsStore {
+    NatsStore::options(url)
+        .name(store.name())
+        .replicas(3)
+        .connect()
+        .await
+        .expect("connect to the store through one node")
+}
+
+/// On the cluster, while three writers append (single events and atomic batches of three), a
+/// follower pages the log through each node in turn in pages of 50: what it collects is the
+/// log read afterwards, position for position (no page skipped or repeated an event), and every
+/// stream read during the race has consecutive versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_paging_the_log_during_appends_never_skips() {
+    let Some(servers) = Servers::cluster().await else {
+        return;
+    };
+    let store = servers.store("race").await;
+    let nodes: Vec<String> = servers.urls.split(',').map(str::to_owned).collect();
+    let mut readers = Vec::new();
+    for url in &nodes {
+        readers.push(through_node(url, &store).await);
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..3u64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let id = Uuid::now_v7();
+            let mut version = 0;
+            for round in 0..60u64 {
+                let count = if (round + writer) % 2 == 0 { 1 } else { 3 };
+                let batch = (0..count).map(|_| event("Raced")).collect();
+                store
+                    .append(AppendBatch::single_in("Race", id, version, batch))
+                    .await
+                    .unwrap();
+                version += count;
+            }
+            (id, version)
+        }));
+    }
+    let follower = {
+        let readers = readers.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = Position::new(0);
+            let mut turn = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let reader = &readers[turn % readers.len()];
+                turn += 1;
+                let page = reader.read_log(LogQuery::after(after, 50)).await.unwrap();
+                let empty = page.events.is_empty();
+                assert!(page.next >= after);
+                after = page.next;
+                seen.extend(page.events.into_iter().map(|event| event.position));
+                if finished && empty {
+                    return (seen, turn);
+                }
+            }
+        })
+    };
+    let streams = {
+        let reader = readers[nodes.len() - 1].clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                // A stream read racing the appends: its versions follow each other (the store
+                // checks, `Error::Corrupt` otherwise).
+                let log = reader.read_log(LogQuery::from_start(1)).await.unwrap();
+                if let Some(first) = log.events.first() {
+                    let events: Vec<_> = reader
+                        .read_stream(first.stream_id, StreamRange::all())
+                        .try_collect()
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        versions(&events),
+                        (1..=events.len() as u64).collect::<Vec<_>>()
+                    );
+                    reads += 1;
+                }
+            }
+            reads
+        })
+    };
+    let mut written = Vec::new();
+    for writer in writers {
+        written.push(writer.await.unwrap());
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (seen, pages) = follower.await.unwrap();
+    let stream_reads = streams.await.unwrap();
+    let mut log = Vec::new();
+    let mut after = Position::new(0);
+    loop {
+        let page = store.read_log(LogQuery::after(after, 1000)).await.unwrap();
+        if page.events.is_empty() {
+            break;
+        }
+        after = page.next;
+        log.extend(page.events.into_iter().map(|event| event.position));
+    }
+    let total: u64 = written.iter().map(|(_, version)| version).sum();
+    assert_eq!(log.len() as u64, total);
+    assert_eq!(
+        seen, log,
+        "the follower's pages skipped or repeated an event"
+    );
+    for (id, version) in written {
+        let events: Vec<_> = store
+            .read_stream(id, StreamRange::all())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(versions(&events), (1..=version).collect::<Vec<_>>());
+    }
+    println!(
+        "{total} events; the follower read them in {pages} pages; {stream_reads} racing stream reads"
+    );
+    servers.finish().await;
+}
+
+/// Read-your-writes through followers: after each acknowledged append (through any node), a
+/// stream read and a log read through each node's own connection (answered by that node's
+/// replica, two of them followers) include it. A plain direct get of the new message through
+/// the same nodes shows how often a replica had not applied it yet: those are the reads the
+/// store must finish at the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_acknowledged_append_is_read_back_through_every_node() {
+    let Some(servers) = Servers::cluster().await else {
+        return;
+    };
+    let store = servers.store("ryw").await;
+    let nodes: Vec<String> = servers.urls.split(',').map(str::to_owned).collect();
+    let mut readers = Vec::new();
+    let mut raw = Vec::new();
+    for url in &nodes {
+        readers.push(through_node(url, &store).await);
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        let stream = async_nats::jetstream::new(client)
+            .get_stream(store.name())
+            .await
+            .unwrap();
+        raw.push(stream);
+    }
+    // Other writers keep the replicas busy, so that they are sometimes behind.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let store = store.clone();
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let id = Uuid::now_v7();
+            let mut version = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let batch = (0..20).map(|_| event("Load")).collect();
+                store
+                    .append(AppendBatch::single_in("Load", id, version, batch))
+                    .await
+                    .unwrap();
+                version += 20;
+            }
+        }));
+    }
+    let id = Uuid::now_v7();
+    let mut not_yet_on_a_replica = 0;
+    for version in 0..150u64 {
+        let before = store.last_position().await.unwrap();
+        let position = store
+            .append(AppendBatch::single_in(
+                "Ryw",
+                id,
+                version,
+                vec![event("Wrote")],
+            ))
+            .await
+            .unwrap();
+        for (reader, raw) in readers.iter().zip(&raw) {
+            if raw.direct_get(position.get()).await.is_err() {
+                not_yet_on_a_replica += 1;
+            }
+            let events: Vec<_> = reader
+                .read_stream(id, StreamRange::all())
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(events.len() as u64, version + 1);
+            assert_eq!(events.last().map(|event| event.position), Some(position));
+            let page = reader
+                .read_log(LogQuery::after(before, 1000).categories(["Ryw"]))
+                .await
+                .unwrap();
+            assert!(
+                page.events.iter().any(|event| event.position == position),
+                "the log read after the append lacks it: {page:?}"
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for writer in load {
+        writer.await.unwrap();
+    }
+    println!(
+        "{not_yet_on_a_replica} of {} direct gets right after an acknowledgement found no message",
+        150 * nodes.len()
+    );
+    servers.finish().await;
 }

@@ -3,15 +3,16 @@
 
 use async_nats::jetstream::message::StreamMessage;
 
+use super::batch::{BATCH_MESSAGES, Cursor};
 use super::read::Get;
 use super::{BACKEND, Inner};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
 use crate::persistence::record::{LogPage, LogQuery};
 
-/// One subject filter's reader: the next message on it not yet looked at.
+/// One subject filter's reader: its cursor and the next message on it not yet merged.
 struct Head {
-    subject: String,
+    cursor: Cursor,
     next: Option<StreamMessage>,
 }
 
@@ -39,11 +40,19 @@ impl Inner {
         };
         subjects.sort();
         subjects.dedup();
-        let from = query.after.get() + 1;
+        // With a name filter, an unknown share of the messages is skipped: read full batches.
+        let wanted = |taken: usize| {
+            if query.names.is_empty() {
+                query.limit.saturating_sub(taken)
+            } else {
+                BATCH_MESSAGES
+            }
+        };
         let mut heads = Vec::with_capacity(subjects.len());
         for subject in subjects {
-            let next = self.next_on(&subject, from, end).await?;
-            heads.push(Head { subject, next });
+            let mut cursor = Cursor::new(subject, query.after.get(), Some(end));
+            let next = cursor.next(self, wanted(0)).await?;
+            heads.push(Head { cursor, next });
         }
         loop {
             // The head with the lowest sequence is the next message of the filtered log.
@@ -58,9 +67,6 @@ impl Inner {
             let Some(message) = head.next.take() else {
                 continue;
             };
-            head.next = self
-                .next_on(&head.subject, message.sequence + 1, end)
-                .await?;
             let event = Self::event(&message)?;
             page.next = event.position;
             if query.names.is_empty() || query.names.contains(&event.name) {
@@ -69,6 +75,7 @@ impl Inner {
                     return Ok(page);
                 }
             }
+            head.next = head.cursor.next(self, wanted(page.events.len())).await?;
         }
     }
 
@@ -79,17 +86,6 @@ impl Inner {
                 .await?
                 .map_or(0, |message| message.sequence),
         ))
-    }
-
-    /// The next message on `subject` at or after `from`, if it is at most `end`.
-    async fn next_on(&self, subject: &str, from: u64, end: u64) -> Result<Option<StreamMessage>> {
-        if from > end {
-            return Ok(None);
-        }
-        Ok(self
-            .get(&self.events, Get::Next { subject, from })
-            .await?
-            .filter(|message| message.sequence <= end))
     }
 
     /// The sequence of the events stream's last message (an event or a tracking record).

@@ -51,12 +51,34 @@
 //!
 //! # Reads, and why a follower never skips
 //!
-//! Reads ask the stream's leader (`STREAM.MSG.GET`), never a replica that may lag, so a read
-//! sees every append acknowledged before it. JetStream stores a stream's messages in sequence
-//! order and applies a batch as one entry, so what a reader can see is always a prefix of the
-//! log: [`EventStore::read_log`] first takes the stream's last sequence, then reads up to it,
-//! and a page that is not full says the next read starts there. Each event of a read is one
-//! request (`next_by_subj` from the last sequence read), so reads cost a round trip per event.
+//! A read takes many events per request: a **batched direct get** (`$JS.API.DIRECT.GET.NAME`
+//! with `next_by_subj` and `batch`, up to 500 messages or 4 MiB; nats-server 2.11 and the
+//! events stream's `allow_direct`, which the store sets, also on a store created before). Any
+//! replica may answer a direct get, including a follower that has not applied the newest
+//! appends yet. That can neither skip nor hide an event, because:
+//!
+//! - A replica applies the stream's Raft log in order (an atomic batch as one entry), so what
+//!   it holds is a prefix of the log, and a batch is *every* message on the subject from the
+//!   asked sequence up to that replica's end: a lagging replica answers short, never with a gap.
+//!   Each batch starts right after the last message read, whichever replica answered it.
+//! - A short answer is never taken as the end. When a replica says it has nothing more (its
+//!   end-of-batch `Nats-Num-Pending` is 0, or it has no message at all), the next request goes
+//!   to the stream's **leader** (`STREAM.MSG.GET`, `next_by_subj`), which has applied every
+//!   acknowledged append: if the leader has nothing more either, the read ends; if it has, the
+//!   replica lagged, and the read goes on from that message (in batches again). So every read
+//!   ends with the leader's word, and sees every append acknowledged before it started
+//!   (read-your-writes, also on replicas 3 through a follower's node).
+//! - [`EventStore::read_log`] first takes the stream's last sequence from the leader (stream
+//!   info) and reads up to it; a page that is not full says the next read starts there. Pages
+//!   are therefore gap-free prefixes of the committed log, as before.
+//! - A stream read checks that versions follow each other ([`Error::Corrupt`](crate::Error::Corrupt)
+//!   otherwise).
+//!
+//! A stream read thus costs one batch per 500 events plus one request to the leader at its end
+//! (a stream read from a version first finds it by a binary search over sequences, a leader
+//! request per step). The **one-request-per-event path** is kept only where batches are not
+//! available: a server before 2.11 (Debian's 2.9), or a stream whose `allow_direct` the server
+//! did not take. [`NatsStore::batched_reads`] says which path a store uses.
 //!
 //! # Claims
 //!
@@ -72,6 +94,7 @@
 //! messages only) delivers a notice for each stored event.
 
 mod append;
+mod batch;
 mod claim;
 mod log;
 mod message;
@@ -119,6 +142,8 @@ struct Inner {
     subjects: Subjects,
     /// Whether the server and the events stream take atomic batches.
     atomic: bool,
+    /// Batched reads through direct get, where the server and the events stream have them.
+    direct: Option<batch::DirectGet>,
     /// The largest message the server takes.
     max_payload: usize,
     server_version: String,
@@ -159,6 +184,12 @@ impl NatsStore {
     /// [`Error::Unsupported`](crate::Error::Unsupported).
     pub fn supports_atomic_batches(&self) -> bool {
         self.inner.atomic
+    }
+
+    /// Whether reads take many events per request (batched direct get: nats-server 2.11 or
+    /// newer). Without it every event of a read is a request to the stream's leader.
+    pub fn batched_reads(&self) -> bool {
+        self.inner.direct.is_some()
     }
 
     /// The version of the server the store connected to.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
+use super::batch::{DIRECT_BATCH_SINCE, DirectGet};
 use super::subjects::{Subjects, check_name};
 use super::{BACKEND, Inner, NatsStore};
 use crate::error::{Error, Result};
@@ -154,6 +155,8 @@ impl NatsOptions {
                     description: Some("eventsource: events and tracking records".into()),
                     subjects: subjects.event_stream_subjects(),
                     allow_atomic_publish: atomic_server,
+                    // Batched reads (direct get); see the module docs on reads.
+                    allow_direct: true,
                     // Events are never deleted one by one, and a full store refuses appends
                     // rather than dropping old events.
                     deny_delete: true,
@@ -165,6 +168,9 @@ impl NatsOptions {
             .await?;
         // The server echoes the setting only if it knows it (an old server drops it).
         let atomic = atomic_server && events.cached_info().config.allow_atomic_publish;
+        let direct = self.direct_get(&context, events).await?;
+        let events = direct.stream;
+        let direct = direct.get;
         let snapshots = self
             .stream(
                 &context,
@@ -181,6 +187,7 @@ impl NatsOptions {
             store = %self.name,
             server = %info.version,
             atomic,
+            batched_reads = direct.is_some(),
             "connected to NATS JetStream"
         );
         Ok(NatsStore {
@@ -193,10 +200,53 @@ impl NatsOptions {
                 snapshots,
                 subjects,
                 atomic,
+                direct,
                 commits: CommitSignal::new(),
                 watcher: OnceLock::new(),
                 claims: tokio::sync::OnceCell::new(),
             }),
+        })
+    }
+
+    /// Batched reads on the events stream: on a server with batched direct get, a store created
+    /// before reads were batched gets `allow_direct` now (a change the server allows on a live
+    /// stream). `None` where the server is too old: reads then ask the leader per event.
+    async fn direct_get(
+        &self,
+        context: &jetstream::Context,
+        mut events: stream::Stream,
+    ) -> Result<WithDirectGet> {
+        let version = context.client().server_info().version;
+        if !version_at_least(&version, DIRECT_BATCH_SINCE) {
+            return Ok(WithDirectGet {
+                stream: events,
+                get: None,
+            });
+        }
+        let name = events.cached_info().config.name.clone();
+        if !events.cached_info().config.allow_direct {
+            let config = stream::Config {
+                allow_direct: true,
+                ..events.cached_info().config.clone()
+            };
+            context.update_stream(config).await.map_err(|error| {
+                Error::backend(
+                    BACKEND,
+                    format!("allowing direct gets on the JetStream stream `{name}`"),
+                    error,
+                )
+            })?;
+            events = self
+                .stream(context, events.cached_info().config.clone())
+                .await?;
+        }
+        let get = events.cached_info().config.allow_direct.then(|| DirectGet {
+            subject: format!("$JS.API.DIRECT.GET.{name}"),
+            timeout: self.request_timeout,
+        });
+        Ok(WithDirectGet {
+            stream: events,
+            get,
         })
     }
 
@@ -231,6 +281,12 @@ impl NatsOptions {
             )
         })
     }
+}
+
+/// The events stream as [`NatsOptions::direct_get`] left it, and how to batch reads on it.
+struct WithDirectGet {
+    stream: stream::Stream,
+    get: Option<DirectGet>,
 }
 
 /// Whether a server version string (`2.12.1`, `2.14.0-beta.2`) is at least `major.minor`.

@@ -1,4 +1,5 @@
-//! Reading messages from the stream leader, and reading one event stream.
+//! Reading single messages from the stream leader, and reading one event stream (in batches,
+//! through [`Cursor`]).
 
 use std::time::SystemTime;
 
@@ -7,6 +8,7 @@ use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
+use super::batch::{BATCH_MESSAGES, Cursor};
 use super::{BACKEND, Inner, message};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
@@ -77,21 +79,6 @@ impl Inner {
         )
     }
 
-    /// The next event of a stream after the message at `after` (sequence; 0 for the start).
-    async fn next_of_stream(&self, stream_id: Uuid, after: u64) -> Result<Option<StoredEvent>> {
-        let subject = self.subjects.stream_any_category(stream_id);
-        self.get(
-            &self.events,
-            Get::Next {
-                subject: &subject,
-                from: after + 1,
-            },
-        )
-        .await?
-        .map(|message| Self::event(&message))
-        .transpose()
-    }
-
     pub(super) fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
         if range.backwards {
             // There is no "previous message on a subject": read the range forwards, hand it
@@ -104,7 +91,7 @@ impl Inner {
             return Box::pin(
                 futures_util::stream::once(async move {
                     let mut events = Vec::new();
-                    let mut reader = StreamReader::new(stream_id, forwards);
+                    let mut reader = StreamReader::new(self, stream_id, forwards);
                     // With a limit, only the newest `limit` events of the range are needed.
                     if let Some(limit) = range.limit {
                         let last = self
@@ -125,7 +112,7 @@ impl Inner {
             );
         }
         Box::pin(futures_util::stream::unfold(
-            Some(StreamReader::new(stream_id, range)),
+            Some(StreamReader::new(self, stream_id, range)),
             move |reader| async move {
                 let mut reader = reader?;
                 match reader.next(self).await {
@@ -138,12 +125,13 @@ impl Inner {
     }
 }
 
-/// Reads a stream forwards, one event per request, checking that versions follow each other.
+/// Reads a stream forwards, in batches (see [`Cursor`]), checking that versions follow each
+/// other.
 struct StreamReader {
     stream_id: Uuid,
     range: StreamRange,
-    /// The sequence of the last message read (0 before the first).
-    after: u64,
+    /// The stream's messages (`NAME.e.*.S`) after the last one read.
+    cursor: Cursor,
     /// The version of the last event read.
     version: u64,
     handed_out: usize,
@@ -153,11 +141,11 @@ struct StreamReader {
 }
 
 impl StreamReader {
-    fn new(stream_id: Uuid, range: StreamRange) -> Self {
+    fn new(inner: &Inner, stream_id: Uuid, range: StreamRange) -> Self {
         Self {
             stream_id,
             range,
-            after: 0,
+            cursor: Cursor::new(inner.subjects.stream_any_category(stream_id), 0, None),
             version: 0,
             handed_out: 0,
             start: range.from,
@@ -175,7 +163,7 @@ impl StreamReader {
         };
         if last.version < version {
             // Nothing that far: the read ends at once.
-            self.after = last.sequence;
+            self.cursor.seek(last.sequence);
             self.version = last.version;
             return Ok(());
         }
@@ -200,7 +188,7 @@ impl StreamReader {
                 std::cmp::Ordering::Less => lo = found.sequence + 1,
                 std::cmp::Ordering::Greater => hi = middle.saturating_sub(1),
                 std::cmp::Ordering::Equal => {
-                    self.after = found.sequence - 1;
+                    self.cursor.seek(found.sequence - 1);
                     self.version = version - 1;
                     return Ok(());
                 }
@@ -216,6 +204,20 @@ impl StreamReader {
         })
     }
 
+    /// How many more events this read can take: the size of the next batch.
+    fn wanted(&self) -> usize {
+        let mut wanted = BATCH_MESSAGES as u64;
+        if let Some(to) = self.range.to {
+            wanted = wanted.min(to.saturating_sub(self.version));
+        }
+        if let Some(limit) = self.range.limit {
+            let before_start = self.range.from.saturating_sub(self.version + 1);
+            let left = (limit.saturating_sub(self.handed_out) as u64).saturating_add(before_start);
+            wanted = wanted.min(left);
+        }
+        usize::try_from(wanted).unwrap_or(BATCH_MESSAGES)
+    }
+
     async fn next(&mut self, inner: &Inner) -> Result<Option<StoredEvent>> {
         if !self.started {
             self.started = true;
@@ -224,12 +226,16 @@ impl StreamReader {
             }
         }
         loop {
-            if self.handed_out >= self.range.limit.unwrap_or(usize::MAX) {
+            if self.handed_out >= self.range.limit.unwrap_or(usize::MAX)
+                || self.range.to.is_some_and(|to| self.version >= to)
+            {
                 return Ok(None);
             }
-            let Some(event) = inner.next_of_stream(self.stream_id, self.after).await? else {
+            let wanted = self.wanted();
+            let Some(message) = self.cursor.next(inner, wanted).await? else {
                 return Ok(None);
             };
+            let event = Inner::event(&message)?;
             if event.version != self.version + 1 {
                 return Err(Error::Corrupt {
                     stream: self.stream_id,
@@ -240,11 +246,7 @@ impl StreamReader {
                     ),
                 });
             }
-            self.after = event.position.get();
             self.version = event.version;
-            if self.range.to.is_some_and(|to| event.version > to) {
-                return Ok(None);
-            }
             if event.version >= self.range.from {
                 self.handed_out += 1;
                 return Ok(Some(event));
