@@ -218,10 +218,10 @@ fn expected_event(streams: &[Uuid], position: u64) -> StoredEvent {
     let stream_id = streams[index];
     let mut metadata = eventsource_core::Metadata::new();
     // Some events without metadata, some sharing it with the event before, some their own.
-    if position % 4 != 0 {
+    if !position.is_multiple_of(4) {
         metadata.insert("correlation_id".into(), format!("round {version}"));
     }
-    if position % 5 == 0 {
+    if position.is_multiple_of(5) {
         metadata.insert("actor".into(), format!("actor {position}"));
     }
     StoredEvent {

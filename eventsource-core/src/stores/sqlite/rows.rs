@@ -452,7 +452,17 @@ pub(super) struct Lender {
     metadata_text: Option<Vec<u8>>,
     /// The chunk and the spans of name, metadata and category the event holds now, to skip
     /// copying (and comparing) what a row shares with the one lent before it.
-    lent: Option<(u64, Range<usize>, Option<Range<usize>>, Range<usize>)>,
+    lent: Option<Lent>,
+}
+
+/// Which chunk's row the lent event was filled from last, and where that row's name, metadata
+/// and category lie in the chunk.
+#[derive(Debug)]
+struct Lent {
+    chunk: u64,
+    name: Range<usize>,
+    metadata: Option<Range<usize>>,
+    category: Range<usize>,
 }
 
 impl Lender {
@@ -497,10 +507,10 @@ impl Lender {
             })
         };
         let (same_name, same_metadata, same_category) = match &self.lent {
-            Some((serial, name, metadata, category)) if *serial == chunk.serial => (
-                *name == row.name,
-                *metadata == row.metadata,
-                *category == row.category,
+            Some(lent) if lent.chunk == chunk.serial => (
+                lent.name == row.name,
+                lent.metadata == row.metadata,
+                lent.category == row.category,
             ),
             _ => (false, false, false),
         };
@@ -555,12 +565,12 @@ impl Lender {
         event
             .payload
             .extend_from_slice(&chunk.bytes[row.payload.clone()]);
-        self.lent = Some((
-            chunk.serial,
-            row.name.clone(),
-            row.metadata.clone(),
-            row.category.clone(),
-        ));
+        self.lent = Some(Lent {
+            chunk: chunk.serial,
+            name: row.name.clone(),
+            metadata: row.metadata.clone(),
+            category: row.category.clone(),
+        });
         Ok(event)
     }
 }
