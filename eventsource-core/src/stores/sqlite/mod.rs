@@ -35,7 +35,11 @@
 //!   locked.
 //! - **Reads.** A stream is read in chunks of at most 1024 events (or 8 MiB of payloads), the
 //!   next chunk fetched while the caller consumes the current one, so replaying a stream of any
-//!   length holds a bounded amount of memory.
+//!   length holds a bounded amount of memory. A stream's events are one range of a covering
+//!   index ordered by stream and version (schema version 5), however their appends interleaved
+//!   with other streams'; the table itself stays in log order. A replay
+//!   ([`EventStore::visit_stream`]) is lent each row through one reused event, with no
+//!   allocation per event.
 //! - **One active runner per projection or process.** A projector with [`SqliteWork`], or a
 //!   process manager, takes its component's [`SqliteClaim`] first: a lease row in
 //!   `<events>_projection_leases`, renewed every quarter of the lease while it runs. Runners of
@@ -80,10 +84,10 @@ use crate::persistence::position::Position;
 use crate::persistence::record::{
     AppendBatch, LogPage, LogQuery, Metadata, Snapshot, StoredEvent, StreamRange,
 };
-use crate::persistence::store::{EventStore, EventStream};
+use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
 use crate::persistence::wake::{CommitSignal, WakeUps};
 use options::Location;
-use rows::BadRow;
+use rows::{BadRow, Lender, RowChunk};
 use schema::Sql;
 
 /// The backend name in errors.
@@ -497,36 +501,34 @@ impl Shared {
             let mut rows = statement
                 .query(params![&*id, lo, hi, clamp(limit as u64)])
                 .map_err(self.failed(Lazy(&doing)))?;
-            let mut events = Vec::with_capacity(limit.min(1 << 16));
+            let mut chunk = RowChunk::new(stream, limit.min(1 << 16));
             let mut bytes = 0;
             let mut cut = false;
             loop {
                 // A bad row ends the chunk: the events before it are still delivered.
-                let event = match rows.next() {
-                    Ok(Some(row)) => rows::stream_event(row, stream),
+                let pushed = match rows.next() {
+                    Ok(Some(row)) => chunk.push(row),
                     Ok(None) => break,
                     Err(e) => Err(self.failed(Lazy(&doing))(e)),
                 };
-                let event = match event {
-                    Ok(event) => event,
+                match pushed {
+                    Ok(payload) => bytes += payload,
                     Err(error) => {
                         return Ok(Chunk {
-                            events,
+                            rows: chunk,
                             exhausted: true,
                             error: Some(error),
                         });
                     }
-                };
-                bytes += event.payload.len();
-                events.push(event);
+                }
                 if bytes >= READ_CHUNK_BYTES {
                     cut = true;
                     break;
                 }
             }
-            let exhausted = !cut && events.len() < limit;
+            let exhausted = !cut && chunk.len() < limit;
             Ok(Chunk {
-                events,
+                rows: chunk,
                 exhausted,
                 error: None,
             })
@@ -643,18 +645,20 @@ impl<F: Fn() -> String> fmt::Display for Lazy<F> {
 
 /// One chunk of a stream read.
 struct Chunk {
-    events: Vec<StoredEvent>,
+    rows: RowChunk,
     /// The query returned fewer rows than asked for: nothing more to read.
     exhausted: bool,
-    /// A row after `events` could not be read; the read ends with this error.
+    /// A row after `rows` could not be read; the read ends with this error.
     error: Option<Error>,
 }
 
 /// The state of a stream read between polls.
 struct Reading {
     read: StreamRead,
-    /// The fetched events not yet handed out.
-    buffer: std::vec::IntoIter<StoredEvent>,
+    /// The fetched rows not yet handed out: the chunk and the next row's index.
+    buffer: Option<(RowChunk, usize)>,
+    /// Builds each handed-out event (a copy of the one it lends).
+    lender: Lender,
     /// The error to hand out after `buffer`.
     error: Option<Error>,
     /// The next chunk, being fetched.
@@ -671,8 +675,22 @@ impl futures_core::Stream for Reading {
         use std::task::Poll;
         let this = &mut *self;
         loop {
-            if let Some(event) = this.buffer.next() {
-                return Poll::Ready(Some(Ok(event)));
+            if let Some((rows, next)) = &mut this.buffer {
+                if *next < rows.len() {
+                    let index = *next;
+                    *next += 1;
+                    match this.lender.lend(rows, index) {
+                        Ok(event) => return Poll::Ready(Some(Ok(event.clone()))),
+                        Err(error) => {
+                            this.read.done = true;
+                            this.pending = None;
+                            this.buffer = None;
+                            this.error = None;
+                            return Poll::Ready(Some(Err(error)));
+                        }
+                    }
+                }
+                this.buffer = None;
             }
             if let Some(error) = this.error.take() {
                 this.read.done = true;
@@ -700,7 +718,7 @@ impl futures_core::Stream for Reading {
                     Error::backend(BACKEND, "running a database call on the blocking pool", e)
                 })
                 .and_then(|chunk| chunk);
-            let mut chunk = match chunk {
+            let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(error) => {
                     this.read.done = true;
@@ -713,10 +731,35 @@ impl futures_core::Stream for Reading {
                 // start it shows up when it is started again.
                 this.pending = this.read.fetch().ok();
             }
-            this.error = chunk.error.take();
-            this.buffer = chunk.events.into_iter();
+            this.error = chunk.error;
+            this.buffer = Some((chunk.rows, 0));
         }
     }
+}
+
+/// Replays a stream for [`EventStore::visit_stream`]: each chunk is read on the blocking pool
+/// (the next one while the visitor works through the current one) and its rows are lent to the
+/// visitor through one reused event, with no copy of an owned event per row.
+async fn visit_rows(mut read: StreamRead, visit: &mut StreamVisitor<'_>) -> Result<()> {
+    let mut lender = Lender::new(read.stream);
+    let mut pending = if read.done { None } else { Some(read.fetch()?) };
+    while let Some(handle) = pending.take() {
+        let chunk = joined(handle).await?;
+        read.advance(&chunk);
+        // Fetching the next chunk can only fail to start outside a runtime, and this runs in
+        // one; if it does fail, it fails after the chunk in hand is visited.
+        let next = if read.done { None } else { Some(read.fetch()) };
+        for index in 0..chunk.rows.len() {
+            if visit(lender.lend(&chunk.rows, index)?)?.is_break() {
+                return Ok(());
+            }
+        }
+        if let Some(error) = chunk.error {
+            return Err(error);
+        }
+        pending = next.transpose()?;
+    }
+    Ok(())
 }
 
 /// Where a stream read has got to.
@@ -757,9 +800,9 @@ impl StreamRead {
 
     /// Moves past a fetched chunk.
     fn advance(&mut self, chunk: &Chunk) {
-        self.remaining = self.remaining.saturating_sub(chunk.events.len());
-        if let Some(last) = chunk.events.last() {
-            let version = clamp(last.version);
+        self.remaining = self.remaining.saturating_sub(chunk.rows.len());
+        if let Some(last) = chunk.rows.last_version() {
+            let version = clamp(last);
             if self.backwards {
                 self.hi = version - 1;
             } else {
@@ -767,7 +810,7 @@ impl StreamRead {
             }
         }
         self.done =
-            chunk.exhausted || chunk.events.is_empty() || self.remaining == 0 || self.lo > self.hi;
+            chunk.exhausted || chunk.rows.is_empty() || self.remaining == 0 || self.lo > self.hi;
     }
 }
 
@@ -790,10 +833,21 @@ impl EventStore for SqliteStore {
         let read = StreamRead::new(Arc::clone(&self.shared), stream_id, range);
         Box::pin(Reading {
             read,
-            buffer: Vec::new().into_iter(),
+            buffer: None,
+            lender: Lender::new(stream_id),
             error: None,
             pending: None,
         })
+    }
+
+    async fn visit_stream(
+        &self,
+        stream_id: Uuid,
+        range: StreamRange,
+        visit: &mut StreamVisitor<'_>,
+    ) -> Result<()> {
+        let read = StreamRead::new(Arc::clone(&self.shared), stream_id, range);
+        visit_rows(read, visit).await
     }
 
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {

@@ -77,6 +77,11 @@ impl TableNames {
         format!("{}_migrations", self.events)
     }
 
+    /// The covering index a stream read walks (schema version 5).
+    pub(super) fn events_by_stream(&self) -> String {
+        format!("{}_by_stream", self.events)
+    }
+
     /// The table of projection claims (see [`SqliteClaim`](super::SqliteClaim)).
     pub(super) fn leases(&self) -> String {
         format!("{}_projection_leases", self.events)

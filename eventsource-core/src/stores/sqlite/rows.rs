@@ -1,5 +1,13 @@
 //! Turning rows back into records, with a typed error (never a panic) for anything malformed.
+//!
+//! The log's rows become owned [`StoredEvent`]s one by one ([`log_event`]). A stream's rows are
+//! read a chunk at a time into a [`RowChunk`], one buffer for all their bytes, and a [`Lender`]
+//! lends them one at a time through one reused event: a replay
+//! ([`visit_stream`](crate::EventStore::visit_stream)) allocates nothing per event, and
+//! [`read_stream`](crate::EventStore::read_stream) clones what it is lent.
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::Row;
@@ -171,27 +179,6 @@ fn schema_version(row: &Row<'_>, index: usize, at: At, key: Option<i64>) -> Resu
     })
 }
 
-/// A row of `position, version, name, schema_version, payload, metadata, recorded_at` from a
-/// known stream.
-pub(super) fn stream_event(row: &Row<'_>, stream_id: Uuid) -> Result<StoredEvent> {
-    let at = At::Stream(stream_id);
-    let version_raw = integer(row, 1, "version", at, None)?;
-    let key = Some(version_raw);
-    let version = unsigned(row, 1, "version", at, key)?;
-    Ok(StoredEvent {
-        id: event_id(row, 7, stream_id, version, at, key)?,
-        stream_id,
-        category: text(row, 8, "category", at, key)?,
-        version,
-        position: Position::new(unsigned(row, 0, "position", at, key)?),
-        name: text(row, 2, "name", at, key)?,
-        schema_version: schema_version(row, 3, at, key)?,
-        payload: bytes(row, 4, "payload", at, key)?,
-        metadata: metadata(row, 5, at, key)?,
-        recorded_at: recorded_at(row, 6, at, key)?,
-    })
-}
-
 /// The `event_id` column: 16 bytes, or NULL for an event stored before events had ids.
 fn event_id(
     row: &Row<'_>,
@@ -272,4 +259,425 @@ pub(super) fn snapshot(row: &Row<'_>, stream_id: Uuid) -> Result<Snapshot> {
         state: bytes(row, 3, "state", at, key)?,
         recorded_at: recorded_at(row, 4, at, key)?,
     })
+}
+
+/// A chunk of a stream's rows: their text and blobs one after another in one buffer, and per
+/// row its fixed-size columns and where its bytes lie. Filled on a reader connection, lent out
+/// by a [`Lender`].
+#[derive(Debug)]
+pub(super) struct RowChunk {
+    /// Tells chunks apart, so that a [`Lender`] knows the spans it remembers are this chunk's.
+    serial: u64,
+    stream_id: Uuid,
+    bytes: Vec<u8>,
+    rows: Vec<RowSpan>,
+}
+
+/// One row of a [`RowChunk`].
+#[derive(Debug)]
+struct RowSpan {
+    id: Uuid,
+    version: u64,
+    position: Position,
+    schema_version: u32,
+    recorded_at: SystemTime,
+    name: Range<usize>,
+    payload: Range<usize>,
+    /// `None`: the column is NULL (no metadata).
+    metadata: Option<Range<usize>>,
+    category: Range<usize>,
+}
+
+impl RowChunk {
+    /// An empty chunk of `stream_id`'s rows, with room for `rows` of them.
+    pub(super) fn new(stream_id: Uuid, rows: usize) -> Self {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        Self {
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            stream_id,
+            // About what a small JSON event takes: name, payload, metadata and category.
+            bytes: Vec::with_capacity(rows.saturating_mul(128)),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    /// How many rows it holds.
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether it holds no rows.
+    pub(super) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The version of its last row.
+    pub(super) fn last_version(&self) -> Option<u64> {
+        self.rows.last().map(|row| row.version)
+    }
+
+    /// Appends a row of `position, version, name, schema_version, payload, metadata,
+    /// recorded_at, event_id, category` of the chunk's stream; returns its payload's length.
+    /// Text is checked for UTF-8 and metadata parsed when the row is lent.
+    pub(super) fn push(&mut self, row: &Row<'_>) -> Result<usize> {
+        let stream_id = self.stream_id;
+        let at = At::Stream(stream_id);
+        let version_raw = integer(row, 1, "version", at, None)?;
+        let key = Some(version_raw);
+        let version = unsigned(row, 1, "version", at, key)?;
+        let id = event_id(row, 7, stream_id, version, at, key)?;
+        let position = Position::new(unsigned(row, 0, "position", at, key)?);
+        let schema_version = schema_version(row, 3, at, key)?;
+        let recorded_at = recorded_at(row, 6, at, key)?;
+        let start = self.bytes.len();
+        // A stream's events mostly repeat the previous row's name, metadata (the events of one
+        // append share it) and category: those take the previous row's bytes, not a copy.
+        let previous = self
+            .rows
+            .last()
+            .map(|row| (row.name.clone(), row.metadata.clone(), row.category.clone()));
+        let (same_name, same_metadata, same_category) = match previous {
+            Some((name, metadata, category)) => (Some(name), metadata, Some(category)),
+            None => (None, None, None),
+        };
+        let name = self.append_text(row, 2, "name", same_name, at, key);
+        let payload = self.append_bytes(row, 4, "payload", at, key);
+        let metadata = self.append_metadata(row, 5, same_metadata, at, key);
+        let category = self.append_text(row, 8, "category", same_category, at, key);
+        let (name, payload, metadata, category) = match (name, payload, metadata, category) {
+            (Ok(name), Ok(payload), Ok(metadata), Ok(category)) => {
+                (name, payload, metadata, category)
+            }
+            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+                self.bytes.truncate(start);
+                return Err(e);
+            }
+        };
+        let length = payload.len();
+        self.rows.push(RowSpan {
+            id,
+            version,
+            position,
+            schema_version,
+            recorded_at,
+            name,
+            payload,
+            metadata,
+            category,
+        });
+        Ok(length)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        start..self.bytes.len()
+    }
+
+    /// `bytes`, at `same` if the chunk holds them there already, else appended.
+    fn append_unless(&mut self, bytes: &[u8], same: Option<Range<usize>>) -> Range<usize> {
+        match same {
+            Some(range) if self.bytes.get(range.clone()) == Some(bytes) => range,
+            _ => self.append(bytes),
+        }
+    }
+
+    fn append_text(
+        &mut self,
+        row: &Row<'_>,
+        index: usize,
+        column: &str,
+        same: Option<Range<usize>>,
+        at: At,
+        key: Option<i64>,
+    ) -> Result<Range<usize>> {
+        match row.get_ref(index).map_err(column_error(at, key))? {
+            ValueRef::Text(bytes) => Ok(self.append_unless(bytes, same)),
+            other => Err(bad(
+                at,
+                key,
+                format!("column `{column}` holds {}, not text", describe(other)),
+            )),
+        }
+    }
+
+    /// A BLOB column; text is accepted too, as [`bytes`] does.
+    fn append_bytes(
+        &mut self,
+        row: &Row<'_>,
+        index: usize,
+        column: &str,
+        at: At,
+        key: Option<i64>,
+    ) -> Result<Range<usize>> {
+        match row.get_ref(index).map_err(column_error(at, key))? {
+            ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Ok(self.append(bytes)),
+            other => Err(bad(
+                at,
+                key,
+                format!("column `{column}` holds {}, not a blob", describe(other)),
+            )),
+        }
+    }
+
+    fn append_metadata(
+        &mut self,
+        row: &Row<'_>,
+        index: usize,
+        same: Option<Range<usize>>,
+        at: At,
+        key: Option<i64>,
+    ) -> Result<Option<Range<usize>>> {
+        match row.get_ref(index).map_err(column_error(at, key))? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(json) => Ok(Some(self.append_unless(json, same))),
+            other => Err(bad(
+                at,
+                key,
+                format!("column `metadata` holds {}, not JSON text", describe(other)),
+            )),
+        }
+    }
+}
+
+/// Lends the rows of [`RowChunk`]s one at a time through one [`StoredEvent`] it reuses: after the
+/// first rows its strings and buffers have the capacity they need, so lending a row copies its
+/// bytes and allocates nothing. Metadata is parsed only when it differs from the previous row's
+/// (the events of one append share theirs).
+#[derive(Debug)]
+pub(super) struct Lender {
+    event: StoredEvent,
+    /// The metadata text `event.metadata` was parsed from (`{}` for none); `None` before the
+    /// first row.
+    metadata_text: Option<Vec<u8>>,
+    /// The chunk and the spans of name, metadata and category the event holds now, to skip
+    /// copying (and comparing) what a row shares with the one lent before it.
+    lent: Option<Lent>,
+}
+
+/// Which chunk's row the lent event was filled from last, and where that row's name, metadata
+/// and category lie in the chunk.
+#[derive(Debug)]
+struct Lent {
+    chunk: u64,
+    name: Range<usize>,
+    metadata: Option<Range<usize>>,
+    category: Range<usize>,
+}
+
+impl Lender {
+    /// A lender of `stream_id`'s rows.
+    pub(super) fn new(stream_id: Uuid) -> Self {
+        Self {
+            event: StoredEvent {
+                id: Uuid::nil(),
+                stream_id,
+                category: String::new(),
+                version: 0,
+                name: String::new(),
+                schema_version: 0,
+                payload: Vec::new(),
+                metadata: Metadata::new(),
+                recorded_at: SystemTime::UNIX_EPOCH,
+                position: Position::new(0),
+            },
+            metadata_text: None,
+            lent: None,
+        }
+    }
+
+    /// Row `index` of `chunk` as an event, valid until the next call.
+    pub(super) fn lend(&mut self, chunk: &RowChunk, index: usize) -> Result<&StoredEvent> {
+        let Some(row) = chunk.rows.get(index) else {
+            return Err(bad(
+                At::Stream(chunk.stream_id),
+                None,
+                format!("no row {index} in a chunk of {} rows", chunk.rows.len()),
+            ));
+        };
+        let at = At::Stream(chunk.stream_id);
+        let key = Some(clamp_version(row.version));
+        let text = |range: &Range<usize>, column: &str| {
+            std::str::from_utf8(&chunk.bytes[range.clone()]).map_err(|_| {
+                bad(
+                    at,
+                    key,
+                    format!("column `{column}` holds text that is not valid UTF-8"),
+                )
+            })
+        };
+        let (same_name, same_metadata, same_category) = match &self.lent {
+            Some(lent) if lent.chunk == chunk.serial => (
+                lent.name == row.name,
+                lent.metadata == row.metadata,
+                lent.category == row.category,
+            ),
+            _ => (false, false, false),
+        };
+        self.lent = None;
+        let name = if same_name {
+            None
+        } else {
+            Some(text(&row.name, "name")?)
+        };
+        let category = if same_category {
+            None
+        } else {
+            Some(text(&row.category, "category")?)
+        };
+        let metadata: &[u8] = match &row.metadata {
+            Some(range) => &chunk.bytes[range.clone()],
+            None => b"{}",
+        };
+        if !same_metadata && self.metadata_text.as_deref() != Some(metadata) {
+            let parsed = if metadata == b"{}" {
+                Metadata::new()
+            } else {
+                serde_json::from_slice(metadata).map_err(|e| {
+                    bad(
+                        at,
+                        key,
+                        format!("column `metadata` is not a JSON object of strings: {e}"),
+                    )
+                })?
+            };
+            self.event.metadata = parsed;
+            let kept = self.metadata_text.get_or_insert_with(Vec::new);
+            kept.clear();
+            kept.extend_from_slice(metadata);
+        }
+        let event = &mut self.event;
+        event.stream_id = chunk.stream_id;
+        event.id = row.id;
+        event.version = row.version;
+        event.position = row.position;
+        event.schema_version = row.schema_version;
+        event.recorded_at = row.recorded_at;
+        if let Some(name) = name {
+            event.name.clear();
+            event.name.push_str(name);
+        }
+        if let Some(category) = category {
+            event.category.clear();
+            event.category.push_str(category);
+        }
+        event.payload.clear();
+        event
+            .payload
+            .extend_from_slice(&chunk.bytes[row.payload.clone()]);
+        self.lent = Some(Lent {
+            chunk: chunk.serial,
+            name: row.name.clone(),
+            metadata: row.metadata.clone(),
+            category: row.category.clone(),
+        });
+        Ok(event)
+    }
+}
+
+/// A version as the signed integer errors name it.
+fn clamp_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    /// Rows of `position, version, name, schema_version, payload, metadata, recorded_at,
+    /// event_id, category`, pushed into one chunk; the error of each row that fails to push.
+    fn chunk_of(rows: &str) -> (RowChunk, Vec<String>) {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut statement = conn.prepare(&format!("SELECT * FROM ({rows})")).unwrap();
+        let mut query = statement.query([]).unwrap();
+        let mut chunk = RowChunk::new(Uuid::from_u128(7), 2);
+        let mut failed = Vec::new();
+        while let Some(row) = query.next().unwrap() {
+            if let Err(error) = chunk.push(row) {
+                failed.push(error.to_string());
+            }
+        }
+        (chunk, failed)
+    }
+
+    #[test]
+    fn a_lent_row_carries_its_own_columns_never_the_previous_rows() {
+        let (chunk, failed) = chunk_of(
+            "VALUES (1, 1, 'Opened', 1, CAST('{}' AS BLOB), '{\"actor\":\"ada\"}', 5, NULL, 'Account'),
+                    (2, 2, 'Deposited', 3, x'01', '{\"actor\":\"ada\"}', 6, x'000102030405060708090a0b0c0d0e0f', 'Account'),
+                    (3, 3, 'Opened', 1, x'', NULL, 7, NULL, ''),
+                    (4, 4, 'Closed', 1, x'02', '{\"actor\":\"bob\"}', 8, NULL, 'Account'),
+                    (5, 5, CAST(x'ff' AS TEXT), 1, x'', NULL, 9, NULL, ''),
+                    (6, 6, 'Opened', 1, x'', 42, 10, NULL, ''),
+                    (7, 7, 'Opened', 1, x'', '[1]', 11, NULL, '')",
+        );
+        assert_eq!(chunk.len(), 6, "{failed:?}");
+        assert_eq!(failed.len(), 1);
+        assert!(
+            failed[0].contains("column `metadata` holds the integer 42, not JSON text"),
+            "{}",
+            failed[0]
+        );
+        assert_eq!(chunk.last_version(), Some(7));
+        let stream = Uuid::from_u128(7);
+        let mut lender = Lender::new(stream);
+        let actor = |who: &str| Metadata::from([("actor".to_owned(), who.to_owned())]);
+        let expected = [
+            (1, "Opened", 1, &b"{}"[..], actor("ada"), "Account"),
+            (2, "Deposited", 3, &[1][..], actor("ada"), "Account"),
+            (3, "Opened", 1, &[][..], Metadata::new(), ""),
+            (4, "Closed", 1, &[2][..], actor("bob"), "Account"),
+        ];
+        for (index, (version, name, schema, payload, metadata, category)) in
+            expected.into_iter().enumerate()
+        {
+            let event = lender.lend(&chunk, index).unwrap();
+            assert_eq!(
+                (
+                    event.stream_id,
+                    event.version,
+                    event.position,
+                    event.name.as_str(),
+                    event.schema_version,
+                    event.payload.as_slice(),
+                    &event.metadata,
+                    event.category.as_str()
+                ),
+                (
+                    stream,
+                    version,
+                    Position::new(version),
+                    name,
+                    schema,
+                    payload,
+                    &metadata,
+                    category
+                )
+            );
+            let id = if version == 2 {
+                Uuid::from_u128(0x000102030405060708090a0b0c0d0e0f)
+            } else {
+                legacy_event_id(stream, version)
+            };
+            assert_eq!(event.id, id);
+            assert_eq!(
+                event.recorded_at,
+                time_from_micros(version as i64 + 4).unwrap()
+            );
+        }
+        let name = lender.lend(&chunk, 4).unwrap_err().to_string();
+        assert!(name.contains("reading version 5 of stream"), "{name}");
+        assert!(
+            name.contains("column `name` holds text that is not valid UTF-8"),
+            "{name}"
+        );
+        let metadata = lender.lend(&chunk, 5).unwrap_err().to_string();
+        assert!(
+            metadata.contains("column `metadata` is not a JSON object of strings"),
+            "{metadata}"
+        );
+        assert!(lender.lend(&chunk, 6).is_err(), "past the chunk's rows");
+    }
 }

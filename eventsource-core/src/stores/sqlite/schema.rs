@@ -12,6 +12,9 @@
 //!        recorded_at INTEGER,     -- microseconds since the Unix epoch (UTC)
 //!        event_id BLOB,           -- the event's own id, 16 bytes (NULL: stored before ids)
 //!        category TEXT)           -- the aggregate type; index (category, position)
+//!                                 -- and index events_by_stream: (stream_id, version) with
+//!                                 -- every column a stream read returns, so a stream's events
+//!                                 -- lie together however their appends interleaved
 //! snapshots(stream_id, version, aggregate, fingerprint, state BLOB, recorded_at)
 //! tracking(tracker TEXT PRIMARY KEY, position INTEGER)
 //! events_migrations(version INTEGER PRIMARY KEY, description TEXT, applied_at INTEGER)
@@ -119,6 +122,24 @@ const MIGRATIONS: &[Migration] = &[
             )
         },
     },
+    Migration {
+        version: 5,
+        description: "a covering index by stream and version, so a stream reads as one range of the index however its appends interleaved with other streams'",
+        sql: |t| {
+            let events = &t.events;
+            let by_stream = t.events_by_stream();
+            // The table stays ordered by position (the log reads it in order, category filter
+            // through its own index); this index holds a second, stream-ordered copy of every
+            // column a stream read returns. Without it a stream read walked the unique index
+            // and then fetched each row from the table: one seek per event, each on another page
+            // when streams were written at the same time. The unique index of migration 1 stays:
+            // it enforces one event per version.
+            format!(
+                "CREATE INDEX IF NOT EXISTS {by_stream} ON {events}
+                    (stream_id, version, name, schema_version, payload, metadata, recorded_at, event_id, category);"
+            )
+        },
+    },
 ];
 
 /// The schema version this build creates.
@@ -215,6 +236,9 @@ impl Sql {
             tracking,
         } = tables;
         let leases = tables.leases();
+        // Stream reads name their index: the planner could also take the unique index on
+        // (stream_id, version) and fetch each row from the table, a seek per event.
+        let by_stream = tables.events_by_stream();
         let stream_columns = "position, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
         let log_columns = "position, stream_id, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
         let filters = [
@@ -238,12 +262,12 @@ impl Sql {
                 "SELECT COALESCE(MAX(version), 0) FROM {events} WHERE stream_id = ?1"
             ),
             read_stream_forwards: format!(
-                "SELECT {stream_columns} FROM {events}
+                "SELECT {stream_columns} FROM {events} INDEXED BY {by_stream}
                  WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
                  ORDER BY version LIMIT ?4"
             ),
             read_stream_backwards: format!(
-                "SELECT {stream_columns} FROM {events}
+                "SELECT {stream_columns} FROM {events} INDEXED BY {by_stream}
                  WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
                  ORDER BY version DESC LIMIT ?4"
             ),
@@ -285,6 +309,6 @@ mod tests {
     #[test]
     fn migrations_are_in_sequence() {
         migration::assert_sequence(MIGRATIONS);
-        assert_eq!(latest_version(), 4);
+        assert_eq!(latest_version(), 5);
     }
 }
