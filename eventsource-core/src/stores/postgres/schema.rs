@@ -396,9 +396,9 @@ pub(super) struct Sql {
     pub(super) delete_tracking: String,
     /// `$1 stream` → its version (0 if unknown).
     pub(super) stream_version: String,
-    /// `$1 stream, $2 from, $3 to, $4 limit` → events oldest first.
+    /// `$1 stream, $2 from, $3 to, $4 limit` → events oldest first (without their stream id).
     pub(super) read_stream_forwards: String,
-    /// `$1 stream, $2 from, $3 to, $4 limit` → events newest first.
+    /// `$1 stream, $2 from, $3 to, $4 limit` → events newest first (without their stream id).
     pub(super) read_stream_backwards: String,
     /// `$1 after, $2 limit, $3 categories, $4 names, $5 to (inclusive)` → the greatest
     /// position below the horizon and at most `to`, then the log events below it and up to `to` (their columns after that one; no event columns
@@ -420,8 +420,13 @@ pub(super) struct Sql {
     pub(super) delete_snapshots: String,
 }
 
-/// The columns of a stored event, in the order [`super::rows::event`] reads them.
+/// The columns of a stored event, in the order [`super::rows::event_at`] reads them.
 const EVENT_COLUMNS: &str = "stream_id, version, name, schema_version, payload, metadata::text, \
+     recorded_at, position, event_id, category";
+
+/// The columns of an event of a stream being read, in the order [`super::rows::stream_event`]
+/// reads them: [`EVENT_COLUMNS`] without the stream id, which the reader knows.
+const STREAM_EVENT_COLUMNS: &str = "version, name, schema_version, payload, metadata::text, \
      recorded_at, position, event_id, category";
 
 /// The columns of a snapshot, in the order [`super::rows::snapshot`] reads them.
@@ -596,15 +601,19 @@ impl Sql {
             stream_version: format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE stream_id = $1::uuid"
             ),
+            // `LIMIT (SELECT $4)`: the planner can't see the limit, assumes a tenth of the
+            // stream's rows, and walks the primary key in order. Shown a large limit (a
+            // replay), it read a long stream's rows by bitmap and sorted them, so the first
+            // row came only after the last was read (12 ms instead of 5 for 10,000 events).
             read_stream_forwards: format!(
-                "SELECT {EVENT_COLUMNS} FROM {events} \
+                "SELECT {STREAM_EVENT_COLUMNS} FROM {events} \
                  WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
-                 ORDER BY version ASC LIMIT $4::int8"
+                 ORDER BY version ASC LIMIT (SELECT $4::int8)"
             ),
             read_stream_backwards: format!(
-                "SELECT {EVENT_COLUMNS} FROM {events} \
+                "SELECT {STREAM_EVENT_COLUMNS} FROM {events} \
                  WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
-                 ORDER BY version DESC LIMIT $4::int8"
+                 ORDER BY version DESC LIMIT (SELECT $4::int8)"
             ),
             read_log,
             last_position: format!(
