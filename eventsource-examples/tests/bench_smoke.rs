@@ -90,6 +90,9 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
         ("W2", "default"),
         ("W3", "default"),
         ("W3-large", "default"),
+        ("W3-interleaved", "write"),
+        ("W3-interleaved", "default"),
+        ("W3-interleaved", "log-read"),
         ("W4", "default"),
         ("W5", "distinct"),
         ("W5", "same"),
@@ -106,6 +109,14 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
             ("W2", "raw-one-tx"),
             ("W3", "raw-read"),
             ("W4", "raw-read"),
+            ("W3-interleaved", "raw-read"),
+            ("W3-interleaved", "raw-log-read"),
+            // The engine at its best (issue 16).
+            ("W1", "raw-best-single"),
+            ("W2", "raw-best-batch"),
+            ("W3", "raw-best-read"),
+            ("W5", "raw-best-concurrent"),
+            ("W3-interleaved", "raw-best-read"),
         ]);
     }
     for (workload, variant) in expected {
@@ -114,6 +125,7 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
             "no {workload} {variant} figure; saw {seen:?}"
         );
     }
+    check_raw_best_and_interleaved(figures, raw);
     // W1 reports the latency at 100 events of history for each variant.
     for variant in ["default", "snapshots", "cache"] {
         assert!(
@@ -159,6 +171,68 @@ fn check_figures(figures: &[Value], store: &str, raw: bool) {
     }
 }
 
+/// The figure of `workload` and `variant` (the first, if several).
+fn figure<'a>(figures: &'a [Value], workload: &str, variant: &str) -> &'a Value {
+    figures
+        .iter()
+        .find(|f| f["workload"] == workload && f["variant"] == variant)
+        .unwrap_or_else(|| panic!("no {workload} {variant} figure"))
+}
+
+/// Issue 16's rows count exactly what `--quick` sizes make: W3-interleaved's store holds 2,000
+/// events over 20 streams written round robin (100 per stream), each read of it finds all, and
+/// the raw engine at its best wrote and read as many rows as the workload beside it.
+fn check_raw_best_and_interleaved(figures: &[Value], raw: bool) {
+    let write = figure(figures, "W3-interleaved", "write");
+    assert_eq!(write["events"], 2_000, "{write}");
+    assert_eq!(write["streams"], 20, "{write}");
+    assert_eq!(write["events_per_stream"], 100, "{write}");
+    let replay = figure(figures, "W3-interleaved", "default");
+    assert_eq!(replay["events"], 100, "{replay}");
+    assert_eq!(replay["store_events"], 2_000, "{replay}");
+    assert_eq!(replay["runs"], 3, "{replay}");
+    let log = figure(figures, "W3-interleaved", "log-read");
+    assert_eq!(log["events"], 2_000, "{log}");
+    if !raw {
+        assert!(
+            !figures.iter().any(|f| f["variant"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("raw-best"))),
+            "raw-best figures on a store without a raw engine"
+        );
+        return;
+    }
+    for (workload, variant, events) in [
+        ("W1", "raw-best-single", 100),
+        ("W2", "raw-best-batch", 200),
+        ("W3", "raw-best-read", 300),
+        ("W3-interleaved", "raw-read", 100),
+        ("W3-interleaved", "raw-best-read", 100),
+        ("W3-interleaved", "raw-log-read", 2_000),
+    ] {
+        let found = figure(figures, workload, variant);
+        assert_eq!(found["events"], events, "{found}");
+    }
+    assert_eq!(
+        figure(figures, "W2", "raw-best-batch")["rows_per_transaction"],
+        10
+    );
+    assert!(figure(figures, "W3", "raw-best-read")["layout"].is_string());
+    // One concurrent figure per client count: W5's writers (4) and 16, each committing W5's
+    // commands (10) per client.
+    let mut writers: Vec<u64> = figures
+        .iter()
+        .filter(|f| f["workload"] == "W5" && f["variant"] == "raw-best-concurrent")
+        .map(|f| {
+            let n = f["writers"].as_u64().expect("a writers count");
+            assert_eq!(f["events"], n * 10, "{f}");
+            n
+        })
+        .collect();
+    writers.sort_unstable();
+    assert_eq!(writers, [4, 16]);
+}
+
 #[test]
 fn quick_run_on_the_memory_store() {
     let figures = run_bench("memory://").expect("the memory store is always reachable");
@@ -173,6 +247,45 @@ fn quick_run_on_a_sqlite_file() {
     let figures = run_bench(&format!("sqlite://{}", file.display())).expect("SQLite is embedded");
     check_figures(&figures, "sqlite", true);
     assert!(!file.exists(), "the bench removes its database afterwards");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--prefill`: the store is filled round robin before the workloads, and every figure after
+/// says how many events it held.
+#[test]
+fn prefill_before_w1_and_w3_on_a_sqlite_file() {
+    let dir =
+        std::env::temp_dir().join(format!("eventsource-bench-prefill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let file = dir.join("bench.db");
+    let more = [
+        "--only",
+        "W1,W3",
+        "--prefill",
+        "1000",
+        "--prefill-streams",
+        "10",
+    ];
+    let figures =
+        run_bench_with(&format!("sqlite://{}", file.display()), &more).expect("SQLite is embedded");
+    let prefill = figure(&figures, "prefill", "default");
+    assert_eq!(prefill["events"], 1_000, "{prefill}");
+    assert_eq!(prefill["streams"], 10, "{prefill}");
+    assert_eq!(prefill["events_per_stream"], 100, "{prefill}");
+    for workload in ["W1", "W3"] {
+        let measured: Vec<&Value> = figures
+            .iter()
+            .filter(|f| f["workload"] == workload)
+            .collect();
+        assert!(!measured.is_empty(), "no {workload} figure");
+        for f in measured {
+            assert_eq!(f["prefilled"], 1_000, "{f}");
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the directory is there")
+        .collect();
+    assert!(left.is_empty(), "the bench removes its databases: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -18,13 +18,21 @@
 //!   process live beside concurrent requesters and catching up alone, beside W2's rate (see
 //!   [`process`]);
 //!
-//! and, for SQLite and PostgreSQL, the raw engine in the same run (see [`raw`]).
+//! - **W3-interleaved** (issue 16) replay one stream of a store whose streams were written
+//!   round robin, and read that store's log in pages (see [`interleaved`]);
+//!
+//! and, for SQLite and PostgreSQL, the raw engine in the same run: the store's own row shape
+//! (see [`raw`]) and the engine's fastest shape for each access pattern (see [`raw_best`]).
+//! `--prefill N` fills the store with N events over many streams before the workloads run
+//! (see [`interleaved`]).
 
 pub mod account;
 pub mod codecs;
 pub mod figure;
+pub mod interleaved;
 pub mod process;
 pub mod raw;
+pub mod raw_best;
 pub mod read_side;
 pub mod rss;
 pub mod workloads;
@@ -55,6 +63,8 @@ pub enum Workload {
     W3,
     /// Cold replay of a very long stream, with its memory.
     W3Large,
+    /// Cold replay of one stream of a store written round robin, and that store's log.
+    W3Interleaved,
     /// The whole global log in pages.
     W4,
     /// Concurrent writers.
@@ -69,11 +79,12 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in run order (W6 runs right after W4, on the log it read).
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::W1,
         Workload::W2,
         Workload::W3,
         Workload::W3Large,
+        Workload::W3Interleaved,
         Workload::W4,
         Workload::W6,
         Workload::W5,
@@ -81,13 +92,14 @@ impl Workload {
         Workload::W8,
     ];
 
-    /// The name in the table and the JSON (`W1` … `W8`, `W3-large`).
+    /// The name in the table and the JSON (`W1` … `W8`, `W3-large`, `W3-interleaved`).
     pub fn label(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
             Workload::W2 => "W2",
             Workload::W3 => "W3",
             Workload::W3Large => "W3-large",
+            Workload::W3Interleaved => "W3-interleaved",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
             Workload::W6 => "W6",
@@ -122,6 +134,14 @@ pub struct Sizes {
     pub w3_runs: u64,
     /// W3-large: events in the long stream.
     pub w3_large_events: u64,
+    /// W3-interleaved: events in its store (at least one per stream).
+    pub interleaved_events: u64,
+    /// W3-interleaved: streams in its store, written round robin.
+    pub interleaved_streams: u64,
+    /// Events the store is filled with before the workloads run (0: none).
+    pub prefill: u64,
+    /// The streams the prefill spreads its events over, round robin.
+    pub prefill_streams: u64,
     /// W4: the log is topped up to at least this many events before it is read.
     pub w4_events: u64,
     /// W4: events per page.
@@ -163,6 +183,10 @@ impl Sizes {
             w3_events: 10_000,
             w3_runs: 20,
             w3_large_events: 1_000_000,
+            interleaved_events: 1_000_000,
+            interleaved_streams: 2_000,
+            prefill: 0,
+            prefill_streams: 10_000,
             w4_events: 100_000,
             w4_page: 1_000,
             w5_writers: 4,
@@ -190,6 +214,10 @@ impl Sizes {
             w3_events: 300,
             w3_runs: 3,
             w3_large_events: 3_000,
+            interleaved_events: 2_000,
+            interleaved_streams: 20,
+            prefill: 0,
+            prefill_streams: 10_000,
             w4_events: 1_000,
             w4_page: 100,
             w5_writers: 4,
@@ -216,11 +244,16 @@ pub struct Report {
     pub json: bool,
     /// Every figure so far.
     pub figures: Vec<Figure>,
+    /// Keys added to every figure pushed from now on (`prefilled` after `--prefill`).
+    pub common: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Report {
     /// Records a figure.
-    pub fn push(&mut self, figure: Figure) {
+    pub fn push(&mut self, mut figure: Figure) {
+        for (key, value) in &self.common {
+            figure.extra.insert(key.clone(), value.clone());
+        }
         if self.json {
             println!("{}", figure.to_json());
         }
@@ -253,8 +286,10 @@ pub struct BenchStore {
     /// The same store as its own type, for what needs more than the trait (a process manager
     /// needs [`Claims`](eventsource_core::Claims), which `Arc<dyn EventStore>` doesn't have).
     pub opened: OpenedStore,
-    /// The raw engine beside it (none for memory).
+    /// The raw engine beside it in the store's row shape (none for memory).
     pub raw: Option<raw::RawEngine>,
+    /// The raw engine at its best beside it (none for memory and NATS).
+    pub best: Option<raw_best::RawBest>,
     /// How it was asked for (a sibling store is opened from it).
     spec: StoreSpec,
     /// Files to remove afterwards.
@@ -272,6 +307,7 @@ impl std::fmt::Debug for BenchStore {
             .field("name", &self.name)
             .field("opened", &self.opened)
             .field("raw", &self.raw)
+            .field("best", &self.best)
             .field("spec", &self.spec)
             .field("files", &self.files)
             .field("dir", &self.dir)
@@ -322,6 +358,10 @@ pub fn postgres_notify() -> bool {
         Ok("off" | "0" | "false")
     )
 }
+
+/// The SQLite store's `mmap_size` (the default of [`SqliteOptions`](eventsource_core::SqliteOptions),
+/// which the bench keeps: its URLs set no other), given to the raw engines' read connections.
+pub const STORE_MMAP_SIZE: i64 = 256 * 1024 * 1024;
 
 /// The PostgreSQL URL when `--store postgres` names none.
 pub fn default_postgres_url() -> String {
@@ -394,6 +434,7 @@ impl BenchStore {
             store: opened.events(),
             opened,
             raw,
+            best: None,
             spec: spec.clone(),
             files,
             dir,
@@ -489,14 +530,22 @@ impl BenchStore {
             PathBuf::from(name)
         });
         let raw = raw::RawSqlite::open(raw_file, path.clone(), synchronous)?;
-        Ok(Self::new(
+        let best_file = path.as_ref().map(|p| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(".best.db");
+            PathBuf::from(name)
+        });
+        let best = raw_best::BestSqlite::open(best_file, synchronous, STORE_MMAP_SIZE)?;
+        let mut opened = Self::new(
             "sqlite",
             spec,
             OpenedStore::Sqlite(store),
             Some(raw::RawEngine::Sqlite(raw)),
             path.into_iter().collect(),
             dir,
-        ))
+        );
+        opened.best = Some(raw_best::RawBest::Sqlite(best));
+        Ok(opened)
     }
 
     #[cfg(feature = "postgres")]
@@ -510,6 +559,13 @@ impl BenchStore {
         }
         let schema = format!("bench_{}", std::process::id());
         let raw = raw::RawPostgres::connect(url, &schema).await?;
+        let best = match raw_best::BestPostgres::connect(url, &schema).await {
+            Ok(best) => best,
+            Err(error) => {
+                let _ = raw.drop_schema().await;
+                return Err(OpenError::Failed(error));
+            }
+        };
         let options = PostgresOptions::new(url)
             .schema(&schema)
             .notify(postgres_notify());
@@ -520,14 +576,16 @@ impl BenchStore {
                 return Err(OpenError::Failed(error.into()));
             }
         };
-        Ok(Self::new(
+        let mut opened = Self::new(
             "postgres",
             &StoreSpec::Postgres(url.to_owned()),
             OpenedStore::Postgres(store),
             Some(raw::RawEngine::Postgres(raw)),
             Vec::new(),
             None,
-        ))
+        );
+        opened.best = Some(raw_best::RawBest::Postgres(best));
+        Ok(opened)
     }
 
     /// A fresh, empty store of the same kind as this one, without a raw engine, for a
@@ -624,6 +682,31 @@ impl BenchStore {
         }
     }
 
+    /// Puts a raw engine in the store's row shape beside a sibling (see
+    /// [`open_sibling`](Self::open_sibling)), for reads of the sibling's own table: its inserts
+    /// go to a table of their own (SQLite: in memory), which the workloads using this leave
+    /// empty. Memory and NATS get none.
+    pub async fn attach_raw(&mut self) -> BenchResult<()> {
+        match &self.spec {
+            StoreSpec::Sqlite(_) => {
+                if let Some(file) = self.files.first() {
+                    // Reads only: the synchronous level of its (unused) insert table is moot.
+                    let raw = raw::RawSqlite::open(None, Some(file.clone()), "NORMAL")?;
+                    self.raw = Some(raw::RawEngine::Sqlite(raw));
+                }
+            }
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(url) => {
+                if let Some((_, schema)) = &self.schema_to_drop {
+                    let raw = raw::RawPostgres::connect(url, schema).await?;
+                    self.raw = Some(raw::RawEngine::Postgres(raw));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The size of the SQLite database (its pages in use, the WAL's committed pages included),
     /// or `None` for another store or an in-memory database.
     pub fn database_bytes(&self) -> BenchResult<Option<u64>> {
@@ -649,6 +732,7 @@ impl BenchStore {
             store,
             opened,
             raw,
+            best,
             files,
             dir,
             schema_to_drop,
@@ -674,6 +758,7 @@ impl BenchStore {
         #[cfg(not(feature = "postgres"))]
         drop(schema_to_drop);
         drop(raw);
+        drop(best);
         for file in files {
             raw::remove_sqlite_files(&file);
         }

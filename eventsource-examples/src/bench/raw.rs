@@ -6,6 +6,9 @@
 //! use the store's own table with a plain query: the same rows the store reads, fetched the
 //! fastest way the driver allows (one query for a stream, pages for the log), each row's
 //! columns copied out but not decoded.
+//!
+//! These rows show what the store's shape costs; the engine's fastest shape for each access
+//! pattern is measured beside them in [`raw_best`](super::raw_best).
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

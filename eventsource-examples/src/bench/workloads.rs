@@ -12,14 +12,17 @@ use eventsource_core::{
 use super::account::Balance;
 use super::figure::Figure;
 use super::raw::RawRow;
-use super::{BenchResult, BenchStore, Report, Sizes, Workload, codecs, process, read_side, rss};
+use super::raw_best::{BestTable, EventRows};
+use super::{
+    BenchResult, BenchStore, Report, Sizes, Workload, codecs, interleaved, process, read_side, rss,
+};
 use crate::bank::{BankAccount, BankAccountEvent, Deposited, Opened};
 
 /// The repository the bench drives.
 pub type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
 
 /// Every deposit is one euro.
-const DEPOSIT_CENTS: u64 = 100;
+pub(super) const DEPOSIT_CENTS: u64 = 100;
 
 pub(super) fn opened() -> Opened {
     Opened {
@@ -64,9 +67,10 @@ pub async fn run(
     let store = Arc::clone(&target.store);
     let accounts = Accounts::new(Arc::clone(&store));
     let wanted = |w: Workload| only.is_empty() || only.contains(&w);
-    let row = raw_row(&accounts).await?;
+    let rows = event_rows(&accounts).await?;
+    let row = rows.deposited.clone();
     // Events this run has put in the global log, so W4 knows what to expect.
-    let mut logged: u64 = 0;
+    let mut logged = interleaved::prefill(name, &accounts, sizes, report).await?;
 
     if wanted(Workload::W1) {
         logged += w1(
@@ -95,6 +99,17 @@ pub async fn run(
                 seconds,
             ));
         }
+        if let Some(best) = &mut target.best {
+            rss::reset_peak();
+            let seconds = best.insert_single(sizes.raw_single, &row).await?;
+            report.push(Figure::new(
+                name,
+                "W1",
+                "raw-best-single",
+                sizes.raw_single,
+                seconds,
+            ));
+        }
     }
     if wanted(Workload::W2) {
         w2(name, &accounts, sizes, report).await?;
@@ -114,6 +129,17 @@ pub async fn run(
             report.push(
                 Figure::new(name, "W2", "raw-one-tx", rows, seconds)
                     .with("rows_per_transaction", rows),
+            );
+        }
+        if let Some(best) = &mut target.best {
+            rss::reset_peak();
+            let seconds = best
+                .insert_batches(sizes.w2_aggregates, sizes.w2_events, &row)
+                .await?;
+            let rows = sizes.w2_aggregates * sizes.w2_events;
+            report.push(
+                Figure::new(name, "W2", "raw-best-batch", rows, seconds)
+                    .with("rows_per_transaction", sizes.w2_events),
             );
         }
     }
@@ -142,10 +168,35 @@ pub async fn run(
                 );
             }
         }
+        if let Some(best) = &mut target.best {
+            let events = sizes.w3_events.max(1);
+            let stream = new_id();
+            best.write_stream(BestTable::Contiguous, stream, events, &rows)
+                .await?;
+            rss::reset_peak();
+            let read = best
+                .replay(BestTable::Contiguous, stream, sizes.w3_runs, &rows)
+                .await?;
+            check("raw best W3 rows", read.rows, events)?;
+            check(
+                "raw best W3 cents",
+                read.cents,
+                (events - 1) * DEPOSIT_CENTS,
+            )?;
+            report.push(
+                Figure::new(name, "W3", "raw-best-read", read.rows, read.seconds)
+                    .with("median_ms", read.seconds * 1e3)
+                    .with("runs", read.runs)
+                    .with("layout", best.layout()),
+            );
+        }
     }
     if wanted(Workload::W3Large) {
         w3_large(name, &accounts, sizes, report).await?;
         logged += sizes.w3_large_events.max(1);
+    }
+    if wanted(Workload::W3Interleaved) {
+        interleaved::w3_interleaved(target, sizes, &rows, report).await?;
     }
     if wanted(Workload::W4) {
         logged = w4(name, &accounts, sizes, logged, report).await?;
@@ -164,6 +215,27 @@ pub async fn run(
     }
     if wanted(Workload::W5) {
         w5(name, &store, sizes, report).await?;
+        if let Some(best) = &mut target.best {
+            let mut clients = vec![sizes.w5_writers.max(1)];
+            if !clients.contains(&16) {
+                clients.push(16);
+            }
+            for writers in clients {
+                rss::reset_peak();
+                if let Some(seconds) = best.concurrent(writers, sizes.w5_commands, &row).await? {
+                    report.push(
+                        Figure::new(
+                            name,
+                            "W5",
+                            "raw-best-concurrent",
+                            writers * sizes.w5_commands,
+                            seconds,
+                        )
+                        .with("writers", writers),
+                    );
+                }
+            }
+        }
     }
     if wanted(Workload::W7) {
         read_side::w7(name, &store, sizes, report).await?;
@@ -184,22 +256,28 @@ pub async fn run(
     if codecs {
         codecs::run(target, sizes, wanted, report).await?;
     }
+    report.common.remove("prefilled");
     Ok(())
 }
 
-/// The row the raw engine inserts: a `Deposited` exactly as the repository encodes it.
-async fn raw_row(accounts: &Accounts) -> BenchResult<RawRow> {
-    let encoded = accounts
-        .encode(Uuid::nil(), 0, &[BankAccountEvent::from(deposited())])
-        .await?;
-    let event = encoded
-        .into_iter()
-        .next()
-        .ok_or("encoding one event gave none")?;
-    Ok(RawRow {
-        name: event.name,
-        schema_version: event.schema_version,
-        payload: event.payload,
+/// The rows the raw engine inserts: an `Opened` and a `Deposited` exactly as the repository
+/// encodes them (single-row and batch inserts use the `Deposited`).
+async fn event_rows(accounts: &Accounts) -> BenchResult<EventRows> {
+    let row = async |event: BankAccountEvent| -> BenchResult<RawRow> {
+        let encoded = accounts.encode(Uuid::nil(), 0, &[event]).await?;
+        let event = encoded
+            .into_iter()
+            .next()
+            .ok_or("encoding one event gave none")?;
+        Ok(RawRow {
+            name: event.name,
+            schema_version: event.schema_version,
+            payload: event.payload,
+        })
+    };
+    Ok(EventRows {
+        opened: row(opened().into()).await?,
+        deposited: row(deposited().into()).await?,
     })
 }
 

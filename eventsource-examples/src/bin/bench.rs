@@ -1,11 +1,13 @@
-//! The benchmark: the standard workloads (W1–W8, W3-large) on every store, beside the raw
-//! engine in the same run. Build it in release:
+//! The benchmark: the standard workloads (W1–W8, W3-large, W3-interleaved) on every store,
+//! beside the raw engine in the same run (in the store's row shape and at the engine's best).
+//! Build it in release:
 //!
 //! ```text
 //! cargo run --release -p eventsource-examples --bin bench -- --store sqlite
 //! cargo run --release -p eventsource-examples --bin bench -- --store memory --store postgres --json
 //! cargo run --release -p eventsource-examples --bin bench -- --quick          # smoke run, all stores
 //! cargo run --release -p eventsource-examples --features zstd --bin bench -- --only W2,W3,W4 --codecs
+//! cargo run --release -p eventsource-examples --bin bench -- --store sqlite --only W1,W3 --prefill 10_000_000
 //! ```
 //!
 //! Without `--store` it runs memory, sqlite and postgres (skipping PostgreSQL with a message when
@@ -41,7 +43,7 @@ struct Args {
 #[derive(Debug, Parser)]
 #[command(
     name = "bench",
-    about = "The standard workloads (W1-W8, W3-large) on every store, beside the raw engine in the same run.",
+    about = "The standard workloads (W1-W8, W3-large, W3-interleaved) on every store, beside the raw engine in the same run.",
     // A flag given twice keeps its last value, as the size flags always did.
     args_override_self = true
 )]
@@ -63,8 +65,8 @@ struct Cli {
     /// Tiny sizes, for a smoke run (the size flags still override them).
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (W1,W2,W3,W3-large,W4,W5,W6,W7,W8; W8 runs W2 too when it
-    /// isn't listed, for its ratio).
+    /// Run only these workloads (W1,W2,W3,W3-large,W3-interleaved,W4,W5,W6,W7,W8; W8 runs W2
+    /// too when it isn't listed, for its ratio).
     #[arg(
         long,
         value_name = "LIST",
@@ -108,6 +110,21 @@ struct SizeFlags {
     /// W3-large: events in the long stream (default 1000000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w3_large_events: Option<u64>,
+    /// W3-interleaved: events in its store, written round robin (default 1000000, rounded down
+    /// to whole rounds).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    interleaved_events: Option<u64>,
+    /// W3-interleaved: the streams they are spread over (default 2000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    interleaved_streams: Option<u64>,
+    /// Fill the store with N events (rounded down to whole rounds) over --prefill-streams
+    /// streams, written round robin, before the workloads run, to measure W1 and W3 on a large
+    /// store (default 0: none).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    prefill: Option<u64>,
+    /// The streams --prefill spreads its events over (default 10000).
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    prefill_streams: Option<u64>,
     /// W4: events in the log it reads (default 100000).
     #[arg(long, value_name = "N", value_parser = whole_number)]
     w4_events: Option<u64>,
@@ -167,6 +184,10 @@ impl SizeFlags {
         set(&mut sizes.w3_events, self.w3_events, 1);
         set(&mut sizes.w3_runs, self.w3_runs, 1);
         set(&mut sizes.w3_large_events, self.w3_large_events, 1);
+        set(&mut sizes.interleaved_events, self.interleaved_events, 1);
+        set(&mut sizes.interleaved_streams, self.interleaved_streams, 1);
+        set(&mut sizes.prefill, self.prefill, 0);
+        set(&mut sizes.prefill_streams, self.prefill_streams, 1);
         set(&mut sizes.w4_events, self.w4_events, 0);
         set(&mut sizes.w4_page, self.w4_page, 1);
         set(&mut sizes.w5_writers, self.w5_writers, 1);
@@ -351,7 +372,7 @@ fn print_table(figures: &[Figure], json: bool) {
 async fn run(args: Args) -> ExitCode {
     let mut report = Report {
         json: args.json,
-        figures: Vec::new(),
+        ..Report::default()
     };
     eprintln!("bench: sizes {:?}", args.sizes);
     let mut code = ExitCode::SUCCESS;
