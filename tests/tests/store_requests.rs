@@ -319,7 +319,7 @@ async fn time_travel_starts_from_the_newer_of_the_cache_and_a_snapshot() {
 // Commands
 
 #[tokio::test]
-async fn a_command_on_a_cached_aggregate_reads_nothing_old_and_appends_once() {
+async fn a_command_on_a_cached_aggregate_reads_nothing_and_appends_once() {
     let repo = tallies().with_cache(8);
     let id = stream_of(&repo, 30).await;
     repo.get(id).await.unwrap();
@@ -330,13 +330,109 @@ async fn a_command_on_a_cached_aggregate_reads_nothing_old_and_appends_once() {
     assert_eq!(
         repo.store().take_counts(),
         StoreCounts {
-            stream_reads: 1,
             appends: 1,
             events_appended: 1,
             ..StoreCounts::default()
-        }
+        },
+        "the append's expected version is the only check of the cached state"
     );
     assert_eq!(repo.cached_version(id), Some(31));
+}
+
+#[tokio::test]
+async fn a_command_on_a_stale_cached_aggregate_reads_the_new_events_and_decides_again() {
+    // One attempt only: the refused append on the stale cached state is not counted.
+    let repo = tallies().with_cache(8).max_attempts(1);
+    let id = stream_of(&repo, 3).await;
+    repo.get(id).await.unwrap(); // cached at 3
+    append_past(&repo, id, 3, 2).await;
+    repo.store().take_counts();
+
+    let mut seen = Vec::new();
+    let after = repo
+        .execute(id, |tally| {
+            seen.push(tally.count);
+            Ok::<_, Infallible>(Added { n: 10 })
+        })
+        .await
+        .unwrap();
+    assert_eq!((after.version(), after.total), (6, 15));
+    assert_eq!(
+        seen,
+        [3, 5],
+        "decided on the cached state, then on the stream's"
+    );
+    let counts = repo.store().take_counts();
+    assert_eq!(
+        (
+            counts.appends,
+            counts.failed_appends,
+            counts.stream_reads,
+            counts.events_read
+        ),
+        (2, 1, 1, 2),
+        "the refused append, a read of the two new events, the append that lands"
+    );
+    assert_eq!(repo.get(id).await.unwrap().state().total, 15);
+    assert_eq!(repo.cached_version(id), Some(6));
+}
+
+/// Refuses unless the tally has reached `at_least`.
+fn add_once_at(at_least: u64) -> impl FnMut(&Tally) -> Result<Added, String> {
+    move |tally| match tally.count >= at_least {
+        true => Ok(Added { n: 1 }),
+        false => Err(format!("only {} so far", tally.count)),
+    }
+}
+
+#[tokio::test]
+async fn a_rejection_on_a_cached_state_stands_only_if_the_stream_had_not_moved() {
+    let repo = tallies().with_cache(8);
+    let id = stream_of(&repo, 3).await;
+    repo.get(id).await.unwrap(); // cached at 3
+
+    // The stream is still at 3: the rejection stands after one read that finds nothing new.
+    repo.store().take_counts();
+    match repo.execute(id, add_once_at(5)).await {
+        Err(CommandError::Rejected(reason)) => assert_eq!(reason, "only 3 so far"),
+        other => panic!("the command returned {other:?}"),
+    }
+    let counts = repo.store().take_counts();
+    assert_eq!(
+        (counts.stream_reads, counts.events_read, counts.appends),
+        (1, 0, 0)
+    );
+
+    // Another writer took it to 5: the cached 3 would reject, the stream's 5 accepts.
+    append_past(&repo, id, 3, 2).await;
+    repo.store().take_counts();
+    let after = repo.execute(id, add_once_at(5)).await.unwrap();
+    assert_eq!((after.version(), after.count), (6, 6));
+    let counts = repo.store().take_counts();
+    assert_eq!(
+        (counts.stream_reads, counts.events_read, counts.appends),
+        (1, 2, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_command_deciding_nothing_on_a_cached_state_returns_the_streams_state() {
+    let repo = tallies().with_cache(8);
+    let id = stream_of(&repo, 3).await;
+    repo.get(id).await.unwrap(); // cached at 3
+    append_past(&repo, id, 3, 4).await;
+    repo.store().take_counts();
+
+    let after = repo
+        .execute(id, |_| Ok::<_, Infallible>(None::<Added>))
+        .await
+        .unwrap();
+    assert_eq!(after.state(), &honest(7), "not the cached state at 3");
+    let counts = repo.store().take_counts();
+    assert_eq!(
+        (counts.stream_reads, counts.events_read, counts.appends),
+        (1, 4, 0)
+    );
 }
 
 #[tokio::test]

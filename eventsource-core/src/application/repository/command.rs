@@ -253,6 +253,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The one command loop: load, decide (in the command's context), append; on a conflict,
     /// back off and go again.
+    ///
+    /// With the latest state of the stream in the cache, the first attempt decides on it
+    /// without reading the stream: the append's expected version is the check (one round trip
+    /// to the store instead of two). If another writer appended meanwhile, the append is
+    /// refused as a conflict and the loop reads the new events and decides again at once, with
+    /// no backoff and without counting the attempt. What the cached state can't prove alone is
+    /// checked against the stream before it is returned: a rejection, or a decision of no
+    /// events, stands only if the stream was still at the cached version.
     async fn run_command<D>(
         &self,
         id: Uuid,
@@ -267,8 +275,30 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let context = CommandContext::for_command();
         let metadata = context.to_metadata();
         let mut attempt = 1;
+        // The cached state the previous pass decided on without reading the stream, and what it
+        // decided if that was a rejection.
+        let mut unverified: Option<(u64, Option<D::Rejection>)> = None;
+        let mut from_cache = true;
         loop {
-            let mut loaded = self.load(id, None).await?;
+            let cached = match from_cache {
+                true => self.cached_latest(id),
+                false => None,
+            };
+            from_cache = false;
+            let verified = cached.is_none();
+            let mut loaded = match cached {
+                Some(loaded) => loaded,
+                None => self.load(id, None).await?,
+            };
+            if let Some((version, rejection)) = unverified.take()
+                && loaded.version == version
+            {
+                // The stream had not moved: what the cached state gave stands.
+                return match rejection {
+                    Some(rejection) => Err(CommandError::Rejected(rejection)),
+                    None => Ok(loaded),
+                };
+            }
             if loaded.version == 0 && when_missing == WhenMissing::NotFound {
                 return Err(Error::NotFound {
                     aggregate: A::NAME,
@@ -276,20 +306,37 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
                 .into());
             }
-            let events = context
-                .clone()
-                .enter(decision.decide(&loaded.state))
-                .await
-                .map_err(CommandError::Rejected)?;
+            let decided = context.clone().enter(decision.decide(&loaded.state)).await;
+            let events = match decided {
+                Ok(events) => events,
+                Err(rejection) if !verified => {
+                    unverified = Some((loaded.version, Some(rejection)));
+                    continue;
+                }
+                Err(rejection) => return Err(CommandError::Rejected(rejection)),
+            };
             loaded.record(events);
+            if loaded.pending.is_empty() && !verified {
+                unverified = Some((loaded.version, None));
+                continue;
+            }
             match self.save_with(&mut [&mut loaded], &metadata).await {
                 Ok(_) => return Ok(loaded),
+                // Decided on a cached state that another writer has moved past: read the new
+                // events and decide again, as if the cache had been read through.
+                Err(Error::Conflict { .. }) if !verified => {}
                 Err(error) => {
                     self.retry.after_failure(attempt, error).await?;
                     attempt += 1;
                 }
             }
         }
+    }
+
+    /// The cached latest state of stream `id`, to decide on without reading the stream.
+    fn cached_latest(&self, id: Uuid) -> Option<Loaded<A>> {
+        let (version, state) = self.cache.as_ref()?.get(id)?;
+        Some(Loaded::at(id, version, state))
     }
 
     /// Appends the pending events of several aggregates in one atomic batch: all are saved, or

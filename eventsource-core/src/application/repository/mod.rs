@@ -190,11 +190,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// (CLOCK-PRO: one loaded again and again outlives a burst of aggregates loaded once).
     ///
     /// A load then reads only the events after the cached version, so it stays correct when
-    /// another process (or repository) appended to the stream meanwhile. A cached entry is
-    /// always a state the store really had: only saved states are cached, a version conflict
-    /// leaves the entry as it was, just behind, for the retry to fast-forward, and of two
-    /// concurrent commands the older state never replaces the newer. The cache is sharded, so
-    /// concurrent commands on different aggregates rarely wait for one another.
+    /// another process (or repository) appended to the stream meanwhile. A command on a cached
+    /// aggregate reads nothing first: it decides on the cached state and appends with the cached
+    /// version as the expected version, which the store checks. If another writer appended
+    /// meanwhile, that append is refused as a conflict, and the command reads the new events
+    /// and decides again at once (no backoff, not counted in
+    /// [`max_attempts`](Self::max_attempts)); a rejection or a decision of no events on the
+    /// cached state is returned only once the stream is read and found still at that version.
+    /// A cached entry is always a state the store really had: only saved states are cached,
+    /// a version conflict leaves the entry as it was, just behind, for the retry to
+    /// fast-forward, and of two concurrent commands the older state never replaces the newer.
+    /// The cache is sharded, so concurrent commands on different aggregates rarely wait for one
+    /// another.
     ///
     /// To bound it by bytes as well, see [`with_cache_budget`](Self::with_cache_budget).
     pub fn with_cache(mut self, capacity: usize) -> Self

@@ -6,7 +6,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Transaction};
 
-use super::plan::{Appended, Plan, Scope, check_versions, rejected};
+use super::plan::{Appended, AppendedOwn, Plan, Scope, check_versions, rejected};
 use super::{BACKEND, PostgresStore, pg_error, rows};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
@@ -150,8 +150,8 @@ impl PostgresStore {
     }
 
     /// The append's own transaction when it records a tracking position: BEGIN, then the
-    /// announcement, the append statement, the tracking upsert and the `NOTIFY` together, then
-    /// COMMIT or ROLLBACK.
+    /// announcement, the append statement and the tracking upsert together, then COMMIT or
+    /// ROLLBACK. As without tracking, the notifier tells other processes once it committed.
     pub(super) async fn write_tracked(
         &self,
         client: &mut deadpool_postgres::Object,
@@ -175,11 +175,10 @@ impl PostgresStore {
         // Dropping the transaction (an error below, or a cancelled append) rolls it back.
         let tx = client.transaction().await.map_err(pg_error(context))?;
         let tracking_params: [&(dyn ToSql + Sync); 2] = [&tracker, &position];
-        let (announced, appended, written, notified) = tokio::join!(
+        let (announced, appended, written) = tokio::join!(
             tx.execute(&announce, &[]),
             tx.query_one(&append, &params),
             tx.execute(&upsert, &tracking_params),
-            self.notify(&*tx),
         );
         let refusal = match (announced, appended) {
             (Err(error), _) => Refusal::Error(Error::backend(
@@ -204,15 +203,6 @@ impl PostgresStore {
                             Refusal::Error(self.tracking_conflict(&*tx, tracker, offered).await)
                         }
                         Ok(_) => {
-                            // A failed NOTIFY aborted the transaction: COMMIT would roll back.
-                            if let Err(error) = notified {
-                                let _ = tx.rollback().await;
-                                return Err(Error::backend(
-                                    BACKEND,
-                                    format!("{context}: sending the commit notification"),
-                                    error,
-                                ));
-                            }
                             let last = appended.last_position(plan)?;
                             tx.commit().await.map_err(in_doubt(context))?;
                             return Ok(last);
@@ -231,10 +221,13 @@ impl PostgresStore {
     }
 
     /// The append's own transaction without tracking: BEGIN, the announcement (`horizon.rs`),
-    /// the append statement, the `NOTIFY` (`listen.rs`) and COMMIT are sent together, one
-    /// round trip. If the server refuses the statement, the transaction is aborted and the
-    /// COMMIT rolls it back; if its checks refuse the batch, it inserted nothing and the
-    /// COMMIT ends an empty transaction.
+    /// the append statement ([`Sql::append_own`](super::schema::Sql)) and COMMIT are sent
+    /// together, one round trip. If the server refuses the statement, the transaction is
+    /// aborted and the COMMIT rolls it back; if its checks refuse the batch, it inserted
+    /// nothing and the COMMIT ends an empty transaction (the store then reads the streams'
+    /// versions to say which one was not at its expected version). Other processes are told
+    /// of the commit by the store's notifier afterwards (`notify.rs`), not by a `NOTIFY` in
+    /// this transaction.
     ///
     /// All the messages are queued on the connection when the future is first polled, so a
     /// cancelled append can't leave the pooled connection inside a transaction. For the same
@@ -252,15 +245,14 @@ impl PostgresStore {
             .await
             .map_err(pg_error(context))?;
         let append = client
-            .prepare_cached(&self.sql.append)
+            .prepare_cached(&self.sql.append_own)
             .await
             .map_err(pg_error(context))?;
         let params = plan.params();
-        let (begun, announced, appended, notified, committed) = tokio::join!(
+        let (begun, announced, appended, committed) = tokio::join!(
             client.batch_execute("BEGIN"),
             client.execute(&announce, &[]),
             client.query_one(&append, &params),
-            self.notify(&***client),
             client.batch_execute("COMMIT"),
         );
         let row = match (begun, announced, appended) {
@@ -293,36 +285,27 @@ impl PostgresStore {
                 return Err(in_doubt(context)(error));
             }
         };
-        let appended = Appended::read(&row, context)?;
-        if !appended.passed {
-            return Err(rejected(plan, &appended.versions, Scope::Own));
-        }
-        if let Err(error) = notified {
-            // Refused, the NOTIFY aborted the transaction and the COMMIT rolled it back
-            // (PostgreSQL answers COMMIT in an aborted transaction with ROLLBACK, not an
-            // error). Unanswered, the COMMIT may have gone through.
-            return Err(if refused(&error) {
-                Error::backend(
-                    BACKEND,
-                    format!("{context}: sending the commit notification"),
-                    error,
-                )
-            } else {
-                in_doubt(context)(error)
-            });
-        }
+        let appended = AppendedOwn::read(&row, context)?;
         committed.map_err(in_doubt(context))?;
+        if !appended.passed() {
+            let versions = self.stream_versions(&***client, plan).await?;
+            return Err(appended.refusal(plan, &versions));
+        }
         appended.last_position(plan)
     }
 
-    /// `NOTIFY` on the store's channel (`listen.rs`), delivered when the transaction commits;
-    /// nothing when the store doesn't notify. Sends its message on the first poll, so it keeps
-    /// its place in a pipeline.
-    async fn notify<C: GenericClient>(&self, client: &C) -> Result<(), tokio_postgres::Error> {
-        match &self.sql.notify {
-            Some(notify) => client.batch_execute(notify).await,
-            None => Ok(()),
-        }
+    /// The versions `plan`'s streams are at now, in batch order.
+    async fn stream_versions<C: GenericClient>(
+        &self,
+        client: &C,
+        plan: &Plan<'_>,
+    ) -> Result<Vec<i64>> {
+        let context = format!("{}: reading the streams' versions", plan.describe());
+        let row = client
+            .query_one(&self.sql.stream_versions, &[&plan.streams])
+            .await
+            .map_err(pg_error(&context))?;
+        row.try_get(0).map_err(pg_error(context))
     }
 
     /// Tells a version race (a unique violation on `(stream_id, version)`) from other failures.

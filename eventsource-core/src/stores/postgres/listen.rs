@@ -1,8 +1,10 @@
 //! Wake-ups for readers: the store's `NOTIFY` channel, and the background listener that turns
 //! each notification into a [`CommitSignal::notify`].
 //!
-//! Every append sends `NOTIFY "<channel>"` inside its transaction (PostgreSQL delivers it at
-//! commit, and drops it on rollback). One listener per store (shared by its clones) holds a
+//! Every commit of this store is followed by `NOTIFY "<channel>"`: sent by the store's notifier
+//! once an [`EventStore::append`](crate::EventStore::append) has committed (`notify.rs`), or
+//! inside the caller's transaction by [`append_in`](super::PostgresStore::append_in)
+//! (PostgreSQL delivers it at commit, and drops it on rollback). One listener per store (shared by its clones) holds a
 //! dedicated connection, outside the pool, that runs `LISTEN` and wakes the store's readers on
 //! each notification. A notification carries nothing: readers always read the log, which is what
 //! keeps them from skipping an event (see [`crate::persistence::wake`]).
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::notify::Notifier;
 use super::schema::stable_hash;
 use crate::persistence::wake::{CommitSignal, WakeUps};
 
@@ -69,20 +72,28 @@ pub(super) struct Wake {
     target: Option<ListenTarget>,
     /// The running listener, if one was started (and not cancelled with its runtime).
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Tells other processes of this process's commits (`notify.rs`); `None` with
+    /// `PostgresOptions::notify(false)`.
+    notifier: Option<Notifier>,
 }
 
 impl Wake {
-    pub(super) fn new(target: Option<ListenTarget>) -> Self {
+    pub(super) fn new(target: Option<ListenTarget>, notifier: Option<Notifier>) -> Self {
         Self {
             signal: CommitSignal::new(),
             target,
             task: Mutex::new(None),
+            notifier,
         }
     }
 
-    /// Wakes this process's readers after one of its own appends committed.
+    /// After one of this process's own appends committed: wakes its readers, and has the
+    /// notifier tell other processes.
     pub(super) fn committed(&self) {
         self.signal.notify();
+        if let Some(notifier) = &self.notifier {
+            notifier.committed();
+        }
     }
 
     /// A reader's wake-ups, starting the listener if it is not running. Outside a tokio runtime

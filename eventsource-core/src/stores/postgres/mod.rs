@@ -49,8 +49,9 @@
 //! statement checks every stream's expected version and inserts all events of all streams with
 //! one `INSERT … SELECT FROM unnest($1::uuid[], $2::int8[], …)`, whatever their number — never
 //! an `INSERT` per event. If the check refuses the batch it inserts nothing and the `COMMIT`
-//! ends an empty transaction; the store then reads the versions and reports [`Error::Conflict`]
-//! naming the stream, the expected and the actual version. A writer that races past the check
+//! ends an empty transaction; the store then reads the versions (a second round trip, only on
+//! refusal) and reports [`Error::Conflict`] naming the stream, the expected and the actual
+//! version. A writer that races past the check
 //! hits the `(stream_id, version)` primary key, the transaction rolls back, and the store
 //! reports the same conflict. With a tracking record, the append is `BEGIN`, the statement and
 //! the tracking upsert together, then `COMMIT`: a position that does not move forward is
@@ -105,13 +106,18 @@
 //! # Wake-ups
 //!
 //! A [`Subscription`](crate::Subscription) that has caught up waits for a wake-up, or at most its
-//! poll interval, before it reads the log again. Every append (all three paths:
-//! [`EventStore::append`] with or without a tracking record, and [`PostgresStore::append_in`]
-//! inside its savepoint) sends `NOTIFY` on a channel named for the store
-//! ([`PostgresStore::notify_channel`]) inside its transaction: PostgreSQL delivers it when the
-//! transaction commits, to every listening session. It is part of the same pipeline as the
-//! append, so it adds no round trip. The notification carries nothing; readers always read
-//! the log, so a lost, late or spurious wake-up costs latency or a read, never an event.
+//! poll interval, before it reads the log again. Every commit of this store is followed by a
+//! `NOTIFY` on a channel named for the store ([`PostgresStore::notify_channel`]), which
+//! PostgreSQL delivers to every listening session. [`EventStore::append`] (with or without a
+//! tracking record) doesn't send it inside its transaction: once its `COMMIT` is acknowledged it
+//! pokes the store's **notifier**, a task on a connection of its own (the pool's config with
+//! `application_name` set to `<yours>-notifier`, or `eventsource-notifier`) that sends one
+//! `NOTIFY` for all the commits made since its last one, so appends never wait for it and a
+//! burst of appends costs a few notifications. [`PostgresStore::append_in`] can't know when
+//! your transaction commits and sends its `NOTIFY` inside its savepoint. The notification
+//! carries nothing; readers always read the log, so a lost, late or spurious wake-up costs
+//! latency or a read, never an event (a process that dies between its `COMMIT` and its
+//! notifier's `NOTIFY` wakes no other process: they see its events after their poll interval).
 //!
 //! - **Who listens.** The first [`EventStore::wake_ups`] call inside a tokio runtime (what a
 //!   `Subscription` does when it is created) starts one background task per store, shared by
@@ -135,12 +141,18 @@
 //!   reader a moment before the server has released the committing transaction's locks; that
 //!   read comes up short and the next wake-up or poll completes it.
 //! - **The cost.** PostgreSQL adds a committing transaction's notifications to one queue under
-//!   a lock shared by the whole cluster, so appenders that notify take turns for that step of
-//!   their commit. It shows under many concurrent small appends (see `BENCHMARKS.md`). If the
-//!   queue fills (8 GB by default; a session that listens and then stays in one transaction
-//!   keeps it from draining), commits that notify fail. [`PostgresOptions::notify`]`(false)`
-//!   turns the `NOTIFY` and the listener off: readers then hear only this process's own appends
-//!   and see the rest after their poll interval.
+//!   a lock shared by the whole cluster, held until that transaction's commit is flushed:
+//!   transactions that notify commit one at a time. Appends that notified inside their own
+//!   transaction therefore took turns for their WAL flush, and on a server shared with other
+//!   programs that notify, waited for theirs. That is why [`EventStore::append`] leaves the
+//!   `NOTIFY` to the notifier, whose transaction flushes nothing; appends commit concurrently
+//!   (see `BENCHMARKS.md`). [`PostgresStore::append_in`] still notifies inside your
+//!   transaction. If the notification queue fills (8 GB by default; a session that listens and
+//!   then stays in one transaction keeps it from draining), the notifier's `NOTIFY` fails (it
+//!   logs a `tracing` warning and retries; appends are not affected) and `append_in` fails.
+//!   [`PostgresOptions::notify`]`(false)` turns the `NOTIFY`, the notifier and the listener
+//!   off: readers then hear only this process's own appends and see the rest after their poll
+//!   interval.
 //!
 //! # One active runner per projection
 //!
@@ -189,6 +201,7 @@ mod claim;
 pub mod horizon;
 mod keys;
 mod listen;
+mod notify;
 mod options;
 mod plan;
 mod projection;

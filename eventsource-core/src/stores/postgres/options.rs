@@ -10,6 +10,7 @@ use tokio_postgres::NoTls;
 use super::claim;
 use super::horizon::HorizonWatch;
 use super::listen::{self, ListenTarget, Wake};
+use super::notify::Notifier;
 use super::schema::{Names, Sql};
 use super::{BACKEND, PostgresStore};
 use crate::error::{Error, Result};
@@ -153,12 +154,13 @@ impl PostgresOptions {
     /// Whether appends send a `NOTIFY` so that subscriptions in every process wake up as soon
     /// as events commit (default `true`). See [wake-ups](super#wake-ups).
     ///
-    /// The cost: PostgreSQL puts a transaction that sent `NOTIFY` into its notification queue
-    /// while committing, under one lock for the whole database cluster, so committing appends
-    /// take turns for that step. It is short, but under many concurrent small appends it is
-    /// measurable (see `BENCHMARKS.md`), and if the queue fills up (a listening session that
-    /// stays in one transaction keeps it from draining) commits that notify fail. With `false`,
-    /// appends send nothing and start no listener: subscriptions in this process still wake on
+    /// The cost: one more connection per store (the notifier, see
+    /// [wake-ups](super#wake-ups)), which sends a `NOTIFY` after appends commit, one for all the
+    /// appends that committed while its last one was in flight. Appends don't wait for it.
+    /// PostgreSQL serializes committing transactions that notify under one cluster-wide lock;
+    /// only the notifier's short transactions and [`PostgresStore::append_in`](super::PostgresStore::append_in)
+    /// (which notifies inside the caller's transaction) take it. With `false`, appends send
+    /// nothing and start no notifier or listener: subscriptions in this process still wake on
     /// this process's own appends, and see everyone else's after their poll interval.
     pub fn notify(mut self, notify: bool) -> Self {
         self.notify = notify;
@@ -198,6 +200,9 @@ impl PostgresOptions {
             let channel = listen::channel(&self.names.schema, &self.names.events);
             ListenTarget::new(config.clone(), channel)
         });
+        let notifier = listen
+            .as_ref()
+            .map(|target| Notifier::new(config.clone(), format!("NOTIFY \"{}\"", target.channel)));
         let claim_config = Arc::new(claim::claim_config(config.clone()));
         let manager = Manager::from_config(
             config,
@@ -224,7 +229,7 @@ impl PostgresOptions {
                 &self.names,
                 listen.as_ref().map(|target| target.channel.as_str()),
             )),
-            wake: Arc::new(Wake::new(listen)),
+            wake: Arc::new(Wake::new(listen, notifier)),
             names: Arc::new(self.names),
             watch: Arc::new(HorizonWatch::new(self.appender_warning)),
             claim_config,

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::horizon::MAX_XID;
 use super::{BACKEND, MAX_EVENTS_PER_TRANSACTION, pg_error};
 use crate::error::{CodecError, Error, Result};
 use crate::persistence::position::Position;
@@ -200,6 +201,63 @@ impl Appended {
     }
 }
 
+/// What [`Sql::append_own`](super::schema::Sql) reported: the append of a batch with events in
+/// a transaction of its own.
+#[derive(Debug)]
+pub(super) struct AppendedOwn {
+    /// 0 if the statement's checks refused the batch.
+    pub(super) inserted: i64,
+    /// The last event's position (0 if none was inserted).
+    pub(super) last: i64,
+    /// The transaction's id, to tell a refusal for its size from one for a version.
+    pub(super) xid: i64,
+}
+
+impl AppendedOwn {
+    pub(super) fn read(row: &tokio_postgres::Row, context: &str) -> Result<Self> {
+        Ok(Self {
+            inserted: row.try_get(0).map_err(pg_error(context))?,
+            last: row.try_get(1).map_err(pg_error(context))?,
+            xid: row.try_get(2).map_err(pg_error(context))?,
+        })
+    }
+
+    /// Whether the checks let the batch through (the batch holds events, so a pass inserts).
+    pub(super) fn passed(&self) -> bool {
+        self.inserted > 0
+    }
+
+    /// The last position, after checking that every event was written.
+    pub(super) fn last_position(&self, plan: &Plan<'_>) -> Result<Option<Position>> {
+        Appended {
+            passed: true,
+            inserted: self.inserted,
+            last: self.last,
+            versions: Vec::new(),
+        }
+        .last_position(plan)
+    }
+
+    /// Why the statement refused the batch, from the versions read after it: the transaction
+    /// id did not fit in a position, or the first stream not at its expected version.
+    pub(super) fn refusal(&self, plan: &Plan<'_>, versions: &[i64]) -> Error {
+        if !(1..=MAX_XID).contains(&self.xid) {
+            return rejected(plan, &[], Scope::Own);
+        }
+        match check_versions(plan, versions) {
+            Err(error) => error,
+            // A stream was behind its expected version when the statement checked, and has
+            // reached it since (another writer appended the versions in between): nothing was
+            // written, and trying again is all there is to do.
+            Ok(()) => Error::busy(
+                BACKEND,
+                plan.describe(),
+                "a stream reached its expected version only after the append was refused; nothing was written",
+            ),
+        }
+    }
+}
+
 /// Where an append ran, for telling why it was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Scope {
@@ -242,7 +300,9 @@ pub(super) fn check_versions(plan: &Plan<'_>, versions: &[i64]) -> Result<()> {
 /// Why the append statement refused a batch, from the versions it saw: the first stream not at
 /// its expected version; if all were, the events did not fit in the transaction's positions.
 pub(super) fn rejected(plan: &Plan<'_>, versions: &[i64], scope: Scope) -> Error {
-    if let Err(error) = check_versions(plan, versions) {
+    if !versions.is_empty()
+        && let Err(error) = check_versions(plan, versions)
+    {
         return error;
     }
     match scope {

@@ -1,18 +1,32 @@
-//! Reading a stream in chunks, checking that its versions have no gaps.
+//! Reading a stream in chunks that grow with its length, checking that its versions have no
+//! gaps.
 
 use uuid::Uuid;
+
+use futures_util::TryStreamExt;
 
 use super::{PostgresStore, pg_error, rows};
 use crate::error::{Error, Result};
 use crate::persistence::record::{StoredEvent, StreamRange};
-use crate::persistence::store::EventStream;
+use crate::persistence::store::{EventStream, StreamVisitor};
 
-/// How many events a stream read fetches per query.
-const READ_CHUNK: i64 = 512;
+/// How many events a stream read fetches with its first query: a short stream, or the tail
+/// after a cached state, is read in one.
+const FIRST_CHUNK: i64 = 2048;
+
+/// Each further query of a long stream fetches this many times more than the one before, up
+/// to [`MAX_CHUNK`]: a replay of 10,000 events takes two round trips instead of twenty, and a
+/// replay of any length holds at most `MAX_CHUNK` rows at a time.
+const CHUNK_GROWTH: i64 = 4;
+
+/// The most events one query of a stream read fetches.
+const MAX_CHUNK: i64 = 32_768;
 
 impl PostgresStore {
     pub(super) fn event_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
         struct Cursor {
+            /// The number of events the next query asks for, before `remaining` caps it.
+            chunk: i64,
             lo: i64,
             hi: i64,
             remaining: usize,
@@ -22,6 +36,7 @@ impl PostgresStore {
         }
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let start = Cursor {
+            chunk: FIRST_CHUNK,
             lo: to_i64(range.from.max(1)),
             hi: range.to.map_or(i64::MAX, to_i64),
             remaining: range.limit.unwrap_or(usize::MAX),
@@ -41,7 +56,10 @@ impl PostgresStore {
                     if cursor.exhausted || cursor.remaining == 0 || cursor.lo > cursor.hi {
                         return None;
                     }
-                    let limit = READ_CHUNK.min(i64::try_from(cursor.remaining).unwrap_or(i64::MAX));
+                    let limit = cursor
+                        .chunk
+                        .min(i64::try_from(cursor.remaining).unwrap_or(i64::MAX));
+                    cursor.chunk = cursor.chunk.saturating_mul(CHUNK_GROWTH).min(MAX_CHUNK);
                     match self
                         .read_chunk(stream_id, cursor.lo, cursor.hi, limit, backwards)
                         .await
@@ -76,6 +94,59 @@ impl PostgresStore {
         ))
     }
 
+    /// [`EventStore::visit_stream`](crate::EventStore::visit_stream): the whole range in one
+    /// query whose rows are decoded and visited as they arrive, so the server sends rows while
+    /// the client decodes the ones before (a replay is one round trip whatever its length).
+    /// Memory stays bounded: the driver stops reading the socket while the visitor is behind,
+    /// and each event is dropped once visited. The pooled connection is held only as long as
+    /// the visit runs, and the visitor can't wait for anything.
+    pub(super) async fn visit(
+        &self,
+        stream_id: Uuid,
+        range: StreamRange,
+        visit: &mut StreamVisitor<'_>,
+    ) -> Result<()> {
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let (lo, hi) = (to_i64(range.from.max(1)), range.to.map_or(i64::MAX, to_i64));
+        let limit = range
+            .limit
+            .map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        if lo > hi || limit == 0 {
+            return Ok(());
+        }
+        let context = format!("reading stream {stream_id}");
+        let client = self.client(&context).await?;
+        let sql = match range.backwards {
+            true => &self.sql.read_stream_backwards,
+            false => &self.sql.read_stream_forwards,
+        };
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(pg_error(&context))?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&stream_id, &lo, &hi, &limit];
+        let rows = client
+            .query_raw(&statement, params)
+            .await
+            .map_err(pg_error(&context))?;
+        let mut rows = std::pin::pin!(rows);
+        let mut previous = None;
+        while let Some(row) = rows.try_next().await.map_err(pg_error(&context))? {
+            let event = rows::stream_event(&row, stream_id)?;
+            check_contiguous(
+                stream_id,
+                std::slice::from_ref(&event),
+                &mut previous,
+                range.backwards,
+            )?;
+            if visit(&event)?.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn read_chunk(
         &self,
         stream_id: Uuid,
@@ -98,7 +169,9 @@ impl PostgresStore {
             .query(&statement, &[&stream_id, &lo, &hi, &limit])
             .await
             .map_err(pg_error(context))?;
-        rows.iter().map(rows::event).collect()
+        rows.iter()
+            .map(|row| rows::stream_event(row, stream_id))
+            .collect()
     }
 
     pub(super) async fn query_count(

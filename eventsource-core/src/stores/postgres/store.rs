@@ -7,7 +7,7 @@ use super::{BACKEND, PostgresStore, pg_error, rows};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
 use crate::persistence::record::{AppendBatch, LogPage, LogQuery, Snapshot, StreamRange};
-use crate::persistence::store::{EventStore, EventStream};
+use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
 use crate::persistence::wake::WakeUps;
 
 #[async_trait::async_trait]
@@ -54,6 +54,16 @@ impl EventStore for PostgresStore {
 
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_> {
         self.event_stream(stream_id, range)
+    }
+
+    /// One query for the whole range, its rows visited as they arrive (see `read.rs`).
+    async fn visit_stream(
+        &self,
+        stream_id: Uuid,
+        range: StreamRange,
+        visit: &mut StreamVisitor<'_>,
+    ) -> Result<()> {
+        self.visit(stream_id, range, visit).await
     }
 
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {

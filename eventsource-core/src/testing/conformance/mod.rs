@@ -448,7 +448,7 @@ check_table! {
     read_stream_ranges:
         "from, to, backwards and limit select the right versions in the right order, read or visited; a visitor can stop early",
     long_stream_reads_across_chunks:
-        "a stream longer than any read chunk reads whole, in order, forwards and backwards",
+        "a stream longer than any read chunk reads and visits whole, in order, forwards and backwards",
     stream_version_tracks_appends:
         "stream_version is 0, then the last appended version",
     streams_are_independent:

@@ -79,8 +79,8 @@ pub async fn read_stream_ranges<S: EventStore + ?Sized + 'static>(store: Arc<S>)
     .await
 }
 
-/// A stream longer than a store's read chunk (3,000 events) reads whole and in order, forwards,
-/// backwards and in a range that spans chunk boundaries.
+/// A stream longer than a store's read chunk (3,000 events) reads and visits whole and in
+/// order, forwards, backwards and in a range that spans chunk boundaries.
 pub async fn long_stream_reads_across_chunks<S: EventStore + ?Sized + 'static>(
     store: Arc<S>,
 ) -> CheckResult {
@@ -101,6 +101,17 @@ pub async fn long_stream_reads_across_chunks<S: EventStore + ?Sized + 'static>(
             &backwards,
             &expected,
             "reading a 3,000-event stream backwards (shown reversed)",
+        )?;
+        // A visit, the repository's replay, reads the same (PostgreSQL: one query streamed).
+        let visited = visit(&*store, stream, StreamRange::all(), usize::MAX).await?;
+        compare(&visited, &expected, "visiting a 3,000-event stream")?;
+        let mut visited_backwards =
+            visit(&*store, stream, StreamRange::all().backwards(), usize::MAX).await?;
+        visited_backwards.reverse();
+        compare(
+            &visited_backwards,
+            &expected,
+            "visiting a 3,000-event stream backwards (shown reversed)",
         )?;
         let middle = read(&*store, stream, StreamRange::all().from(1000).to(2100)).await?;
         compare(
