@@ -222,7 +222,7 @@ async fn session(wake: &Weak<Wake>, target: &ListenTarget) -> Ended {
 
 /// A driver error with its cause (a connection error's message alone is often just "error
 /// connecting to server").
-fn describe(error: &tokio_postgres::Error) -> String {
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
     match std::error::Error::source(error) {
         Some(source) => format!("{error}: {source}"),
         None => error.to_string(),

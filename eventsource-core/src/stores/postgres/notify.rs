@@ -28,6 +28,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
+use super::listen::describe;
+
 /// The notifier's `application_name` when the connection config sets none; with one, the
 /// notifier uses `<that name>-notifier`.
 pub(super) const NOTIFIER_APPLICATION_NAME: &str = "eventsource-notifier";
@@ -151,14 +153,6 @@ async fn send(client: &mut Option<tokio_postgres::Client>, target: &Target) -> R
         .map_err(|error| describe(&error))?;
     *client = Some(connected);
     Ok(())
-}
-
-/// A driver error with its cause.
-fn describe(error: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(error) {
-        Some(source) => format!("{error}: {source}"),
-        None => error.to_string(),
-    }
 }
 
 #[cfg(test)]

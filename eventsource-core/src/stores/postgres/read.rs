@@ -94,6 +94,24 @@ impl PostgresStore {
         ))
     }
 
+    /// A pooled connection and its prepared statement reading a stream forwards or backwards.
+    async fn stream_statement(
+        &self,
+        backwards: bool,
+        context: &str,
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement)> {
+        let client = self.client(context).await?;
+        let sql = match backwards {
+            true => &self.sql.read_stream_backwards,
+            false => &self.sql.read_stream_forwards,
+        };
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(pg_error(context))?;
+        Ok((client, statement))
+    }
+
     /// [`EventStore::visit_stream`](crate::EventStore::visit_stream): the whole range in one
     /// query whose rows are decoded and visited as they arrive, so the server sends rows while
     /// the client decodes the ones before (a replay is one round trip whatever its length).
@@ -115,15 +133,7 @@ impl PostgresStore {
             return Ok(());
         }
         let context = format!("reading stream {stream_id}");
-        let client = self.client(&context).await?;
-        let sql = match range.backwards {
-            true => &self.sql.read_stream_backwards,
-            false => &self.sql.read_stream_forwards,
-        };
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(pg_error(&context))?;
+        let (client, statement) = self.stream_statement(range.backwards, &context).await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&stream_id, &lo, &hi, &limit];
         let rows = client
@@ -156,15 +166,7 @@ impl PostgresStore {
         backwards: bool,
     ) -> Result<Vec<StoredEvent>> {
         let context = format!("reading stream {stream_id}");
-        let client = self.client(&context).await?;
-        let sql = match backwards {
-            true => &self.sql.read_stream_backwards,
-            false => &self.sql.read_stream_forwards,
-        };
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(pg_error(&context))?;
+        let (client, statement) = self.stream_statement(backwards, &context).await?;
         let rows = client
             .query(&statement, &[&stream_id, &lo, &hi, &limit])
             .await
