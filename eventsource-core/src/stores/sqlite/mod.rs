@@ -39,7 +39,10 @@
 //!   index ordered by stream and version (schema version 5), however their appends interleaved
 //!   with other streams'; the table itself stays in log order. A replay
 //!   ([`EventStore::visit_stream`]) is lent each row through one reused event, with no
-//!   allocation per event.
+//!   allocation per event. The index's price is a second copy of every event: the file is
+//!   about 1.8 times as large, and each appended event is written twice (appends that touch
+//!   many streams at once took about twice as long in the benchmark; a single-stream commit is
+//!   bound by its sync either way). `BENCHMARKS.md` has the figures.
 //! - **One active runner per projection or process.** A projector with [`SqliteWork`], or a
 //!   process manager, takes its component's [`SqliteClaim`] first: a lease row in
 //!   `<events>_projection_leases`, renewed every quarter of the lease while it runs. Runners of
