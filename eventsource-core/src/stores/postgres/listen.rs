@@ -53,14 +53,26 @@ pub(super) struct ListenTarget {
 
 impl ListenTarget {
     /// The pool's `config`, renamed for the listener so that `pg_stat_activity` tells it apart.
-    pub(super) fn new(mut config: tokio_postgres::Config, channel: String) -> Self {
-        let name = match config.get_application_name() {
-            Some(name) => format!("{name}-listener"),
-            None => LISTENER_APPLICATION_NAME.to_owned(),
-        };
-        config.application_name(name);
+    pub(super) fn new(config: tokio_postgres::Config, channel: String) -> Self {
+        let config = named_for(config, "listener", LISTENER_APPLICATION_NAME);
         Self { config, channel }
     }
+}
+
+/// `config` for one of the store's own connections outside the pool: its `application_name`
+/// becomes `<that name>-<role>`, or `default` when it sets none, so that `pg_stat_activity`
+/// tells the connection apart.
+pub(super) fn named_for(
+    mut config: tokio_postgres::Config,
+    role: &str,
+    default: &str,
+) -> tokio_postgres::Config {
+    let name = match config.get_application_name() {
+        Some(name) => format!("{name}-{role}"),
+        None => default.to_owned(),
+    };
+    config.application_name(name);
+    config
 }
 
 /// A store's wake-up state, shared by its clones: the signal its readers wait on and, when the

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
-use super::listen::describe;
+use super::listen::{describe, named_for};
 
 /// The notifier's `application_name` when the connection config sets none; with one, the
 /// notifier uses `<that name>-notifier`.
@@ -62,12 +62,8 @@ pub(super) struct Notifier {
 impl Notifier {
     /// A notifier sending `sql` (`NOTIFY "<channel>"`) over connections made with the pool's
     /// `config`.
-    pub(super) fn new(mut config: tokio_postgres::Config, sql: String) -> Self {
-        let name = match config.get_application_name() {
-            Some(name) => format!("{name}-notifier"),
-            None => NOTIFIER_APPLICATION_NAME.to_owned(),
-        };
-        config.application_name(name);
+    pub(super) fn new(config: tokio_postgres::Config, sql: String) -> Self {
+        let config = named_for(config, "notifier", NOTIFIER_APPLICATION_NAME);
         Self {
             target: Target { config, sql },
             pending: Arc::new(Notify::new()),

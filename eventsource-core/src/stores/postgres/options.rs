@@ -200,9 +200,15 @@ impl PostgresOptions {
             let channel = listen::channel(&self.names.schema, &self.names.events);
             ListenTarget::new(config.clone(), channel)
         });
-        let notifier = listen
-            .as_ref()
-            .map(|target| Notifier::new(config.clone(), format!("NOTIFY \"{}\"", target.channel)));
+        let sql = Sql::render(
+            &self.names,
+            listen.as_ref().map(|target| target.channel.as_str()),
+        );
+        // The notifier sends the same statement `append_in` sends inside its transaction.
+        let notifier = sql
+            .notify
+            .clone()
+            .map(|notify| Notifier::new(config.clone(), notify));
         let claim_config = Arc::new(claim::claim_config(config.clone()));
         let manager = Manager::from_config(
             config,
@@ -225,10 +231,7 @@ impl PostgresOptions {
             })?;
         let store = PostgresStore {
             pool,
-            sql: Arc::new(Sql::render(
-                &self.names,
-                listen.as_ref().map(|target| target.channel.as_str()),
-            )),
+            sql: Arc::new(sql),
             wake: Arc::new(Wake::new(listen, notifier)),
             names: Arc::new(self.names),
             watch: Arc::new(HorizonWatch::new(self.appender_warning)),

@@ -407,8 +407,8 @@ pub(super) struct Sql {
     pub(super) read_log: [String; 4],
     /// → the greatest position below the visibility horizon (0 if none).
     pub(super) last_position: String,
-    /// `NOTIFY "<channel>"`, sent inside every append's transaction (`listen.rs`); `None` when
-    /// the store doesn't notify.
+    /// `NOTIFY "<channel>"`: sent by the notifier after appends commit (`notify.rs`), and inside
+    /// the caller's transaction by `append_in`; `None` when the store doesn't notify.
     pub(super) notify: Option<String>,
     /// `$1..$6` → saves a snapshot, replacing one at the same stream and version.
     pub(super) save_snapshot: String,

@@ -332,14 +332,10 @@ impl RowChunk {
         let start = self.bytes.len();
         // A stream's events mostly repeat the previous row's name, metadata (the events of one
         // append share it) and category: those take the previous row's bytes, not a copy.
-        let previous = self
-            .rows
-            .last()
-            .map(|row| (row.name.clone(), row.metadata.clone(), row.category.clone()));
-        let (same_name, same_metadata, same_category) = match previous {
-            Some((name, metadata, category)) => (Some(name), metadata, Some(category)),
-            None => (None, None, None),
-        };
+        let previous = self.rows.last();
+        let same_name = previous.map(|row| row.name.clone());
+        let same_metadata = previous.and_then(|row| row.metadata.clone());
+        let same_category = previous.map(|row| row.category.clone());
         let name = self.append_text(row, 2, "name", same_name, at, key);
         let payload = self.append_bytes(row, 4, "payload", at, key);
         let metadata = self.append_metadata(row, 5, same_metadata, at, key);
