@@ -6,7 +6,7 @@ pub mod memory;
 pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "nats"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

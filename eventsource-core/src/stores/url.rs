@@ -147,13 +147,10 @@ impl AnyStore {
     }
 
     /// A codec for this store: with a master key, payloads are compressed (LZ4) and encrypted,
-    /// with keys kept by the store's own key store (wrapped by `master`; in memory for the
-    /// memory store); without one, plain JSON. Either reads every payload format; only the
+    /// with keys kept by the store's own key store, wrapped by `master` (a table beside the
+    /// events on SQLite and PostgreSQL, the key-value bucket `NAME-keys` on NATS; in memory for
+    /// the memory store); without one, plain JSON. Either reads every payload format; only the
     /// one with the key store opens encrypted payloads.
-    ///
-    /// Fails with [`Error::Unsupported`] for a master key on a store without a key store
-    /// (NATS, so far): its keys would live in memory only, and the payloads encrypted under them
-    /// would be unreadable after the program ends.
     pub fn codec(&self, master: Option<MasterKey>) -> Result<PayloadCodec> {
         let Some(master) = master else {
             return Ok(PayloadCodec::new());
@@ -172,13 +169,7 @@ impl AnyStore {
                 store, master,
             )),
             #[cfg(feature = "nats")]
-            Self::Nats(_) => {
-                return Err(Error::Unsupported {
-                    backend: "nats",
-                    operation: "encrypt payloads".into(),
-                    reason: "there is no key store on NATS yet, and keys kept in memory would leave the payloads unreadable after this program ends; run without a master key".into(),
-                });
-            }
+            Self::Nats(store) => Arc::new(crate::stores::nats::NatsKeyStore::new(store, master)),
         };
         Ok(PayloadCodec::new()
             .compress(Compression::lz4())

@@ -223,8 +223,9 @@ pub enum KeyError {
 
 /// Where data keys are kept: one or more per subject, the newest used for new records.
 ///
-/// Implemented by [`MemoryKeyStore`], and by the SQLite and PostgreSQL stores' key stores, which
-/// keep the keys (wrapped by a [`MasterKey`]) in the store's own database.
+/// Implemented by [`MemoryKeyStore`], and by the SQLite, PostgreSQL and NATS stores' key
+/// stores, which keep the keys (wrapped by a [`MasterKey`]) in the store's own database (a
+/// key-value bucket on NATS).
 #[async_trait]
 pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// Every key `subject` has, and how far it was forgotten.

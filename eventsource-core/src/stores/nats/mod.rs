@@ -87,6 +87,13 @@
 //! renewed while it runs, expiring [`LEASE`] after a crashed holder's last renewal (see
 //! [`NatsClaim`]).
 //!
+//! # Data keys
+//!
+//! [`NatsKeyStore`] keeps the data keys of encrypted payloads in the key-value bucket
+//! `NAME-keys` (created at the first key asked for, replicated like the events): an entry per
+//! data subject, written by compare-and-set on its revision, each key wrapped by the
+//! application's master key. Forgetting a subject erases the revisions that held its keys.
+//!
 //! # Wake-ups
 //!
 //! [`EventStore::wake_ups`] wakes readers after this store's own appends and, once a reader
@@ -96,6 +103,7 @@
 mod append;
 mod batch;
 mod claim;
+mod keys;
 mod log;
 mod message;
 mod options;
@@ -111,6 +119,7 @@ use async_nats::jetstream;
 use uuid::Uuid;
 
 pub use claim::{LEASE, NatsClaim, RENEW_EVERY};
+pub use keys::NatsKeyStore;
 pub use options::{ATOMIC_BATCH_SINCE, DEFAULT_NAME, MAX_BATCH_MESSAGES, NatsOptions, Storage};
 
 use crate::error::Result;
@@ -153,6 +162,8 @@ struct Inner {
     watcher: OnceLock<tokio::task::AbortHandle>,
     /// The key-value bucket of claims, created by the first claim.
     claims: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+    /// The key-value bucket of data keys, created by the first key asked for.
+    keys: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
 }
 
 impl Drop for Inner {
@@ -202,22 +213,29 @@ impl NatsStore {
         self.inner.events.cached_info().config.num_replicas
     }
 
-    /// Deletes the store's streams and everything in them (for tests and tools; nothing asks).
+    /// Deletes the store's streams and buckets and everything in them (for tests and tools;
+    /// nothing asks).
     pub async fn destroy(&self) -> Result<()> {
-        let claims = format!("{}-claims", self.name());
-        // The claims bucket exists only if something claimed: not finding it is fine.
-        if self.inner.context.get_key_value(&claims).await.is_ok() {
-            self.inner
-                .context
-                .delete_key_value(&claims)
-                .await
-                .map_err(|error| {
-                    crate::Error::backend(
-                        BACKEND,
-                        format!("deleting the key-value bucket `{claims}`"),
-                        error,
-                    )
-                })?;
+        let buckets = [
+            format!("{}-claims", self.name()),
+            format!("{}{}", self.name(), keys::BUCKET_SUFFIX),
+        ];
+        for bucket in buckets {
+            // A bucket exists only once it was used (a claim, a data key): not finding it is
+            // fine.
+            if self.inner.context.get_key_value(&bucket).await.is_ok() {
+                self.inner
+                    .context
+                    .delete_key_value(&bucket)
+                    .await
+                    .map_err(|error| {
+                        crate::Error::backend(
+                            BACKEND,
+                            format!("deleting the key-value bucket `{bucket}`"),
+                            error,
+                        )
+                    })?;
+            }
         }
         for stream in [&self.inner.events, &self.inner.snapshots] {
             let name = &stream.cached_info().config.name;

@@ -19,6 +19,10 @@
 //! The subject's own row is what writers of one subject take turns on (PostgreSQL locks it;
 //! SQLite serialises every write anyway), and it holds the tombstone that tells a forgotten
 //! subject apart from a key that is merely missing.
+//!
+//! The NATS key store keeps the same things (keys by id, still wrapped, and the tombstone) in
+//! one key-value entry per subject, and shares [`Ids`] (next id, tombstone, unwrapping) and the
+//! errors with the SQL stores.
 
 use uuid::Uuid;
 
@@ -26,9 +30,11 @@ use crate::error::Error;
 use crate::persistence::codec::{DataKey, KeyError, KeyId, MasterKey, SubjectKeys};
 
 /// The data keys table's name: the events table's, with this after it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const TABLE_SUFFIX: &str = "_data_keys";
 
 /// One row of the data keys table, as read.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Debug)]
 pub(crate) struct KeyRow {
     pub(crate) key_id: i64,
@@ -84,6 +90,7 @@ impl Ids {
 
 /// Reads a subject's rows; a row that breaks the table's rules is an error saying which and
 /// why (`Err(message)`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn ids(rows: impl IntoIterator<Item = KeyRow>) -> Result<Ids, String> {
     let mut ids = Ids::default();
     for row in rows {
@@ -132,7 +139,7 @@ pub(crate) fn bad_rows(backend: &'static str, doing: &str, message: String) -> K
     ))
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
 mod tests {
     use super::*;
 
