@@ -80,7 +80,9 @@ impl fmt::Debug for KeyStoreCheck {
 /// ```
 ///
 /// The SQLite and PostgreSQL key stores run it with a store and a key store per handle on one
-/// database file or schema (the workspace's `codecs` tests).
+/// database file or schema (the workspace's `codecs` tests), the NATS key store with a
+/// connection per handle to one store, on a single server and on a three-node cluster (the
+/// `nats_keys` tests).
 ///
 /// What the contract says, check by check: see [`key_store_checks`]. In short: a subject's
 /// first key has id 1 and is returned again; a rotation adds a newer key and keeps the old
