@@ -1,6 +1,7 @@
-//! The bank domain end to end with its payloads compressed and encrypted, on a SQLite file and
-//! on PostgreSQL (a schema of its own; skipped with a printed reason without a server, and
-//! failing with `CI=true`), as the demo runs with `EVENTSOURCE_MASTER_KEY`: accounts, a
+//! The bank domain end to end with its payloads compressed and encrypted, on a SQLite file, on
+//! PostgreSQL (a schema of its own) and on NATS JetStream (a store of its own, keys in its
+//! bucket `NAME-keys`) — the servers skipped with a printed reason when absent, and failing
+//! with `CI=true` — as the demo runs with `EVENTSOURCE_MASTER_KEY`: accounts, a
 //! transfer as a unit of work, transfers run by the process (one completed, one compensated),
 //! the statements read model in the store's database, a snapshot, and then forgetting the owner
 //! of a closed account: her `Opened` decodes as forgotten, her name leaves the read model and
@@ -22,6 +23,7 @@ use eventsource_examples::statements::ReadSide;
 use eventsource_examples::transfers::{self, MoneyTransfer, Transfers};
 
 mod support;
+use support::nats::Servers;
 use support::postgres::Server;
 
 type Accounts = Repository<BankAccount, Arc<dyn EventStore>>;
@@ -219,4 +221,14 @@ async fn the_bank_runs_encrypted_on_postgres() {
     let store = server.store("bank_encrypted").await;
     the_bank_runs_encrypted(OpenedStore::Postgres(store.clone()), store, "PostgreSQL").await;
     server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bank_runs_encrypted_on_nats() {
+    let Some(servers) = Servers::single().await else {
+        return;
+    };
+    let store = servers.store("bank-encrypted").await;
+    the_bank_runs_encrypted(OpenedStore::Nats(store.clone()), store, "NATS").await;
+    servers.finish().await;
 }
