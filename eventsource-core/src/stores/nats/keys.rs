@@ -58,9 +58,11 @@ const MAX_ROUNDS: usize = 100;
 ///   replica) — not a delete marker, which would leave the keys in the entry's history. After
 ///   it returns, the server has no revision holding the forgotten keys; a forgetting that
 ///   fails after the tombstone was written says so, and forgetting again finishes the erasing.
-///   Every other write erases the revisions before it too, so the bucket never drops an old
-///   revision without overwriting it. The server's Raft log (replicas 3) and backups taken
-///   before keep the keys, wrapped, until the log is compacted or the backups expire.
+///   Every other write erases the revisions before it too (a failure there is logged, and
+///   the next forgetting erases what is left), so old revisions don't pile up until the
+///   bucket's history limit drops them, which removes a message without overwriting it. The
+///   server's Raft log (replicas 3) and backups taken before keep the keys, wrapped, until the
+///   log is compacted or the backups expire.
 ///
 /// A key is never stored in plain: only wrapped by the master key and bound to its subject and
 /// id, so the bucket alone reveals no payload, and a wrapped key copied to another entry does
