@@ -38,11 +38,12 @@
 //!   length holds a bounded amount of memory. A stream's events are one range of a covering
 //!   index ordered by stream and version (schema version 5), however their appends interleaved
 //!   with other streams'; the table itself stays in log order. A replay
-//!   ([`EventStore::visit_stream`]) selects only the columns of a [`ReplayedEvent`](crate::ReplayedEvent) and is lent
-//!   each row where it lies in the chunk, with no allocation or copy per event. The index's price is a second copy of every event: the file is
-//!   about 1.8 times as large, and each appended event is written twice (appends that touch
-//!   many streams at once took about twice as long in the benchmark; a single-stream commit is
-//!   bound by its sync either way). `BENCHMARKS.md` has the figures.
+//!   ([`EventStore::visit_stream`]) selects only the columns of a
+//!   [`ReplayedEvent`](crate::ReplayedEvent) and is lent each row where it lies in the chunk,
+//!   with no allocation or copy per event. The index's price is a second copy of every event:
+//!   the file is about 1.8 times as large, and each appended event is written twice (appends
+//!   that touch many streams at once took about twice as long in the benchmark; a
+//!   single-stream commit is bound by its sync either way). `BENCHMARKS.md` has the figures.
 //! - **One active runner per projection or process.** A projector with [`SqliteWork`], or a
 //!   process manager, takes its component's [`SqliteClaim`] first: a lease row in
 //!   `<events>_projection_leases`, renewed every quarter of the lease while it runs. Runners of
