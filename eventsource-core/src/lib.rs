@@ -121,8 +121,8 @@ pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
 pub use persistence::codec::{Codec, Json};
 pub use persistence::position::Position;
 pub use persistence::record::{
-    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, Snapshot, StoredEvent, StreamAppend,
-    StreamRange, Tracking, legacy_event_id,
+    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, ReplayedEvent, Snapshot, StoredEvent,
+    StreamAppend, StreamRange, Tracking, legacy_event_id,
 };
 pub use persistence::store::{EventStore, EventStream, StreamVisitor};
 pub use persistence::wake::{CommitSignal, WakeUps};

@@ -153,7 +153,7 @@ pub(crate) async fn other_subjects<A: Aggregate, S: EventStore + ?Sized>(
     let mut others: Vec<Uuid> = Vec::new();
     store
         .visit_stream(id, StreamRange::all().to(version), &mut |stored| {
-            if let Some(subject) = PayloadCodec::subject_of(&stored.payload)
+            if let Some(subject) = PayloadCodec::subject_of(stored.payload)
                 && subject != id
                 && subject != APPLICATION_SUBJECT
                 && !others.contains(&subject)

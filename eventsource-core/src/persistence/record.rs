@@ -146,6 +146,39 @@ pub struct StoredEvent {
     pub position: Position,
 }
 
+impl StoredEvent {
+    /// The event as a replay sees it (see [`ReplayedEvent`]), borrowed from this one.
+    pub fn replayed(&self) -> ReplayedEvent<'_> {
+        ReplayedEvent {
+            stream_id: self.stream_id,
+            version: self.version,
+            name: &self.name,
+            schema_version: self.schema_version,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// An event as a replay ([`EventStore::visit_stream`]) is lent it: the columns that rebuild an
+/// aggregate's state and no more, borrowed from the store's row. A store reads only these for
+/// a replay (no id, category, metadata, time or position to send, copy or parse), and lends
+/// them without an allocation per event. What must outlive the visit is copied out of it.
+///
+/// [`EventStore::visit_stream`]: crate::EventStore::visit_stream
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayedEvent<'a> {
+    /// The stream (aggregate id).
+    pub stream_id: Uuid,
+    /// The event's version within its stream, from 1, without gaps.
+    pub version: u64,
+    /// The event's stored name.
+    pub name: &'a str,
+    /// The schema version the payload was encoded at.
+    pub schema_version: u32,
+    /// The encoded payload, byte for byte as appended.
+    pub payload: &'a [u8],
+}
+
 /// The id of an event stored before events had ids of their own: a UUID v5 of its version in
 /// the namespace of its stream id, the same on every read and in every store.
 pub fn legacy_event_id(stream_id: Uuid, version: u64) -> Uuid {

@@ -7,16 +7,19 @@ use futures_util::TryStreamExt;
 use uuid::Uuid;
 
 use super::position::Position;
-use super::record::{AppendBatch, LogPage, LogQuery, Snapshot, StoredEvent, StreamRange};
+use super::record::{
+    AppendBatch, LogPage, LogQuery, ReplayedEvent, Snapshot, StoredEvent, StreamRange,
+};
 use super::wake::WakeUps;
 use crate::error::Result;
 
 /// A stream of stored events, read lazily (a store need not hold a whole stream in memory).
 pub type EventStream<'a> = BoxStream<'a, Result<StoredEvent>>;
 
-/// What [`EventStore::visit_stream`] calls with each event: `Break` stops the visit.
+/// What [`EventStore::visit_stream`] calls with each event, lent as a [`ReplayedEvent`] that
+/// lives only for the call: `Break` stops the visit.
 pub type StreamVisitor<'v> =
-    dyn for<'e> FnMut(&'e StoredEvent) -> Result<ControlFlow<()>> + Send + 'v;
+    dyn for<'e> FnMut(ReplayedEvent<'e>) -> Result<ControlFlow<()>> + Send + 'v;
 
 /// An event store: streams of events with optimistic concurrency, a global log, snapshots and
 /// tracking records.
@@ -51,9 +54,12 @@ pub trait EventStore: Send + Sync {
     fn read_stream(&self, stream_id: Uuid, range: StreamRange) -> EventStream<'_>;
 
     /// Calls `visit` with each event of the stream in `range`, in order, until it returns
-    /// `Break` or an error. This is how the repository replays: a store that can lend its
-    /// events (the memory store) overrides it to avoid a copy per event; the default reads
-    /// [`read_stream`](Self::read_stream).
+    /// `Break` or an error. This is how the repository replays (and how it looks for the
+    /// subjects a snapshot must be sealed for): each event is lent as a [`ReplayedEvent`], its
+    /// stream, version, name, schema version and payload, with the same values
+    /// [`read_stream`](Self::read_stream) returns. The default reads `read_stream` and lends
+    /// each event it returns; the stores of this crate override it to read only those columns
+    /// and lend them from their rows, without an allocation per event.
     async fn visit_stream(
         &self,
         stream_id: Uuid,
@@ -62,7 +68,7 @@ pub trait EventStore: Send + Sync {
     ) -> Result<()> {
         let mut events = self.read_stream(stream_id, range);
         while let Some(event) = events.try_next().await? {
-            if visit(&event)?.is_break() {
+            if visit(event.replayed())?.is_break() {
                 break;
             }
         }

@@ -248,7 +248,7 @@ impl EventStore for MemoryStore {
             for event in inner.chunk(&stream_id, &range, cursor, remaining) {
                 seen += 1;
                 cursor = Some(event.version);
-                if visit(event)?.is_break() {
+                if visit(event.replayed())?.is_break() {
                     return Ok(());
                 }
             }

@@ -327,7 +327,7 @@ impl<S: EventStore> EventStore for CountingStore<S> {
         visit: &mut StreamVisitor<'_>,
     ) -> Result<()> {
         let index = self.start_read(stream_id, range);
-        let mut counting = |event: &crate::persistence::record::StoredEvent| {
+        let mut counting = |event: crate::persistence::record::ReplayedEvent<'_>| {
             count_read_event(&self.ledger, index);
             visit(event)
         };

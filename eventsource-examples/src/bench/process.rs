@@ -561,7 +561,7 @@ impl<S: EventStore> EventStore for Probe<S> {
     ) -> Result<()> {
         let start = Instant::now();
         let mut replayed = 0_u64;
-        let mut counting = |event: &eventsource_core::StoredEvent| {
+        let mut counting = |event: eventsource_core::ReplayedEvent<'_>| {
             replayed += 1;
             visit(event)
         };

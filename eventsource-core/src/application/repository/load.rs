@@ -17,7 +17,7 @@ use crate::domain::event::EventEnum;
 use crate::error::DecodeError;
 use crate::error::{Error, Result};
 use crate::persistence::codec::{APPLICATION_SUBJECT, PayloadCodec, Pending};
-use crate::persistence::record::{StoredEvent, StreamRange};
+use crate::persistence::record::{ReplayedEvent, StoredEvent, StreamRange};
 use crate::persistence::store::EventStore;
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
@@ -95,7 +95,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.codec
             .decode::<A::Event>(stored)
             .await
-            .map_err(|source| decode_error(stored, source))
+            .map_err(|source| decode_error(stored.replayed(), source))
     }
 
     /// Loads the state at `upto` (the latest with `None`), through the cache.
@@ -105,13 +105,48 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 }
 
 /// The error for a stored event that does not decode, naming the record.
-pub(crate) fn decode_error(stored: &StoredEvent, source: DecodeError) -> Error {
+pub(crate) fn decode_error(event: ReplayedEvent<'_>, source: DecodeError) -> Error {
     Error::Decode {
-        stream: stored.stream_id,
-        version: stored.version,
-        event: stored.name.clone(),
-        schema_version: stored.schema_version,
+        stream: event.stream_id,
+        version: event.version,
+        event: event.name.to_owned(),
+        schema_version: event.schema_version,
         source,
+    }
+}
+
+/// A replayed event whose payload's key wasn't in memory, copied out of the visit that met it
+/// (the store's row lives only as long as the visit): the replay loads the key, then goes on
+/// from this event.
+struct AwaitingKey {
+    subject: Uuid,
+    stream_id: Uuid,
+    version: u64,
+    name: String,
+    schema_version: u32,
+    payload: Vec<u8>,
+}
+
+impl AwaitingKey {
+    fn new(subject: Uuid, event: ReplayedEvent<'_>) -> Self {
+        Self {
+            subject,
+            stream_id: event.stream_id,
+            version: event.version,
+            name: event.name.to_owned(),
+            schema_version: event.schema_version,
+            payload: event.payload.to_vec(),
+        }
+    }
+
+    fn event(&self) -> ReplayedEvent<'_> {
+        ReplayedEvent {
+            stream_id: self.stream_id,
+            version: self.version,
+            name: &self.name,
+            schema_version: self.schema_version,
+            payload: &self.payload,
+        }
     }
 }
 
@@ -245,7 +280,7 @@ where
                     Err(Pending::Failed(source)) => return Err(decode_error(stored, source)),
                     Err(Pending::NeedsKeys(subject)) => {
                         // Stop here, load the key, and go on from this event.
-                        needs_keys = Some((subject, stored.clone()));
+                        needs_keys = Some(AwaitingKey::new(subject, stored));
                         return Ok(ControlFlow::Break(()));
                     }
                 };
@@ -256,10 +291,10 @@ where
             .await?;
         match needs_keys {
             None => break,
-            Some((subject, stored)) => codec
-                .load_keys_or_fail(&stored, subject)
+            Some(awaiting) => codec
+                .load_keys_or_fail(&awaiting.payload, awaiting.subject)
                 .await
-                .map_err(|source| decode_error(&stored, source))?,
+                .map_err(|source| decode_error(awaiting.event(), source))?,
         }
     }
     Ok(matched && !check_start)

@@ -14,7 +14,7 @@ use super::format::{Format, Json, MessagePack};
 use super::keys::{APPLICATION_SUBJECT, DataKey, KeyError, KeyId, KeyStore, SubjectKeys};
 use crate::domain::event::EventEnum;
 use crate::error::{CodecError, DecodeError};
-use crate::persistence::record::StoredEvent;
+use crate::persistence::record::{ReplayedEvent, StoredEvent};
 
 /// Payloads larger than this (after decompression) are refused by default.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 << 20;
@@ -506,39 +506,37 @@ impl PayloadCodec {
         Ok(Opened::Body(header.format, body))
     }
 
-    /// Decodes a stored event with the keys in memory; [`Pending::NeedsKeys`] if its key isn't.
-    pub(crate) fn decode_now<E: EventEnum>(&self, stored: &StoredEvent) -> Result<E, Pending> {
+    /// Decodes an event lent by a replay with the keys in memory; [`Pending::NeedsKeys`] if
+    /// its key isn't.
+    pub(crate) fn decode_now<E: EventEnum>(&self, event: ReplayedEvent<'_>) -> Result<E, Pending> {
         let record = RecordRef {
             kind: RecordKind::Event,
-            stream_id: stored.stream_id,
-            version: stored.version,
-            name: &stored.name,
-            schema: u64::from(stored.schema_version),
+            stream_id: event.stream_id,
+            version: event.version,
+            name: event.name,
+            schema: u64::from(event.schema_version),
         };
         // The common case, plain JSON, decodes straight from the stored bytes.
-        if stored.payload.first() != Some(&0) {
+        if event.payload.first() != Some(&0) {
             return Ok(E::decode(
                 &Json,
-                &stored.name,
-                stored.schema_version,
-                &stored.payload,
+                event.name,
+                event.schema_version,
+                event.payload,
             )?);
         }
-        match self.open(&record, &stored.payload)? {
+        match self.open(&record, event.payload)? {
             Opened::Forgotten(subject) => {
-                Ok(E::forgotten(&stored.name, stored.schema_version, subject)?)
+                Ok(E::forgotten(event.name, event.schema_version, subject)?)
             }
             Opened::Layer(_) => Err(Pending::Failed(layered_event())),
-            Opened::Body(Format::Json, body) => Ok(E::decode(
-                &Json,
-                &stored.name,
-                stored.schema_version,
-                &body,
-            )?),
+            Opened::Body(Format::Json, body) => {
+                Ok(E::decode(&Json, event.name, event.schema_version, &body)?)
+            }
             Opened::Body(Format::MessagePack, body) => Ok(E::decode(
                 &MessagePack,
-                &stored.name,
-                stored.schema_version,
+                event.name,
+                event.schema_version,
                 &body,
             )?),
         }
@@ -547,25 +545,27 @@ impl PayloadCodec {
     /// Decodes a stored event, loading its key first if needed.
     pub async fn decode<E: EventEnum>(&self, stored: &StoredEvent) -> Result<E, DecodeError> {
         loop {
-            match self.decode_now(stored) {
+            match self.decode_now(stored.replayed()) {
                 Ok(event) => return Ok(event),
                 Err(Pending::Failed(error)) => return Err(error),
-                Err(Pending::NeedsKeys(subject)) => self.load_keys_or_fail(stored, subject).await?,
+                Err(Pending::NeedsKeys(subject)) => {
+                    self.load_keys_or_fail(&stored.payload, subject).await?
+                }
             }
         }
     }
 
-    /// Loads `subject`'s keys for decoding `stored`; a key store failure is a decode error
-    /// naming the key.
+    /// Loads `subject`'s keys for decoding the record whose stored bytes are `payload`; a key
+    /// store failure is a decode error naming the key.
     pub(crate) async fn load_keys_or_fail(
         &self,
-        stored: &StoredEvent,
+        payload: &[u8],
         subject: Uuid,
     ) -> Result<(), DecodeError> {
         let Some(ring) = &self.settings.keys else {
             return Ok(());
         };
-        let named = envelope::header(&stored.payload).ok().and_then(|h| h.key);
+        let named = envelope::header(payload).ok().and_then(|h| h.key);
         match ring.load(subject).await {
             // Read just now, and the key the record names is not there: the key store doesn't
             // have it (asking again would find nothing new).
@@ -671,7 +671,9 @@ impl PayloadCodec {
                 Ok(Opened::Forgotten(_)) => return Ok(None),
                 Ok(Opened::Layer(_)) => return Err(layered_event()),
                 Err(Pending::Failed(error)) => return Err(error),
-                Err(Pending::NeedsKeys(subject)) => self.load_keys_or_fail(stored, subject).await?,
+                Err(Pending::NeedsKeys(subject)) => {
+                    self.load_keys_or_fail(&stored.payload, subject).await?
+                }
             }
         }
     }

@@ -94,17 +94,13 @@ impl PostgresStore {
         ))
     }
 
-    /// A pooled connection and its prepared statement reading a stream forwards or backwards.
+    /// A pooled connection and its prepared statement `sql`.
     async fn stream_statement(
         &self,
-        backwards: bool,
+        sql: &str,
         context: &str,
     ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement)> {
         let client = self.client(context).await?;
-        let sql = match backwards {
-            true => &self.sql.read_stream_backwards,
-            false => &self.sql.read_stream_forwards,
-        };
         let statement = client
             .prepare_cached(sql)
             .await
@@ -113,11 +109,13 @@ impl PostgresStore {
     }
 
     /// [`EventStore::visit_stream`](crate::EventStore::visit_stream): the whole range in one
-    /// query whose rows are decoded and visited as they arrive, so the server sends rows while
-    /// the client decodes the ones before (a replay is one round trip whatever its length).
-    /// Memory stays bounded: the driver stops reading the socket while the visitor is behind,
-    /// and each event is dropped once visited. The pooled connection is held only as long as
-    /// the visit runs, and the visitor can't wait for anything.
+    /// query whose rows are visited as they arrive, so the server sends rows while the client
+    /// decodes the ones before (a replay is one round trip whatever its length). The query
+    /// selects only what a [`ReplayedEvent`](crate::ReplayedEvent) holds, and each event is lent
+    /// straight from its row's buffer: nothing is allocated per event. Memory stays bounded:
+    /// the driver stops reading the socket while the visitor is behind, and each row is dropped
+    /// once visited. The pooled connection is held only as long as the visit runs, and the
+    /// visitor can't wait for anything.
     pub(super) async fn visit(
         &self,
         stream_id: Uuid,
@@ -133,7 +131,11 @@ impl PostgresStore {
             return Ok(());
         }
         let context = format!("reading stream {stream_id}");
-        let (client, statement) = self.stream_statement(range.backwards, &context).await?;
+        let sql = match range.backwards {
+            true => &self.sql.replay_backwards,
+            false => &self.sql.replay_forwards,
+        };
+        let (client, statement) = self.stream_statement(sql, &context).await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&stream_id, &lo, &hi, &limit];
         let rows = client
@@ -143,14 +145,9 @@ impl PostgresStore {
         let mut rows = std::pin::pin!(rows);
         let mut previous = None;
         while let Some(row) = rows.try_next().await.map_err(pg_error(&context))? {
-            let event = rows::stream_event(&row, stream_id)?;
-            check_contiguous(
-                stream_id,
-                std::slice::from_ref(&event),
-                &mut previous,
-                range.backwards,
-            )?;
-            if visit(&event)?.is_break() {
+            let event = rows::replayed_event(&row, stream_id)?;
+            check_next(stream_id, event.version, &mut previous, range.backwards)?;
+            if visit(event)?.is_break() {
                 break;
             }
         }
@@ -166,7 +163,11 @@ impl PostgresStore {
         backwards: bool,
     ) -> Result<Vec<StoredEvent>> {
         let context = format!("reading stream {stream_id}");
-        let (client, statement) = self.stream_statement(backwards, &context).await?;
+        let sql = match backwards {
+            true => &self.sql.read_stream_backwards,
+            false => &self.sql.read_stream_forwards,
+        };
+        let (client, statement) = self.stream_statement(sql, &context).await?;
         let rows = client
             .query(&statement, &[&stream_id, &lo, &hi, &limit])
             .await
@@ -203,25 +204,33 @@ fn check_contiguous(
     previous: &mut Option<u64>,
     backwards: bool,
 ) -> Result<()> {
-    for event in chunk {
-        if let Some(prev) = *previous {
-            let expected = match backwards {
-                true => prev.checked_sub(1),
-                false => prev.checked_add(1),
-            };
-            if expected != Some(event.version) {
-                return Err(Error::Corrupt {
-                    stream,
-                    version: event.version,
-                    message: format!(
-                        "version {} follows version {prev}: the stream has a gap",
-                        event.version
-                    ),
-                });
-            }
+    chunk
+        .iter()
+        .try_for_each(|event| check_next(stream, event.version, previous, backwards))
+}
+
+/// Checks that `version` follows the `previous` one read (by exactly one, in the read's
+/// direction), and remembers it.
+fn check_next(
+    stream: Uuid,
+    version: u64,
+    previous: &mut Option<u64>,
+    backwards: bool,
+) -> Result<()> {
+    if let Some(prev) = *previous {
+        let expected = match backwards {
+            true => prev.checked_sub(1),
+            false => prev.checked_add(1),
+        };
+        if expected != Some(version) {
+            return Err(Error::Corrupt {
+                stream,
+                version,
+                message: format!("version {version} follows version {prev}: the stream has a gap"),
+            });
         }
-        *previous = Some(event.version);
     }
+    *previous = Some(version);
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{BACKEND, pg_error};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
-use crate::persistence::record::{Metadata, Snapshot, StoredEvent, legacy_event_id};
+use crate::persistence::record::{Metadata, ReplayedEvent, Snapshot, StoredEvent, legacy_event_id};
 
 /// Reads column `index` of `row`, naming the column and what was read if it fails.
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
@@ -43,8 +43,14 @@ pub(super) fn stream_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent> {
     event_in(row, 0, stream_id)
 }
 
-/// The columns of [`event_at`] after the stream id, starting at column `at`.
-fn event_in(row: &Row, at: usize, stream_id: Uuid) -> Result<StoredEvent> {
+/// A row of a replay, `version, name, schema_version, payload` of stream `stream_id`, lent as
+/// it lies in the row's buffer (nothing copied or allocated).
+pub(super) fn replayed_event(row: &Row, stream_id: Uuid) -> Result<ReplayedEvent<'_>> {
+    replayed_at(row, 0, stream_id)
+}
+
+/// The columns `version, name, schema_version, payload` starting at column `at`, borrowed.
+fn replayed_at(row: &Row, at: usize, stream_id: Uuid) -> Result<ReplayedEvent<'_>> {
     let raw_version: i64 = column(row, at, "version", &|| {
         format!("an event of stream {stream_id}")
     })?;
@@ -59,7 +65,7 @@ fn event_in(row: &Row, at: usize, stream_id: Uuid) -> Result<StoredEvent> {
             )
         })?;
     let what = || format!("the event at version {version} of stream {stream_id}");
-    let name: String = column(row, at + 1, "name", &what)?;
+    let name: &str = column(row, at + 1, "name", &what)?;
     let raw_schema_version: i64 = column(row, at + 2, "schema_version", &what)?;
     let schema_version = u32::try_from(raw_schema_version).map_err(|_| {
         corrupt(
@@ -70,7 +76,21 @@ fn event_in(row: &Row, at: usize, stream_id: Uuid) -> Result<StoredEvent> {
             ),
         )
     })?;
-    let payload: Vec<u8> = column(row, at + 3, "payload", &what)?;
+    let payload: &[u8] = column(row, at + 3, "payload", &what)?;
+    Ok(ReplayedEvent {
+        stream_id,
+        version,
+        name,
+        schema_version,
+        payload,
+    })
+}
+
+/// The columns of [`event_at`] after the stream id, starting at column `at`.
+fn event_in(row: &Row, at: usize, stream_id: Uuid) -> Result<StoredEvent> {
+    let replayed = replayed_at(row, at, stream_id)?;
+    let (version, name) = (replayed.version, replayed.name);
+    let what = || format!("the event at version {version} of stream {stream_id}");
     // Borrowed from the row's buffer: parsed, not copied first.
     let metadata_text: &str = column(row, at + 4, "metadata", &what)?;
     let metadata = metadata(metadata_text).map_err(|e| {
@@ -102,9 +122,9 @@ fn event_in(row: &Row, at: usize, stream_id: Uuid) -> Result<StoredEvent> {
         stream_id,
         category,
         version,
-        name,
-        schema_version,
-        payload,
+        name: name.to_owned(),
+        schema_version: replayed.schema_version,
+        payload: replayed.payload.to_vec(),
         metadata,
         recorded_at,
         position: Position::new(position),

@@ -400,6 +400,10 @@ pub(super) struct Sql {
     pub(super) read_stream_forwards: String,
     /// `$1 stream, $2 from, $3 to, $4 limit` → events newest first (without their stream id).
     pub(super) read_stream_backwards: String,
+    /// `$1 stream, $2 from, $3 to, $4 limit` → the [`REPLAY_COLUMNS`] of events oldest first.
+    pub(super) replay_forwards: String,
+    /// `$1 stream, $2 from, $3 to, $4 limit` → the [`REPLAY_COLUMNS`] of events newest first.
+    pub(super) replay_backwards: String,
     /// `$1 after, $2 limit, $3 categories, $4 names, $5 to (inclusive)` → the greatest
     /// position below the horizon and at most `to`, then the log events below it and up to `to` (their columns after that one; no event columns
     /// in the single row of an empty page). One statement per combination of filters (none,
@@ -428,6 +432,11 @@ const EVENT_COLUMNS: &str = "stream_id, version, name, schema_version, payload, 
 /// reads them: [`EVENT_COLUMNS`] without the stream id, which the reader knows.
 const STREAM_EVENT_COLUMNS: &str = "version, name, schema_version, payload, metadata::text, \
      recorded_at, position, event_id, category";
+
+/// The columns of an event a replay is lent, in the order [`super::rows::replayed_event`] reads
+/// them: what rebuilds state, without metadata (`jsonb` the server would render as text for
+/// every row), id, category, time or position.
+const REPLAY_COLUMNS: &str = "version, name, schema_version, payload";
 
 /// The columns of a snapshot, in the order [`super::rows::snapshot`] reads them.
 const SNAPSHOT_COLUMNS: &str = "stream_id, version, aggregate, fingerprint, state, recorded_at";
@@ -612,6 +621,16 @@ impl Sql {
             ),
             read_stream_backwards: format!(
                 "SELECT {STREAM_EVENT_COLUMNS} FROM {events} \
+                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
+                 ORDER BY version DESC LIMIT (SELECT $4::int8)"
+            ),
+            replay_forwards: format!(
+                "SELECT {REPLAY_COLUMNS} FROM {events} \
+                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
+                 ORDER BY version ASC LIMIT (SELECT $4::int8)"
+            ),
+            replay_backwards: format!(
+                "SELECT {REPLAY_COLUMNS} FROM {events} \
                  WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
                  ORDER BY version DESC LIMIT (SELECT $4::int8)"
             ),

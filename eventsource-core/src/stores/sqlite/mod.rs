@@ -38,11 +38,12 @@
 //!   length holds a bounded amount of memory. A stream's events are one range of a covering
 //!   index ordered by stream and version (schema version 5), however their appends interleaved
 //!   with other streams'; the table itself stays in log order. A replay
-//!   ([`EventStore::visit_stream`]) is lent each row through one reused event, with no
-//!   allocation per event. The index's price is a second copy of every event: the file is
-//!   about 1.8 times as large, and each appended event is written twice (appends that touch
-//!   many streams at once took about twice as long in the benchmark; a single-stream commit is
-//!   bound by its sync either way). `BENCHMARKS.md` has the figures.
+//!   ([`EventStore::visit_stream`]) selects only the columns of a
+//!   [`ReplayedEvent`](crate::ReplayedEvent) and is lent each row where it lies in the chunk,
+//!   with no allocation or copy per event. The index's price is a second copy of every event:
+//!   the file is about 1.8 times as large, and each appended event is written twice (appends
+//!   that touch many streams at once took about twice as long in the benchmark; a
+//!   single-stream commit is bound by its sync either way). `BENCHMARKS.md` has the figures.
 //! - **One active runner per projection or process.** A projector with [`SqliteWork`], or a
 //!   process manager, takes its component's [`SqliteClaim`] first: a lease row in
 //!   `<events>_projection_leases`, renewed every quarter of the lease while it runs. Runners of
@@ -90,7 +91,7 @@ use crate::persistence::record::{
 use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
 use crate::persistence::wake::{CommitSignal, WakeUps};
 use options::Location;
-use rows::{BadRow, Lender, RowChunk};
+use rows::{BadRow, Lender, ReplayChunk, RowChunk, StreamRows};
 use schema::Sql;
 
 /// The backend name in errors.
@@ -480,21 +481,18 @@ impl Shared {
         Ok(Position::new(u64::try_from(last).unwrap_or(0)))
     }
 
-    /// Reads up to `limit` events of a stream with versions in `lo..=hi`.
-    fn read_stream_chunk(
+    /// Reads up to `limit` events of a stream with versions in `lo..=hi`, the columns `R`
+    /// holds.
+    fn read_stream_chunk<R: StreamRows>(
         &self,
         stream: Uuid,
         lo: i64,
         hi: i64,
         backwards: bool,
         limit: usize,
-    ) -> Result<Chunk> {
+    ) -> Result<Chunk<R>> {
         self.read(|conn| {
-            let sql = if backwards {
-                &self.sql.read_stream_backwards
-            } else {
-                &self.sql.read_stream_forwards
-            };
+            let sql = R::statement(&self.sql, backwards);
             let doing = || format!("reading stream {stream}");
             let mut statement = conn
                 .prepare_cached(sql)
@@ -504,7 +502,7 @@ impl Shared {
             let mut rows = statement
                 .query(params![&*id, lo, hi, clamp(limit as u64)])
                 .map_err(self.failed(Lazy(&doing)))?;
-            let mut chunk = RowChunk::new(stream, limit.min(1 << 16));
+            let mut chunk = R::new(stream, limit.min(1 << 16));
             let mut bytes = 0;
             let mut cut = false;
             loop {
@@ -646,9 +644,9 @@ impl<F: Fn() -> String> fmt::Display for Lazy<F> {
     }
 }
 
-/// One chunk of a stream read.
-struct Chunk {
-    rows: RowChunk,
+/// One chunk of a stream read: every column ([`RowChunk`]) or a replay's ([`ReplayChunk`]).
+struct Chunk<R> {
+    rows: R,
     /// The query returned fewer rows than asked for: nothing more to read.
     exhausted: bool,
     /// A row after `rows` could not be read; the read ends with this error.
@@ -665,7 +663,7 @@ struct Reading {
     /// The error to hand out after `buffer`.
     error: Option<Error>,
     /// The next chunk, being fetched.
-    pending: Option<JoinHandle<Result<Chunk>>>,
+    pending: Option<JoinHandle<Result<Chunk<RowChunk>>>>,
 }
 
 impl futures_core::Stream for Reading {
@@ -740,12 +738,15 @@ impl futures_core::Stream for Reading {
     }
 }
 
-/// Replays a stream for [`EventStore::visit_stream`]: each chunk is read on the blocking pool
-/// (the next one while the visitor works through the current one) and its rows are lent to the
-/// visitor through one reused event, with no copy of an owned event per row.
+/// Replays a stream for [`EventStore::visit_stream`]: each chunk of the columns a replay needs
+/// is read on the blocking pool (the next one while the visitor works through the current one)
+/// and its rows are lent to the visitor where they lie in the chunk, with no copy per row.
 async fn visit_rows(mut read: StreamRead, visit: &mut StreamVisitor<'_>) -> Result<()> {
-    let mut lender = Lender::new(read.stream);
-    let mut pending = if read.done { None } else { Some(read.fetch()?) };
+    let mut pending = if read.done {
+        None
+    } else {
+        Some(read.fetch::<ReplayChunk>()?)
+    };
     while let Some(handle) = pending.take() {
         let chunk = joined(handle).await?;
         read.advance(&chunk);
@@ -753,7 +754,7 @@ async fn visit_rows(mut read: StreamRead, visit: &mut StreamVisitor<'_>) -> Resu
         // one; if it does fail, it fails after the chunk in hand is visited.
         let next = if read.done { None } else { Some(read.fetch()) };
         for index in 0..chunk.rows.len() {
-            if visit(lender.lend(&chunk.rows, index)?)?.is_break() {
+            if visit(chunk.rows.event(index)?)?.is_break() {
                 return Ok(());
             }
         }
@@ -794,7 +795,7 @@ impl StreamRead {
     }
 
     /// Starts fetching the next chunk on the blocking pool.
-    fn fetch(&self) -> Result<JoinHandle<Result<Chunk>>> {
+    fn fetch<R: StreamRows>(&self) -> Result<JoinHandle<Result<Chunk<R>>>> {
         let shared = Arc::clone(&self.shared);
         let (stream, lo, hi, backwards) = (self.stream, self.lo, self.hi, self.backwards);
         let limit = self.remaining.min(shared.options.read_chunk);
@@ -802,7 +803,7 @@ impl StreamRead {
     }
 
     /// Moves past a fetched chunk.
-    fn advance(&mut self, chunk: &Chunk) {
+    fn advance<R: StreamRows>(&mut self, chunk: &Chunk<R>) {
         self.remaining = self.remaining.saturating_sub(chunk.rows.len());
         if let Some(last) = chunk.rows.last_version() {
             let version = clamp(last);

@@ -1,10 +1,12 @@
 //! Turning rows back into records, with a typed error (never a panic) for anything malformed.
 //!
 //! The log's rows become owned [`StoredEvent`]s one by one ([`log_event`]). A stream's rows are
-//! read a chunk at a time into a [`RowChunk`], one buffer for all their bytes, and a [`Lender`]
-//! lends them one at a time through one reused event: a replay
-//! ([`visit_stream`](crate::EventStore::visit_stream)) allocates nothing per event, and
-//! [`read_stream`](crate::EventStore::read_stream) clones what it is lent.
+//! read a chunk at a time ([`StreamRows`]), one buffer for all their bytes: a
+//! [`read_stream`](crate::EventStore::read_stream) reads every column into a [`RowChunk`],
+//! whose [`Lender`] fills one reused event it then clones; a replay
+//! ([`visit_stream`](crate::EventStore::visit_stream)) reads only the columns of a
+//! [`ReplayedEvent`] into a [`ReplayChunk`], which lends them where they lie, with no
+//! allocation or copy per event.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +17,10 @@ use rusqlite::types::ValueRef;
 use uuid::Uuid;
 
 use super::BACKEND;
+use super::schema::Sql;
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
-use crate::persistence::record::{Metadata, Snapshot, StoredEvent, legacy_event_id};
+use crate::persistence::record::{Metadata, ReplayedEvent, Snapshot, StoredEvent, legacy_event_id};
 
 /// What was wrong with a row, as the source of an [`Error::Backend`].
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +264,179 @@ pub(super) fn snapshot(row: &Row<'_>, stream_id: Uuid) -> Result<Snapshot> {
     })
 }
 
+/// The rows of one chunk of a stream read, filled on a reader connection by the statement it
+/// names.
+pub(super) trait StreamRows: Send + Sized + 'static {
+    /// The statement that selects this kind's columns of a stream's rows (`?1 stream, ?2 from,
+    /// ?3 to, ?4 limit`), oldest or newest first.
+    fn statement(sql: &Sql, backwards: bool) -> &str;
+
+    /// An empty chunk of `stream_id`'s rows, with room for `rows` of them.
+    fn new(stream_id: Uuid, rows: usize) -> Self;
+
+    /// Appends a row of the statement's columns; returns its payload's length.
+    fn push(&mut self, row: &Row<'_>) -> Result<usize>;
+
+    /// How many rows it holds.
+    fn len(&self) -> usize;
+
+    /// The version of its last row.
+    fn last_version(&self) -> Option<u64>;
+
+    /// Whether it holds no rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A chunk of the rows a replay is lent: `version, name, schema_version, payload`, the payloads
+/// one after another in one buffer and the names in another (a row's name shares the previous
+/// row's when it is the same, and is checked for UTF-8 once, when it is pushed). Lent out where
+/// they lie ([`ReplayChunk::event`]), with nothing copied or checked again.
+#[derive(Debug)]
+pub(super) struct ReplayChunk {
+    stream_id: Uuid,
+    names: String,
+    payloads: Vec<u8>,
+    rows: Vec<ReplaySpan>,
+}
+
+/// One row of a [`ReplayChunk`]: its name in `names`, its payload in `payloads`.
+#[derive(Debug)]
+struct ReplaySpan {
+    version: u64,
+    schema_version: u32,
+    name: Range<usize>,
+    payload: Range<usize>,
+}
+
+impl StreamRows for ReplayChunk {
+    fn statement(sql: &Sql, backwards: bool) -> &str {
+        match backwards {
+            true => &sql.replay_backwards,
+            false => &sql.replay_forwards,
+        }
+    }
+
+    fn new(stream_id: Uuid, rows: usize) -> Self {
+        Self {
+            stream_id,
+            names: String::with_capacity(64),
+            // About what a small JSON event's payload takes.
+            payloads: Vec::with_capacity(rows.saturating_mul(64)),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
+    fn push(&mut self, row: &Row<'_>) -> Result<usize> {
+        let at = At::Stream(self.stream_id);
+        let raw_version = integer(row, 0, "version", at, None)?;
+        let key = Some(raw_version);
+        let version = u64::try_from(raw_version).map_err(|_| {
+            bad(
+                at,
+                key,
+                format!("column `version` holds {raw_version}, which is negative"),
+            )
+        })?;
+        let schema_version = schema_version(row, 2, at, key)?;
+        let name = match row.get_ref(1).map_err(column_error(at, key))? {
+            ValueRef::Text(text) => match self.rows.last() {
+                // A stream's events mostly repeat the previous row's name: it takes that one.
+                Some(previous)
+                    if self.names.as_bytes().get(previous.name.clone()) == Some(text) =>
+                {
+                    previous.name.clone()
+                }
+                _ => {
+                    let text = std::str::from_utf8(text).map_err(|_| {
+                        bad(
+                            at,
+                            key,
+                            "column `name` holds text that is not valid UTF-8".to_owned(),
+                        )
+                    })?;
+                    let start = self.names.len();
+                    self.names.push_str(text);
+                    start..self.names.len()
+                }
+            },
+            other => {
+                return Err(bad(
+                    at,
+                    key,
+                    format!("column `name` holds {}, not text", describe(other)),
+                ));
+            }
+        };
+        let payload = match row.get_ref(3).map_err(column_error(at, key))? {
+            ValueRef::Blob(bytes) | ValueRef::Text(bytes) => append(&mut self.payloads, bytes),
+            other => {
+                return Err(bad(
+                    at,
+                    key,
+                    format!("column `payload` holds {}, not a blob", describe(other)),
+                ));
+            }
+        };
+        let length = payload.len();
+        self.rows.push(ReplaySpan {
+            version,
+            schema_version,
+            name,
+            payload,
+        });
+        Ok(length)
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn last_version(&self) -> Option<u64> {
+        self.rows.last().map(|row| row.version)
+    }
+}
+
+impl ReplayChunk {
+    /// Row `index` as a replay is lent it, borrowed from the chunk.
+    pub(super) fn event(&self, index: usize) -> Result<ReplayedEvent<'_>> {
+        let at = At::Stream(self.stream_id);
+        let row = self.rows.get(index).ok_or_else(|| {
+            bad(
+                at,
+                None,
+                format!("no row {index} in a chunk of {} rows", self.rows.len()),
+            )
+        })?;
+        // Both spans were made by `push` from these buffers: a miss is a bug, not a panic.
+        let (Some(name), Some(payload)) = (
+            self.names.get(row.name.clone()),
+            self.payloads.get(row.payload.clone()),
+        ) else {
+            return Err(bad(
+                at,
+                Some(clamp_version(row.version)),
+                format!("row {index} points outside its chunk"),
+            ));
+        };
+        Ok(ReplayedEvent {
+            stream_id: self.stream_id,
+            version: row.version,
+            name,
+            schema_version: row.schema_version,
+            payload,
+        })
+    }
+}
+
+/// Appends `bytes` to `buffer`; where they now lie.
+fn append(buffer: &mut Vec<u8>, bytes: &[u8]) -> Range<usize> {
+    let start = buffer.len();
+    buffer.extend_from_slice(bytes);
+    start..buffer.len()
+}
+
 /// A chunk of a stream's rows: their text and blobs one after another in one buffer, and per
 /// row its fixed-size columns and where its bytes lie. Filled on a reader connection, lent out
 /// by a [`Lender`].
@@ -288,9 +464,15 @@ struct RowSpan {
     category: Range<usize>,
 }
 
-impl RowChunk {
-    /// An empty chunk of `stream_id`'s rows, with room for `rows` of them.
-    pub(super) fn new(stream_id: Uuid, rows: usize) -> Self {
+impl StreamRows for RowChunk {
+    fn statement(sql: &Sql, backwards: bool) -> &str {
+        match backwards {
+            true => &sql.read_stream_backwards,
+            false => &sql.read_stream_forwards,
+        }
+    }
+
+    fn new(stream_id: Uuid, rows: usize) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         Self {
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
@@ -301,25 +483,18 @@ impl RowChunk {
         }
     }
 
-    /// How many rows it holds.
-    pub(super) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.rows.len()
     }
 
-    /// Whether it holds no rows.
-    pub(super) fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The version of its last row.
-    pub(super) fn last_version(&self) -> Option<u64> {
+    fn last_version(&self) -> Option<u64> {
         self.rows.last().map(|row| row.version)
     }
 
     /// Appends a row of `position, version, name, schema_version, payload, metadata,
     /// recorded_at, event_id, category` of the chunk's stream; returns its payload's length.
     /// Text is checked for UTF-8 and metadata parsed when the row is lent.
-    pub(super) fn push(&mut self, row: &Row<'_>) -> Result<usize> {
+    fn push(&mut self, row: &Row<'_>) -> Result<usize> {
         let stream_id = self.stream_id;
         let at = At::Stream(stream_id);
         let version_raw = integer(row, 1, "version", at, None)?;
@@ -363,7 +538,9 @@ impl RowChunk {
         });
         Ok(length)
     }
+}
 
+impl RowChunk {
     fn append(&mut self, bytes: &[u8]) -> Range<usize> {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
@@ -596,6 +773,69 @@ mod tests {
             }
         }
         (chunk, failed)
+    }
+
+    #[test]
+    fn a_replayed_row_is_lent_its_own_columns_and_a_bad_one_is_a_typed_error() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut statement = conn
+            .prepare(
+                "SELECT * FROM (VALUES
+                    (1, 'Opened', 1, CAST('{}' AS BLOB)),
+                    (2, 'Opened', 2, x'01'),
+                    (3, 'Deposited', 3, '{\"cents\":5}'),
+                    (4, 'Deposited', 1, NULL),
+                    (-5, 'Deposited', 1, x''),
+                    (6, 7, 1, x''),
+                    (7, 'Closed', 4294967296, x''),
+                    (8, CAST(x'ff' AS TEXT), 1, x'02'))",
+            )
+            .unwrap();
+        let mut query = statement.query([]).unwrap();
+        let stream = Uuid::from_u128(7);
+        let mut chunk = ReplayChunk::new(stream, 2);
+        let mut failed = Vec::new();
+        while let Some(row) = query.next().unwrap() {
+            if let Err(error) = chunk.push(row) {
+                failed.push(error.to_string());
+            }
+        }
+        assert_eq!(chunk.len(), 3, "{failed:?}");
+        assert_eq!(chunk.last_version(), Some(3));
+        let expected_failures = [
+            "column `payload` holds NULL, not a blob",
+            "column `version` holds -5, which is negative",
+            "column `name` holds the integer 7, not text",
+            "column `schema_version` holds 4294967296, which is not a schema version",
+            "column `name` holds text that is not valid UTF-8",
+        ];
+        for (error, expected) in failed.iter().zip(expected_failures) {
+            assert!(error.contains(expected), "{error} (expected {expected})");
+        }
+        assert_eq!(failed.len(), expected_failures.len());
+        let expected = [
+            (1, "Opened", 1, &b"{}"[..]),
+            (2, "Opened", 2, &[1][..]),
+            (3, "Deposited", 3, &br#"{"cents":5}"#[..]),
+        ];
+        for (index, (version, name, schema_version, payload)) in expected.into_iter().enumerate() {
+            assert_eq!(
+                chunk.event(index).unwrap(),
+                ReplayedEvent {
+                    stream_id: stream,
+                    version,
+                    name,
+                    schema_version,
+                    payload,
+                }
+            );
+        }
+        assert!(
+            failed[4].contains("reading version 8 of stream"),
+            "{}",
+            failed[4]
+        );
+        assert!(chunk.event(3).is_err(), "past the chunk's rows");
     }
 
     #[test]

@@ -207,6 +207,10 @@ pub(super) struct Sql {
     pub(super) stream_version: String,
     pub(super) read_stream_forwards: String,
     pub(super) read_stream_backwards: String,
+    /// Only the columns a replay is lent (`version, name, schema_version, payload`): the
+    /// covering index holds them all, and fewer columns are fewer bytes to copy out of it.
+    pub(super) replay_forwards: String,
+    pub(super) replay_backwards: String,
     /// `?1 after, ?2 limit, ?3 categories (JSON array or NULL), ?4 names (JSON array or
     /// NULL), ?5 to (inclusive)`: one statement per combination of filters, so each can use its
     /// index. Every variant declares `?5`, so each takes the same five parameters.
@@ -240,6 +244,7 @@ impl Sql {
         // (stream_id, version) and fetch each row from the table, a seek per event.
         let by_stream = tables.events_by_stream();
         let stream_columns = "position, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
+        let replay_columns = "version, name, schema_version, payload";
         let log_columns = "position, stream_id, version, name, schema_version, payload, metadata, recorded_at, event_id, category";
         let filters = [
             "",
@@ -268,6 +273,16 @@ impl Sql {
             ),
             read_stream_backwards: format!(
                 "SELECT {stream_columns} FROM {events} INDEXED BY {by_stream}
+                 WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
+                 ORDER BY version DESC LIMIT ?4"
+            ),
+            replay_forwards: format!(
+                "SELECT {replay_columns} FROM {events} INDEXED BY {by_stream}
+                 WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
+                 ORDER BY version LIMIT ?4"
+            ),
+            replay_backwards: format!(
+                "SELECT {replay_columns} FROM {events} INDEXED BY {by_stream}
                  WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
                  ORDER BY version DESC LIMIT ?4"
             ),

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::persistence::position::Position;
 use crate::persistence::record::{
-    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, StoredEvent, StreamAppend, StreamRange,
+    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, ReplayedEvent, StoredEvent, StreamAppend,
+    StreamRange,
 };
 use crate::persistence::store::EventStore;
 
@@ -119,6 +120,34 @@ pub(super) async fn read<S: EventStore + ?Sized>(
         .context(format_args!("reading stream {stream} with {range:?}"))
 }
 
+/// A copy of what a replay was lent ([`ReplayedEvent`]), to compare after the visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Replayed {
+    pub(super) stream_id: Uuid,
+    pub(super) version: u64,
+    pub(super) name: String,
+    pub(super) schema_version: u32,
+    pub(super) payload: Vec<u8>,
+}
+
+impl From<ReplayedEvent<'_>> for Replayed {
+    fn from(event: ReplayedEvent<'_>) -> Self {
+        Self {
+            stream_id: event.stream_id,
+            version: event.version,
+            name: event.name.to_owned(),
+            schema_version: event.schema_version,
+            payload: event.payload.to_vec(),
+        }
+    }
+}
+
+impl From<&StoredEvent> for Replayed {
+    fn from(event: &StoredEvent) -> Self {
+        event.replayed().into()
+    }
+}
+
 /// Visits a stream with [`EventStore::visit_stream`], copying out at most `stop_after` events
 /// (then asking the store to stop).
 pub(super) async fn visit<S: EventStore + ?Sized>(
@@ -126,11 +155,11 @@ pub(super) async fn visit<S: EventStore + ?Sized>(
     stream: Uuid,
     range: StreamRange,
     stop_after: usize,
-) -> Outcome<Vec<StoredEvent>> {
+) -> Outcome<Vec<Replayed>> {
     let mut seen = Vec::new();
     store
         .visit_stream(stream, range, &mut |event| {
-            seen.push(event.clone());
+            seen.push(Replayed::from(event));
             Ok(if seen.len() >= stop_after {
                 std::ops::ControlFlow::Break(())
             } else {
@@ -257,6 +286,63 @@ impl Expected {
 }
 
 /// Compares stored events to what was appended, field by field, naming the first difference.
+/// Compares what a replay was lent with the events appended: the columns a [`ReplayedEvent`]
+/// holds, in order, and as many.
+pub(super) fn compare_replayed(actual: &[Replayed], expected: &[Expected], doing: &str) -> Outcome {
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let at = format!(
+            "{doing}: event #{i} (expected stream {} version {})",
+            e.stream, e.version
+        );
+        ensure_eq!(a.stream_id, e.stream, "{at}: stream id");
+        ensure_eq!(a.version, e.version, "{at}: version");
+        ensure_eq!(a.name, e.event.name, "{at}: event name");
+        ensure_eq!(
+            a.schema_version,
+            e.event.schema_version,
+            "{at}: schema version"
+        );
+        if a.payload != e.event.payload {
+            fail!(
+                "{at}: payload differs: {}",
+                bytes_difference(&e.event.payload, &a.payload)
+            );
+        }
+    }
+    ensure!(
+        actual.len() == expected.len(),
+        "{doing}: expected {} events, got {}{}",
+        expected.len(),
+        actual.len(),
+        match actual.get(expected.len()) {
+            Some(extra) => format!(
+                "; the first extra one is stream {} version {}",
+                extra.stream_id, extra.version
+            ),
+            None => String::new(),
+        }
+    );
+    Ok(())
+}
+
+/// Checks that a replay was lent what a read of the same range returned, value for value.
+pub(super) fn compare_with_read(
+    visited: &[Replayed],
+    read: &[StoredEvent],
+    doing: &str,
+) -> Outcome {
+    let read: Vec<Replayed> = read.iter().map(Replayed::from).collect();
+    for (i, (v, r)) in visited.iter().zip(&read).enumerate() {
+        ensure_eq!(v, r, "{doing}: event #{i} visited and read");
+    }
+    ensure_eq!(
+        visited.len(),
+        read.len(),
+        "{doing}: events visited and read"
+    );
+    Ok(())
+}
+
 pub(super) fn compare(actual: &[StoredEvent], expected: &[Expected], doing: &str) -> Outcome {
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         let at = format!(
