@@ -299,11 +299,22 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
+    try_run_only_with(new_store, names, ModelCases::default()).await
+}
+
+/// Like [`try_run_only`], with the model checks among `names` running `cases`: more sequences
+/// make a rare break all but certain to be met.
+pub async fn try_run_only_with<S, F, Fut>(new_store: F, names: &[&str], cases: ModelCases) -> Report
+where
+    S: EventStore + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
     let mut report = run_checks(
         new_store,
         CHECKS.iter().filter(|c| names.contains(&c.name)),
         MODEL_CHECKS.iter().filter(|c| names.contains(&c.name)),
-        ModelCases::default(),
+        cases,
     )
     .await;
     for name in names {
