@@ -363,7 +363,7 @@ async fn a_version_race_past_the_check_is_a_conflict_and_writes_nothing() {
         return;
     };
     let store = server.store("race").await;
-    // Once through the pipelined append, once through the append that records a tracking
+    // Once through the one-statement append, once through the append that records a tracking
     // position (a separate code path).
     for tracking in [
         None,

@@ -220,55 +220,36 @@ impl PostgresStore {
         })
     }
 
-    /// The append's own transaction without tracking: BEGIN, the announcement (`horizon.rs`),
-    /// the append statement ([`Sql::append_own`](super::schema::Sql)) and COMMIT are sent
-    /// together, one round trip. If the server refuses the statement, the transaction is
-    /// aborted and the COMMIT rolls it back; if its checks refuse the batch, it inserted
-    /// nothing and the COMMIT ends an empty transaction (the store then reads the streams'
+    /// The append's own transaction without tracking: one statement
+    /// ([`Sql::append_own`](super::schema::Sql)) in an implicit transaction, which announces
+    /// the appender (`horizon.rs`), checks the expected versions and inserts; the server commits
+    /// it when it reaches the statement's Sync, before it answers `ReadyForQuery`, and the
+    /// driver reads up to that answer, so a commit that fails comes back as the statement's
+    /// error. One round trip, one message for the server to parse and one to answer. If the
+    /// server refuses the statement (a version race, or another error), nothing was written.
+    /// If its checks refuse the batch, it inserted nothing (the store then reads the streams'
     /// versions to say which one was not at its expected version). Other processes are told
     /// of the commit by the store's notifier afterwards (`notify.rs`), not by a `NOTIFY` in
     /// this transaction.
     ///
-    /// All the messages are queued on the connection when the future is first polled, so a
-    /// cancelled append can't leave the pooled connection inside a transaction. For the same
-    /// reason, a statement that gets no answer because the connection failed leaves the
-    /// outcome unknown ([`Error::OutcomeUnknown`]), whichever statement it is: the COMMIT went
-    /// out with it, and the server may have received the whole pipeline and committed it.
-    pub(super) async fn write_pipelined(
+    /// There is no transaction block to leave open: a cancelled append leaves the pooled
+    /// connection with at most the statement in flight, which commits or not on its own. A
+    /// statement that gets no answer because the connection failed leaves the outcome unknown
+    /// ([`Error::OutcomeUnknown`]): the server may have run and committed it.
+    pub(super) async fn write_own(
         &self,
         client: &deadpool_postgres::Object,
         plan: &Plan<'_>,
         context: &str,
     ) -> Result<Option<Position>> {
-        let announce = client
-            .prepare_cached(&self.sql.announce)
-            .await
-            .map_err(pg_error(context))?;
         let append = client
             .prepare_cached(&self.sql.append_own)
             .await
             .map_err(pg_error(context))?;
-        let params = plan.params();
-        let (begun, announced, appended, committed) = tokio::join!(
-            client.batch_execute("BEGIN"),
-            client.execute(&announce, &[]),
-            client.query_one(&append, &params),
-            client.batch_execute("COMMIT"),
-        );
-        let row = match (begun, announced, appended) {
-            (Ok(()), Ok(_), Ok(row)) => row,
-            // The server refused the announcement: that aborts the transaction, and it is the
-            // cause to report.
-            (Ok(()), Err(error), _) if refused(&error) => {
-                return Err(Error::backend(
-                    BACKEND,
-                    format!("{context}: announcing the appender"),
-                    error,
-                ));
-            }
-            // The server refused the statement (a version race, or another error): the
-            // transaction is aborted and the COMMIT rolled it back.
-            (_, _, Err(error)) if refused(&error) => {
+        let row = match client.query_one(&append, &plan.params()).await {
+            Ok(row) => row,
+            // The server refused the statement or its commit: nothing was written.
+            Err(error) if refused(&error) => {
                 return Err(match self.refusal(error, context) {
                     Refusal::VersionTaken(cause) => {
                         self.version_taken(&***client, plan, cause).await
@@ -276,17 +257,10 @@ impl PostgresStore {
                     Refusal::Error(error) => error,
                 });
             }
-            // A failed BEGIN with a statement that worked: it ran on its own and may have
-            // committed.
-            (Err(error), _, Ok(_)) => return Err(in_doubt(context)(error)),
-            // No answer: the connection failed. The COMMIT went out with the statements, so
-            // the server may have run all of them and committed.
-            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
-                return Err(in_doubt(context)(error));
-            }
+            // No answer: the connection failed, and the server may have committed.
+            Err(error) => return Err(in_doubt(context)(error)),
         };
         let appended = AppendedOwn::read(&row, context)?;
-        committed.map_err(in_doubt(context))?;
         if !appended.passed() {
             let versions = self.stream_versions(&***client, plan).await?;
             return Err(appended.refusal(plan, &versions));

@@ -32,8 +32,10 @@
 //! `U` and bound the horizon by it), so its transaction had not announced itself, and ids it
 //! numbers events from are taken *after* it announces: at least `n`. If `x` is a
 //! subtransaction's id, its parent announced before taking it and holds a smaller id, which
-//! bounds the horizon. [`PostgresStore::append`](super::PostgresStore) announces in its own
-//! transaction before its first statement; [`PostgresStore::append_in`] runs in a caller's
+//! bounds the horizon. [`PostgresStore::append`](super::PostgresStore) runs one statement in a
+//! transaction of its own, which takes the lock before it takes the transaction id (the id is
+//! read from the row of the CTE that took the lock; a tracked append sends the announcement
+//! first in its transaction block); [`PostgresStore::append_in`] runs in a caller's
 //! transaction that may already hold an id (it wrote to its own tables first), so it announces
 //! and then numbers its events from a fresh subtransaction id (its savepoint inserts one row
 //! into the store's `…_tickets` table, whose `xmin` is that id).

@@ -45,11 +45,11 @@
 //! # Appends
 //!
 //! An [`EventStore::append`] is one transaction and, without a tracking record, **one round
-//! trip**: `BEGIN`, a single statement and `COMMIT` are sent together (pipelined). That
-//! statement checks every stream's expected version and inserts all events of all streams with
+//! trip and one statement**, alone in its (implicit) transaction: it announces the appender,
+//! checks every stream's expected version and inserts all events of all streams with
 //! one `INSERT … SELECT FROM unnest($1::uuid[], $2::int8[], …)`, whatever their number — never
-//! an `INSERT` per event. If the check refuses the batch it inserts nothing and the `COMMIT`
-//! ends an empty transaction; the store then reads the versions (a second round trip, only on
+//! an `INSERT` per event. If the check refuses the batch it inserts nothing and its
+//! transaction commits empty; the store then reads the versions (a second round trip, only on
 //! refusal) and reports [`Error::Conflict`] naming the stream, the expected and the actual
 //! version. A writer that races past the check
 //! hits the `(stream_id, version)` primary key, the transaction rolls back, and the store

@@ -9,8 +9,9 @@
 //! [`EventStore::append`](crate::EventStore::append) does not notify inside its transaction.
 //! After its `COMMIT` is acknowledged it pokes this store's notifier and returns; the notifier
 //! sends one `NOTIFY` in a transaction of its own (which flushes nothing) and, if more appends
-//! committed meanwhile, one more for all of them. Appenders never wait for the lock, and a burst
-//! of appends costs a few notifications, not one each.
+//! committed meanwhile or within 2 ms after it, one more for all of them. Appenders never wait
+//! for the lock, and a burst of appends costs a few notifications, not one each: at most 500 a
+//! second, however many appends commit.
 //!
 //! The notification is sent after the events are committed, so a reader it wakes finds them.
 //! If the process dies between the `COMMIT` and the `NOTIFY`, or the notifier's connection is
@@ -33,6 +34,13 @@ use super::listen::{describe, named_for};
 /// The notifier's `application_name` when the connection config sets none; with one, the
 /// notifier uses `<that name>-notifier`.
 pub(super) const NOTIFIER_APPLICATION_NAME: &str = "eventsource-notifier";
+
+/// The shortest time between two `NOTIFY`s: commits made within it after a `NOTIFY` are told
+/// with one more when it is over. Each `NOTIFY` is a transaction on the server (it takes a
+/// transaction id and writes a commit record) and a wake-up of every listening session of the
+/// database; without this gap a steady stream of appends had the notifier send one almost
+/// per append, back to back. Other processes' readers hear of a commit at most this much later.
+const MIN_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The first wait before connecting again after a failure; it doubles on each failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -99,9 +107,9 @@ impl Drop for Notifier {
     }
 }
 
-/// The notifier task: for each poke (those made while a `NOTIFY` is in flight count as one),
-/// one `NOTIFY`, reconnecting with capped backoff when the connection fails. Runs until the
-/// store aborts it.
+/// The notifier task: for each poke (those made while a `NOTIFY` is in flight, or within
+/// [`MIN_INTERVAL`] after it, count as one), one `NOTIFY`, reconnecting with capped backoff when
+/// the connection fails. Runs until the store aborts it.
 async fn run(pending: Arc<Notify>, target: Target) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut backoff = FIRST_BACKOFF;
@@ -111,6 +119,7 @@ async fn run(pending: Arc<Notify>, target: Target) {
             match send(&mut client, &target).await {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
+                    tokio::time::sleep(MIN_INTERVAL).await;
                     break;
                 }
                 Err(error) => {

@@ -363,7 +363,9 @@ pub(super) struct Sql {
     /// The append of a batch with at least one event in a transaction of its own and nothing
     /// else to write ([`EventStore::append`](crate::EventStore::append) without a tracking
     /// record): the same parameters as [`Sql::append`], but only what that case needs, so that
-    /// the server initialises and runs a plan of a few nodes instead of some thirty. Its
+    /// the server initialises and runs a plan of a few nodes instead of some thirty. It runs
+    /// alone in an implicit transaction (no `BEGIN`/`COMMIT`) and takes the announcement
+    /// (`horizon.rs`) itself before its transaction id, so an append is one statement. Its
     /// transaction wrote nothing before, so the events are numbered from 0 under its id, with
     /// no look-up of earlier positions; the versions the streams were at are not returned
     /// (the store reads them only when the batch is refused). One row back: how many events
@@ -497,25 +499,33 @@ impl Sql {
                 slots = 1_i64 << POSITION_SHIFT,
             )
         };
-        // A fresh transaction of its own: no earlier events under its id, so positions are
-        // `xid << 20 | index` with the index from 0, and no `slot` look-up. The checks are
-        // conditions that don't depend on the row (a one-time filter evaluated once, before the
-        // first row is inserted); a writer racing past them hits the (stream_id, version) key.
+        // A transaction of its own, the statement alone in it (an implicit transaction,
+        // committed when the server reaches the statement's Sync): no earlier events under its
+        // id, so positions are `xid << 20 | index` with the index from 0, and no `slot` look-up.
+        // The announcement comes first: `x` takes the transaction id from `announced`'s row, so
+        // the lock is held before the id exists (both CTEs are volatile, hence evaluated once
+        // and before the insert reads its first row). The checks are conditions that don't
+        // depend on the row (a one-time filter evaluated once, before the first row is
+        // inserted); a writer racing past them hits the (stream_id, version) key.
+        let announce = horizon::announce_sql(names);
         let append_own = format!(
-            "WITH inserted AS ( \
+            "WITH announced AS MATERIALIZED ({announce} AS done), \
+                  x AS MATERIALIZED ( \
+                     SELECT pg_catalog.pg_current_xact_id()::text::int8 AS xid FROM announced), \
+                  inserted AS ( \
                 INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, position, event_id, category) \
                 SELECT t.stream_id, t.version, t.name, t.schema_version, t.payload, t.metadata::jsonb, \
-                       (pg_catalog.pg_current_xact_id()::text::int8 << {POSITION_SHIFT}) | (t.n - 1), t.event_id, t.category \
-                FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bytea[], $6::text[], $10::uuid[], $11::text[]) \
+                       (x.xid << {POSITION_SHIFT}) | (t.n - 1), t.event_id, t.category \
+                FROM x, \
+                     unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bytea[], $6::text[], $10::uuid[], $11::text[]) \
                      WITH ORDINALITY AS t(stream_id, version, name, schema_version, payload, metadata, event_id, category, n) \
-                WHERE pg_catalog.pg_current_xact_id()::text::int8 BETWEEN 1 AND {max_xid} \
+                WHERE x.xid BETWEEN 1 AND {max_xid} \
                   AND $7::int8 <= {slots} \
                   AND NOT EXISTS (SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS c(id, expected) \
                                   WHERE coalesce((SELECT max(e.version) FROM {events} AS e \
                                                   WHERE e.stream_id = c.id), 0) <> c.expected) \
                 RETURNING position) \
-             SELECT count(*), coalesce(max(inserted.position), 0), \
-                    pg_catalog.pg_current_xact_id()::text::int8 \
+             SELECT count(*), coalesce(max(inserted.position), 0), (SELECT x.xid FROM x) \
              FROM inserted",
             slots = 1_i64 << POSITION_SHIFT,
         );
@@ -583,17 +593,16 @@ impl Sql {
                    FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n)"
         );
         Self {
-            // Checks and insert in one statement, so that an append is BEGIN, the announcement,
-            // this, COMMIT, sent together. `x` takes the transaction id; `slot` finds where
-            // positions under that id continue (after events written under it before); `ok`
-            // has a row only if every stream is at its expected
-            // version, the transaction id fits in a position and the events fit after `first`.
+            // Checks and insert in one statement, so that a tracked append is BEGIN, the
+            // announcement, this and the tracking upsert, then COMMIT. `x` takes the transaction
+            // id; `slot` finds where positions under that id continue (after events written
+            // under it before); `ok` has a row only if every stream is at its expected version, the transaction id fits in a position and the events fit after `first`.
             // A writer racing past the check hits the (stream_id, version) primary key.
             append: append("", own_xid),
             append_own,
             append_in: append(&ticket, subtransaction_xid),
             delete_tickets: format!("DELETE FROM {tickets} WHERE pid = pg_backend_pid()"),
-            announce: horizon::announce_sql(names),
+            announce,
             horizon_status: horizon::status_sql(&events),
             observe_horizon: horizon::observe_sql(names),
             oldest_appender: horizon::oldest_appender_sql(names),

@@ -38,7 +38,7 @@ impl EventStore for PostgresStore {
                 check_versions(&plan, &versions)?;
                 None
             }
-            None => self.write_pipelined(&client, &plan, &context).await?,
+            None => self.write_own(&client, &plan, &context).await?,
         };
         drop(client);
         // Committed: wake this process's readers now, without waiting for the notification to
