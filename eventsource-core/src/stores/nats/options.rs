@@ -204,6 +204,7 @@ impl NatsOptions {
                 commits: CommitSignal::new(),
                 watcher: OnceLock::new(),
                 claims: tokio::sync::OnceCell::new(),
+                known: Default::default(),
             }),
         })
     }
