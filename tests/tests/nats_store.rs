@@ -360,8 +360,133 @@ async fn reads_longer_than_one_batch() {
     }
 }
 
-/// Another connection to `store` through one node of the cluster only, so that its batched
-/// reads are answered by that node's replica (a follower when that node does not lead).
+/// Another connection to `store`, with nothing known of where its events are.
+async fn reconnect(servers: &Servers, store: &NatsStore) -> NatsStore {
+    NatsStore::options(&servers.urls)
+        .name(store.name())
+        .replicas(servers.replicas)
+        .connect()
+        .await
+        .expect("connect to the store again")
+}
+
+/// What `range` of a stream of versions `1..=len` holds, in the order a read hands it out.
+fn expected(len: u64, range: StreamRange) -> Vec<u64> {
+    let top = range.to.map_or(len, |to| to.min(len));
+    let mut versions: Vec<u64> = (range.from.max(1)..=top).collect();
+    if range.backwards {
+        versions.reverse();
+    }
+    versions.truncate(range.limit.unwrap_or(usize::MAX));
+    versions
+}
+
+/// Reads from a version and backwards reads with a limit on a stream longer than a batch (500),
+/// through the store that wrote it (which knows where some events are), through a fresh
+/// connection (which knows nothing and searches), and from snapshots: one whose message keeps
+/// the sequence of its event, and one whose kept sequence is wrong (it must be noticed, not
+/// trusted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_from_a_version_and_backwards_on_a_long_stream() {
+    for servers in [Servers::single().await, Servers::cluster().await] {
+        let Some(servers) = servers else {
+            return;
+        };
+        let store = servers.store("from").await;
+        let id = Uuid::now_v7();
+        long_stream(&store, id, 1234).await;
+        let fresh = reconnect(&servers, &store).await;
+        let mut ranges = Vec::new();
+        for from in [
+            1, 2, 17, 499, 500, 501, 617, 1000, 1200, 1218, 1234, 1235, 2000,
+        ] {
+            ranges.push(StreamRange::all().from(from));
+            ranges.push(StreamRange::all().from(from).limit(3));
+            ranges.push(StreamRange::all().from(from).to(from + 520));
+        }
+        for limit in [1, 3, 17, 499, 500, 501, 600, 1300] {
+            ranges.push(StreamRange::all().backwards().limit(limit));
+            ranges.push(StreamRange::all().backwards().limit(limit).to(900));
+            ranges.push(StreamRange::all().backwards().limit(limit).from(450));
+        }
+        ranges.push(StreamRange::all().backwards().from(1100));
+        for reader in [&store, &fresh, &reconnect(&servers, &store).await] {
+            for range in &ranges {
+                let events: Vec<_> = reader.read_stream(id, *range).try_collect().await.unwrap();
+                assert_eq!(versions(&events), expected(1234, *range), "{range:?}");
+            }
+        }
+
+        // A snapshot saved right after a read that ended at its version keeps that event's
+        // sequence; a store that knows nothing else reads from it.
+        let to_1000: Vec<_> = store
+            .read_stream(id, StreamRange::all().to(1000))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(to_1000.len(), 1000);
+        let snapshot = |version: u64| eventsource_core::Snapshot {
+            stream_id: id,
+            version,
+            aggregate: "Long".into(),
+            fingerprint: 7,
+            state: b"{}".to_vec(),
+            recorded_at: std::time::SystemTime::now(),
+        };
+        store.save_snapshot(snapshot(1000)).await.unwrap();
+        let after_restart = reconnect(&servers, &store).await;
+        let loaded = after_restart.load_snapshot(id, None).await.unwrap();
+        assert_eq!(loaded.map(|s| s.version), Some(1000));
+        let tail: Vec<_> = after_restart
+            .read_stream(id, StreamRange::all().from(1000))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(versions(&tail), (1000..=1234).collect::<Vec<_>>());
+
+        // A snapshot message (as the store writes them) whose kept sequence is another event's
+        // (version 5's), and one whose sequence is past the end of the stream.
+        let client = async_nats::connect(servers.urls.split(',').collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        for (version, sequence) in [(900_u64, to_1000[4].position.get()), (800, u64::MAX / 2)] {
+            let header = serde_json::json!({
+                "stream": id,
+                "version": version,
+                "aggregate": "Long",
+                "fingerprint": 7,
+                "recorded_at": 0,
+                "sequence": sequence,
+            })
+            .to_string();
+            let mut body = (header.len() as u32).to_be_bytes().to_vec();
+            body.extend_from_slice(header.as_bytes());
+            body.extend_from_slice(b"{}");
+            js.publish(format!("{}.s.{id}.{version}", store.name()), body.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            let misled = reconnect(&servers, &store).await;
+            let loaded = misled.load_snapshot(id, Some(version)).await.unwrap();
+            assert_eq!(loaded.map(|s| s.version), Some(version));
+            for range in [
+                StreamRange::all().from(version),
+                StreamRange::all().from(version + 3).limit(2),
+            ] {
+                let events: Vec<_> = misled.read_stream(id, range).try_collect().await.unwrap();
+                assert_eq!(versions(&events), expected(1234, range), "{range:?}");
+            }
+        }
+        servers.finish().await;
+    }
+}
+
+/// Another connection to `store` through one node of the cluster only. Its batched reads
+/// (direct gets) are answered by any replica: the request subject's queue group picks one of
+/// the three nodes' subscribers at random, not the local one (a follower subscribes once it has
+/// caught up after the stream was created).
 async fn through_node(url: &str, store: &NatsStore) -> NatsStore {
     NatsStore::options(url)
         .name(store.name())
@@ -490,8 +615,8 @@ async fn a_follower_paging_the_log_during_appends_never_skips() {
 }
 
 /// Read-your-writes through followers: after each acknowledged append (through any node), a
-/// stream read and a log read through each node's own connection (answered by that node's
-/// replica, two of them followers) include it. A plain direct get of the new message through
+/// stream read and a log read through each node's own connection (their direct gets answered by
+/// any of the three replicas, two of them followers) include it. A plain direct get of the new message through
 /// the same nodes shows how often a replica had not applied it yet: those are the reads the
 /// store must finish at the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

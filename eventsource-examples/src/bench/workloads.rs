@@ -79,15 +79,17 @@ pub async fn run(
             &accounts,
             sizes.w1_default_commands,
             sizes.w1_commands,
+            sizes.write_batch,
             report,
         )
         .await?;
         let snapshotting = Repository::<BankAccount, _>::new(Arc::clone(&store))
             .snapshot_every(sizes.snapshot_every);
         let (n, to) = (sizes.w1_commands, sizes.w1_commands);
-        logged += w1(name, "snapshots", &snapshotting, n, to, report).await?;
+        let batch = sizes.write_batch;
+        logged += w1(name, "snapshots", &snapshotting, n, to, batch, report).await?;
         let caching = Accounts::new(Arc::clone(&store)).with_cache(sizes.cache_capacity);
-        logged += w1(name, "cache", &caching, n, to, report).await?;
+        logged += w1(name, "cache", &caching, n, to, batch, report).await?;
         if let Some(raw) = &mut target.raw {
             rss::reset_peak();
             let seconds = raw.insert_single(sizes.raw_single, &row).await?;
@@ -288,8 +290,9 @@ async fn event_rows(accounts: &Accounts) -> BenchResult<EventRows> {
 /// The first `one_by_one` commands are timed back to back (the commands-per-second figure).
 /// Each latency checkpoint (100, 1,000, 10,000 events of history, up to `history_to`) is the
 /// median of the 25 commands that run with the last 25 histories up to it; a checkpoint beyond
-/// `one_by_one` is reached by growing the stream with batched appends through the same
-/// repository (untimed), then timing its 25 commands. That keeps the plain replaying variant,
+/// `one_by_one` is reached by growing the stream with batched appends of at most `write_batch`
+/// events (`--write-batch`: NATS takes at most 1,000 messages per atomic batch) through the
+/// same repository (untimed), then timing its 25 commands. That keeps the plain replaying variant,
 /// whose cost grows with the stream, from taking minutes per store.
 pub async fn w1<A>(
     store: &str,
@@ -297,6 +300,7 @@ pub async fn w1<A>(
     accounts: &Repository<A, Arc<dyn EventStore>>,
     one_by_one: u64,
     history_to: u64,
+    write_batch: u64,
     report: &mut Report,
 ) -> BenchResult<u64>
 where
@@ -345,7 +349,7 @@ where
             let mut account = accounts.get(id).await?;
             let mut missing = first - events;
             while missing > 0 {
-                let n = missing.min(10_000);
+                let n = missing.min(write_batch.max(1));
                 account.record((0..n).map(|_| deposited()).collect::<Vec<_>>());
                 accounts.save(&mut [&mut account]).await?;
                 missing -= n;

@@ -5,6 +5,9 @@
 //! The binary comes from `EVENTSOURCE_NATS_SERVER`, default where `.ci/nats install` puts it
 //! (`~/.cache/eventsource/nats/2.15.1/bin/nats-server`). Without it the test is skipped with a
 //! printed reason (it fails under `CI=true`). Every node is killed when the value is dropped.
+//!
+//! A node can also be frozen (SIGSTOP) to make it lag behind the others, and thawed (SIGCONT)
+//! by the [`Paused`] guard, also when the test fails.
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 struct Node {
     name: String,
     client_port: u16,
+    /// The HTTP monitoring port (`/jsz`: the node's own view of its streams).
+    monitor_port: u16,
     config: PathBuf,
     log: PathBuf,
     process: Option<Child>,
@@ -76,13 +81,15 @@ impl NatsCluster {
             .prefix(&format!("es-nats-{tag}-"))
             .tempdir()
             .expect("a temporary directory for the cluster");
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
         let routes: Vec<String> = ports
             .iter()
-            .map(|(_, route)| format!("\"nats-route://127.0.0.1:{route}\""))
+            .map(|(_, route, _)| format!("\"nats-route://127.0.0.1:{route}\""))
             .collect();
         let mut nodes = Vec::new();
-        for (index, (client_port, route_port)) in ports.iter().enumerate() {
+        for (index, (client_port, route_port, monitor_port)) in ports.iter().enumerate() {
             let name = format!("n{}", index + 1);
             let node_dir = dir.path().join(&name);
             std::fs::create_dir_all(node_dir.join("store")).expect("the node's store directory");
@@ -91,6 +98,7 @@ impl NatsCluster {
                 &config,
                 format!(
                     "server_name: {name}\nlisten: 127.0.0.1:{client_port}\nmax_payload: 8MB\n\
+                     http: 127.0.0.1:{monitor_port}\n\
                      jetstream {{ store_dir: \"{}\" }}\n\
                      cluster {{ name: es-{tag}\n listen: 127.0.0.1:{route_port}\n routes: [{}] }}\n",
                     node_dir.join("store").display(),
@@ -101,6 +109,7 @@ impl NatsCluster {
             nodes.push(Node {
                 name,
                 client_port: *client_port,
+                monitor_port: *monitor_port,
                 config,
                 log: node_dir.join("server.log"),
                 process: None,
@@ -180,6 +189,44 @@ impl NatsCluster {
         self.wait_answering(index);
     }
 
+    /// The client URL of the node named `name`.
+    pub(crate) fn url(&self, name: &str) -> String {
+        let node = self
+            .nodes
+            .iter()
+            .find(|node| node.name == name)
+            .unwrap_or_else(|| panic!("no node named {name}"));
+        format!("nats://127.0.0.1:{}", node.client_port)
+    }
+
+    /// The HTTP monitoring URL of the node named `name` (`…/jsz?streams=true` is its own view of
+    /// its streams: a follower's last sequence there is what its replica has applied).
+    pub(crate) fn monitor_url(&self, name: &str) -> String {
+        let node = self
+            .nodes
+            .iter()
+            .find(|node| node.name == name)
+            .unwrap_or_else(|| panic!("no node named {name}"));
+        format!("http://127.0.0.1:{}", node.monitor_port)
+    }
+
+    /// Freezes the node named `name` (SIGSTOP): it neither answers nor applies anything until
+    /// the guard is resumed or dropped (SIGCONT).
+    pub(crate) fn pause(&mut self, name: &str) -> Paused {
+        let pid = self
+            .node(name)
+            .process
+            .as_ref()
+            .expect("the node is running")
+            .id();
+        assert!(signal("STOP", pid), "could not SIGSTOP node {name}");
+        Paused {
+            name: name.to_owned(),
+            pid,
+            resumed: false,
+        }
+    }
+
     fn node(&mut self, name: &str) -> &mut Node {
         self.nodes
             .iter_mut()
@@ -198,4 +245,50 @@ impl Drop for NatsCluster {
             }
         }
     }
+}
+
+/// A node frozen by [`NatsCluster::pause`]: resumed by [`resume`](Self::resume) or, whatever
+/// happens to the test, when dropped.
+pub(crate) struct Paused {
+    name: String,
+    pid: u32,
+    resumed: bool,
+}
+
+impl Paused {
+    /// The frozen node's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Thaws the node (SIGCONT).
+    pub(crate) fn resume(mut self) {
+        self.thaw();
+    }
+
+    fn thaw(&mut self) {
+        if !self.resumed {
+            self.resumed = true;
+            // Never a panic here: this runs while a failing test unwinds.
+            if !signal("CONT", self.pid) {
+                eprintln!("could not SIGCONT node {} (pid {})", self.name, self.pid);
+            }
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.thaw();
+    }
+}
+
+/// Sends `SIG<name>` to `pid` through `kill(1)` (the tests forbid unsafe code); whether it
+/// was sent.
+fn signal(name: &str, pid: u32) -> bool {
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|status| status.success())
 }

@@ -152,6 +152,18 @@ impl Inner {
                 return self.last_position().await;
             }
         }
+        // Where each stream's last event is in the batch: the server answers with the
+        // sequence of the batch's last message, and a batch's messages get consecutive ones.
+        let messages = outgoing.len() as u64;
+        let mut lasts = Vec::with_capacity(batch.streams.len());
+        let mut index = u64::from(batch.tracking.is_some());
+        for append in &batch.streams {
+            index += append.events.len() as u64;
+            if !append.events.is_empty() {
+                let version = append.expected_version + append.events.len() as u64;
+                lasts.push((append.stream_id, version, messages - index));
+            }
+        }
         let answer = match outgoing.len() {
             1 => {
                 let only = outgoing.pop().ok_or_else(|| {
@@ -180,7 +192,14 @@ impl Inner {
         };
         match answer.error {
             None if batch.event_count() == 0 => self.last_position().await,
-            None => Ok(Position::new(answer.seq)),
+            None => {
+                for (stream, version, from_end) in lasts {
+                    if let Some(sequence) = answer.seq.checked_sub(from_end) {
+                        self.known.remember(stream, version, sequence);
+                    }
+                }
+                Ok(Position::new(answer.seq))
+            }
             Some(error) => Err(self.refused(&batch, error).await),
         }
     }

@@ -42,6 +42,10 @@ struct SnapshotHeader {
     fingerprint: u64,
     /// Nanoseconds since the Unix epoch.
     recorded_at: u64,
+    /// The sequence of the stream's event at `version` in the events stream, where the saver
+    /// knew it: a read from the snapshot starts there (see [`known`](super::known)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sequence: Option<u64>,
 }
 
 /// The body of `event`, appended to `stream` of `category` at `version`.
@@ -90,8 +94,8 @@ pub(super) fn event_version(body: &[u8], position: Position) -> Result<u64> {
     Ok(header.version)
 }
 
-/// The body of a snapshot.
-pub(super) fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>> {
+/// The body of a snapshot, with the sequence of the event it was taken at if known.
+pub(super) fn encode_snapshot(snapshot: &Snapshot, sequence: Option<u64>) -> Result<Vec<u8>> {
     let recorded_at = snapshot
         .recorded_at
         .duration_since(UNIX_EPOCH)
@@ -102,6 +106,7 @@ pub(super) fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>> {
         aggregate: snapshot.aggregate.clone(),
         fingerprint: snapshot.fingerprint,
         recorded_at: u64::try_from(recorded_at.as_nanos()).unwrap_or(u64::MAX),
+        sequence,
     };
     frame(
         &header,
@@ -110,17 +115,19 @@ pub(super) fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>> {
     )
 }
 
-/// The snapshot a message at `position` of the snapshots stream holds.
-pub(super) fn decode_snapshot(body: &[u8], position: Position) -> Result<Snapshot> {
+/// The snapshot a message at `position` of the snapshots stream holds, and the sequence of the
+/// event it was taken at if its saver knew it.
+pub(super) fn decode_snapshot(body: &[u8], position: Position) -> Result<(Snapshot, Option<u64>)> {
     let (header, state): (SnapshotHeader, &[u8]) = unframe(body, position)?;
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         stream_id: header.stream,
         version: header.version,
         aggregate: header.aggregate,
         fingerprint: header.fingerprint,
         state: state.to_vec(),
         recorded_at: UNIX_EPOCH + Duration::from_nanos(header.recorded_at),
-    })
+    };
+    Ok((snapshot, header.sequence))
 }
 
 /// The body of a tracking record.
@@ -232,7 +239,15 @@ mod tests {
             state: b"{\"balance\":3}".to_vec(),
             recorded_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
         };
-        let body = encode_snapshot(&snapshot).unwrap();
-        assert_eq!(decode_snapshot(&body, Position::new(1)).unwrap(), snapshot);
+        let body = encode_snapshot(&snapshot, None).unwrap();
+        assert_eq!(
+            decode_snapshot(&body, Position::new(1)).unwrap(),
+            (snapshot.clone(), None)
+        );
+        let body = encode_snapshot(&snapshot, Some(41)).unwrap();
+        assert_eq!(
+            decode_snapshot(&body, Position::new(1)).unwrap(),
+            (snapshot, Some(41))
+        );
     }
 }

@@ -74,11 +74,31 @@
 //! - A stream read checks that versions follow each other ([`Error::Corrupt`](crate::Error::Corrupt)
 //!   otherwise).
 //!
-//! A stream read thus costs one batch per 500 events plus one request to the leader at its end
-//! (a stream read from a version first finds it by a binary search over sequences, a leader
-//! request per step). The **one-request-per-event path** is kept only where batches are not
-//! available: a server before 2.11 (Debian's 2.9), or a stream whose `allow_direct` the server
-//! did not take. [`NatsStore::batched_reads`] says which path a store uses.
+//! A stream read thus costs one batch per 500 events plus one request to the leader at its end.
+//! The **one-request-per-event path** is kept only where batches are not available: a server
+//! before 2.11 (Debian's 2.9), or a stream whose `allow_direct` the server did not take.
+//! [`NatsStore::batched_reads`] says which path a store uses.
+//!
+//! # Reads from a version, and backwards
+//!
+//! JetStream gets the first message on a subject at or after a *sequence*, not the N-th one, so
+//! a read from version N (the repository's read after a snapshot or its cached state) needs
+//! the sequence of event N:
+//!
+//! - The store **remembers** where the events it sees are (per stream, the newest few: the last
+//!   events of its appends, the ends of its reads, the newest event of its concurrency checks),
+//!   and a snapshot's message keeps the sequence of the event it was taken at when the saver
+//!   knew it. A read from a version known (or known to within 16 events below) starts there,
+//!   at no extra request; its first message is checked to be that event, and a wrong hint (a
+//!   stream deleted and made again, snapshots kept across a restore of the events) is
+//!   forgotten and the start searched for.
+//! - Otherwise the store **searches**: from the stream's newest event, and any known events
+//!   around the version, each probe (a leader request) narrows the range of sequences, by
+//!   interpolation and halving in turn, until it is within 16 events.
+//!
+//! A backwards read with a limit reads only the newest `limit` events of its range, forwards
+//! from the version `limit` below the top (found as above), and hands them out newest first;
+//! without a limit it reads its whole range.
 //!
 //! # Claims
 //!
@@ -104,6 +124,7 @@ mod append;
 mod batch;
 mod claim;
 mod keys;
+mod known;
 mod log;
 mod message;
 mod options;
@@ -164,6 +185,8 @@ struct Inner {
     claims: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     /// The key-value bucket of data keys, created by the first key asked for.
     keys: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+    /// The sequences of events this store has seen, where reads from a version start.
+    known: known::KnownSequences,
 }
 
 impl Drop for Inner {

@@ -205,6 +205,7 @@ impl NatsOptions {
                 watcher: OnceLock::new(),
                 claims: tokio::sync::OnceCell::new(),
                 keys: tokio::sync::OnceCell::new(),
+                known: Default::default(),
             }),
         })
     }

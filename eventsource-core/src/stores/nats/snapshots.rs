@@ -12,7 +12,10 @@ use crate::persistence::record::Snapshot;
 
 impl Inner {
     pub(super) async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        let body = message::encode_snapshot(&snapshot)?;
+        // The event the snapshot was taken at is usually the one this store just appended or
+        // read: its sequence lets a read from the snapshot start there.
+        let sequence = self.known.exact(snapshot.stream_id, snapshot.version);
+        let body = message::encode_snapshot(&snapshot, sequence)?;
         self.check_size(body.len(), "save a snapshot")?;
         let subject = self.subjects.snapshot(snapshot.stream_id, snapshot.version);
         let ack = self
@@ -39,10 +42,15 @@ impl Inner {
             return Ok(None);
         };
         let subject = self.subjects.snapshot(stream_id, version);
-        self.get(&self.snapshots, Get::Last(&subject))
-            .await?
-            .map(|found| message::decode_snapshot(&found.payload, Position::new(found.sequence)))
-            .transpose()
+        let Some(found) = self.get(&self.snapshots, Get::Last(&subject)).await? else {
+            return Ok(None);
+        };
+        let (snapshot, sequence) =
+            message::decode_snapshot(&found.payload, Position::new(found.sequence))?;
+        if let Some(sequence) = sequence {
+            self.known.remember(stream_id, snapshot.version, sequence);
+        }
+        Ok(Some(snapshot))
     }
 
     pub(super) async fn delete_snapshots(&self, stream_id: Uuid) -> Result<u64> {
