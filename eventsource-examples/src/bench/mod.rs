@@ -9,8 +9,8 @@
 //!   second; **W3-large** replay a very long stream once: events per second and the memory
 //!   it takes above the baseline measured just before;
 //! - **W4** read the whole global log in pages, decoding every event;
-//! - **W5** concurrent writers on distinct aggregates, then on one aggregate (conflicts counted,
-//!   none lost); then both with the repository's cache at `--w5-writers` and four times as many
+//! - **W5** concurrent writers on distinct aggregates, then on one aggregate, each deposit a
+//!   command (`execute`, retried at once on a conflict; conflicts counted, none lost); then both with the repository's cache at `--w5-writers` and four times as many
 //!   writers (`distinct-cache`, `same-cache`), and on the memory store the cache alone under
 //!   contention (`cache-get`: cached loads, no events to read) and the cache with a byte budget
 //!   (`distinct-cache-budget`, `same-cache-budget`);
