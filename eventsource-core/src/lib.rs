@@ -121,10 +121,10 @@ pub use error::{CodecError, DecodeError, Error, Result, UpcastError};
 pub use persistence::codec::{Codec, Json};
 pub use persistence::position::Position;
 pub use persistence::record::{
-    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, ReplayedEvent, Snapshot, StoredEvent,
-    StreamAppend, StreamRange, Tracking, legacy_event_id,
+    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, Replay, ReplayedEvent, Snapshot,
+    StoredEvent, StreamAppend, StreamRange, Tracking, legacy_event_id,
 };
-pub use persistence::store::{EventStore, EventStream, StreamVisitor};
+pub use persistence::store::{EventStore, EventStream, ReplayVisitor, StreamVisitor};
 pub use persistence::wake::{CommitSignal, WakeUps};
 pub use schema::EventData;
 pub use stores::memory::MemoryStore;

@@ -122,7 +122,9 @@ async fn a_load_without_a_snapshot_replays_every_event() {
     assert_eq!(
         repo.store().take_counts(),
         StoreCounts {
+            // The look-up and the replay in one request.
             snapshot_loads: 1,
+            snapshot_replays: 1,
             stream_reads: 1,
             events_read: 25,
             ..StoreCounts::default()
@@ -144,6 +146,7 @@ async fn a_load_from_a_snapshot_reads_only_the_events_from_its_version_on() {
         repo.store().take_counts(),
         StoreCounts {
             snapshot_loads: 1,
+            snapshot_replays: 1,
             snapshots_found: 1,
             stream_reads: 1,
             events_read: 6,
@@ -577,6 +580,7 @@ async fn a_unit_of_work_reads_each_stream_once_and_appends_all_in_one_batch() {
         repo.store().take_counts(),
         StoreCounts {
             snapshot_loads: 3,
+            snapshot_replays: 3,
             stream_reads: 3,
             events_read: 5,
             appends: 1,

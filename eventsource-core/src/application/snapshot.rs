@@ -49,10 +49,9 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
     id: Uuid,
     at_or_below: Option<u64>,
 ) -> Found<A> {
-    let Some(settings) = A::SNAPSHOTS else {
+    if A::SNAPSHOTS.is_none() {
         return Found::Nothing;
-    };
-
+    }
     let snapshot = match store.load_snapshot(id, at_or_below).await {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => return Found::Nothing,
@@ -64,34 +63,10 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
             return Found::Unusable;
         }
     };
-    let version = snapshot.version;
-    if at_or_below.is_some_and(|limit| version > limit) || version == 0 {
-        tracing::warn!(
-            aggregate = A::NAME, stream = %id, version, ?at_or_below,
-            "the store returned a snapshot outside the versions asked for; ignoring it"
-        );
+    let Some((version, fingerprint)) = check::<A>(id, at_or_below, &snapshot) else {
         return Found::Unusable;
-    }
-    if snapshot.fingerprint == DISOWNED && snapshot.state.is_empty() {
-        tracing::debug!(
-            aggregate = A::NAME, stream = %id, version,
-            "the newest snapshot was disowned (it was ahead of the stream); replaying from the events"
-        );
-        return Found::Unusable;
-    }
-    if snapshot.aggregate != A::NAME || snapshot.fingerprint != settings.fingerprint {
-        tracing::warn!(
-            aggregate = A::NAME,
-            stream = %id,
-            version,
-            stored_aggregate = %snapshot.aggregate,
-            stored_fingerprint = format_args!("{:#018x}", snapshot.fingerprint),
-            expected_fingerprint = format_args!("{:#018x}", settings.fingerprint),
-            "the snapshot was taken of another shape of the aggregate; ignoring it and replaying from the events"
-        );
-        return Found::Unusable;
-    }
-    let open = || codec.open_snapshot(id, version, A::NAME, settings.fingerprint, &snapshot.state);
+    };
+    let open = || codec.open_snapshot(id, version, A::NAME, fingerprint, &snapshot.state);
     // Each layer may need a subject's keys: load them as they are asked for, each once.
     let mut loaded: Vec<Uuid> = Vec::new();
     let opened = loop {
@@ -116,6 +91,77 @@ pub(crate) async fn find<A: Aggregate, S: EventStore + ?Sized>(
             Ok(opened) => break Ok(opened),
         }
     };
+    decode::<A>(id, version, opened)
+}
+
+/// Judges a snapshot the store found for `id` (at or below `at_or_below`) without waiting for
+/// anything: `None` if opening it needs a key that isn't in memory yet (then [`find`] loads
+/// it). This is how a load that reads the snapshot and the events in one request
+/// ([`EventStore::replay_from_snapshot`]) decides where to start.
+pub(crate) fn judge_now<A: Aggregate>(
+    codec: &PayloadCodec,
+    id: Uuid,
+    at_or_below: Option<u64>,
+    snapshot: &Snapshot,
+) -> Option<Found<A>> {
+    if A::SNAPSHOTS.is_none() {
+        return Some(Found::Nothing);
+    }
+    let Some((version, fingerprint)) = check::<A>(id, at_or_below, snapshot) else {
+        return Some(Found::Unusable);
+    };
+    let opened = match codec.open_snapshot(id, version, A::NAME, fingerprint, &snapshot.state) {
+        Err(Pending::NeedsKeys(_)) => return None,
+        Err(Pending::Failed(error)) => Err(error),
+        Ok(opened) => Ok(opened),
+    };
+    Some(decode::<A>(id, version, opened))
+}
+
+/// The version and fingerprint of a snapshot `A` may start from, or `None` (with a log line
+/// saying why) if it is outside the versions asked for, disowned or of another shape.
+fn check<A: Aggregate>(
+    id: Uuid,
+    at_or_below: Option<u64>,
+    snapshot: &Snapshot,
+) -> Option<(u64, u64)> {
+    let settings = A::SNAPSHOTS?;
+    let version = snapshot.version;
+    if at_or_below.is_some_and(|limit| version > limit) || version == 0 {
+        tracing::warn!(
+            aggregate = A::NAME, stream = %id, version, ?at_or_below,
+            "the store returned a snapshot outside the versions asked for; ignoring it"
+        );
+        return None;
+    }
+    if snapshot.fingerprint == DISOWNED && snapshot.state.is_empty() {
+        tracing::debug!(
+            aggregate = A::NAME, stream = %id, version,
+            "the newest snapshot was disowned (it was ahead of the stream); replaying from the events"
+        );
+        return None;
+    }
+    if snapshot.aggregate != A::NAME || snapshot.fingerprint != settings.fingerprint {
+        tracing::warn!(
+            aggregate = A::NAME,
+            stream = %id,
+            version,
+            stored_aggregate = %snapshot.aggregate,
+            stored_fingerprint = format_args!("{:#018x}", snapshot.fingerprint),
+            expected_fingerprint = format_args!("{:#018x}", settings.fingerprint),
+            "the snapshot was taken of another shape of the aggregate; ignoring it and replaying from the events"
+        );
+        return None;
+    }
+    Some((version, settings.fingerprint))
+}
+
+/// Decodes an opened snapshot's state.
+fn decode<A: Aggregate>(
+    id: Uuid,
+    version: u64,
+    opened: Result<Option<(Format, Vec<u8>)>, crate::error::DecodeError>,
+) -> Found<A> {
     let decoded = match opened {
         // Its subject was forgotten: the state held their data, replay gives what is left.
         Ok(None) => return Found::Unusable,

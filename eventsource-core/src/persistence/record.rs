@@ -179,6 +179,19 @@ pub struct ReplayedEvent<'a> {
     pub payload: &'a [u8],
 }
 
+/// What [`EventStore::replay_from_snapshot`] lends its visitor: first the newest snapshot it
+/// found (or `None`), then the stream's events from that snapshot's version on.
+///
+/// [`EventStore::replay_from_snapshot`]: crate::EventStore::replay_from_snapshot
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay<'a> {
+    /// The newest snapshot at or below the version asked for, or `None`: always lent first,
+    /// exactly once.
+    Snapshot(Option<Snapshot>),
+    /// An event of the stream, lent for the call only.
+    Event(ReplayedEvent<'a>),
+}
+
 /// The id of an event stored before events had ids of their own: a UUID v5 of its version in
 /// the namespace of its stream id, the same on every read and in every store.
 pub fn legacy_event_id(stream_id: Uuid, version: u64) -> Uuid {

@@ -49,8 +49,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
-use crate::persistence::record::{AppendBatch, LogPage, LogQuery, Snapshot, StreamRange};
-use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
+use crate::persistence::record::{AppendBatch, LogPage, LogQuery, Replay, Snapshot, StreamRange};
+use crate::persistence::store::{EventStore, EventStream, ReplayVisitor, StreamVisitor};
 use crate::persistence::wake::WakeUps;
 use crate::stores::memory::MemoryStore;
 
@@ -69,7 +69,9 @@ pub struct StoreCounts {
     pub failed_appends: u64,
     /// Events written by the appends that succeeded.
     pub events_appended: u64,
-    /// Stream reads ([`EventStore::read_stream`] and [`EventStore::visit_stream`] calls).
+    /// Stream reads ([`EventStore::read_stream`] and [`EventStore::visit_stream`] calls, and
+    /// the replays of [`EventStore::replay_from_snapshot`] calls whose visitor went on after
+    /// the snapshot).
     pub stream_reads: u64,
     /// Events the stream reads handed out.
     pub events_read: u64,
@@ -81,8 +83,12 @@ pub struct StoreCounts {
     pub log_events_read: u64,
     /// [`EventStore::last_position`] calls.
     pub last_position_reads: u64,
-    /// Snapshot loads ([`EventStore::load_snapshot`] calls).
+    /// Snapshot loads ([`EventStore::load_snapshot`] and [`EventStore::replay_from_snapshot`]
+    /// calls).
     pub snapshot_loads: u64,
+    /// Of those, the [`EventStore::replay_from_snapshot`] calls: a snapshot look-up and the
+    /// replay after it in one request.
+    pub snapshot_replays: u64,
     /// Of those, the loads that found a snapshot (usable or not).
     pub snapshots_found: u64,
     /// Snapshot saves ([`EventStore::save_snapshot`] calls), including the empty snapshots a
@@ -333,6 +339,50 @@ impl<S: EventStore> EventStore for CountingStore<S> {
         };
         self.store
             .visit_stream(stream_id, range, &mut counting)
+            .await
+    }
+
+    async fn replay_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        upto: Option<u64>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<()> {
+        {
+            let mut ledger = self.ledger();
+            ledger.counts.snapshot_loads += 1;
+            ledger.counts.snapshot_replays += 1;
+        }
+        let mut index = None;
+        let mut counting = |replay: Replay<'_>| {
+            match &replay {
+                Replay::Snapshot(snapshot) => {
+                    let first = snapshot
+                        .as_ref()
+                        .map_or(1, |snapshot| snapshot.version.max(1));
+                    if snapshot.is_some() {
+                        self.ledger().counts.snapshots_found += 1;
+                    }
+                    let flow = visit(replay)?;
+                    if flow.is_continue() {
+                        let mut range = StreamRange::all().from(first);
+                        if let Some(upto) = upto {
+                            range = range.to(upto);
+                        }
+                        index = Some(self.start_read(stream_id, range));
+                    }
+                    return Ok(flow);
+                }
+                Replay::Event(_) => {
+                    if let Some(index) = index {
+                        count_read_event(&self.ledger, index);
+                    }
+                }
+            }
+            visit(replay)
+        };
+        self.store
+            .replay_from_snapshot(stream_id, upto, &mut counting)
             .await
     }
 

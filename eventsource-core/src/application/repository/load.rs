@@ -17,7 +17,7 @@ use crate::domain::event::EventEnum;
 use crate::error::DecodeError;
 use crate::error::{Error, Result};
 use crate::persistence::codec::{APPLICATION_SUBJECT, PayloadCodec, Pending};
-use crate::persistence::record::{ReplayedEvent, StoredEvent, StreamRange};
+use crate::persistence::record::{Replay, ReplayedEvent, StoredEvent, StreamRange};
 use crate::persistence::store::EventStore;
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
@@ -153,6 +153,10 @@ impl AwaitingKey {
 /// Loads the state at `upto` (the latest with `None`): from the best starting point (the
 /// cache, a snapshot, or nothing), then the events after it. A stream with no events loads as
 /// the empty state at version 0.
+///
+/// An aggregate that keeps snapshots and isn't cached is loaded in one request to the store
+/// ([`EventStore::replay_from_snapshot`]); when its snapshot can't be used, it is loaded as
+/// below, the snapshot looked up and the events replayed in turn.
 pub(crate) async fn load<A, S>(
     store: &S,
     codec: &PayloadCodec,
@@ -167,12 +171,26 @@ where
     let cached = cache
         .and_then(|cache| cache.get(id))
         .filter(|(version, _)| upto.is_none_or(|upto| *version <= upto));
+    let mut found = None;
+    if cached.is_none() && A::SNAPSHOTS.is_some() {
+        match load_in_one_request(store, codec, id, upto).await? {
+            OneRequest::Loaded(loaded) => {
+                return Ok(finish(store, codec, cache, loaded, upto, false).await);
+            }
+            OneRequest::Ahead(version) => {
+                let loaded = replay_without_snapshot(store, codec, id, version, upto).await?;
+                return Ok(finish(store, codec, cache, loaded, upto, upto.is_none()).await);
+            }
+            OneRequest::Unused(unused) => found = unused,
+        }
+    }
     // With the latest state cached, the cache is the best start. For time travel a snapshot
     // between the cached version and `upto` is better, so look for one too.
-    let found = match (&cached, upto) {
-        (Some(_), None) => Found::Nothing,
-        (Some((version, _)), Some(upto)) if *version == upto => Found::Nothing,
-        _ => snapshot::find::<A, S>(store, codec, id, upto).await,
+    let found = match (found, &cached, upto) {
+        (Some(found), _, _) => found,
+        (None, Some(_), None) => Found::Nothing,
+        (None, Some((version, _)), Some(upto)) if *version == upto => Found::Nothing,
+        (None, _, _) => snapshot::find::<A, S>(store, codec, id, upto).await,
     };
     let mut rebuild_snapshot = false;
     let mut from_snapshot = false;
@@ -190,24 +208,205 @@ where
     };
     let mut loaded = Loaded::at(id, version, state);
     if !fold(store, codec, &mut loaded, upto, from_snapshot).await? {
-        tracing::warn!(
-            aggregate = A::NAME, stream = %id, snapshot_version = version,
-            "the snapshot is ahead of the stream (events restored from an older backup?); ignoring it and replaying from the events"
-        );
-        snapshot::disown::<A, S>(store, id, version).await;
-        loaded = Loaded::empty(id);
+        loaded = replay_without_snapshot(store, codec, id, version, upto).await?;
         rebuild_snapshot = upto.is_none();
-        fold(store, codec, &mut loaded, upto, false).await?;
     }
+    Ok(finish(store, codec, cache, loaded, upto, rebuild_snapshot).await)
+}
+
+/// Replays the stream from its start, after finding the snapshot at `version` ahead of it
+/// (and disowning that snapshot).
+async fn replay_without_snapshot<A, S>(
+    store: &S,
+    codec: &PayloadCodec,
+    id: Uuid,
+    version: u64,
+    upto: Option<u64>,
+) -> Result<Loaded<A>>
+where
+    A: Aggregate,
+    S: EventStore + ?Sized,
+{
+    tracing::warn!(
+        aggregate = A::NAME, stream = %id, snapshot_version = version,
+        "the snapshot is ahead of the stream (events restored from an older backup?); ignoring it and replaying from the events"
+    );
+    snapshot::disown::<A, S>(store, id, version).await;
+    let mut loaded = Loaded::empty(id);
+    fold(store, codec, &mut loaded, upto, false).await?;
+    Ok(loaded)
+}
+
+/// Keeps the latest state loaded in the cache and, if asked, writes a fresh snapshot of it.
+async fn finish<A, S>(
+    store: &S,
+    codec: &PayloadCodec,
+    cache: Option<&dyn StateCache<A>>,
+    loaded: Loaded<A>,
+    upto: Option<u64>,
+    rebuild_snapshot: bool,
+) -> Loaded<A>
+where
+    A: Aggregate,
+    S: EventStore + ?Sized,
+{
     if upto.is_none() && loaded.version > 0 {
         if let Some(cache) = cache {
-            cache.put(id, loaded.version, &loaded.state);
+            cache.put(loaded.id, loaded.version, &loaded.state);
         }
         if rebuild_snapshot {
-            snapshot::write_best_effort(store, codec, id, loaded.version, &loaded.state).await;
+            snapshot::write_best_effort(store, codec, loaded.id, loaded.version, &loaded.state)
+                .await;
         }
     }
-    Ok(loaded)
+    loaded
+}
+
+/// What a load in one request came to.
+enum OneRequest<A: Aggregate> {
+    /// The state, from the snapshot (or from nothing, if there was none) and the events after
+    /// it.
+    Loaded(Loaded<A>),
+    /// The snapshot at this version is ahead of the stream.
+    Ahead(u64),
+    /// The snapshot can't be started from (what it was, if judged; `None` if opening it needs
+    /// a key): load as before, looking it up and replaying in turn.
+    Unused(Option<Found<A>>),
+}
+
+/// Loads the state at `upto` from the newest snapshot and the events after it, read in one
+/// request ([`EventStore::replay_from_snapshot`]).
+async fn load_in_one_request<A, S>(
+    store: &S,
+    codec: &PayloadCodec,
+    id: Uuid,
+    upto: Option<u64>,
+) -> Result<OneRequest<A>>
+where
+    A: Aggregate,
+    S: EventStore + ?Sized,
+{
+    load_likely_keys::<A>(codec, id).await;
+    let mut loaded: Option<Loaded<A>> = None;
+    let mut unused = None;
+    // The snapshot's version while the event at it (the stream must have reached it) is due.
+    let mut check_start = None;
+    let mut ahead = false;
+    let mut needs_keys = None;
+    let outcome = store
+        .replay_from_snapshot(id, upto, &mut |replay| match replay {
+            Replay::Snapshot(None) => {
+                loaded = Some(Loaded::empty(id));
+                Ok(ControlFlow::Continue(()))
+            }
+            Replay::Snapshot(Some(found)) => {
+                match snapshot::judge_now::<A>(codec, id, upto, &found) {
+                    Some(Found::Usable { version, state }) => {
+                        loaded = Some(Loaded::at(id, version, state));
+                        check_start = Some(version);
+                        Ok(ControlFlow::Continue(()))
+                    }
+                    // The events lent next start at the snapshot's version, not at 1.
+                    judged => {
+                        unused = Some(judged);
+                        Ok(ControlFlow::Break(()))
+                    }
+                }
+            }
+            Replay::Event(stored) => {
+                let Some(loaded) = loaded.as_mut() else {
+                    return Err(Error::Corrupt {
+                        stream: id,
+                        version: stored.version,
+                        message: "the store lent an event before the snapshot".to_owned(),
+                    });
+                };
+                if let Some(version) = check_start.take() {
+                    if stored.version != version {
+                        ahead = true;
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    return Ok(ControlFlow::Continue(()));
+                }
+                apply(codec, loaded, stored, &mut needs_keys)
+            }
+        })
+        .await;
+    if let Some(judged) = unused {
+        return Ok(OneRequest::Unused(judged));
+    }
+    if let Err(error) = outcome {
+        if loaded.is_none() {
+            // The snapshot couldn't be read: load as before, which says so and replays.
+            return Ok(OneRequest::Unused(None));
+        }
+        return Err(error);
+    }
+    let Some(mut loaded) = loaded else {
+        return Err(Error::Corrupt {
+            stream: id,
+            version: 0,
+            message: "the store's replay lent no snapshot (nor its absence)".to_owned(),
+        });
+    };
+    if ahead || check_start.is_some() {
+        return Ok(OneRequest::Ahead(loaded.version));
+    }
+    if let Some(awaiting) = needs_keys {
+        codec
+            .load_keys_or_fail(&awaiting.payload, awaiting.subject)
+            .await
+            .map_err(|source| decode_error(awaiting.event(), source))?;
+        fold(store, codec, &mut loaded, upto, false).await?;
+    }
+    Ok(OneRequest::Loaded(loaded))
+}
+
+/// Loads the keys `A`'s payloads in stream `id` are most likely encrypted with, so that a
+/// replay rarely has to stop for one (it stops and resumes for any other).
+async fn load_likely_keys<A: Aggregate>(codec: &PayloadCodec, id: Uuid) {
+    let likely = [APPLICATION_SUBJECT, id];
+    let likely = if <A::Event as EventEnum>::PERSONAL {
+        &likely[..]
+    } else {
+        &likely[..1]
+    };
+    // Best effort: a key that fails to load here fails again for the record that needs it,
+    // and that error names the record.
+    let _ = codec.load_keys(likely.iter().copied()).await;
+}
+
+/// Applies the next event of a replay to `loaded`; stops (with the event copied into
+/// `needs_keys`) if its payload needs a key that isn't in memory.
+fn apply<A: Aggregate>(
+    codec: &PayloadCodec,
+    loaded: &mut Loaded<A>,
+    stored: ReplayedEvent<'_>,
+    needs_keys: &mut Option<AwaitingKey>,
+) -> Result<ControlFlow<()>> {
+    if stored.version != loaded.version + 1 {
+        return Err(Error::Corrupt {
+            stream: loaded.id,
+            version: stored.version,
+            message: format!(
+                "expected version {} next, the store returned {}",
+                loaded.version + 1,
+                stored.version
+            ),
+        });
+    }
+    let event = match codec.decode_now::<A::Event>(stored) {
+        Ok(event) => event,
+        Err(Pending::Failed(source)) => return Err(decode_error(stored, source)),
+        Err(Pending::NeedsKeys(subject)) => {
+            // Stop here, load the key, and go on from this event.
+            *needs_keys = Some(AwaitingKey::new(subject, stored));
+            return Ok(ControlFlow::Break(()));
+        }
+    };
+    loaded.state.apply_event(&event);
+    loaded.version = stored.version;
+    Ok(ControlFlow::Continue(()))
 }
 
 /// Applies the stream's events after `loaded.version` (up to `upto`) to `loaded`.
@@ -226,17 +425,7 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    // The keys this stream's payloads are most likely encrypted with, so that the visit below
-    // rarely has to stop for one (it stops and resumes for any other).
-    let likely = [APPLICATION_SUBJECT, loaded.id];
-    let likely = if <A::Event as EventEnum>::PERSONAL {
-        &likely[..]
-    } else {
-        &likely[..1]
-    };
-    // Best effort: a key that fails to load here fails again for the record that needs it,
-    // and that error names the record.
-    let _ = codec.load_keys(likely.iter().copied()).await;
+    load_likely_keys::<A>(codec, loaded.id).await;
     let id = loaded.id;
     let mut matched = true;
     loop {
@@ -264,29 +453,7 @@ where
                     check_start = false;
                     return Ok(ControlFlow::Continue(()));
                 }
-                if stored.version != loaded.version + 1 {
-                    return Err(Error::Corrupt {
-                        stream: id,
-                        version: stored.version,
-                        message: format!(
-                            "expected version {} next, the store returned {}",
-                            loaded.version + 1,
-                            stored.version
-                        ),
-                    });
-                }
-                let event = match codec.decode_now::<A::Event>(stored) {
-                    Ok(event) => event,
-                    Err(Pending::Failed(source)) => return Err(decode_error(stored, source)),
-                    Err(Pending::NeedsKeys(subject)) => {
-                        // Stop here, load the key, and go on from this event.
-                        needs_keys = Some(AwaitingKey::new(subject, stored));
-                        return Ok(ControlFlow::Break(()));
-                    }
-                };
-                loaded.state.apply_event(&event);
-                loaded.version = stored.version;
-                Ok(ControlFlow::Continue(()))
+                apply(codec, loaded, stored, &mut needs_keys)
             })
             .await?;
         match needs_keys {

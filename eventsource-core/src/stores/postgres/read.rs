@@ -5,10 +5,10 @@ use uuid::Uuid;
 
 use futures_util::TryStreamExt;
 
-use super::{PostgresStore, pg_error, rows};
+use super::{BACKEND, PostgresStore, pg_error, rows};
 use crate::error::{Error, Result};
-use crate::persistence::record::{StoredEvent, StreamRange};
-use crate::persistence::store::{EventStream, StreamVisitor};
+use crate::persistence::record::{Replay, StoredEvent, StreamRange};
+use crate::persistence::store::{EventStream, ReplayVisitor, StreamVisitor};
 
 /// How many events a stream read fetches with its first query: a short stream, or the tail
 /// after a cached state, is read in one.
@@ -148,6 +148,55 @@ impl PostgresStore {
             let event = rows::replayed_event(&row, stream_id)?;
             check_next(stream_id, event.version, &mut previous, range.backwards)?;
             if visit(event)?.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`EventStore::replay_from_snapshot`](crate::EventStore::replay_from_snapshot): the
+    /// newest snapshot and the events from its version in one statement, one round trip. Its
+    /// first row is the snapshot's (null if there is none); the events' rows follow and are
+    /// lent from their buffers as [`visit`](Self::visit) lends them.
+    pub(super) async fn visit_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        upto: Option<u64>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<()> {
+        let hi = upto.map_or(i64::MAX, |upto| i64::try_from(upto).unwrap_or(i64::MAX));
+        let limit = i64::MAX;
+        let context = format!("loading stream {stream_id} from its snapshot");
+        let (client, statement) = self
+            .stream_statement(&self.sql.replay_from_snapshot, &context)
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&stream_id, &hi, &limit];
+        let rows = client
+            .query_raw(&statement, params)
+            .await
+            .map_err(pg_error(&context))?;
+        let mut rows = std::pin::pin!(rows);
+        let first = rows.try_next().await.map_err(pg_error(&context))?;
+        let snapshot = match first {
+            Some(row) if rows::replay_part(&row, stream_id)? == 0 => {
+                rows::snapshot_part(&row, stream_id)?
+            }
+            _ => {
+                return Err(Error::backend(
+                    BACKEND,
+                    context,
+                    "the snapshot's row did not come first",
+                ));
+            }
+        };
+        if visit(Replay::Snapshot(snapshot))?.is_break() {
+            return Ok(());
+        }
+        let mut previous = None;
+        while let Some(row) = rows.try_next().await.map_err(pg_error(&context))? {
+            let event = rows::replayed_event(&row, stream_id)?;
+            check_next(stream_id, event.version, &mut previous, false)?;
+            if visit(Replay::Event(event))?.is_break() {
                 break;
             }
         }

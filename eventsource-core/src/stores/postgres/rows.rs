@@ -141,6 +141,44 @@ fn metadata(text: &str) -> serde_json::Result<Metadata> {
 }
 
 /// A row of `stream_id, version, aggregate, fingerprint, state, recorded_at` as a [`Snapshot`].
+/// Which part of a load from a snapshot a row is (its column 5): 0 for the snapshot's row, 1
+/// for an event's.
+pub(super) fn replay_part(row: &Row, stream_id: Uuid) -> Result<i32> {
+    column(row, 5, "part", &|| format!("a load of stream {stream_id}"))
+}
+
+/// The snapshot's row of a load from a snapshot (`version, aggregate, fingerprint, state,
+/// recorded_at`, all null if the stream has none).
+pub(super) fn snapshot_part(row: &Row, stream_id: Uuid) -> Result<Option<Snapshot>> {
+    let raw_version: Option<i64> = column(row, 0, "version", &|| {
+        format!("a snapshot of stream {stream_id}")
+    })?;
+    let Some(raw_version) = raw_version else {
+        return Ok(None);
+    };
+    let version = u64::try_from(raw_version).map_err(|_| {
+        corrupt(
+            stream_id,
+            0,
+            format!("a snapshot is stored at version {raw_version}"),
+        )
+    })?;
+    let what = || format!("the snapshot at version {version} of stream {stream_id}");
+    let aggregate: String = column(row, 1, "aggregate", &what)?;
+    let fingerprint: i64 = column(row, 2, "fingerprint", &what)?;
+    let state: Vec<u8> = column(row, 3, "state", &what)?;
+    let recorded_at: SystemTime = column(row, 4, "recorded_at", &what)?;
+    Ok(Some(Snapshot {
+        stream_id,
+        version,
+        aggregate,
+        // Stored as the int8 with the same bits (PostgreSQL has no unsigned 64-bit type).
+        fingerprint: u64::from_ne_bytes(fingerprint.to_ne_bytes()),
+        state,
+        recorded_at,
+    }))
+}
+
 pub(super) fn snapshot(row: &Row) -> Result<Snapshot> {
     let stream_id: Uuid = column(row, 0, "stream_id", &|| "a snapshot".into())?;
     let raw_version: i64 = column(row, 1, "version", &|| {

@@ -420,6 +420,12 @@ pub(super) struct Sql {
     pub(super) save_snapshot: String,
     /// `$1 stream` → its newest snapshot.
     pub(super) load_snapshot: String,
+    /// `$1 stream, $2 to, $3 limit` → one row for its newest snapshot at or below `to` (the
+    /// snapshot's `version, aggregate, fingerprint, state, recorded_at`, all null if it has
+    /// none), then the [`REPLAY_COLUMNS`] of the events from the snapshot's version (from 1
+    /// without one) up to `to`, oldest first; each row ends with its part, 0 for the snapshot's
+    /// row and 1 for an event's. One round trip for a load from a snapshot (`read.rs`).
+    pub(super) replay_from_snapshot: String,
     /// `$1 stream, $2 version` → its newest snapshot at or below the version.
     pub(super) load_snapshot_at: String,
     /// `$1 stream`: deletes its snapshots.
@@ -658,6 +664,23 @@ impl Sql {
             load_snapshot: format!(
                 "SELECT {SNAPSHOT_COLUMNS} FROM {snapshots} WHERE stream_id = $1::uuid \
                  ORDER BY version DESC LIMIT 1"
+            ),
+            // The snapshot's row first: an `Append` runs its branches in order (a parallel one
+            // could not, and the reader fails rather than misread if it ever came second). The
+            // events' branch is the replay's own index walk, from the snapshot's version.
+            replay_from_snapshot: format!(
+                "WITH snapshot AS MATERIALIZED ( \
+                   SELECT version, aggregate, fingerprint, state, recorded_at FROM {snapshots} \
+                   WHERE stream_id = $1::uuid AND version <= $2::int8 \
+                   ORDER BY version DESC LIMIT 1) \
+                 (SELECT s.version, s.aggregate, s.fingerprint, s.state, s.recorded_at, 0 AS part \
+                    FROM (VALUES (0)) AS one (x) LEFT JOIN snapshot AS s ON true) \
+                 UNION ALL \
+                 (SELECT {REPLAY_COLUMNS}, NULL::timestamptz, 1 FROM {events} \
+                    WHERE stream_id = $1::uuid \
+                      AND version >= coalesce((SELECT version FROM snapshot), 1) \
+                      AND version <= $2::int8 \
+                    ORDER BY version ASC LIMIT (SELECT $3::int8))"
             ),
             delete_snapshots: format!("DELETE FROM {snapshots} WHERE stream_id = $1::uuid"),
             load_snapshot_at: format!(

@@ -7,7 +7,7 @@ use super::{BACKEND, PostgresStore, pg_error, rows};
 use crate::error::{Error, Result};
 use crate::persistence::position::Position;
 use crate::persistence::record::{AppendBatch, LogPage, LogQuery, Snapshot, StreamRange};
-use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
+use crate::persistence::store::{EventStore, EventStream, ReplayVisitor, StreamVisitor};
 use crate::persistence::wake::WakeUps;
 
 #[async_trait::async_trait]
@@ -64,6 +64,16 @@ impl EventStore for PostgresStore {
         visit: &mut StreamVisitor<'_>,
     ) -> Result<()> {
         self.visit(stream_id, range, visit).await
+    }
+
+    /// The snapshot and the events after it in one statement (see `read.rs`).
+    async fn replay_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        upto: Option<u64>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<()> {
+        self.visit_from_snapshot(stream_id, upto, visit).await
     }
 
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {

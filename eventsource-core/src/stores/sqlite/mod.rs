@@ -86,9 +86,9 @@ pub use projection::SqliteWork;
 use crate::error::{CodecError, Error, Result};
 use crate::persistence::position::Position;
 use crate::persistence::record::{
-    AppendBatch, LogPage, LogQuery, Metadata, Snapshot, StoredEvent, StreamRange,
+    AppendBatch, LogPage, LogQuery, Metadata, Replay, Snapshot, StoredEvent, StreamRange,
 };
-use crate::persistence::store::{EventStore, EventStream, StreamVisitor};
+use crate::persistence::store::{EventStore, EventStream, ReplayVisitor, StreamVisitor};
 use crate::persistence::wake::{CommitSignal, WakeUps};
 use options::Location;
 use rows::{BadRow, Lender, ReplayChunk, RowChunk, StreamRows};
@@ -483,6 +483,23 @@ impl Shared {
 
     /// Reads up to `limit` events of a stream with versions in `lo..=hi`, the columns `R`
     /// holds.
+    /// The newest snapshot of a stream at or below version `at`.
+    fn load_snapshot(&self, stream_id: Uuid, at: i64) -> Result<Option<Snapshot>> {
+        self.read(|conn| {
+            let doing = format!("loading a snapshot of stream {stream_id}");
+            let mut statement = conn
+                .prepare_cached(&self.sql.load_snapshot)
+                .map_err(self.failed(&doing))?;
+            let mut rows = statement
+                .query(params![stream_id.hyphenated().to_string(), at])
+                .map_err(self.failed(&doing))?;
+            match rows.next().map_err(self.failed(&doing))? {
+                Some(row) => rows::snapshot(row, stream_id).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
     fn read_stream_chunk<R: StreamRows>(
         &self,
         stream: Uuid,
@@ -741,14 +758,28 @@ impl futures_core::Stream for Reading {
 /// Replays a stream for [`EventStore::visit_stream`]: each chunk of the columns a replay needs
 /// is read on the blocking pool (the next one while the visitor works through the current one)
 /// and its rows are lent to the visitor where they lie in the chunk, with no copy per row.
-async fn visit_rows(mut read: StreamRead, visit: &mut StreamVisitor<'_>) -> Result<()> {
-    let mut pending = if read.done {
+async fn visit_rows(read: StreamRead, visit: &mut StreamVisitor<'_>) -> Result<()> {
+    visit_chunks(read, None, visit).await
+}
+
+/// Visits a read's rows chunk by chunk, starting with `fetched` if its first chunk was read
+/// already (with the snapshot, by [`EventStore::replay_from_snapshot`]).
+async fn visit_chunks(
+    mut read: StreamRead,
+    mut fetched: Option<Chunk<ReplayChunk>>,
+    visit: &mut StreamVisitor<'_>,
+) -> Result<()> {
+    let mut pending = if read.done || fetched.is_some() {
         None
     } else {
         Some(read.fetch::<ReplayChunk>()?)
     };
-    while let Some(handle) = pending.take() {
-        let chunk = joined(handle).await?;
+    loop {
+        let chunk = match (fetched.take(), pending.take()) {
+            (Some(chunk), _) => chunk,
+            (None, Some(handle)) => joined(handle).await?,
+            (None, None) => return Ok(()),
+        };
         read.advance(&chunk);
         // Fetching the next chunk can only fail to start outside a runtime, and this runs in
         // one; if it does fail, it fails after the chunk in hand is visited.
@@ -763,7 +794,6 @@ async fn visit_rows(mut read: StreamRead, visit: &mut StreamVisitor<'_>) -> Resu
         }
         pending = next.transpose()?;
     }
-    Ok(())
 }
 
 /// Where a stream read has got to.
@@ -852,6 +882,44 @@ impl EventStore for SqliteStore {
     ) -> Result<()> {
         let read = StreamRead::new(Arc::clone(&self.shared), stream_id, range);
         visit_rows(read, visit).await
+    }
+
+    /// The snapshot look-up and the first chunk of the events after it in one call on the
+    /// blocking pool; a longer stream's further chunks are read as [`visit_stream`] reads them.
+    ///
+    /// [`visit_stream`]: EventStore::visit_stream
+    async fn replay_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        upto: Option<u64>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let hi = upto.map_or(i64::MAX, clamp);
+        let (snapshot, first) = blocking(move || {
+            let snapshot = shared.load_snapshot(stream_id, hi)?;
+            let lo = snapshot.as_ref().map_or(1, |s| clamp(s.version.max(1)));
+            if lo > hi {
+                return Ok((snapshot, None));
+            }
+            let limit = shared.options.read_chunk;
+            let chunk = shared.read_stream_chunk::<ReplayChunk>(stream_id, lo, hi, false, limit)?;
+            Ok((snapshot, Some(chunk)))
+        })
+        .await?;
+        let from = snapshot.as_ref().map_or(1, |s| s.version.max(1));
+        if visit(Replay::Snapshot(snapshot))?.is_break() {
+            return Ok(());
+        }
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let mut range = StreamRange::all().from(from);
+        if let Some(upto) = upto {
+            range = range.to(upto);
+        }
+        let read = StreamRead::new(Arc::clone(&self.shared), stream_id, range);
+        visit_chunks(read, Some(first), &mut |event| visit(Replay::Event(event))).await
     }
 
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64> {
@@ -949,23 +1017,9 @@ impl EventStore for SqliteStore {
         stream_id: Uuid,
         at_or_below: Option<u64>,
     ) -> Result<Option<Snapshot>> {
-        self.run(move |shared| {
-            shared.read(|conn| {
-                let doing = format!("loading a snapshot of stream {stream_id}");
-                let mut statement = conn
-                    .prepare_cached(&shared.sql.load_snapshot)
-                    .map_err(shared.failed(&doing))?;
-                let at = at_or_below.map_or(i64::MAX, clamp);
-                let mut rows = statement
-                    .query(params![stream_id.hyphenated().to_string(), at])
-                    .map_err(shared.failed(&doing))?;
-                match rows.next().map_err(shared.failed(&doing))? {
-                    Some(row) => rows::snapshot(row, stream_id).map(Some),
-                    None => Ok(None),
-                }
-            })
-        })
-        .await
+        let at = at_or_below.map_or(i64::MAX, clamp);
+        self.run(move |shared| shared.load_snapshot(stream_id, at))
+            .await
     }
 
     async fn tracking_position(&self, tracker: &str) -> Result<Position> {

@@ -492,6 +492,8 @@ check_table! {
         "a subscription catches up, then hands over every event concurrent writers commit, once, in log order",
     snapshots_save_and_load:
         "snapshots save and load byte for byte: latest, at or below a version, none for an unknown stream",
+    replay_from_snapshot_agrees:
+        "replay_from_snapshot lends what load_snapshot then visit_stream return (no snapshot, at or below a version, beyond the stream's end), and stops where its visitor says",
     tracking_is_written_with_the_append:
         "a tracking position is written atomically with the events; a non-increasing one is a TrackingConflict and writes nothing",
     tracking_at_the_start_position_is_a_conflict:
