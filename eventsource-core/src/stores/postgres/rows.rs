@@ -140,7 +140,6 @@ fn metadata(text: &str) -> serde_json::Result<Metadata> {
     }
 }
 
-/// A row of `stream_id, version, aggregate, fingerprint, state, recorded_at` as a [`Snapshot`].
 /// Which part of a load from a snapshot a row is (its column 5): 0 for the snapshot's row, 1
 /// for an event's.
 pub(super) fn replay_part(row: &Row, stream_id: Uuid) -> Result<i32> {
@@ -153,37 +152,23 @@ pub(super) fn snapshot_part(row: &Row, stream_id: Uuid) -> Result<Option<Snapsho
     let raw_version: Option<i64> = column(row, 0, "version", &|| {
         format!("a snapshot of stream {stream_id}")
     })?;
-    let Some(raw_version) = raw_version else {
-        return Ok(None);
-    };
-    let version = u64::try_from(raw_version).map_err(|_| {
-        corrupt(
-            stream_id,
-            0,
-            format!("a snapshot is stored at version {raw_version}"),
-        )
-    })?;
-    let what = || format!("the snapshot at version {version} of stream {stream_id}");
-    let aggregate: String = column(row, 1, "aggregate", &what)?;
-    let fingerprint: i64 = column(row, 2, "fingerprint", &what)?;
-    let state: Vec<u8> = column(row, 3, "state", &what)?;
-    let recorded_at: SystemTime = column(row, 4, "recorded_at", &what)?;
-    Ok(Some(Snapshot {
-        stream_id,
-        version,
-        aggregate,
-        // Stored as the int8 with the same bits (PostgreSQL has no unsigned 64-bit type).
-        fingerprint: u64::from_ne_bytes(fingerprint.to_ne_bytes()),
-        state,
-        recorded_at,
-    }))
+    raw_version
+        .map(|raw_version| snapshot_from(row, 0, stream_id, raw_version))
+        .transpose()
 }
 
+/// A row of `stream_id, version, aggregate, fingerprint, state, recorded_at` as a [`Snapshot`].
 pub(super) fn snapshot(row: &Row) -> Result<Snapshot> {
     let stream_id: Uuid = column(row, 0, "stream_id", &|| "a snapshot".into())?;
     let raw_version: i64 = column(row, 1, "version", &|| {
         format!("a snapshot of stream {stream_id}")
     })?;
+    snapshot_from(row, 1, stream_id, raw_version)
+}
+
+/// The columns `version, aggregate, fingerprint, state, recorded_at` of a snapshot of
+/// `stream_id` from column `at` on, the version (`raw_version`, already read) checked.
+fn snapshot_from(row: &Row, at: usize, stream_id: Uuid, raw_version: i64) -> Result<Snapshot> {
     let version = u64::try_from(raw_version).map_err(|_| {
         corrupt(
             stream_id,
@@ -192,10 +177,10 @@ pub(super) fn snapshot(row: &Row) -> Result<Snapshot> {
         )
     })?;
     let what = || format!("the snapshot at version {version} of stream {stream_id}");
-    let aggregate: String = column(row, 2, "aggregate", &what)?;
-    let fingerprint: i64 = column(row, 3, "fingerprint", &what)?;
-    let state: Vec<u8> = column(row, 4, "state", &what)?;
-    let recorded_at: SystemTime = column(row, 5, "recorded_at", &what)?;
+    let aggregate: String = column(row, at + 1, "aggregate", &what)?;
+    let fingerprint: i64 = column(row, at + 2, "fingerprint", &what)?;
+    let state: Vec<u8> = column(row, at + 3, "state", &what)?;
+    let recorded_at: SystemTime = column(row, at + 4, "recorded_at", &what)?;
     Ok(Snapshot {
         stream_id,
         version,

@@ -598,11 +598,24 @@ impl Sql {
             "ARRAY(SELECT coalesce((SELECT max(e.version) FROM {events} AS e WHERE e.stream_id = u.id), 0) \
                    FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY u.n)"
         );
+        // A stream's range read: `columns` of the events in `version BETWEEN $2 AND $3`, at most
+        // `$4`, in `order`. `LIMIT (SELECT $4)`: the planner can't see the limit, assumes a
+        // tenth of the stream's rows, and walks the primary key in order. Shown a large limit (a
+        // replay), it read a long stream's rows by bitmap and sorted them, so the first row came
+        // only after the last was read (12 ms instead of 5 for 10,000 events).
+        let stream_range = |columns: &str, order: &str| {
+            format!(
+                "SELECT {columns} FROM {events} \
+                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
+                 ORDER BY version {order} LIMIT (SELECT $4::int8)"
+            )
+        };
         Self {
             // Checks and insert in one statement, so that a tracked append is BEGIN, the
             // announcement, this and the tracking upsert, then COMMIT. `x` takes the transaction
             // id; `slot` finds where positions under that id continue (after events written
-            // under it before); `ok` has a row only if every stream is at its expected version, the transaction id fits in a position and the events fit after `first`.
+            // under it before); `ok` has a row only if every stream is at its expected version,
+            // the transaction id fits in a position and the events fit after `first`.
             // A writer racing past the check hits the (stream_id, version) primary key.
             append: append("", own_xid),
             append_own,
@@ -625,30 +638,10 @@ impl Sql {
             stream_version: format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE stream_id = $1::uuid"
             ),
-            // `LIMIT (SELECT $4)`: the planner can't see the limit, assumes a tenth of the
-            // stream's rows, and walks the primary key in order. Shown a large limit (a
-            // replay), it read a long stream's rows by bitmap and sorted them, so the first
-            // row came only after the last was read (12 ms instead of 5 for 10,000 events).
-            read_stream_forwards: format!(
-                "SELECT {STREAM_EVENT_COLUMNS} FROM {events} \
-                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
-                 ORDER BY version ASC LIMIT (SELECT $4::int8)"
-            ),
-            read_stream_backwards: format!(
-                "SELECT {STREAM_EVENT_COLUMNS} FROM {events} \
-                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
-                 ORDER BY version DESC LIMIT (SELECT $4::int8)"
-            ),
-            replay_forwards: format!(
-                "SELECT {REPLAY_COLUMNS} FROM {events} \
-                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
-                 ORDER BY version ASC LIMIT (SELECT $4::int8)"
-            ),
-            replay_backwards: format!(
-                "SELECT {REPLAY_COLUMNS} FROM {events} \
-                 WHERE stream_id = $1::uuid AND version >= $2::int8 AND version <= $3::int8 \
-                 ORDER BY version DESC LIMIT (SELECT $4::int8)"
-            ),
+            read_stream_forwards: stream_range(STREAM_EVENT_COLUMNS, "ASC"),
+            read_stream_backwards: stream_range(STREAM_EVENT_COLUMNS, "DESC"),
+            replay_forwards: stream_range(REPLAY_COLUMNS, "ASC"),
+            replay_backwards: stream_range(REPLAY_COLUMNS, "DESC"),
             read_log,
             last_position: format!(
                 "SELECT coalesce(max(position), 0) FROM {events} WHERE position < {horizon}"

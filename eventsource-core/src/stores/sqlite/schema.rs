@@ -258,6 +258,15 @@ impl Sql {
                  ORDER BY position LIMIT ?2"
             )
         });
+        // A stream's range read through the covering index: `columns` of the events in
+        // `version BETWEEN ?2 AND ?3`, at most `?4`, in `order`.
+        let stream_range = |columns: &str, order: &str| {
+            format!(
+                "SELECT {columns} FROM {events} INDEXED BY {by_stream}
+                 WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
+                 ORDER BY version {order} LIMIT ?4"
+            )
+        };
         Self {
             insert_event: format!(
                 "INSERT INTO {events} (stream_id, version, name, schema_version, payload, metadata, recorded_at, event_id, category)
@@ -266,26 +275,10 @@ impl Sql {
             stream_version: format!(
                 "SELECT COALESCE(MAX(version), 0) FROM {events} WHERE stream_id = ?1"
             ),
-            read_stream_forwards: format!(
-                "SELECT {stream_columns} FROM {events} INDEXED BY {by_stream}
-                 WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
-                 ORDER BY version LIMIT ?4"
-            ),
-            read_stream_backwards: format!(
-                "SELECT {stream_columns} FROM {events} INDEXED BY {by_stream}
-                 WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
-                 ORDER BY version DESC LIMIT ?4"
-            ),
-            replay_forwards: format!(
-                "SELECT {replay_columns} FROM {events} INDEXED BY {by_stream}
-                 WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
-                 ORDER BY version LIMIT ?4"
-            ),
-            replay_backwards: format!(
-                "SELECT {replay_columns} FROM {events} INDEXED BY {by_stream}
-                 WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
-                 ORDER BY version DESC LIMIT ?4"
-            ),
+            read_stream_forwards: stream_range(stream_columns, "ASC"),
+            read_stream_backwards: stream_range(stream_columns, "DESC"),
+            replay_forwards: stream_range(replay_columns, "ASC"),
+            replay_backwards: stream_range(replay_columns, "DESC"),
             read_log,
             last_position: format!("SELECT COALESCE(MAX(position), 0) FROM {events}"),
             save_snapshot: format!(
