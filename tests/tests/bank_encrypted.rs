@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use eventsource_core::persistence::codec::{MasterKey, PayloadCodec};
 use eventsource_core::prelude::*;
-use eventsource_core::{Claims, Error, LogQuery, Position};
+use eventsource_core::{Claims, Error};
 use eventsource_examples::OpenedStore;
 use eventsource_examples::bank::{
     self, BankAccount, BankAccountEvent, FORGOTTEN_OWNER, Opened, TransferLimits,
@@ -54,22 +54,6 @@ async fn finished<S: EventStore>(
             "the transfers process did not finish transfer {id}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Every stored payload's bytes, concatenated: what someone reading the database sees.
-async fn stored_bytes(store: &dyn EventStore) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut after = Position::START;
-    loop {
-        let page = store.read_log(LogQuery::after(after, 500)).await.unwrap();
-        if page.is_empty() {
-            return bytes;
-        }
-        for event in &page.events {
-            bytes.extend_from_slice(&event.payload);
-        }
-        after = page.next;
     }
 }
 
@@ -125,7 +109,7 @@ async fn the_bank_runs_encrypted<S: Claims>(store: OpenedStore, process_store: S
     assert_eq!(accounts.get(bob).await.unwrap().balance, 30_00, "{place}");
 
     // Nobody's name is stored in the clear.
-    let bytes = stored_bytes(&*store.events()).await;
+    let bytes = support::stores::stored_bytes(&*store.events()).await;
     for name in ["Ada Lovelace", "Bob Babbage", "Carol Cray", "moved abroad"] {
         assert!(
             !contains(&bytes, name),

@@ -11,12 +11,12 @@
 use std::sync::Arc;
 
 use async_nats::jetstream::kv::{self, Operation};
+use eventsource_core::Error;
 use eventsource_core::persistence::codec::{KeyError, KeyStore, MasterKey};
 use eventsource_core::prelude::*;
 use eventsource_core::stores::AnyStore;
 use eventsource_core::stores::nats::{NatsKeyStore, NatsStore};
 use eventsource_core::testing::conformance;
-use eventsource_core::{Error, LogQuery, Position};
 use eventsource_examples::bank::{BankAccount, FORGOTTEN_OWNER, Opened};
 use futures_util::StreamExt;
 
@@ -264,22 +264,6 @@ async fn open_account(accounts: &Accounts, owner: &str) -> Uuid {
         .unwrap()
 }
 
-/// Every stored payload's bytes, concatenated.
-async fn stored_bytes(store: &dyn EventStore) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut after = Position::START;
-    loop {
-        let page = store.read_log(LogQuery::after(after, 500)).await.unwrap();
-        if page.is_empty() {
-            return bytes;
-        }
-        for event in &page.events {
-            bytes.extend_from_slice(&event.payload);
-        }
-        after = page.next;
-    }
-}
-
 /// A subject forgotten on NATS stays forgotten for the next program on the same store (a new
 /// connection, a new key store, an empty key cache), while everyone else's payloads still
 /// decode; and the payloads need the key store's master key.
@@ -299,7 +283,7 @@ async fn a_forgotten_subject_stays_unreadable_after_a_restart() {
         .execute(carol, |a| a.close("moved abroad"))
         .await
         .unwrap();
-    let bytes = stored_bytes(&*store.events()).await;
+    let bytes = support::stores::stored_bytes(&*store.events()).await;
     for name in ["Ada Lovelace", "Carol Cray", "moved abroad"] {
         assert!(
             !bytes.windows(name.len()).any(|w| w == name.as_bytes()),

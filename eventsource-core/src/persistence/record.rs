@@ -179,6 +179,48 @@ pub struct ReplayedEvent<'a> {
     pub payload: &'a [u8],
 }
 
+/// A [`ReplayedEvent`] copied out of the visit that lent it, for what must outlive the store's
+/// row: a replay paused to load a key, a conformance check comparing after the visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplayedCopy {
+    pub(crate) stream_id: Uuid,
+    pub(crate) version: u64,
+    pub(crate) name: String,
+    pub(crate) schema_version: u32,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl ReplayedCopy {
+    /// The copy lent as a [`ReplayedEvent`] again.
+    pub(crate) fn lend(&self) -> ReplayedEvent<'_> {
+        ReplayedEvent {
+            stream_id: self.stream_id,
+            version: self.version,
+            name: &self.name,
+            schema_version: self.schema_version,
+            payload: &self.payload,
+        }
+    }
+}
+
+impl From<ReplayedEvent<'_>> for ReplayedCopy {
+    fn from(event: ReplayedEvent<'_>) -> Self {
+        Self {
+            stream_id: event.stream_id,
+            version: event.version,
+            name: event.name.to_owned(),
+            schema_version: event.schema_version,
+            payload: event.payload.to_vec(),
+        }
+    }
+}
+
+impl From<&StoredEvent> for ReplayedCopy {
+    fn from(event: &StoredEvent) -> Self {
+        event.replayed().into()
+    }
+}
+
 /// What [`EventStore::replay_from_snapshot`] lends its visitor: first the newest snapshot it
 /// found (or `None`), then the stream's events from that snapshot's version on.
 ///

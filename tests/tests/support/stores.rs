@@ -45,3 +45,22 @@ where
         .await
         .expect("drop the test schema");
 }
+
+/// Every stored payload's bytes, concatenated: what someone reading the database sees.
+pub(crate) async fn stored_bytes(store: &dyn EventStore) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut after = eventsource_core::Position::START;
+    loop {
+        let page = store
+            .read_log(eventsource_core::LogQuery::after(after, 500))
+            .await
+            .unwrap();
+        if page.is_empty() {
+            return bytes;
+        }
+        for event in &page.events {
+            bytes.extend_from_slice(&event.payload);
+        }
+        after = page.next;
+    }
+}

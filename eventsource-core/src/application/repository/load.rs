@@ -17,7 +17,7 @@ use crate::domain::event::EventEnum;
 use crate::error::DecodeError;
 use crate::error::{Error, Result};
 use crate::persistence::codec::{APPLICATION_SUBJECT, PayloadCodec, Pending};
-use crate::persistence::record::{Replay, ReplayedEvent, StoredEvent, StreamRange};
+use crate::persistence::record::{Replay, ReplayedCopy, ReplayedEvent, StoredEvent, StreamRange};
 use crate::persistence::store::EventStore;
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
@@ -120,32 +120,14 @@ pub(crate) fn decode_error(event: ReplayedEvent<'_>, source: DecodeError) -> Err
 /// from this event.
 struct AwaitingKey {
     subject: Uuid,
-    stream_id: Uuid,
-    version: u64,
-    name: String,
-    schema_version: u32,
-    payload: Vec<u8>,
+    event: ReplayedCopy,
 }
 
 impl AwaitingKey {
     fn new(subject: Uuid, event: ReplayedEvent<'_>) -> Self {
         Self {
             subject,
-            stream_id: event.stream_id,
-            version: event.version,
-            name: event.name.to_owned(),
-            schema_version: event.schema_version,
-            payload: event.payload.to_vec(),
-        }
-    }
-
-    fn event(&self) -> ReplayedEvent<'_> {
-        ReplayedEvent {
-            stream_id: self.stream_id,
-            version: self.version,
-            name: &self.name,
-            schema_version: self.schema_version,
-            payload: &self.payload,
+            event: event.into(),
         }
     }
 }
@@ -354,9 +336,9 @@ where
     }
     if let Some(awaiting) = needs_keys {
         codec
-            .load_keys_or_fail(&awaiting.payload, awaiting.subject)
+            .load_keys_or_fail(&awaiting.event.payload, awaiting.subject)
             .await
-            .map_err(|source| decode_error(awaiting.event(), source))?;
+            .map_err(|source| decode_error(awaiting.event.lend(), source))?;
         fold(store, codec, &mut loaded, upto, false).await?;
     }
     Ok(OneRequest::Loaded(loaded))
@@ -459,9 +441,9 @@ where
         match needs_keys {
             None => break,
             Some(awaiting) => codec
-                .load_keys_or_fail(&awaiting.payload, awaiting.subject)
+                .load_keys_or_fail(&awaiting.event.payload, awaiting.subject)
                 .await
-                .map_err(|source| decode_error(awaiting.event(), source))?,
+                .map_err(|source| decode_error(awaiting.event.lend(), source))?,
         }
     }
     Ok(matched && !check_start)

@@ -481,8 +481,6 @@ impl Shared {
         Ok(Position::new(u64::try_from(last).unwrap_or(0)))
     }
 
-    /// Reads up to `limit` events of a stream with versions in `lo..=hi`, the columns `R`
-    /// holds.
     /// The newest snapshot of a stream at or below version `at`.
     fn load_snapshot(&self, stream_id: Uuid, at: i64) -> Result<Option<Snapshot>> {
         self.read(|conn| {
@@ -500,6 +498,8 @@ impl Shared {
         })
     }
 
+    /// Reads up to `limit` events of a stream with versions in `lo..=hi`, the columns `R`
+    /// holds.
     fn read_stream_chunk<R: StreamRows>(
         &self,
         stream: Uuid,

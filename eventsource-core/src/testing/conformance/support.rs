@@ -9,8 +9,7 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::persistence::position::Position;
 use crate::persistence::record::{
-    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, ReplayedEvent, StoredEvent, StreamAppend,
-    StreamRange,
+    AppendBatch, LogPage, LogQuery, Metadata, NewEvent, StoredEvent, StreamAppend, StreamRange,
 };
 use crate::persistence::store::EventStore;
 
@@ -120,33 +119,9 @@ pub(super) async fn read<S: EventStore + ?Sized>(
         .context(format_args!("reading stream {stream} with {range:?}"))
 }
 
-/// A copy of what a replay was lent ([`ReplayedEvent`]), to compare after the visit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Replayed {
-    pub(super) stream_id: Uuid,
-    pub(super) version: u64,
-    pub(super) name: String,
-    pub(super) schema_version: u32,
-    pub(super) payload: Vec<u8>,
-}
-
-impl From<ReplayedEvent<'_>> for Replayed {
-    fn from(event: ReplayedEvent<'_>) -> Self {
-        Self {
-            stream_id: event.stream_id,
-            version: event.version,
-            name: event.name.to_owned(),
-            schema_version: event.schema_version,
-            payload: event.payload.to_vec(),
-        }
-    }
-}
-
-impl From<&StoredEvent> for Replayed {
-    fn from(event: &StoredEvent) -> Self {
-        event.replayed().into()
-    }
-}
+/// A copy of what a replay was lent ([`ReplayedEvent`](crate::ReplayedEvent)), to compare after
+/// the visit.
+pub(super) use crate::persistence::record::ReplayedCopy as Replayed;
 
 /// Visits a stream with [`EventStore::visit_stream`], copying out at most `stop_after` events
 /// (then asking the store to stop).
